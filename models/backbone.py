@@ -1,0 +1,129 @@
+"""The shared backbone: tokens from any front end, a class token, positions, pre-norm blocks, head.
+
+ViT and T2T-ViT are this one class with a different `tokenizer`; everything after the
+tokenizer is identical, which is what makes their comparison fair.
+"""
+import torch
+from timm.layers import resample_abs_pos_embed
+from torch import nn
+
+from .errors import ConfigError, InputShapeError
+from .layers import Block, drop_path_rates, init_weights, sinusoid_table
+
+POS_EMBED_KINDS = ("sinusoid", "learn")
+
+
+def resample_pos_embed(table, new_grid, old_grid):
+    """(1, 1 + h*w, D) table for grid `old_grid` -> grid `new_grid`, bicubic, class row kept."""
+    if tuple(new_grid) == tuple(old_grid):
+        return table
+    return resample_abs_pos_embed(table, list(new_grid), list(old_grid), num_prefix_tokens=1)
+
+
+class VisionTransformer(nn.Module):
+    """Tokenizer -> [cls] + tokens + positions -> blocks -> norm -> head on the class token.
+
+    Args:
+        tokenizer: a `models.tokenizers.Tokenizer`; its `embed_dim` is the backbone width.
+        pos_embed: "sinusoid" (fixed table, the reference's default) or "learn" (timm's).
+        qk_scale: attention scale override (default head_dim ** -0.5).
+        num_classes: 0 gives pooled features, 1 a regression output.
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        num_classes=1000,
+        depth=12,
+        num_heads=12,
+        mlp_ratio=4.0,
+        qkv_bias=False,
+        qk_scale=None,
+        drop_rate=0.0,
+        attn_drop_rate=0.0,
+        drop_path_rate=0.0,
+        pos_embed="sinusoid",
+        norm_layer=nn.LayerNorm,
+        act_layer=nn.GELU,
+    ):
+        super().__init__()
+        if pos_embed not in POS_EMBED_KINDS:
+            raise ConfigError(f"unknown pos_embed={pos_embed!r}; choose one of {list(POS_EMBED_KINDS)}")
+        if depth < 1 or num_classes < 0:
+            raise ConfigError(f"depth={depth} and num_classes={num_classes} must be >= 1 and >= 0")
+        embed_dim = tokenizer.embed_dim
+        self.num_classes = num_classes
+        self.num_features = self.embed_dim = embed_dim
+        self.num_prefix_tokens = 1
+        self.pos_embed_kind = pos_embed
+
+        self.tokenizer = tokenizer
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        num_positions = tokenizer.num_tokens + 1
+        if pos_embed == "sinusoid":
+            self.pos_embed = nn.Parameter(sinusoid_table(num_positions, embed_dim), requires_grad=False)
+        else:
+            self.pos_embed = nn.Parameter(torch.zeros(1, num_positions, embed_dim))
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        self.pos_drop = nn.Dropout(drop_rate)
+        self.blocks = nn.ModuleList(
+            Block(embed_dim, num_heads, mlp_ratio, qkv_bias, qk_scale, drop_rate, attn_drop_rate, dpr, act_layer, norm_layer)
+            for dpr in drop_path_rates(drop_path_rate, depth)
+        )
+        self.norm = norm_layer(embed_dim)
+        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        self.apply(init_weights)
+
+    @property
+    def img_size(self):
+        return self.tokenizer.img_size
+
+    @torch.jit.ignore
+    def no_weight_decay(self):
+        return {"cls_token", "pos_embed"} if self.pos_embed.requires_grad else {"cls_token"}
+
+    def get_classifier(self):
+        return self.head
+
+    def reset_classifier(self, num_classes, global_pool=None):
+        if global_pool not in (None, "token"):
+            raise ConfigError(f"global_pool={global_pool!r} is not supported; this model pools the class token")
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        init_weights(self.head)
+
+    def set_attention_scale(self, scale):
+        """Set the backbone attention scale (released T2T-ViT weights use embed_dim ** -0.5)."""
+        for block in self.blocks:
+            block.attn.scale = scale
+
+    def set_img_size(self, img_size):
+        """Adapt the model to another image size, interpolating the position table like timm."""
+        old_grid = self.tokenizer.grid_size
+        self.tokenizer.set_img_size(img_size)
+        table = resample_pos_embed(self.pos_embed.detach(), self.tokenizer.grid_size, old_grid)
+        self.pos_embed = nn.Parameter(table, requires_grad=self.pos_embed.requires_grad)
+
+    def forward_features(self, x):
+        grid = self.tokenizer.check_input(x)
+        if grid != self.tokenizer.grid_size:
+            built_h, built_w = self.tokenizer.img_size
+            raise InputShapeError(
+                f"input is {x.shape[2]}x{x.shape[3]} but the model was built for {built_h}x{built_w}; "
+                f"resize the images or create the model with img_size=({x.shape[2]}, {x.shape[3]})"
+            )
+        x = self.tokenizer(x)  # (B, N, D)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, N+1, D)
+        x = self.pos_drop(x + self.pos_embed)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def forward_head(self, x, pre_logits=False):
+        x = x[:, 0]  # class token, (B, D)
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))

@@ -1,0 +1,173 @@
+"""Save our checkpoints and load three layouts into our models, proven by equivalence tests.
+
+Layouts understood by `load_checkpoint`:
+- ours (`save_checkpoint`): keys as in `VisionTransformer`, plus the model's name and config;
+- the reference T2T-ViT `.pth.tar` (`state_dict` / `state_dict_ema`, `tokens_to_token.*` keys);
+- a timm `VisionTransformer` state dict (`patch_embed.proj.weight` as a (D, C, P, P) conv).
+"""
+import logging
+import math
+import pickle
+import re
+from pathlib import Path
+
+import torch
+
+from .atomic import atomic_write
+from .backbone import resample_pos_embed
+from .errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+STATE_DICT_KEYS = ("state_dict", "model", "module")  # where training scripts nest the weights
+
+
+def save_checkpoint(model, path, **extra):
+    """Write the weights, name and config of `model` (plus `extra`) atomically."""
+    payload = {
+        "model": getattr(model, "model_name", None),
+        "config": getattr(model, "config", None),
+        "state_dict": model.state_dict(),
+        **extra,
+    }
+    return atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def read_checkpoint(path):
+    """torch.load with weights_only=True, every failure turned into a one-line CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}; check the path")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); the file was not written completely")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            raise CheckpointError(
+                f"checkpoint {path} asks to execute code on load, which weights_only=True refuses; "
+                "re-save it as a plain state dict from a trusted environment"
+            ) from None
+        raise CheckpointError(f"{path} is not a torch checkpoint ({first_line(e)}); check the file") from None
+    except Exception as e:  # torch raises RuntimeError, EOFError, KeyError... for damaged files
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt: {first_line(e)})") from None
+
+
+def first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def extract_state_dict(payload, path, use_ema=False):
+    """The tensor dict inside a checkpoint payload, `module.` prefixes stripped."""
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path} holds a {type(payload).__name__}, not a state dict; save model.state_dict()")
+    if use_ema and "state_dict_ema" not in payload:
+        raise CheckpointError(f"{path} has no state_dict_ema; load it with use_ema=False")
+    state_dict = payload["state_dict_ema"] if use_ema else payload
+    for key in STATE_DICT_KEYS:
+        if isinstance(state_dict.get(key), dict):
+            state_dict = state_dict[key]
+            break
+    if not state_dict or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise CheckpointError(f"{path} has no tensor state dict under {list(STATE_DICT_KEYS)} or at its top level")
+    return {k.removeprefix("module."): v for k, v in state_dict.items()}
+
+
+def convert_reference_t2t(state_dict):
+    """tokens_to_token.attention{i} -> tokenizer.blocks.{i-1}; the Performer's mlp.0/2 -> mlp.fc1/fc2."""
+    converted = {}
+    for key, value in state_dict.items():
+        key = re.sub(r"^tokens_to_token\.attention(\d+)\.", lambda m: f"tokenizer.blocks.{int(m[1]) - 1}.", key)
+        key = key.replace("tokens_to_token.project.", "tokenizer.project.")
+        key = re.sub(r"^(tokenizer\.blocks\.\d+\.mlp)\.0\.", r"\1.fc1.", key)
+        key = re.sub(r"^(tokenizer\.blocks\.\d+\.mlp)\.2\.", r"\1.fc2.", key)
+        converted[key] = value
+    return converted
+
+
+def convert_timm_vit(state_dict):
+    """timm's conv patch embedding (D, C, P, P) -> our Linear (D, C*P*P); other keys match."""
+    converted = dict(state_dict)
+    weight = converted.pop("patch_embed.proj.weight")
+    converted["tokenizer.proj.weight"] = weight.reshape(weight.shape[0], -1)
+    if "patch_embed.proj.bias" in converted:
+        converted["tokenizer.proj.bias"] = converted.pop("patch_embed.proj.bias")
+    return converted
+
+
+def detect_layout(state_dict):
+    if any(k.startswith("tokens_to_token.") for k in state_dict):
+        return "reference-t2t"
+    if "patch_embed.proj.weight" in state_dict:
+        return "timm-vit"
+    return "vitbench"
+
+
+def source_grid(payload, num_tokens):
+    """The token grid the checkpoint's position table was made for."""
+    config = payload.get("config") if isinstance(payload, dict) else None
+    if isinstance(config, dict) and "img_size" in config and "embed_dim" in config:
+        from .registry import build_model  # the checkpoint's own geometry, without its weights
+
+        return build_model(**{**config, "depth": 1, "num_classes": 0}).tokenizer.grid_size
+    side = math.isqrt(num_tokens)
+    if side * side != num_tokens:
+        raise CheckpointError(f"cannot tell the token grid of a {num_tokens}-token position table; save with its config")
+    return (side, side)
+
+
+def saved_as(payload):
+    name = payload.get("model") if isinstance(payload, dict) else None
+    return f" (saved from {name})" if isinstance(name, str) else ""
+
+
+def summarize_keys(keys, limit=6):
+    keys = sorted(keys)
+    shown = ", ".join(keys[:limit])
+    return f"{shown}, ... ({len(keys)} in all)" if len(keys) > limit else shown
+
+
+def load_checkpoint(model, path, use_ema=False, strict=True, reference_qk_scale=True):
+    """Load a local checkpoint into `model`, adapting positions and head; returns what was done.
+
+    The position table is interpolated when the image size differs; a head for another
+    class count is left at its fresh init. Reference T2T-ViT weights were trained with the
+    backbone scale embed_dim ** -0.5, which is set on the model when `reference_qk_scale`.
+    """
+    payload = read_checkpoint(path)
+    state_dict = extract_state_dict(payload, path, use_ema)
+    layout = detect_layout(state_dict)
+    state_dict = {"reference-t2t": convert_reference_t2t, "timm-vit": convert_timm_vit}.get(layout, dict)(state_dict)
+    report = {"layout": layout, "use_ema": use_ema, "resized_pos_embed": False, "new_head": False}
+    own = model.state_dict()
+
+    table = state_dict.get("pos_embed")
+    if table is not None and table.shape != own["pos_embed"].shape and table.shape[-1] == own["pos_embed"].shape[-1]:
+        grid = source_grid(payload, table.shape[1] - 1)
+        state_dict["pos_embed"] = resample_pos_embed(table.float(), model.tokenizer.grid_size, grid)
+        report["resized_pos_embed"] = True
+    head_keys = [k for k in ("head.weight", "head.bias") if k in state_dict]
+    if head_keys and any(own.get(k) is None or own[k].shape != state_dict[k].shape for k in head_keys):
+        for key in head_keys:
+            del state_dict[key]
+        report["new_head"] = True
+
+    mismatched = [f"{k} {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state_dict.items() if k in own and v.shape != own[k].shape]
+    missing = set(own) - set(state_dict) - ({"head.weight", "head.bias"} if report["new_head"] else set())
+    unexpected = set(state_dict) - set(own)
+    if mismatched or (strict and (missing or unexpected)):
+        parts = [f"shape mismatch: {summarize_keys(mismatched)}"] if mismatched else []
+        parts += [f"missing keys: {summarize_keys(missing)}"] if missing else []
+        parts += [f"unexpected keys: {summarize_keys(unexpected)}"] if unexpected else []
+        raise CheckpointError(
+            f"{path} ({layout} layout) does not fit {getattr(model, 'model_name', type(model).__name__)}: "
+            + "; ".join(parts) + f"; create the model this checkpoint was trained as{saved_as(payload)}"
+        )
+    model.load_state_dict(state_dict, strict=False)
+    if layout == "reference-t2t" and reference_qk_scale:
+        model.set_attention_scale(model.embed_dim**-0.5)
+        log.info("set backbone attention scale to embed_dim ** -0.5 as the released T2T-ViT weights were trained")
+    if report["new_head"]:
+        log.info("%s: head left at random init for %d classes", path, model.num_classes)
+    return report

@@ -1,0 +1,25 @@
+"""Exception types shared by the whole suite.
+
+Every user mistake raises a subclass of :class:`VitbenchError` whose message is one line that
+names the problem and the fix; the CLI prints that line and exits non-zero.
+"""
+
+
+class VitbenchError(Exception):
+    """Base class for errors caused by user input, not by a bug."""
+
+
+class ConfigError(VitbenchError, ValueError):
+    """An impossible or unknown model/sweep setting."""
+
+
+class InputShapeError(VitbenchError, ValueError):
+    """An image batch whose shape the model cannot take."""
+
+
+class UnknownModelError(VitbenchError, ValueError):
+    """A model name that is not registered."""
+
+
+class CheckpointError(VitbenchError, ValueError):
+    """A checkpoint file that is missing, unreadable, unsafe or for another architecture."""

@@ -1,0 +1,144 @@
+"""Named model configs, one factory, and registration with timm.
+
+Every name is a dict of settings over one of two families: "vit" (patch tokenizer) and
+"t2t" (Tokens-to-Token tokenizer); both share `VisionTransformer`. Any setting can be
+overridden: `create_model("t2t_vit_14", depth=10, img_size=(64, 96), t2t_block="transformer")`.
+
+Naming: the T2T-ViT names are the reference's (timm has none of them). Our ViT sizes carry a
+`vb_` prefix (vb_vit_base_patch16_224, ...) so that registering them never shadows timm's own
+`vit_*` models; `vit_s16_t2t_paper` is the ViT-S/16 the T2T-ViT paper compares against.
+"""
+import difflib
+import fnmatch
+import inspect
+
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.models import register_model
+
+from .backbone import VisionTransformer
+from .errors import ConfigError, UnknownModelError
+from .tokenizers import REFERENCE_T2T_STAGES, PatchTokenizer, T2TTokenizer
+
+
+def _t2t(block, embed_dim, depth, num_heads, mlp_ratio):
+    return dict(family="t2t", t2t_block=block, embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio)
+
+
+def _vit(patch_size, embed_dim, depth, num_heads, mlp_ratio=4.0, qkv_bias=True, pos_embed="learn"):
+    return dict(
+        family="vit", patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
+        mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, pos_embed=pos_embed,
+    )
+
+
+MODEL_CONFIGS = {
+    # T2T-ViT (Yuan et al. 2021): Performer T2T blocks by default, `_t_` = transformer blocks.
+    "t2t_vit_7": _t2t("performer", 256, 7, 4, 2.0),
+    "t2t_vit_10": _t2t("performer", 256, 10, 4, 2.0),
+    "t2t_vit_12": _t2t("performer", 256, 12, 4, 2.0),
+    "t2t_vit_14": _t2t("performer", 384, 14, 6, 3.0),
+    "t2t_vit_19": _t2t("performer", 448, 19, 7, 3.0),
+    "t2t_vit_24": _t2t("performer", 512, 24, 8, 3.0),
+    "t2t_vit_t_14": _t2t("transformer", 384, 14, 6, 3.0),
+    "t2t_vit_t_19": _t2t("transformer", 448, 19, 7, 3.0),
+    "t2t_vit_t_24": _t2t("transformer", 512, 24, 8, 3.0),
+    "t2t_vit_14_resnext": _t2t("performer", 384, 14, 32, 3.0),
+    "t2t_vit_14_wide": _t2t("performer", 768, 4, 12, 3.0),
+    # The T2T paper's ViT-S/16 baseline: T2T code base, so no qkv bias and the sinusoid table.
+    "vit_s16_t2t_paper": _vit(16, 768, 8, 8, 3.0, qkv_bias=False, pos_embed="sinusoid"),
+    # Our ViT at the ViT / DeiT sizes, with their qkv bias and learned positions (timm-compatible).
+    "vb_vit_tiny_patch16_224": _vit(16, 192, 12, 3),
+    "vb_vit_small_patch16_224": _vit(16, 384, 12, 6),
+    "vb_vit_base_patch16_224": _vit(16, 768, 12, 12),
+    "vb_vit_base_patch32_224": _vit(32, 768, 12, 12),
+    "vb_vit_large_patch16_224": _vit(16, 1024, 24, 16),
+}
+
+# Names in ../shared/reference/published.csv that are timm's, mapped to ours of the same size.
+PUBLISHED_EQUIVALENTS = {
+    "vit_base_patch16_224": "vb_vit_base_patch16_224",
+    "deit_small_patch16_224": "vb_vit_small_patch16_224",
+    "deit_tiny_patch16_224": "vb_vit_tiny_patch16_224",
+}
+
+TOKENIZER_OPTIONS = {
+    "vit": {"patch_size"},
+    "t2t": {"t2t_block", "t2t_stages", "token_dim", "t2t_drop"},
+}
+COMMON_OPTIONS = {"family", "img_size", "in_chans", "embed_dim"}
+BACKBONE_OPTIONS = set(inspect.signature(VisionTransformer).parameters) - {"tokenizer"}
+
+
+def list_models(pattern="*"):
+    """Registered names matching a shell-style pattern, sorted."""
+    return sorted(fnmatch.filter(MODEL_CONFIGS, pattern))
+
+
+def resolve_config(name, **overrides):
+    """The full settings of `name` with `overrides` applied; unknown names or keys raise."""
+    if name not in MODEL_CONFIGS:
+        close = difflib.get_close_matches(name, MODEL_CONFIGS, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else "run `vitbench list` to see them"
+        raise UnknownModelError(f"unknown model {name!r}; {hint}")
+    config = {"img_size": 224, "in_chans": 3, **MODEL_CONFIGS[name], **overrides}
+    family = config["family"]
+    if family not in TOKENIZER_OPTIONS:
+        raise ConfigError(f"unknown family={family!r}; choose one of {sorted(TOKENIZER_OPTIONS)}")
+    allowed = COMMON_OPTIONS | BACKBONE_OPTIONS | TOKENIZER_OPTIONS[family]
+    unknown = sorted(set(config) - allowed)
+    if unknown:
+        other = [k for k in unknown if any(k in opts for opts in TOKENIZER_OPTIONS.values())]
+        why = f"{other} apply to the other model family" if other else f"valid options are {sorted(allowed)}"
+        raise ConfigError(f"unknown option(s) {unknown} for model {name!r} ({family}); {why}")
+    return config
+
+
+def build_model(family, img_size=224, in_chans=3, embed_dim=768, patch_size=16, t2t_block="performer",
+                t2t_stages=REFERENCE_T2T_STAGES, token_dim=64, t2t_drop=None, **backbone):
+    if family == "vit":
+        tokenizer = PatchTokenizer(img_size, patch_size, in_chans, embed_dim)
+    else:
+        tokenizer = T2TTokenizer(img_size, in_chans, embed_dim, token_dim, t2t_block, t2t_stages, t2t_drop)
+    return VisionTransformer(tokenizer, **backbone)
+
+
+def pretrained_cfg(name, config, model):
+    """timm's data config: what `timm.data.resolve_data_config(model=model)` reads."""
+    height, width = model.img_size
+    return dict(
+        architecture=name, url="", num_classes=model.num_classes,
+        input_size=(config["in_chans"], height, width), crop_pct=0.9, crop_mode="center",
+        interpolation="bicubic", mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
+        first_conv="tokenizer.proj" if config["family"] == "vit" else "tokenizer.blocks.0",
+        classifier="head",
+    )
+
+
+def create_model(name, **overrides):
+    """Build a registered model with random init; `overrides` change any setting."""
+    config = resolve_config(name, **overrides)
+    model = build_model(**config)
+    model.model_name = name
+    model.config = config
+    model.pretrained_cfg = model.default_cfg = pretrained_cfg(name, config, model)
+    return model
+
+
+def _timm_entrypoint(name):
+    def entrypoint(pretrained=False, pretrained_cfg=None, pretrained_cfg_overlay=None, cache_dir=None, **kwargs):
+        if pretrained:
+            raise ConfigError(
+                f"{name} has no downloadable weights; create it with pretrained=False and load a local file "
+                "with models.load_checkpoint(model, path)"
+            )
+        device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+        return create_model(name, **kwargs).to(device=device, dtype=dtype)
+
+    entrypoint.__name__ = entrypoint.__qualname__ = name
+    entrypoint.__module__ = __name__
+    entrypoint.__doc__ = f"vitbench {name}: {MODEL_CONFIGS[name]}"
+    return entrypoint
+
+
+for _name in MODEL_CONFIGS:
+    register_model(_timm_entrypoint(_name))

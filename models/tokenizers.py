@@ -1,0 +1,233 @@
+"""Front ends that turn a (B, C, H, W) image batch into (B, N, D) tokens.
+
+`PatchTokenizer` is ViT's: non-overlapping P x P patches flattened and projected by one Linear.
+`T2TTokenizer` is T2T-ViT's: overlapping soft splits (Unfold) interleaved with small T2T
+blocks, so each token aggregates its neighbours before the backbone sees it.
+Both take any H and W divisible by their total stride, square or not.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from timm.layers import Mlp
+from torch import nn
+
+from .errors import ConfigError, InputShapeError
+
+REFERENCE_T2T_STAGES = ((7, 4, 2), (3, 2, 1), (3, 2, 1))  # (kernel, stride, padding) per soft split
+
+
+def to_2tuple_size(size, name="img_size"):
+    if isinstance(size, int):
+        return (size, size)
+    if isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(s, int) for s in size):
+        return tuple(size)
+    raise ConfigError(f"{name}={size!r} is not an int or an (H, W) pair; pass e.g. {name}=224 or {name}=(60, 100)")
+
+
+class Tokenizer(nn.Module):
+    """Shared geometry: a front end with total `stride` maps H x W to (H/stride) x (W/stride) tokens."""
+
+    kind = "tokenizer"
+
+    def __init__(self, img_size, in_chans, embed_dim, stride):
+        super().__init__()
+        self.in_chans = in_chans
+        self.embed_dim = embed_dim
+        self.stride = stride
+        self.set_img_size(img_size)
+
+    def set_img_size(self, img_size):
+        self.img_size = to_2tuple_size(img_size)
+        self.grid_size = self.token_grid(*self.img_size, error=ConfigError)
+        self.num_tokens = self.grid_size[0] * self.grid_size[1]
+
+    def token_grid(self, height, width, error=InputShapeError):
+        """(H/stride, W/stride), or a clear error when H or W is not a multiple of the stride."""
+        if height <= 0 or width <= 0 or height % self.stride or width % self.stride:
+            fit_h = max(self.stride, round(height / self.stride) * self.stride)
+            fit_w = max(self.stride, round(width / self.stride) * self.stride)
+            raise error(
+                f"image size {height}x{width} is not divisible by the {self.kind} stride {self.stride}; "
+                f"use multiples of {self.stride}, e.g. {fit_h}x{fit_w}"
+            )
+        return (height // self.stride, width // self.stride)
+
+    def check_input(self, x):
+        """Validate a (B, C, H, W) batch; returns its token grid."""
+        if x.ndim != 4:
+            raise InputShapeError(
+                f"expected a 4-D image batch (B, C, H, W), got shape {tuple(x.shape)}; "
+                "add a batch dimension with x.unsqueeze(0)"
+            )
+        if x.shape[1] != self.in_chans:
+            raise InputShapeError(
+                f"expected {self.in_chans} input channels, got {x.shape[1]} (shape {tuple(x.shape)}); "
+                f"convert the images or build the model with in_chans={x.shape[1]}"
+            )
+        return self.token_grid(x.shape[2], x.shape[3])
+
+
+class PatchTokenizer(Tokenizer):
+    """Non-overlapping P x P patches -> Linear(C*P*P, D).
+
+    Semantically `nn.Unfold(P, stride=P)` then `proj`; computed as a strided convolution with
+    the Linear's weight viewed as (D, C, P, P), which gives identical outputs, faster.
+    """
+
+    kind = "patch"
+
+    def __init__(self, img_size=224, patch_size=16, in_chans=3, embed_dim=768):
+        if not isinstance(patch_size, int) or patch_size < 1:
+            raise ConfigError(f"patch_size={patch_size!r} must be a positive integer, e.g. 16")
+        self.patch_size = patch_size
+        super().__init__(img_size, in_chans, embed_dim, stride=patch_size)
+        self.proj = nn.Linear(in_chans * patch_size * patch_size, embed_dim)
+
+    def forward(self, x):
+        self.check_input(x)
+        P = self.patch_size
+        weight = self.proj.weight.view(self.embed_dim, self.in_chans, P, P)
+        x = F.conv2d(x, weight, self.proj.bias, stride=P)  # (B, D, H/P, W/P)
+        return x.flatten(2).transpose(1, 2)  # (B, N, D)
+
+
+class TokenAttention(nn.Module):
+    """The reference T2T single-head attention: widths d_in -> d_out, scale d_in ** -0.5.
+
+    The residual is taken on v (the input has another width), as in the reference.
+    """
+
+    def __init__(self, dim, out_dim):
+        super().__init__()
+        self.out_dim = out_dim
+        self.scale = dim**-0.5
+        self.qkv = nn.Linear(dim, out_dim * 3, bias=False)
+        self.proj = nn.Linear(out_dim, out_dim)
+
+    def forward(self, x):
+        B, N, _ = x.shape
+        q, k, v = self.qkv(x).reshape(B, N, 3, 1, self.out_dim).permute(2, 0, 3, 1, 4)  # (B, 1, N, d_out)
+        y = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        y = self.proj(y.transpose(1, 2).reshape(B, N, self.out_dim))
+        return v.squeeze(1) + y
+
+
+class TokenTransformer(nn.Module):
+    """T2T block of the `*_t_*` models: attention with a v residual, then a width-d_out MLP."""
+
+    def __init__(self, dim, out_dim, drop=0.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = TokenAttention(dim, out_dim)
+        self.norm2 = nn.LayerNorm(out_dim)
+        self.mlp = Mlp(out_dim, out_dim, drop=drop)
+
+    def forward(self, x):
+        x = self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class TokenPerformer(nn.Module):
+    """T2T block of the default models: Performer attention with positive random features.
+
+    phi(x) = exp(w x - |x|^2 / 2) / sqrt(m) with a fixed orthogonal w of m = d_out * kernel_ratio
+    rows; y = phi(q) (phi(k)^T v) / (phi(q) . sum_t phi(k) + 1e-8). The products are batched
+    matmuls (the reference writes them as einsums) and run in float32 like the reference.
+    """
+
+    epsilon = 1e-8
+
+    def __init__(self, dim, out_dim, kernel_ratio=0.5, drop=0.1):
+        super().__init__()
+        self.out_dim = out_dim
+        self.norm1 = nn.LayerNorm(dim)
+        self.kqv = nn.Linear(dim, 3 * out_dim)
+        self.proj = nn.Linear(out_dim, out_dim)
+        self.proj_drop = nn.Dropout(drop)
+        self.norm2 = nn.LayerNorm(out_dim)
+        self.mlp = Mlp(out_dim, out_dim, drop=(0.0, drop))
+        self.num_features = int(out_dim * kernel_ratio)
+        w = nn.init.orthogonal_(torch.empty(self.num_features, out_dim)) * math.sqrt(self.num_features)
+        self.w = nn.Parameter(w, requires_grad=False)
+
+    def random_features(self, x):
+        """(B, T, d_out) -> (B, T, m) in float32."""
+        x = x.float()
+        half_sq_norm = (x * x).sum(dim=-1, keepdim=True) / 2  # (B, T, 1)
+        return torch.exp(x @ self.w.t() - half_sq_norm) / math.sqrt(self.num_features)
+
+    def attention(self, x):
+        k, q, v = self.kqv(x).split(self.out_dim, dim=-1)  # reference order: k, q, v
+        kp, qp = self.random_features(k), self.random_features(q)  # (B, T, m)
+        normaliser = qp @ kp.sum(dim=1).unsqueeze(-1)  # (B, T, 1)
+        kv = v.float().transpose(1, 2) @ kp  # (B, d_out, m)
+        y = (qp @ kv.transpose(1, 2)) / (normaliser + self.epsilon)  # (B, T, d_out)
+        return v + self.proj_drop(self.proj(y.to(v.dtype)))
+
+    def forward(self, x):
+        x = self.attention(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+T2T_BLOCKS = {"performer": TokenPerformer, "transformer": TokenTransformer}
+
+
+def check_stages(stages):
+    """Each soft split (k, s, p) must map a multiple-of-s size H to exactly H / s."""
+    stages = tuple(tuple(int(v) for v in stage) for stage in stages)
+    if not stages or any(len(stage) != 3 for stage in stages):
+        raise ConfigError(f"t2t_stages={stages!r} must be a non-empty list of (kernel, stride, padding) triples")
+    for kernel, stride, padding in stages:
+        if stride < 1 or not 0 < kernel - 2 * padding <= stride:
+            raise ConfigError(
+                f"soft split (kernel={kernel}, stride={stride}, padding={padding}) does not map H to H/stride; "
+                "choose 0 < kernel - 2*padding <= stride, e.g. (7, 4, 2) or (3, 2, 1)"
+            )
+    return stages
+
+
+class T2TTokenizer(Tokenizer):
+    """Soft split -> T2T block -> re-structurize, repeated; a final soft split and `project`.
+
+    With the reference stages a 224 x 224 image becomes 56x56 tokens of 3*49 values, 28x28 of
+    64*9, then 14x14 of 64*9 projected to D. Fewer or gentler stages suit 32 or 64 px images.
+    """
+
+    kind = "T2T"
+
+    def __init__(
+        self,
+        img_size=224,
+        in_chans=3,
+        embed_dim=768,
+        token_dim=64,
+        block="performer",
+        stages=REFERENCE_T2T_STAGES,
+        drop=None,
+    ):
+        if block not in T2T_BLOCKS:
+            raise ConfigError(f"unknown t2t_block={block!r}; choose one of {sorted(T2T_BLOCKS)}")
+        self.stages = check_stages(stages)
+        super().__init__(img_size, in_chans, embed_dim, stride=math.prod(s for _, s, _ in self.stages))
+        self.block_kind = block
+        self.token_dim = token_dim
+        if drop is None:  # the reference hard-codes 0.1 dropout in Performer blocks, none in transformers
+            drop = 0.1 if block == "performer" else 0.0
+        widths = [in_chans] + [token_dim] * (len(self.stages) - 1)  # channels entering each split
+        self.blocks = nn.ModuleList(
+            T2T_BLOCKS[block](width * kernel**2, token_dim, drop=drop)
+            for width, (kernel, _, _) in zip(widths[:-1], self.stages[:-1])
+        )
+        self.project = nn.Linear(widths[-1] * self.stages[-1][0] ** 2, embed_dim)
+
+    def forward(self, x):
+        self.check_input(x)
+        height, width = x.shape[-2:]
+        for i, (kernel, stride, padding) in enumerate(self.stages):
+            x = F.unfold(x, kernel, padding=padding, stride=stride).transpose(1, 2)  # (B, h*w, c*k*k)
+            height, width = height // stride, width // stride
+            if i < len(self.blocks):
+                x = self.blocks[i](x)  # (B, h*w, token_dim)
+                x = x.transpose(1, 2).reshape(x.shape[0], self.token_dim, height, width)
+        return self.project(x)  # (B, N, D)
