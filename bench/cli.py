@@ -57,6 +57,10 @@ def build_parser():
     p.add_argument("--json", action="store_true", help="print one JSON array")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.set_defaults(func=cmd_list)
+
+    # Subcommands defined next to the harness they drive (each module has `register_cli(sub)`).
+    # --- subcommand modules (one line each) ---
+    # --- end subcommand modules ---
     return parser
 
 

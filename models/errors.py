@@ -23,3 +23,11 @@ class UnknownModelError(VitbenchError, ValueError):
 
 class CheckpointError(VitbenchError, ValueError):
     """A checkpoint file that is missing, unreadable, unsafe or for another architecture."""
+
+
+class DatasetError(VitbenchError, ValueError):
+    """A dataset folder, subset or image file that cannot be used as asked."""
+
+
+class ResultsError(VitbenchError, ValueError):
+    """A results folder or sweep config that is not ours or cannot be read."""
