@@ -1,0 +1,269 @@
+"""Cost sweeps: a grid over family, depth, heads, width, patch and image size -> one tidy table.
+
+A run folder `results/<run-id>/` holds `spec.json`, `provenance.json`, `rows.jsonl` (appended
+one configuration at a time, so an interrupted sweep resumes and skips finished
+configurations) and, when done, `sweep.csv` / `sweep.json` with one row per configuration
+and measurement. Impossible configurations are rows with status "skipped" and the reason;
+out-of-memory is a row with status "oom" and the batch size, and the sweep goes on.
+"""
+import dataclasses
+import itertools
+import json
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+import models
+from bench.memory import activation_estimate_bytes, is_oom, largest_batch, measure_peak_memory, release_memory
+from bench.provenance import provenance
+from bench.timing import DEVICES, DTYPES, MODES, TimingSetup, measure_throughput
+from models.atomic import atomic_write_text
+from models.errors import ConfigError, ResultsError
+
+FAMILY_BASES = {"vit": "vb_vit_small_patch16_224", "t2t-performer": "t2t_vit_14", "t2t-transformer": "t2t_vit_t_14"}
+MEASUREMENTS = ("params", "macs", "throughput", "memory", "max_batch")
+TOOL_MARK = "vitbench sweep"
+
+
+@dataclass
+class SweepSpec:
+    """What to sweep (lists are crossed) and how to measure. Empty lists keep the base model's value."""
+
+    families: list = field(default_factory=lambda: ["vit", "t2t-performer"])
+    models: list = field(default_factory=list)  # named models, measured as they are (img_size still crossed)
+    depth: list = field(default_factory=list)
+    num_heads: list = field(default_factory=list)
+    embed_dim: list = field(default_factory=list)
+    mlp_ratio: list = field(default_factory=list)
+    patch_size: list = field(default_factory=list)
+    img_size: list = field(default_factory=list)
+    measure: list = field(default_factory=lambda: ["params", "macs", "throughput"])
+    modes: list = field(default_factory=lambda: ["inference"])
+    batch_size: int = 8
+    device: str = "cpu"
+    dtype: str = "float32"
+    channels_last: bool = False
+    compile: bool = False
+    warmup: int = 2
+    repeats: int = 5
+    max_batch_limit: int = 1024
+
+    def __post_init__(self):
+        checks = [
+            ("families", self.families, FAMILY_BASES), ("measure", self.measure, MEASUREMENTS),
+            ("modes", self.modes, MODES), ("models", self.models, models.list_models()),
+        ]
+        for key, values, known in checks:
+            for value in values:
+                if value not in known:
+                    raise ConfigError(f"unknown {key} value {value!r}; choose from {sorted(known)}")
+        for key, values, known in [("device", [self.device], DEVICES), ("dtype", [self.dtype], DTYPES)]:
+            if values[0] not in known:
+                raise ConfigError(f"unknown {key} {values[0]!r}; choose one of {list(known)}")
+        if self.batch_size < 1 or self.repeats < 1 or self.warmup < 0:
+            raise ConfigError("batch_size and repeats must be >= 1 and warmup >= 0")
+
+    @property
+    def timing(self):
+        return TimingSetup(self.batch_size, self.device, self.dtype, self.channels_last, self.compile, self.warmup, self.repeats)
+
+
+def load_spec(path, **overrides):
+    """A SweepSpec from a TOML file (flat keys, as the dataclass fields) with CLI overrides on top."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sweep config not found: {path}")
+    text = path.read_text()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: TOML syntax error: {e}; fix the file") from None
+    data = data.get("sweep", data)
+    known = {f.name for f in dataclasses.fields(SweepSpec)}
+    for key in data:
+        if key not in known:
+            match = re.search(rf"^\s*{re.escape(key)}\s*=", text, re.MULTILINE)
+            line = f" line {text[: match.start()].count(chr(10)) + 1}" if match else ""
+            raise ConfigError(f"{path}{line}: unknown key {key!r}; valid keys are {sorted(known)}")
+    return SweepSpec(**{**data, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def configurations(spec):
+    """(label, model name, overrides) for every point of the grid, deduplicated, in order."""
+    axes = {k: getattr(spec, k) for k in ("depth", "num_heads", "embed_dim", "mlp_ratio", "img_size")}
+    seen = set()
+    for family in spec.families:
+        patch_sizes = spec.patch_size if family == "vit" else []
+        for values in itertools.product(*(v or [None] for v in axes.values()), patch_sizes or [None]):
+            overrides = {k: v for k, v in zip([*axes, "patch_size"], values) if v is not None}
+            if family != "vit":
+                overrides["t2t_block"] = family.split("-")[1]
+            yield from _once(seen, family, FAMILY_BASES[family], overrides)
+    for name in spec.models:
+        for img_size in spec.img_size or [None]:
+            yield from _once(seen, "named", name, {"img_size": img_size} if img_size else {})
+
+
+def _once(seen, family, name, overrides):
+    key = json.dumps([name, overrides], sort_keys=True)
+    if key not in seen:
+        seen.add(key)
+        yield {"family": family, "base": name, **overrides}, name, overrides
+
+
+def config_key(label):
+    return json.dumps(label, sort_keys=True)
+
+
+def describe(model):
+    """Columns that say what was measured, resolved from the built model."""
+    config = model.config
+    return {
+        "model": model.model_name,
+        "tokenizer": config.get("t2t_block", "patch") if config["family"] == "t2t" else "patch",
+        "depth": len(model.blocks),
+        "num_heads": model.blocks[0].attn.num_heads,
+        "embed_dim": model.embed_dim,
+        "mlp_ratio": config["mlp_ratio"],
+        "patch_size": model.tokenizer.stride,
+        "img_size": "x".join(map(str, model.img_size)),
+        "tokens": model.tokenizer.num_tokens + 1,
+    }
+
+
+def measure_config(spec, name, overrides):
+    """All rows for one configuration: (measurement, value, unit, extra)."""
+    from bench.flops import count_macs, param_breakdown
+
+    model = models.create_model(name, **overrides)
+    rows = []
+    if "params" in spec.measure:
+        rows += [(key, value, "count", {}) for key, value in param_breakdown(model).items()]
+    if "macs" in spec.measure:
+        counts = count_macs(model)
+        rows += [(key, value, "MACs", {}) for key, value in counts.items() if key.startswith("macs")]
+    for mode in spec.modes:
+        if "throughput" in spec.measure:
+            rows.append(guard_oom(f"throughput_{mode}", "img/s", spec.batch_size,
+                                  lambda: throughput_row(model, spec, mode)))
+        if "memory" in spec.measure:
+            rows.append(guard_oom(f"peak_memory_{mode}", "bytes", spec.batch_size,
+                                  lambda: memory_row(name, overrides, spec, mode)))
+            rows.append((f"activation_estimate_{mode}", activation_estimate_bytes(model, spec.batch_size, mode), "bytes",
+                         {"method": "analytic"}))
+        if "max_batch" in spec.measure:
+            rows.append((f"max_batch_{mode}", max_batch(name, overrides, spec, mode), "images", {}))
+    return describe(model), rows
+
+
+def throughput_row(model, spec, mode):
+    result = measure_throughput(model, spec.timing, mode)
+    return result["img_s"], {"q1": result["img_s_q1"], "q3": result["img_s_q3"], "threads": result["threads"]}
+
+
+def memory_row(name, overrides, spec, mode):
+    result = measure_peak_memory(name, overrides, spec.timing, mode)
+    if result.get("oom"):
+        raise MemoryError(result["error"])
+    return result["peak_memory_bytes"], {"method": result["memory_method"]}
+
+
+def guard_oom(measurement, unit, batch_size, run):
+    """One row; out-of-memory becomes status "oom" with the batch size instead of a crash."""
+    try:
+        value, extra = run()
+        return measurement, value, unit, extra
+    except (RuntimeError, MemoryError) as e:
+        if not is_oom(e):
+            raise
+        release_memory()
+        return measurement, None, unit, {"status": "oom", "reason": f"out of memory at batch {batch_size}"}
+
+
+def max_batch(name, overrides, spec, mode):
+    def fits(batch_size):
+        setup = dataclasses.replace(spec.timing, batch_size=batch_size)
+        return not measure_peak_memory(name, overrides, setup, mode).get("oom")
+
+    return largest_batch(fits, start=1, limit=spec.max_batch_limit)
+
+
+class SweepRun:
+    """The run folder: refuses folders that are not ours, resumes ours, never overwrites unasked."""
+
+    def __init__(self, out, spec, resume=False, overwrite=False, argv=None):
+        self.out, self.spec = Path(out), spec
+        self.rows_path = self.out / "rows.jsonl"
+        spec_json = json.dumps(dataclasses.asdict(spec), sort_keys=True, indent=2)
+        if self.out.exists() and any(self.out.iterdir()):
+            mark = self.out / "provenance.json"
+            if not mark.is_file() or json.loads(mark.read_text()).get("tool") != TOOL_MARK:
+                raise ResultsError(f"{self.out} exists and is not a vitbench sweep folder; choose another --out")
+            if not (resume or overwrite):
+                raise ResultsError(f"{self.out} already holds a sweep; pass --resume to continue it or --overwrite to redo it")
+            if resume and (self.out / "spec.json").read_text() != spec_json:
+                raise ResultsError(f"{self.out} was run with another spec; resume with the same flags or use a new --out")
+            if overwrite:
+                for stale in ("rows.jsonl", "sweep.csv", "sweep.json"):
+                    (self.out / stale).unlink(missing_ok=True)
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.out / "spec.json", spec_json)
+        atomic_write_text(self.out / "provenance.json",
+                          json.dumps({"tool": TOOL_MARK, **provenance(spec.device, argv)}, indent=2))
+
+    def finished(self):
+        """Keys of configurations already in rows.jsonl; a torn last line (killed mid-write) is dropped."""
+        if not self.rows_path.exists():
+            return set()
+        keys, good = set(), []
+        for line in self.rows_path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            keys.add(row["config_key"])
+            good.append(line)
+        atomic_write_text(self.rows_path, "".join(l + "\n" for l in good))
+        return keys
+
+    def append(self, rows):
+        with open(self.rows_path, "a") as f:
+            f.write("".join(json.dumps(row) + "\n" for row in rows))
+            f.flush()
+            os.fsync(f.fileno())
+
+    def finish(self):
+        table = pd.read_json(self.rows_path, lines=True) if self.rows_path.stat().st_size else pd.DataFrame()
+        table = table.drop(columns=["config_key"], errors="ignore")
+        atomic_write_text(self.out / "sweep.csv", table.to_csv(index=False))
+        atomic_write_text(self.out / "sweep.json", table.to_json(orient="records", indent=1))
+        return table
+
+
+def run_sweep(spec, out, resume=False, overwrite=False, argv=None, progress=print):
+    """Measure every configuration not yet in `out`; returns the tidy table."""
+    run = SweepRun(out, spec, resume, overwrite, argv)
+    done = run.finished()
+    setup = {"batch_size": spec.batch_size, "device": spec.device, "dtype": spec.dtype}
+    for label, name, overrides in configurations(spec):
+        key = config_key(label)
+        if key in done:
+            continue
+        base = {"config_key": key, **{f"config_{k}": v for k, v in label.items()}, **setup}
+        try:
+            described, measured = measure_config(spec, name, overrides)
+        except ConfigError as e:
+            run.append([{**base, "measurement": "config", "value": None, "unit": None, "status": "skipped", "reason": str(e)}])
+            progress(f"skipped {label}: {e}")
+            continue
+        rows = [
+            {**base, **described, "measurement": m, "value": v, "unit": u, "status": "ok", "reason": None, **extra}
+            for m, v, u, extra in measured
+        ]
+        run.append(rows)
+        progress(f"measured {described['model']} {label}")
+    return run.finish()
