@@ -86,7 +86,7 @@ def load_spec(path, **overrides):
     known = {f.name for f in dataclasses.fields(SweepSpec)}
     for key in data:
         if key not in known:
-            match = re.search(rf"^\s*{re.escape(key)}\s*=", text, re.MULTILINE)
+            match = re.search(rf"^[ \t]*{re.escape(key)}[ \t]*=", text, re.MULTILINE)
             line = f" line {text[: match.start()].count(chr(10)) + 1}" if match else ""
             raise ConfigError(f"{path}{line}: unknown key {key!r}; valid keys are {sorted(known)}")
     return SweepSpec(**{**data, **{k: v for k, v in overrides.items() if v is not None}})

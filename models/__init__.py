@@ -1,12 +1,15 @@
 """ViT and Tokens-to-Token ViT over one backbone. `import models` registers every name with timm."""
 from .backbone import VisionTransformer
 from .checkpoint import load_checkpoint, save_checkpoint
-from .errors import CheckpointError, ConfigError, InputShapeError, UnknownModelError, VitbenchError
+from .errors import (
+    CheckpointError, ConfigError, DatasetError, InputShapeError, ResultsError, UnknownModelError, VitbenchError,
+)
 from .registry import MODEL_CONFIGS, PUBLISHED_EQUIVALENTS, create_model, list_models, resolve_config
 from .tokenizers import PatchTokenizer, T2TTokenizer
 
 __all__ = [
     "VisionTransformer", "PatchTokenizer", "T2TTokenizer", "create_model", "list_models", "resolve_config",
     "load_checkpoint", "save_checkpoint", "MODEL_CONFIGS", "PUBLISHED_EQUIVALENTS",
-    "VitbenchError", "ConfigError", "InputShapeError", "UnknownModelError", "CheckpointError",
+    "VitbenchError", "ConfigError", "InputShapeError", "UnknownModelError", "CheckpointError", "DatasetError",
+    "ResultsError",
 ]

@@ -1,0 +1,195 @@
+"""Cost harness: timing, memory, batch search, sweeps (resume, skip, oom), profile CLI."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import models
+from bench import memory, sweep
+from bench.cli import main as cli
+from bench.sweep import SweepSpec, load_spec, run_sweep
+from bench.timing import TimingSetup, measure_throughput
+from models import ConfigError, ResultsError
+
+from .conftest import REPO
+
+TINY = {"img_size": 32, "depth": 1, "embed_dim": 32, "num_heads": 2}
+
+
+def tiny(name="t2t_vit_7", **extra):
+    return models.create_model(name, **{**TINY, **extra})
+
+
+@pytest.mark.parametrize("mode", ["inference", "train"])
+@pytest.mark.parametrize("dtype, channels_last", [("float32", False), ("bfloat16", True), ("float16", False)])
+def test_throughput_reports_median_and_iqr(mode, dtype, channels_last):
+    setup = TimingSetup(batch_size=2, dtype=dtype, channels_last=channels_last, warmup=1, repeats=4)
+    result = measure_throughput(tiny(), setup, mode)
+    assert 0 < result["img_s_q1"] <= result["img_s"] <= result["img_s_q3"]
+    assert result["repeats"] == 4 and result["threads"] == torch.get_num_threads()
+
+
+def test_training_step_really_trains():
+    model = tiny()
+    before = model.blocks[0].mlp.fc1.weight.detach().clone()
+    measure_throughput(model, TimingSetup(batch_size=2, warmup=0, repeats=1), "train")
+    assert not torch.equal(before, model.blocks[0].mlp.fc1.weight)
+
+
+@pytest.mark.parametrize("setup, message", [
+    (TimingSetup(dtype="float8"), "unknown dtype 'float8'"),
+    (TimingSetup(device="tpu"), "unknown device 'tpu'"),
+])
+def test_bad_timing_options(setup, message):
+    with pytest.raises(ConfigError, match=message):
+        measure_throughput(tiny(), setup)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when CUDA is absent")
+def test_cuda_without_gpu_is_a_clear_error():
+    with pytest.raises(ConfigError, match="no CUDA GPU; use --device cpu"):
+        measure_throughput(tiny(), TimingSetup(device="cuda"))
+
+
+def test_cpu_peak_memory_is_measured_in_a_subprocess():
+    small = memory.measure_peak_memory("vb_vit_tiny_patch16_224", {**TINY, "patch_size": 8}, TimingSetup(batch_size=2))
+    assert small["memory_method"] == "cpu_peak_rss_growth" and small["peak_memory_bytes"] > 0
+    overrides = {"img_size": 64, "depth": 2, "embed_dim": 256, "num_heads": 4, "patch_size": 8}
+    infer = memory.measure_peak_memory("vb_vit_tiny_patch16_224", overrides, TimingSetup(batch_size=16), "inference")
+    train = memory.measure_peak_memory("vb_vit_tiny_patch16_224", overrides, TimingSetup(batch_size=16), "train")
+    assert train["peak_memory_bytes"] > infer["peak_memory_bytes"]
+
+
+def test_activation_estimate_scales_with_batch_and_mode():
+    model = tiny("t2t_vit_t_14")
+    one, four = (memory.activation_estimate_bytes(model, b, "train") for b in (1, 4))
+    assert four == 4 * one
+    assert memory.activation_estimate_bytes(model, 1, "inference") < one
+
+
+def test_largest_batch_backs_off_on_oom():
+    calls = []
+
+    def fits(batch):
+        calls.append(batch)
+        return batch <= 37
+
+    assert memory.largest_batch(fits, limit=1000) == 37
+    assert calls[:7] == [1, 2, 4, 8, 16, 32, 64]
+    assert memory.largest_batch(lambda b: False) == 0
+    assert memory.largest_batch(lambda b: True, limit=100) == 100
+
+
+def test_cuda_oom_becomes_a_result_row():
+    def run():
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    row = sweep.guard_oom("throughput_train", "img/s", 512, run)
+    assert row == ("throughput_train", None, "img/s", {"status": "oom", "reason": "out of memory at batch 512"})
+    with pytest.raises(RuntimeError, match="shape"):
+        sweep.guard_oom("x", "y", 1, lambda: (_ for _ in ()).throw(RuntimeError("bad shape")))
+
+
+SPEC = dict(families=["vit", "t2t-performer"], depth=[1], num_heads=[2, 3], embed_dim=[32], patch_size=[8, 12],
+            img_size=[32], measure=["params", "throughput"], batch_size=2, warmup=0, repeats=1)
+
+
+def test_sweep_writes_a_tidy_table_with_skips_and_provenance(tmp_path):
+    table = run_sweep(SweepSpec(**SPEC), tmp_path / "run", progress=lambda _: None)
+    ok = table[table.status == "ok"]
+    skipped = table[table.status == "skipped"]
+    assert set(ok.model) == {"vb_vit_small_patch16_224", "t2t_vit_14"}
+    assert len(ok.groupby(["config_family", "config_num_heads", "config_patch_size"], dropna=False)) == 2
+    assert any("num_heads=3 does not divide embed_dim=32" in r for r in skipped.reason)
+    assert any("not divisible by the patch stride 12" in r for r in skipped.reason)
+    assert {"params", "params_trainable", "throughput_inference"} <= set(ok.measurement)
+    assert ok[ok.measurement == "throughput_inference"].value.gt(0).all()
+    saved = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert {"date", "git_commit", "versions", "device", "threads", "command"} <= set(saved)
+    assert len(json.loads((tmp_path / "run" / "sweep.json").read_text())) == len(table)
+
+
+def test_sweep_refuses_to_overwrite_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    run_sweep(SweepSpec(**SPEC), out, progress=lambda _: None)
+    with pytest.raises(ResultsError, match="--resume to continue it or --overwrite"):
+        run_sweep(SweepSpec(**SPEC), out)
+    measured = []
+    run_sweep(SweepSpec(**SPEC), out, resume=True, progress=measured.append)
+    assert measured == []
+    with pytest.raises(ResultsError, match="another spec"):
+        run_sweep(SweepSpec(**{**SPEC, "depth": [2]}), out, resume=True)
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "data.csv").write_text("a,b\n")
+    with pytest.raises(ResultsError, match="not a vitbench sweep folder"):
+        run_sweep(SweepSpec(**SPEC), tmp_path / "foreign")
+
+
+def test_killed_sweep_resumes_without_repeating_rows(tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "bench.cli", "sweep", "--families", "vit", "t2t-performer", "t2t-transformer",
+            "--depth", "1", "2", "--heads", "2", "--embed-dim", "32", "--img-size", "32", "--patch-size", "8",
+            "--measure", "params", "throughput", "--batch-size", "2", "--repeats", "2", "--warmup", "0", "--out", str(out)]
+    child = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rows = out / "rows.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (rows.exists() and rows.read_text().count("\n") >= 1):
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert not (out / "sweep.csv").exists(), "the sweep finished before it was killed; make it longer"
+    first_keys = {json.loads(line)["config_key"] for line in rows.read_text().splitlines() if line.strip()}
+    assert 0 < len(first_keys) < 6
+    assert subprocess.run(args + ["--resume"], cwd=REPO, capture_output=True).returncode == 0
+    final = [json.loads(line) for line in rows.read_text().splitlines()]
+    per_config = {}
+    for row in final:
+        per_config.setdefault(row["config_key"], []).append(row["measurement"])
+    assert len(per_config) == 6
+    assert all(sorted(m) == sorted(set(m)) for m in per_config.values())  # nothing measured twice
+
+
+def test_sweep_toml_errors_name_the_key_and_line(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text('families = ["vit"]\ndepth = [2, 4]\nbatch_size = 4\n')
+    spec = load_spec(good, batch_size=8)
+    assert spec.depth == [2, 4] and spec.batch_size == 8
+    bad_key = tmp_path / "bad.toml"
+    bad_key.write_text('families = ["vit"]\n\ndepht = [2]\n')
+    with pytest.raises(ConfigError, match=r"bad.toml line 3: unknown key 'depht'"):
+        load_spec(bad_key)
+    broken = tmp_path / "broken.toml"
+    broken.write_text('families = ["vit"]\ndepth = = 3\n')
+    with pytest.raises(ConfigError, match="TOML syntax error.*line 2"):
+        load_spec(broken)
+    for values, message in [({"families": ["cnn"]}, "unknown families value 'cnn'"),
+                            ({"dtype": "int8"}, "unknown dtype 'int8'"), ({"models": ["t2t_vit_99"]}, "unknown models")]:
+        with pytest.raises(ConfigError, match=message):
+            SweepSpec(**values)
+
+
+def test_profile_cli_json(capsys):
+    assert cli(["profile", "t2t_vit_7", "--img-size", "32", "--batch-size", "2", "--repeats", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    expected = {"model", "params", "params_trainable", "macs", "macs_fvcore", "macs_torch", "throughput_img_s",
+                "peak_memory_bytes", "device", "batch_size", "img_size"}
+    assert expected <= set(result)
+    assert result["params"] == sum(p.numel() for p in models.create_model("t2t_vit_7", img_size=32).parameters())
+    assert result["img_size"] == 32 and result["batch_size"] == 2 and result["throughput_img_s"] > 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["profile", "t2t_vit14"], "unknown model 't2t_vit14'; did you mean t2t_vit_14"),
+    (["profile", "t2t_vit_7", "--img-size", "200"], "200x200 is not divisible by the T2T stride 16"),
+    (["sweep", "--families", "cnn", "--out", "unused"], "unknown families value 'cnn'"),
+])
+def test_cli_errors_are_one_line_without_traceback(argv, message, tmp_path):
+    child = subprocess.run([sys.executable, "-m", "bench.cli", *argv], cwd=tmp_path, capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert child.returncode == 2
+    assert child.stderr.count("\n") == 1 and message in child.stderr and "Traceback" not in child.stderr
