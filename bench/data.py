@@ -1,0 +1,236 @@
+"""ImageNet-style dataset folders: scanning, robust decoding, timm transforms and data loaders.
+
+A dataset is `ROOT/train/<class>/<image>` and `ROOT/val/<class>/<image>`. Scanning checks the
+layout up front (missing, empty or class-less folders, classes that differ between splits) and
+raises `DatasetError` with one line that names the fix. Decoding converts grayscale, CMYK and
+palette images to RGB; a file that cannot be decoded becomes a `BadImage` record that the loop
+reports by path and either skips (counted in the run summary) or turns into an error (strict).
+"""
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, default_collate
+
+from models.errors import DatasetError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp")
+SPLITS = ("train", "val")
+
+
+@dataclass
+class Split:
+    """One scanned split: class names (sorted) and (path, class index) samples."""
+
+    root: Path
+    classes: list
+    samples: list  # [(path str, class index)]
+    ignored: list  # files without an image extension, reported and never loaded
+
+    def counts(self):
+        counts = np.bincount([target for _, target in self.samples], minlength=len(self.classes))
+        return dict(zip(self.classes, counts.tolist()))
+
+
+@dataclass(frozen=True)
+class BadImage:
+    """A file that could not be decoded, with the reason; the loader's consumer decides what to do."""
+
+    path: str
+    reason: str
+
+
+def is_image_file(name):
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def visible(name):
+    return not name.startswith(".")
+
+
+def scan_split(root, split):
+    """Scan `root/split/<class>/**` into a `Split`; layout problems raise `DatasetError`."""
+    split_dir = Path(root) / split
+    if not split_dir.is_dir():
+        raise DatasetError(f"{split_dir} not found; a dataset folder needs {split}/<class>/<image> (ImageNet layout)")
+    entries = sorted((e for e in os.scandir(split_dir) if visible(e.name)), key=lambda e: e.name)
+    classes = [e.name for e in entries if e.is_dir()]
+    if not classes:
+        loose = sum(1 for e in entries if e.is_file() and is_image_file(e.name))
+        if loose:
+            raise DatasetError(
+                f"{split_dir} holds {loose} images but no class folders; sort them into {split_dir}/<class>/ "
+                "(for ImageNet val, use the labels file to move each image into its synset folder)"
+            )
+        raise DatasetError(f"{split_dir} is empty; it needs one folder per class with that class's images")
+    samples, ignored = [], []
+    for index, name in enumerate(classes):
+        count = 0
+        for folder, subdirs, files in os.walk(split_dir / name, followlinks=True):
+            subdirs[:] = sorted(d for d in subdirs if visible(d))
+            for file in sorted(f for f in files if visible(f)):
+                path = os.path.join(folder, file)
+                if is_image_file(file):
+                    samples.append((path, index))
+                    count += 1
+                else:
+                    ignored.append(path)
+        if count == 0:
+            raise DatasetError(
+                f"class folder {split_dir / name} has no images ({', '.join(IMAGE_EXTENSIONS[:3])}, ...); "
+                "add images or remove the folder"
+            )
+    return Split(split_dir, classes, samples, ignored)
+
+
+def scan_dataset(root, splits=SPLITS):
+    """Scan every split of an ImageNet-style folder; the splits must have the same classes."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {root} not found; pass a folder holding {' and '.join(f'{s}/' for s in splits)}")
+    scanned = {split: scan_split(root, split) for split in splits}
+    first, *others = splits
+    for split in others:
+        only_first = sorted(set(scanned[first].classes) - set(scanned[split].classes))
+        only_other = sorted(set(scanned[split].classes) - set(scanned[first].classes))
+        if only_first or only_other:
+            raise DatasetError(
+                f"classes differ between {first}/ and {split}/ in {root}: only in {first}: {summarize(only_first)}; "
+                f"only in {split}: {summarize(only_other)}; both splits need the same class folders"
+            )
+    return scanned
+
+
+def summarize(names, limit=4):
+    if not names:
+        return "none"
+    shown = ", ".join(names[:limit])
+    return f"{shown}, ... ({len(names)} in all)" if len(names) > limit else shown
+
+
+def load_rgb(path):
+    """Decode an image file to RGB (grayscale, CMYK, palette and alpha images are converted)."""
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def describe_failure(error):
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+class ImageFolderDataset(Dataset):
+    """(image tensor, class index) per sample; an undecodable file yields a `BadImage` instead."""
+
+    def __init__(self, samples, classes, transform=None):
+        self.samples = samples
+        self.classes = classes
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, index):
+        path, target = self.samples[index]
+        try:
+            image = load_rgb(path)
+        except Exception as error:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
+            return BadImage(path, describe_failure(error))
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, target
+
+
+def collate_skipping_bad(batch):
+    """Collate the decodable samples; returns (images or None, targets or None, [BadImage])."""
+    good = [item for item in batch if not isinstance(item, BadImage)]
+    bad = [item for item in batch if isinstance(item, BadImage)]
+    if not good:
+        return None, None, bad
+    images, targets = default_collate(good)
+    return images, targets, bad
+
+
+class BadFileLog:
+    """Collects undecodable files for a run: strict runs stop at the first, others skip and count."""
+
+    def __init__(self, strict=False, warn=print):
+        self.strict = strict
+        self.warn = warn
+        self.seen = {}  # path -> reason
+
+    def record(self, bad_images):
+        for bad in bad_images:
+            if self.strict:
+                raise DatasetError(f"cannot decode {bad.path} ({bad.reason}); fix or delete the file, or drop --strict to skip it")
+            if bad.path not in self.seen:
+                self.seen[bad.path] = bad.reason
+                self.warn(f"warning: skipping unreadable image {bad.path} ({bad.reason})")
+
+    def __len__(self):
+        return len(self.seen)
+
+
+def check_cut(per_class=None, fraction=None):
+    """Validate a train cut: exactly one of K images per class (>= 1) and a fraction in (0, 1]."""
+    if (per_class is None) == (fraction is None):
+        raise DatasetError("choose exactly one of per_class (K images per class) and fraction")
+    if fraction is not None and not 0 < fraction <= 1:
+        raise DatasetError(f"fraction={fraction} is out of range; use a value in (0, 1], e.g. 0.1 for 10%")
+    if per_class is not None and per_class < 1:
+        raise DatasetError(f"per_class={per_class} is out of range; use K >= 1 images per class")
+
+
+def select_per_class(samples, classes, per_class=None, fraction=None, seed=0):
+    """A deterministic, class-balanced cut of `samples`: K per class or a fraction of each class.
+
+    The same seed always picks the same files; the result keeps the scan order.
+    """
+    check_cut(per_class, fraction)
+    by_class = [[] for _ in classes]
+    for position, (_, target) in enumerate(samples):
+        by_class[target].append(position)
+    rng = np.random.default_rng(seed)
+    keep = []
+    for target, positions in enumerate(by_class):
+        want = per_class if per_class is not None else max(1, round(fraction * len(positions)))
+        if want > len(positions):
+            raise DatasetError(
+                f"class {classes[target]} has only {len(positions)} images, fewer than the {want} asked per class; "
+                f"use K <= {min(len(p) for p in by_class)}"
+            )
+        keep.extend(rng.permutation(positions)[:want].tolist())
+    return [samples[position] for position in sorted(keep)]
+
+
+def build_transforms(model, img_size, aug):
+    """timm train/eval transforms for `model` (its mean/std/interpolation/crop_pct unless `aug` sets them)."""
+    from timm.data import create_transform, resolve_data_config
+
+    config = resolve_data_config({}, model=model)
+    input_size = (3, img_size, img_size)
+    interpolation = aug.interpolation or config["interpolation"]
+    crop_pct = aug.crop_pct or config["crop_pct"]
+    train = create_transform(
+        input_size, is_training=True, scale=tuple(aug.scale), hflip=aug.hflip, color_jitter=aug.color_jitter,
+        auto_augment=aug.auto_augment or None, re_prob=aug.reprob, interpolation=interpolation,
+        mean=config["mean"], std=config["std"],
+    )
+    evaluation = create_transform(
+        input_size, is_training=False, interpolation=interpolation, crop_pct=crop_pct,
+        mean=config["mean"], std=config["std"],
+    )
+    return train, evaluation
+
+
+def build_loader(dataset, batch_size, sampler, workers, drop_last=False, seed=0):
+    """A DataLoader whose batches are (images, targets, bad); `seed` fixes the workers' augmentation."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate_skipping_bad,
+        pin_memory=torch.cuda.is_available(), drop_last=drop_last, generator=generator,
+        persistent_workers=False,
+    )

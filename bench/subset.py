@@ -1,0 +1,182 @@
+"""Named ImageNet subsets built from a local ImageNet root as symlinks (or copies) plus a manifest.
+
+`imagenette` and `imagewoof` are fast.ai's 10-class subsets, `imagenet100` the 100-class list of
+CMC (Tian et al. 2019), `random-N` N classes drawn with a seed. Any of them can be cut to K train
+images per class or a fraction of each class, deterministically by seed; val is kept whole.
+The manifest records the class list, counts per split and a SHA-256 per file.
+"""
+import datetime
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from bench.data import SPLITS, check_cut, scan_dataset, select_per_class, summarize
+from models.atomic import atomic_write_text
+from models.errors import DatasetError
+
+NAMED_SUBSETS = {
+    "imagenette": (
+        "n01440764 n02102040 n02979186 n03000684 n03028079 n03394916 n03417042 n03425413 n03445777 n03888257"
+    ).split(),
+    "imagewoof": (
+        "n02086240 n02087394 n02088364 n02089973 n02093754 n02096294 n02099601 n02105641 n02111889 n02115641"
+    ).split(),
+    "imagenet100": """
+        n02869837 n01749939 n02488291 n02107142 n13037406 n02091831 n04517823 n04589890 n03062245
+        n01773797 n01735189 n07831146 n07753275 n03085013 n04485082 n02105505 n01983481 n02788148
+        n03530642 n04435653 n02086910 n02859443 n13040303 n03594734 n02085620 n02099849 n01558993
+        n04493381 n02109047 n04111531 n02877765 n04429376 n02009229 n01978455 n02106550 n01820546
+        n01692333 n07714571 n02974003 n02114855 n03785016 n03764736 n03775546 n02087046 n07836838
+        n04099969 n04592741 n03891251 n02701002 n03379051 n02259212 n07715103 n03947888 n04026417
+        n02326432 n03637318 n01980166 n02113799 n02086240 n03903868 n02483362 n04127249 n02089973
+        n03017168 n02093428 n02804414 n02396427 n04418357 n02172182 n01729322 n02113978 n03787032
+        n02089867 n02119022 n03777754 n04238763 n02231487 n03032252 n02138441 n02104029 n03837869
+        n03494278 n04136333 n03794056 n03492542 n02018207 n04067472 n03930630 n03584829 n02123045
+        n04229816 n02100583 n03642806 n04336792 n03259280 n02116738 n02108089 n03424325 n01855672
+        n02090622
+    """.split(),
+}
+MANIFEST = "manifest.json"
+
+
+def subset_names():
+    return [*NAMED_SUBSETS, "random-N"]
+
+
+def random_count(name):
+    """N for a `random-N` name, None for a named subset; any other name raises."""
+    if name in NAMED_SUBSETS:
+        return None
+    match = re.fullmatch(r"random-(\d+)", name)
+    if not match:
+        raise DatasetError(f"unknown subset {name!r}; choose one of {', '.join(subset_names())} (e.g. random-50)")
+    return int(match[1])
+
+
+def resolve_classes(name, available, seed=0):
+    """The sorted class list of subset `name`, given the classes the root has."""
+    count = random_count(name)
+    if count is None:
+        wanted = NAMED_SUBSETS[name]
+        missing = sorted(set(wanted) - set(available))
+        if missing:
+            raise DatasetError(
+                f"the root lacks {len(missing)} of {name}'s {len(wanted)} classes ({summarize(missing)}); "
+                "point --root at a full ImageNet copy with synset folders (train/n01440764/...)"
+            )
+        return sorted(wanted)
+    if not 1 <= count <= len(available):
+        raise DatasetError(f"{name} asks for {count} classes but the root has {len(available)}; use random-1 to random-{len(available)}")
+    rng = np.random.default_rng(seed)
+    return sorted(rng.choice(sorted(available), size=count, replace=False).tolist())
+
+
+def class_label(wnid):
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    names = info.label_names()
+    return info.index_to_description(names.index(wnid)) if wnid in names else None
+
+
+def sha256(path, chunk=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def prepare_out(out, overwrite):
+    """Refuse to touch an existing folder unless it is one of our subsets and `overwrite` is set."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise DatasetError(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
+        if not (out / MANIFEST).is_file():
+            raise DatasetError(f"{out} is not a subset built by vitbench (no {MANIFEST}); --overwrite only replaces subsets")
+    return out
+
+
+def build_subset(root, name, out, per_class=None, fraction=None, seed=0, copy=False, overwrite=False,
+                 hash_files=True, progress=None):
+    """Build subset `name` of ImageNet-style `root` into `out`; returns the manifest dict."""
+    random_count(name)  # fail on a bad name before scanning a large root
+    cut = per_class is not None or fraction is not None
+    if cut:
+        check_cut(per_class, fraction)
+    out = prepare_out(out, overwrite)
+    scanned = scan_dataset(root)
+    classes = resolve_classes(name, scanned["train"].classes, seed)
+    chosen = set(classes)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    manifest = {
+        "name": name, "source": str(Path(root).resolve()), "seed": seed, "per_class": per_class,
+        "fraction": fraction, "link": "copy" if copy else "symlink",
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "classes": [{"wnid": wnid, "label": class_label(wnid)} for wnid in classes],
+        "counts": {}, "files": {},
+    }
+    try:
+        for split in SPLITS:
+            found = scanned[split]
+            samples = [(path, classes.index(found.classes[t])) for path, t in found.samples if found.classes[t] in chosen]
+            if split == "train" and cut:
+                samples = select_per_class(samples, classes, per_class, fraction, seed)
+            counts = np.bincount([t for _, t in samples], minlength=len(classes))
+            manifest["counts"][split] = dict(zip(classes, counts.tolist()))
+            for path, target in samples:
+                relative = Path(split) / classes[target] / Path(path).relative_to(found.root / classes[target])
+                destination = staging / relative
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                if copy:
+                    shutil.copy2(path, destination)
+                else:
+                    os.symlink(os.path.abspath(path), destination)
+                if hash_files:
+                    manifest["files"][relative.as_posix()] = sha256(path)
+                if progress:
+                    progress()
+        atomic_write_text(staging / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def cmd_subset(args):
+    from tqdm import tqdm
+
+    with tqdm(desc=f"building {args.name}", unit="file") as bar:
+        manifest = build_subset(
+            args.root, args.name, args.out, args.per_class, args.fraction, args.seed, args.copy, args.overwrite,
+            hash_files=not args.no_hash, progress=bar.update,
+        )
+    counts = {split: sum(c.values()) for split, c in manifest["counts"].items()}
+    print(f"{args.out}: {manifest['name']}, {len(manifest['classes'])} classes, "
+          + ", ".join(f"{n} {split} images" for split, n in counts.items()) + f" ({manifest['link']}s)")
+
+
+def register_cli(sub):
+    p = sub.add_parser("subset", help="build a named ImageNet subset (imagenette, imagewoof, imagenet100, random-N)")
+    p.add_argument("name", help=f"one of {', '.join(subset_names())}")
+    p.add_argument("--root", required=True, help="full ImageNet root holding train/<synset>/ and val/<synset>/")
+    p.add_argument("--out", required=True, help="folder to create")
+    cut = p.add_mutually_exclusive_group()
+    cut.add_argument("--per-class", type=int, help="keep K train images per class")
+    cut.add_argument("--fraction", type=float, help="keep this fraction of each class's train images, in (0, 1]")
+    p.add_argument("--seed", type=int, default=0, help="seed for random-N classes and for the train cut")
+    p.add_argument("--copy", action="store_true", help="copy files instead of symlinking them")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing subset at --out")
+    p.add_argument("--no-hash", action="store_true", help="skip the per-file SHA-256 in the manifest")
+    p.set_defaults(func=cmd_subset)
