@@ -85,6 +85,13 @@ def cmd_sweep(args):
     print(table.to_json(orient="records") if args.json else f"{len(table)} rows written to {out}/sweep.csv")
 
 
+def cmd_report(args):
+    from bench.report import build_report
+
+    index = build_report(args.inputs, args.out, argv=["vitbench", *sys.argv[1:]])
+    print(f"report written: {index}")
+
+
 def add_timing_flags(p, batch_size=8, defaults=True):
     """--batch-size/--device/--dtype/... shared by profile and sweep (None = keep the spec's value)."""
     p.add_argument("--batch-size", type=int, default=batch_size if defaults else None, help="images per step")
@@ -135,8 +142,17 @@ def build_parser():
     add_timing_flags(p, defaults=False)
     p.set_defaults(func=cmd_sweep)
 
+    p = sub.add_parser("report", help="tables (md/csv/tex) and plots (png/svg) from results, with an index.md")
+    p.add_argument("inputs", nargs="*", help="sweep folders, pytest-benchmark JSON files, training or study runs")
+    p.add_argument("--out", required=True, help="folder for the report")
+    p.set_defaults(func=cmd_report)
+
     # Subcommands defined next to the harness they drive (each module has `register_cli(sub)`).
     # --- subcommand modules (one line each) ---
+    from bench import subset; subset.register_cli(sub)  # noqa: E702
+    from bench import synthetic; synthetic.register_cli(sub)  # noqa: E702
+    from bench import train; train.register_cli(sub)  # noqa: E702
+    from bench import evaluate; evaluate.register_cli(sub)  # noqa: E702
     # --- end subcommand modules ---
     return parser
 

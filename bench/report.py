@@ -1,0 +1,274 @@
+"""`vitbench report`: tables (Markdown, CSV, LaTeX) and plots (PNG, SVG) from any mix of results.
+
+Inputs are recognised by what they hold: a sweep folder (`provenance.json` from `vitbench
+sweep`), a pytest-benchmark JSON (`--benchmark-json`), a training run folder or a study
+folder. The paper's model table is always built: published numbers beside our counts.
+Everything lands in one folder with an `index.md` that links each table and plot and says
+where its numbers came from.
+"""
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from bench.flops import analytic_macs  # noqa: E402
+from bench.provenance import provenance  # noqa: E402
+from bench.published import build_published, published_model_name, published_rows  # noqa: E402
+from models.atomic import atomic_write, atomic_write_text  # noqa: E402
+from models.errors import ResultsError  # noqa: E402
+
+FAMILY_COLORS = {"vit": "tab:blue", "t2t-performer": "tab:orange", "t2t-transformer": "tab:green", "cnn": "tab:red"}
+AXES = {"depth": "depth (blocks)", "num_heads": "attention heads", "patch_size": "patch size / T2T stride (px)",
+        "img_size": "image size (px)"}
+
+
+def family_of(model_family, tokenizer):
+    """One label per model family, shared by every table and plot."""
+    if model_family == "t2t" or tokenizer in ("performer", "transformer"):
+        return f"t2t-{tokenizer}"
+    return "vit" if model_family in ("vit", "named") else model_family
+
+
+@dataclass
+class Inputs:
+    sweeps: list = field(default_factory=list)      # (path, tidy table, provenance)
+    benchmarks: list = field(default_factory=list)  # (path, pytest-benchmark JSON)
+
+    def sources(self):
+        return [path for path, *_ in self.sweeps + self.benchmarks]
+
+
+def load_inputs(paths):
+    """Sort each path into the kind of result it holds; unknown or unreadable paths raise."""
+    inputs = Inputs()
+    for path in map(Path, paths):
+        if not path.exists():
+            raise ResultsError(f"result path not found: {path}")
+        if path.is_dir() and (path / "provenance.json").is_file():
+            prov = json.loads((path / "provenance.json").read_text())
+            if prov.get("tool") == "vitbench sweep":
+                table_path = path / "sweep.csv"
+                if not table_path.is_file():
+                    raise ResultsError(f"{path} is an unfinished sweep; finish it with `vitbench sweep --resume --out {path}`")
+                inputs.sweeps.append((path, pd.read_csv(table_path), prov))
+                continue
+        if path.is_file() and path.suffix == ".json":
+            try:
+                data = json.loads(path.read_text())
+            except json.JSONDecodeError as e:
+                raise ResultsError(f"{path} is not valid JSON ({e}); regenerate it") from None
+            if isinstance(data, dict) and "benchmarks" in data and "machine_info" in data:
+                inputs.benchmarks.append((path, data))
+                continue
+        raise ResultsError(f"{path} is not a result vitbench knows (sweep folder or pytest-benchmark JSON)")
+    return inputs
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def paper_table():
+    """Published params / MACs / top-1 per named model beside ours and the difference."""
+    rows = []
+    for row in published_rows():
+        with torch.device("meta"):  # structure only: counting needs no weights
+            model = build_published(row)
+        params = sum(p.numel() for p in model.parameters())
+        macs = analytic_macs(model)["total"]
+        rows.append({
+            "model": row["model"],
+            "ours": published_model_name(row),
+            "params_published_M": float(row["params_published"]) / 1e6 if row["params_published"] else None,
+            "params_reference": int(row["params_total"]),
+            "params_ours": params,
+            "params_diff": params - int(row["params_total"]),
+            "macs_published_G": float(row["macs_published"]) / 1e9 if row["macs_published"] else None,
+            "macs_reference_G": int(row["macs_reference"]) / 1e9,
+            "macs_ours_G": macs / 1e9,
+            "macs_diff_pct": 100 * (macs - int(row["macs_reference"])) / int(row["macs_reference"]),
+            "top1_published": float(row["top1_published"]) if row["top1_published"] else None,
+            "family": family_of("t2t" if row["t2t_block"] != "patch16" else "vit", row["t2t_block"]),
+        })
+    return pd.DataFrame(rows)
+
+
+def sweep_wide(table):
+    """One row per configuration, one column per measurement (skipped configs listed apart)."""
+    ok = table[table.status.isin(["ok", "oom"])].copy()
+    ok["family"] = [family_of(f, t) for f, t in zip(ok.config_family, ok.tokenizer)]
+    keys = ["family", "model", "depth", "num_heads", "embed_dim", "patch_size", "img_size", "tokens", "batch_size", "dtype"]
+    wide = ok.pivot_table(index=keys, columns="measurement", values="value", aggfunc="first").reset_index()
+    wide.columns.name = None
+    if {"macs_tokenizer", "macs"} <= set(wide.columns):
+        wide["tokenizer_mac_share"] = wide["macs_tokenizer"] / wide["macs"]
+    return wide
+
+
+def benchmark_table(data):
+    rows = []
+    for bench in data["benchmarks"]:
+        info, stats = bench["extra_info"], bench["stats"]
+        rows.append({
+            "group": bench["group"], "name": bench["name"], "model": info.get("model"), "role": info.get("role", ""),
+            "family": family_of(info.get("family"), info.get("config", {}).get("t2t_block", "patch")),
+            "mode": info.get("mode"), "batch_size": info.get("batch_size"), "img_size": "x".join(map(str, info.get("img_size", []))),
+            "params": info.get("params"), "macs": info.get("macs"), "median_s": stats["median"],
+            "iqr_s": stats["iqr"], "img_s": info.get("batch_size", 1) / stats["median"],
+        })
+    return pd.DataFrame(rows)
+
+
+def ratio_table(data):
+    ratios = data.get("ratios", {})
+    return pd.DataFrame([{"pair": pair, **values} for pair, values in sorted(ratios.items())])
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def plot_accuracy_vs_macs(paper):
+    """Published top-1 against MACs we count (the paper's Figure 1 in spirit), Pareto front marked."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    points = paper.dropna(subset=["top1_published"]).sort_values("macs_ours_G")
+    for family, group in points.groupby("family"):
+        ax.scatter(group.macs_ours_G, group.top1_published, color=FAMILY_COLORS.get(family), label=family)
+        for _, row in group.iterrows():
+            ax.annotate(row.model, (row.macs_ours_G, row.top1_published), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    front = points[points.top1_published >= points.top1_published.cummax()]
+    ax.step(front.macs_ours_G, front.top1_published, where="post", color="gray", linestyle="--", label="Pareto front")
+    ax.set(xlabel="MACs per image (G, counted by vitbench)", ylabel="ImageNet top-1 (%, published)",
+           title="Accuracy vs compute: published top-1, our MAC counts")
+    ax.legend()
+    return fig
+
+
+def plot_mac_breakdown(names):
+    """Stacked MACs per model: tokenizer, attention, MLP, rest."""
+    import models
+
+    parts = []
+    for name in names:
+        with torch.device("meta"):
+            macs = analytic_macs(models.create_model(name))
+        parts.append({"model": name, "tokenizer": macs["tokenizer"] / 1e9, "attention": macs["attention"] / 1e9,
+                      "MLP": macs["mlp"] / 1e9, "norm + head": (macs["norm"] + macs["head"]) / 1e9})
+    frame = pd.DataFrame(parts).set_index("model")
+    ax = frame.plot.barh(stacked=True, figsize=(8, 0.35 * len(frame) + 1.5))
+    ax.set(xlabel="MACs per image at 224 px (G)", ylabel="", title="Where the MACs go")
+    return ax.figure, frame.reset_index()
+
+
+def plot_sweep_axis(wide, axis, measurement, ylabel):
+    """`measurement` against one sweep axis, a line per family (median over the other axes)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for family, group in wide.groupby("family"):
+        series = group.groupby(axis)[measurement].median().dropna()
+        if len(series):
+            ax.plot(series.index, series.values, marker="o", color=FAMILY_COLORS.get(family), label=family)
+    ax.set(xlabel=AXES[axis], ylabel=ylabel, title=f"{ylabel} vs {AXES[axis]}")
+    ax.legend()
+    return fig
+
+
+SWEEP_PLOTS = {
+    "throughput_inference": "inference throughput (images/s)",
+    "throughput_train": "training throughput (images/s)",
+    "peak_memory_inference": "inference peak memory (bytes)",
+    "peak_memory_train": "training peak memory (bytes)",
+    "macs": "MACs per image",
+}
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+class ReportWriter:
+    """Writes tables and figures into `out` and remembers what to list in index.md."""
+
+    def __init__(self, out):
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.sections = []
+
+    def table(self, name, frame, title, source):
+        frame = frame.round(4)
+        atomic_write_text(self.out / f"{name}.csv", frame.to_csv(index=False))
+        atomic_write_text(self.out / f"{name}.md", frame.to_markdown(index=False) + "\n")
+        atomic_write_text(self.out / f"{name}.tex", frame.to_latex(index=False, float_format="%.4g"))
+        self.sections.append((title, source, f"[{name}.md]({name}.md) ([csv]({name}.csv), [tex]({name}.tex))",
+                              frame.head(20).to_markdown(index=False)))
+
+    def figure(self, name, fig, title, source):
+        fig.tight_layout()
+        for suffix in ("png", "svg"):
+            atomic_write(self.out / f"{name}.{suffix}", lambda f, s=suffix: fig.savefig(f, format=s, dpi=120))
+        plt.close(fig)
+        self.sections.append((title, source, f"![{title}]({name}.png) ([svg]({name}.svg))", None))
+
+    def index(self, prov, inputs):
+        lines = ["# vitbench report", "", f"Made {prov['date']} by `{prov['command']}` at commit `{prov['git_commit']}`.", "",
+                 f"Report machine: {prov['device']}; versions: "
+                 + ", ".join(f"{k} {v}" for k, v in prov["versions"].items() if v) + ".", ""]
+        if inputs:
+            lines += ["Inputs:", ""] + [f"- `{path}`" for path in inputs] + [""]
+        for title, source, link, preview in self.sections:
+            lines += [f"## {title}", "", f"Source: {source}", "", link, ""]
+            if preview:
+                lines += [preview, ""]
+        atomic_write_text(self.out / "index.md", "\n".join(lines))
+        return self.out / "index.md"
+
+
+def source_line(prov):
+    return f"{prov['device']}, torch {prov['versions']['torch']}, timm {prov['versions']['timm']}, " \
+           f"{prov['date']}, `{prov['command']}`"
+
+
+def benchmark_source(data):
+    machine, commit = data["machine_info"], data.get("commit_info", {})
+    cpu = machine.get("cpu", {}).get("brand_raw", machine.get("processor", "?"))
+    return f"{cpu}, {machine.get('python_version')}, {data['datetime']}, commit {commit.get('id', '?')[:10]}, pytest-benchmark"
+
+
+def build_report(paths, out, argv=None):
+    """Write every table and plot the inputs allow into `out`; returns the index path."""
+    inputs = load_inputs(paths)
+    writer = ReportWriter(out)
+    prov = provenance("cpu", argv)
+    counted = f"counted by vitbench (analytic, equal to fvcore and torch counters within 1%), {prov['date']}"
+
+    paper = paper_table()
+    writer.table("paper_models", paper.drop(columns=["family"]), "The paper's models: published vs ours",
+                 f"bench/published.csv (reference facts) beside parameters and MACs {counted}")
+    writer.figure("accuracy_vs_macs", plot_accuracy_vs_macs(paper), "Accuracy vs MACs",
+                  f"published top-1 (bench/published.csv), MACs {counted}")
+    names = list(dict.fromkeys(published_model_name(row) for row in published_rows()))
+    fig, breakdown = plot_mac_breakdown(names)
+    writer.table("mac_breakdown", breakdown, "MACs breakdown per model (G)", counted)
+    writer.figure("mac_breakdown", fig, "MACs breakdown: tokenizer / attention / MLP", counted)
+
+    for path, table, sweep_prov in inputs.sweeps:
+        wide = sweep_wide(table)
+        tag = path.name
+        writer.table(f"cost_{tag}", wide, f"Cost per configuration ({tag})", source_line(sweep_prov))
+        for axis in AXES:
+            if wide[axis].nunique() < 2:
+                continue
+            for measurement, label in SWEEP_PLOTS.items():
+                if measurement in wide and wide[measurement].notna().any():
+                    writer.figure(f"{measurement}_vs_{axis}_{tag}", plot_sweep_axis(wide, axis, measurement, label),
+                                  f"{label} vs {AXES[axis]} ({tag})", source_line(sweep_prov))
+    for path, data in inputs.benchmarks:
+        tag = path.stem
+        writer.table(f"timings_{tag}", benchmark_table(data), f"pytest-benchmark timings ({tag})", benchmark_source(data))
+        ratios = ratio_table(data)
+        if len(ratios):
+            writer.table(f"speed_ratios_{tag}", ratios, f"Ours vs baseline, same config ({tag}); speedup > 1 = ours faster",
+                         benchmark_source(data))
+    return writer.index(prov, inputs.sources())
