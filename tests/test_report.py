@@ -1,0 +1,67 @@
+"""`vitbench report`: every kind of result becomes tables and plots with provenance."""
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from bench.report import build_report, load_inputs
+from bench.sweep import SweepSpec, run_sweep
+from models import ResultsError
+
+from .conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def benchmark_json(tmp_path_factory):
+    """A real pytest-benchmark JSON from the smoke-size baseline pairs."""
+    path = tmp_path_factory.mktemp("bench") / "benchmarks.json"
+    subprocess.run([sys.executable, "-m", "pytest", "bench/bench_baselines.py", "-q", "--bench-size=smoke",
+                    "--benchmark-only", f"--benchmark-json={path}", "-p", "no:cacheprovider"], cwd=REPO, check=True,
+                   capture_output=True)
+    return path
+
+
+def test_report_from_sweep_and_benchmarks(tmp_path, benchmark_json):
+    sweep_dir = tmp_path / "sweep-tiny"
+    spec = SweepSpec(families=["vit", "t2t-transformer"], depth=[1, 2], embed_dim=[32], num_heads=[2], img_size=[32],
+                     patch_size=[8], measure=["params", "macs", "throughput"], batch_size=2, warmup=0, repeats=1)
+    run_sweep(spec, sweep_dir, progress=lambda _: None)
+    index = build_report([sweep_dir, benchmark_json], tmp_path / "report", argv=["vitbench", "report"])
+    text = index.read_text()
+    out = index.parent
+    for name in ("paper_models", "mac_breakdown", "cost_sweep-tiny", "timings_benchmarks", "speed_ratios_benchmarks"):
+        for suffix in ("md", "csv", "tex"):
+            assert (out / f"{name}.{suffix}").is_file(), name
+        assert f"({name}.md)" in text
+    for name in ("accuracy_vs_macs", "mac_breakdown", "throughput_inference_vs_depth_sweep-tiny", "macs_vs_depth_sweep-tiny"):
+        assert (out / f"{name}.png").stat().st_size > 1000 and (out / f"{name}.svg").is_file()
+    assert "torch" in text and "Source:" in text and str(sweep_dir) in text
+
+    paper = pd.read_csv(out / "paper_models.csv")
+    assert (paper.params_diff == 0).all() and paper.macs_diff_pct.abs().max() < 2
+    cost = pd.read_csv(out / "cost_sweep-tiny.csv")
+    assert set(cost.family) == {"vit", "t2t-transformer"} and set(cost.depth) == {1, 2}
+    assert (cost.tokenizer_mac_share > 0).all()
+    t2t, vit = (cost[cost.family == f].tokenizer_mac_share.mean() for f in ("t2t-transformer", "vit"))
+    assert t2t > vit
+    ratios = pd.read_csv(out / "speed_ratios_benchmarks.csv")
+    assert len(ratios) == 4 and (ratios.speedup > 0).all()
+    assert json.loads(benchmark_json.read_text())["ratios"].keys() == set(ratios.pair)
+
+
+def test_report_refuses_what_it_does_not_know(tmp_path):
+    with pytest.raises(ResultsError, match="not found"):
+        load_inputs([tmp_path / "missing"])
+    (tmp_path / "other.json").write_text(json.dumps({"hello": 1}))
+    with pytest.raises(ResultsError, match="not a result vitbench knows"):
+        load_inputs([tmp_path / "other.json"])
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(ResultsError, match="not valid JSON"):
+        load_inputs([tmp_path / "broken.json"])
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "provenance.json").write_text(json.dumps({"tool": "vitbench sweep"}))
+    with pytest.raises(ResultsError, match="unfinished sweep.*--resume"):
+        load_inputs([unfinished])
