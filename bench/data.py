@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset, default_collate
 
 from models.errors import DatasetError
@@ -206,24 +206,55 @@ def select_per_class(samples, classes, per_class=None, fraction=None, seed=0):
     return [samples[position] for position in sorted(keep)]
 
 
-def build_transforms(model, img_size, aug):
-    """timm train/eval transforms for `model` (its mean/std/interpolation/crop_pct unless `aug` sets them)."""
-    from timm.data import create_transform, resolve_data_config
+def posterize_zero_bits_safe(img, bits_to_keep, **__):
+    """timm's posterize op, giving Pillow < 13's result for 0 bits (every bit masked: black).
 
-    config = resolve_data_config({}, model=model)
-    input_size = (3, img_size, img_size)
-    interpolation = aug.interpolation or config["interpolation"]
-    crop_pct = aug.crop_pct or config["crop_pct"]
-    train = create_transform(
-        input_size, is_training=True, scale=tuple(aug.scale), hflip=aug.hflip, color_jitter=aug.color_jitter,
-        auto_augment=aug.auto_augment or None, re_prob=aug.reprob, interpolation=interpolation,
-        mean=config["mean"], std=config["std"],
+    RandAugment's PosterizeIncreasing asks for 0 bits at magnitude 10, which `rand-m9-mstd0.5`
+    reaches a few percent of the time; Pillow 13 raises ValueError there instead.
+    """
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return ImageOps.posterize(img, bits_to_keep)
+
+
+def install_randaugment_fix():
+    from timm.data import auto_augment
+
+    for name in ("Posterize", "PosterizeIncreasing", "PosterizeOriginal"):
+        auto_augment.NAME_TO_OP[name] = posterize_zero_bits_safe
+
+
+def model_data_config(model):
+    """mean, std, interpolation and crop_pct timm resolves from the model's pretrained_cfg."""
+    from timm.data import resolve_data_config
+
+    return resolve_data_config({}, model=model)
+
+
+def train_transform(model, img_size, aug):
+    """timm's training transform (random resized crop, flip, RandAugment, random erasing) per `aug`."""
+    from timm.data import create_transform
+
+    install_randaugment_fix()
+    config = model_data_config(model)
+    return create_transform(
+        (3, img_size, img_size), is_training=True, scale=tuple(aug.scale), hflip=aug.hflip,
+        color_jitter=aug.color_jitter, auto_augment=aug.auto_augment or None, re_prob=aug.reprob,
+        interpolation=aug.interpolation or config["interpolation"], mean=config["mean"], std=config["std"],
     )
-    evaluation = create_transform(
-        input_size, is_training=False, interpolation=interpolation, crop_pct=crop_pct,
-        mean=config["mean"], std=config["std"],
+
+
+def eval_transform(model, img_size, interpolation=None, crop_pct=None):
+    """timm's eval transform: resize to img_size / crop_pct, center crop img_size."""
+    from timm.data import create_transform
+
+    config = model_data_config(model)
+    return create_transform(
+        (3, img_size, img_size), is_training=False, interpolation=interpolation or config["interpolation"],
+        crop_pct=crop_pct or config["crop_pct"], mean=config["mean"], std=config["std"],
     )
-    return train, evaluation
 
 
 def build_loader(dataset, batch_size, sampler, workers, drop_last=False, seed=0):

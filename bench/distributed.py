@@ -1,0 +1,81 @@
+"""One process per device, started by `torchrun`: process group, device, samplers and reductions.
+
+Without torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK) everything degrades to a single
+process, so the same training code runs on a laptop CPU and on several GPUs or nodes.
+"""
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DistributedSampler, Sampler
+
+
+@dataclass(frozen=True)
+class Context:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+    @property
+    def distributed(self):
+        return self.world_size > 1
+
+
+def setup(device=None):
+    """Join the process group torchrun describes (once per process) and pick this rank's device."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        if world_size > 1 or device.index is None:
+            device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Context(rank, world_size, local_rank, device)
+
+
+def train_sampler(dataset, context, seed):
+    """Shuffled shards, one per rank; `set_epoch` reshuffles deterministically from (seed, epoch)."""
+    return DistributedSampler(dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=seed)
+
+
+class ShardSampler(Sampler):
+    """Every rank-th index from `rank`: exact coverage without the padding DistributedSampler adds."""
+
+    def __init__(self, length, context):
+        self.indices = range(context.rank, length, context.world_size)
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self):
+        return len(self.indices)
+
+
+def all_reduce_sum(tensor, context):
+    """Sum `tensor` over ranks in place (no-op for one process) and return it."""
+    if context.distributed:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def all_gather_objects(obj, context):
+    """[obj of rank 0, obj of rank 1, ...]; [obj] for one process."""
+    if not context.distributed:
+        return [obj]
+    gathered = [None] * context.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def barrier(context):
+    if context.distributed:
+        dist.barrier()

@@ -1,0 +1,178 @@
+"""Top-1, top-5, per-class accuracy and the confusion matrix of a model on a dataset split.
+
+`vitbench eval` evaluates a checkpoint written by `vitbench train`, or a local pretrained file
+(reference T2T-ViT `.pth.tar`, a timm ViT or ResNet state dict) given `--model`. A 1000-class
+ImageNet checkpoint evaluated on an ImageNet subset (synset folders) is scored on the subset's
+classes only, by selecting their logits, so from-scratch and pretrained starts compare directly.
+"""
+import json
+
+import torch
+import torch.nn.functional as F
+
+from bench import distributed, factory
+from bench.data import BadFileLog, ImageFolderDataset, build_loader, eval_transform, scan_split
+from models.atomic import atomic_write_text
+from models.checkpoint import extract_state_dict, read_checkpoint
+from models.errors import CheckpointError, ConfigError, DatasetError
+
+
+@torch.no_grad()
+def evaluate(model, loader, num_classes, context, bad_files, amp_dtype=None, class_index=None):
+    """Metrics over the whole split, summed across ranks: every rank returns the same dict.
+
+    `class_index` selects logit columns (a 1000-class model scored on a subset's classes).
+    """
+    model.eval()
+    device = context.device
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)  # (true, pred) flattened
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, top-5 hits, images
+    columns = None if class_index is None else torch.as_tensor(class_index, device=device)
+    top_k = min(5, num_classes)
+    for images, targets, bad in loader:
+        bad_files.record(bad)
+        if images is None:
+            continue
+        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = model(images)
+        logits = logits.float() if columns is None else logits.float()[:, columns]  # (B, num_classes)
+        hits5 = (logits.topk(top_k, dim=1).indices == targets[:, None]).any(dim=1)
+        totals += torch.stack([F.cross_entropy(logits, targets, reduction="sum").double(), hits5.sum().double(),
+                               torch.tensor(float(len(targets)), dtype=torch.float64, device=device)])
+        confusion += torch.bincount(targets * num_classes + logits.argmax(dim=1), minlength=num_classes**2)
+    distributed.all_reduce_sum(confusion, context)
+    distributed.all_reduce_sum(totals, context)
+    return summarize(confusion.view(num_classes, num_classes).cpu(), totals.cpu())
+
+
+def summarize(confusion, totals):
+    loss_sum, hits5, images = totals.tolist()
+    per_class_images = confusion.sum(dim=1)
+    per_class = (confusion.diag() / per_class_images.clamp(min=1) * 100).tolist()
+    return {
+        "images": int(images),
+        "loss": loss_sum / images if images else float("nan"),
+        "top1": confusion.diag().sum().item() / images * 100 if images else float("nan"),
+        "top5": hits5 / images * 100 if images else float("nan"),
+        "per_class_top1": per_class,
+        "per_class_images": per_class_images.tolist(),
+        "confusion": confusion.tolist(),
+    }
+
+
+def imagenet_synsets():
+    from timm.data import ImageNetInfo
+
+    return ImageNetInfo().label_names()
+
+
+def model_for_checkpoint(path, classes, model_name=None, img_size=None, overrides=None, use_ema=False):
+    """(model with weights, class_index, img_size) for checkpoint `path` scored on `classes`.
+
+    A `vitbench train` checkpoint rebuilds itself from its saved settings and must have been
+    trained on the same classes; any other file needs `model_name`, and its head must either
+    match the class count or be a 1000-class ImageNet head over synset-named classes.
+    """
+    payload = read_checkpoint(path)
+    build = payload.get("build") if isinstance(payload, dict) else None
+    if build:
+        if model_name and model_name != build["model"]:
+            raise CheckpointError(f"{path} was trained as {build['model']}, not {model_name}; drop --model or pass --model {build['model']}")
+        if build["classes"] != list(classes):
+            raise CheckpointError(
+                f"{path} was trained on {len(build['classes'])} other classes than the {len(classes)} here; "
+                "evaluate on the dataset it was trained on, or fine-tune it with `vitbench train --init`"
+            )
+        size = img_size or build["img_size"]
+        model = factory.create(build["model"], len(classes), size, overrides=build["overrides"])
+        factory.load_weights(model, path, use_ema)
+        return model, None, size
+    if not model_name:
+        raise ConfigError(f"{path} was not written by `vitbench train`; pass --model NAME to say which architecture it holds")
+    size = img_size or 224
+    probe = factory.create(model_name, len(classes), size, overrides=overrides)
+    checkpoint_classes = factory.head_classes(probe, extract_state_dict(payload, path))
+    class_index = None
+    if checkpoint_classes not in (None, len(classes)):
+        synsets = imagenet_synsets()
+        if checkpoint_classes != len(synsets) or not set(classes) <= set(synsets):
+            raise CheckpointError(
+                f"{path} has a {checkpoint_classes}-class head but the dataset has {len(classes)} classes that are not "
+                "all ImageNet synsets; fine-tune it with `vitbench train --init` first"
+            )
+        probe = factory.create(model_name, checkpoint_classes, size, overrides=overrides)
+        class_index = [synsets.index(name) for name in classes]
+    factory.load_weights(probe, path, use_ema)
+    return probe, class_index, size
+
+
+def run_eval(checkpoint, data, split="val", model_name=None, img_size=None, overrides=None, batch_size=128,
+             workers=0, strict=False, device=None, use_ema=False, warn=print):
+    context = distributed.setup(device)
+    found = scan_split(data, split)
+    model, class_index, size = model_for_checkpoint(checkpoint, found.classes, model_name, img_size, overrides, use_ema)
+    dataset = ImageFolderDataset(found.samples, found.classes, eval_transform(model, size))
+    loader = build_loader(dataset, batch_size, distributed.ShardSampler(len(dataset), context), workers)
+    bad_files = BadFileLog(strict, warn)
+    result = evaluate(model.to(context.device), loader, len(found.classes), context, bad_files, class_index=class_index)
+    if result["images"] == 0:
+        raise DatasetError(f"no image in {found.root} could be decoded; check the files")
+    skipped = distributed.all_gather_objects(bad_files.seen, context)
+    return {
+        "checkpoint": str(checkpoint), "data": str(data), "split": split, "classes": found.classes,
+        "subset_of_imagenet_head": class_index is not None, **result,
+        "skipped_files": {path: reason for seen in skipped for path, reason in seen.items()},
+    }
+
+
+def format_report(result, max_confusion=20):
+    lines = [f"{result['split']}: {result['images']} images, top-1 {result['top1']:.2f}%, top-5 {result['top5']:.2f}%, "
+             f"loss {result['loss']:.4f}" + (f", {len(result['skipped_files'])} unreadable files skipped" if result["skipped_files"] else "")]
+    width = max(len(name) for name in result["classes"])
+    lines += [f"  {name:<{width}}  {acc:6.2f}%  ({n} images)"
+              for name, acc, n in zip(result["classes"], result["per_class_top1"], result["per_class_images"])]
+    if len(result["classes"]) <= max_confusion:
+        lines.append("confusion matrix (rows: true class, columns: predicted):")
+        lines += ["  " + " ".join(f"{count:5d}" for count in row) for row in result["confusion"]]
+    return "\n".join(lines)
+
+
+def parse_model_args(pairs):
+    """['depth=2', 'embed_dim=64', 't2t_stages=[[3,2,1],[3,2,1]]'] -> dict (values parsed as JSON when they parse)."""
+    overrides = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--model-arg {pair!r} is not KEY=VALUE; e.g. --model-arg depth=4")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
+def cmd_eval(args):
+    result = run_eval(args.checkpoint, args.data, args.split, args.model, args.img_size, parse_model_args(args.model_arg),
+                      args.batch_size, args.workers, args.strict, args.device, args.ema)
+    print(format_report(result))
+    if args.out:
+        atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+        print(f"wrote {args.out}")
+
+
+def register_cli(sub):
+    p = sub.add_parser("eval", help="top-1/top-5, per-class accuracy and confusion matrix of a checkpoint")
+    p.add_argument("--checkpoint", required=True, help="a run's best.pth/last.pth, or a pretrained file with --model")
+    p.add_argument("--data", required=True, help="ImageNet-style folder (uses DATA/<split>/<class>/*)")
+    p.add_argument("--model", help="architecture name; required for checkpoints not written by `vitbench train`")
+    p.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="model override, e.g. depth=4 (repeatable)")
+    p.add_argument("--split", default="val")
+    p.add_argument("--img-size", type=int, help="evaluation size (positions are interpolated for ViTs)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--strict", action="store_true", help="stop at the first unreadable image instead of skipping it")
+    p.add_argument("--ema", action="store_true", help="evaluate the checkpoint's EMA weights (state_dict_ema)")
+    p.add_argument("--out", help="write the full result (per-class accuracy, confusion matrix) as JSON here")
+    p.set_defaults(func=cmd_eval)

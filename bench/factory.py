@@ -1,0 +1,77 @@
+"""Build any model the harness trains (ours or a timm CNN) for a dataset, and load weights into it.
+
+Our names (`models.list_models()`) take `img_size` and every override `models.create_model`
+knows; any other timm name (e.g. `resnet18`, the CNN baseline) is made by `timm.create_model`
+with the overrides passed through (`layers=[1, 1, 1, 1]`, `channels=[16, 32, 64, 128]`, ...).
+"""
+import difflib
+
+import timm
+
+import models
+from models.checkpoint import extract_state_dict, read_checkpoint, summarize_keys
+from models.errors import CheckpointError, ConfigError, UnknownModelError
+
+
+def is_ours(name):
+    return name in models.MODEL_CONFIGS
+
+
+def create(name, num_classes, img_size=224, drop_path_rate=0.0, overrides=None):
+    """A randomly initialised `name` with a `num_classes` head."""
+    overrides = dict(overrides or {})
+    if is_ours(name):
+        if "t2t_stages" in overrides:
+            overrides["t2t_stages"] = tuple(tuple(stage) for stage in overrides["t2t_stages"])
+        return models.create_model(name, img_size=img_size, num_classes=num_classes, drop_path_rate=drop_path_rate, **overrides)
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, [*models.list_models(), *timm.list_models()], n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}?" if close else "run `vitbench list` for ours or pick a timm model such as resnet18"
+        raise UnknownModelError(f"unknown model {name!r}; {hint}")
+    for key in ("layers", "channels"):
+        if key in overrides:
+            overrides[key] = tuple(overrides[key])
+    try:
+        return timm.create_model(name, num_classes=num_classes, drop_path_rate=drop_path_rate, **overrides)
+    except TypeError as error:
+        raise ConfigError(f"timm model {name!r} rejects the overrides {sorted(overrides)} ({error}); check --model-arg") from None
+
+
+def classifier_keys(model, state_dict):
+    """The state-dict keys of `model`'s classifier (`head.*` for ours, `fc.*` for a ResNet...)."""
+    prefix = model.pretrained_cfg.get("classifier", "head") if hasattr(model, "pretrained_cfg") else "head"
+    return [key for key in state_dict if key.startswith(prefix + ".")]
+
+
+def head_classes(model, state_dict):
+    """The class count of a checkpoint's classifier for `model`, or None if it has none."""
+    keys = [k for k in classifier_keys(model, state_dict) if k.endswith("weight")]
+    return state_dict[keys[0]].shape[0] if keys else None
+
+
+def load_weights(model, path, use_ema=False):
+    """Load a local checkpoint into `model`; a classifier for another class count stays at its init.
+
+    Ours go through `models.load_checkpoint` (reference T2T-ViT, timm ViT and our layouts, with
+    position interpolation); timm CNNs load their own state dicts.
+    """
+    if isinstance(model, models.VisionTransformer):
+        return models.load_checkpoint(model, path, use_ema=use_ema)
+    state_dict = extract_state_dict(read_checkpoint(path), path, use_ema)
+    own = model.state_dict()
+    new_head = False
+    for key in classifier_keys(model, state_dict):
+        if key in own and own[key].shape != state_dict[key].shape:
+            del state_dict[key]
+            new_head = True
+    mismatched = [k for k, v in state_dict.items() if k in own and v.shape != own[k].shape]
+    missing = set(own) - set(state_dict) - (set(classifier_keys(model, own)) if new_head else set())
+    unexpected = set(state_dict) - set(own)
+    if mismatched or missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not fit {type(model).__name__}: mismatched {summarize_keys(mismatched) or 'none'}, "
+            f"missing {summarize_keys(missing) or 'none'}, unexpected {summarize_keys(unexpected) or 'none'}; "
+            "create the model this checkpoint was trained as"
+        )
+    model.load_state_dict(state_dict, strict=False)
+    return {"layout": "timm", "new_head": new_head}
