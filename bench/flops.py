@@ -1,0 +1,265 @@
+"""Multiply-accumulates (MACs) per image and parameter counts, each MAC count made three ways.
+
+One MAC is one multiply-add (FLOPs are about 2 x MACs). The counting rules are fvcore's, the
+ones behind `macs_reference` in bench/published.csv, so our totals compare with it directly:
+
+- Linear layers: tokens x in_features x out_features (the bias is free). The patch embedding
+  is such a Linear on the patches, whether computed as Unfold + Linear or a strided conv.
+- Attention: QK^T and AV, tokens^2 x width each (summed over heads), also when fused in
+  `scaled_dot_product_attention`, which plain fvcore and torch's CPU counter drop.
+- The Performer T2T block, per token: w.k and w.q (m x d each), phi(q).sum(phi(k)) (m),
+  phi(k)^T v and phi(q).(phi(k)^T v) (m x d each), with m random features of width d.
+- LayerNorm: 5 per element (4 without affine weights), fvcore's estimate.
+- Free, as fvcore treats them: elementwise ops and reductions (add, mul, div, exp, GELU,
+  softmax, sum, the attention scale), Unfold/reshape/concat, dropout.
+
+The three counters are `analytic_macs` (formulas over the model's structure), `fvcore_macs`
+(fvcore's traced count plus a handler for fused attention) and `torch_macs`
+(`torch.utils.flop_counter` plus formulas for LayerNorm and CPU fused attention). Both traced
+counters run batch 1 in eval mode on a copy of the model that shares its weights, so the model
+itself is never changed, even when counting at another image size.
+"""
+import copy
+import math
+import warnings
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from models.errors import ConfigError
+from models.layers import Attention
+from models.tokenizers import PatchTokenizer, T2TTokenizer, TokenPerformer, TokenTransformer, to_2tuple_size
+
+with warnings.catch_warnings():  # fvcore scripts a loss at import, which torch now warns about
+    warnings.simplefilter("ignore", FutureWarning)
+    from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn.jit_handles import get_shape
+
+MODULE_GROUPS = ("tokenizer", "attention", "mlp", "norm", "head")
+FVCORE_FREE_OPS = (  # elementwise, reductions and data movement: no MACs by fvcore's rules
+    "aten::add", "aten::sub", "aten::mul", "aten::div", "aten::exp", "aten::sum",
+    "aten::gelu", "aten::softmax", "aten::im2col",
+)
+aten = torch.ops.aten
+
+
+# ----------------------------------------------------------------------------- analytic
+
+
+def checked_img_size(model, img_size=None):
+    """(H, W) to count at, the model's own by default; sizes its tokenizer cannot take raise."""
+    height, width = model.img_size if img_size is None else to_2tuple_size(img_size)
+    model.tokenizer.token_grid(height, width)  # InputShapeError unless a multiple of the stride
+    return height, width
+
+
+def dense_macs(module, tokens):
+    """MACs of every Linear and LayerNorm inside `module`, each applied to `tokens` tokens."""
+    total = 0
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            total += tokens * layer.in_features * layer.out_features
+        elif isinstance(layer, nn.LayerNorm):
+            total += tokens * math.prod(layer.normalized_shape) * (5 if layer.weight is not None else 4)
+    return total
+
+
+def performer_products(block, tokens):
+    """Random-feature products of a TokenPerformer: T m (4 d + 1)."""
+    return tokens * block.num_features * (4 * block.out_dim + 1)
+
+
+def token_attention_products(block, tokens):
+    """QK^T and AV of the single-head TokenAttention: 2 T^2 d."""
+    return 2 * tokens * tokens * block.attn.out_dim
+
+
+TOKEN_MIXING_PRODUCTS = {TokenPerformer: performer_products, TokenTransformer: token_attention_products}
+
+
+def t2t_stage_tokens(tokenizer, height, width):
+    """Tokens after each soft split: [3136, 784, 196] at 224 x 224 with the reference stages."""
+    tokens = []
+    for _, stride, _ in tokenizer.stages:
+        height, width = height // stride, width // stride
+        tokens.append(height * width)
+    return tokens
+
+
+def tokenizer_macs(tokenizer, height, width):
+    """{"tokenizer.<part>": MACs} for a patch or T2T front end."""
+    if isinstance(tokenizer, PatchTokenizer):
+        return {"tokenizer.proj": dense_macs(tokenizer.proj, math.prod(tokenizer.token_grid(height, width)))}
+    if isinstance(tokenizer, T2TTokenizer):
+        stage_tokens = t2t_stage_tokens(tokenizer, height, width)
+        blocks = sum(
+            dense_macs(block, tokens) + TOKEN_MIXING_PRODUCTS[type(block)](block, tokens)
+            for block, tokens in zip(tokenizer.blocks, stage_tokens)
+        )
+        return {"tokenizer.blocks": blocks, "tokenizer.project": dense_macs(tokenizer.project, stage_tokens[-1])}
+    raise ConfigError(f"cannot count a {type(tokenizer).__name__} analytically; use fvcore_macs or torch_macs")
+
+
+def attention_macs(attn, tokens):
+    """{"attention.<part>": MACs} of one backbone Attention over `tokens` tokens."""
+    if not isinstance(attn, Attention):
+        raise ConfigError(f"cannot count a {type(attn).__name__} analytically; use fvcore_macs or torch_macs")
+    products = tokens * tokens * attn.num_heads * attn.head_dim  # QK^T or AV, all heads
+    return {
+        "attention.qkv": dense_macs(attn.qkv, tokens),
+        "attention.qk": products,
+        "attention.av": products,
+        "attention.proj": dense_macs(attn.proj, tokens),
+    }
+
+
+def sum_dicts(dicts):
+    total = {}
+    for d in dicts:
+        for key, value in d.items():
+            total[key] = total.get(key, 0) + value
+    return total
+
+
+def analytic_macs(model, img_size=None):
+    """MACs per image by formula: groups `tokenizer`, `attention`, `mlp`, `norm`, `head`, their
+    parts (`tokenizer.blocks`, `tokenizer.project` or `tokenizer.proj`, `attention.qkv`,
+    `attention.qk`, `attention.av`, `attention.proj`) and `total`."""
+    height, width = checked_img_size(model, img_size)
+    tokens = math.prod(model.tokenizer.token_grid(height, width)) + model.num_prefix_tokens
+    tokenizer_parts = tokenizer_macs(model.tokenizer, height, width)
+    attention_parts = sum_dicts(attention_macs(block.attn, tokens) for block in model.blocks)
+    breakdown = {
+        "tokenizer": sum(tokenizer_parts.values()),
+        **tokenizer_parts,
+        "attention": sum(attention_parts.values()),
+        **attention_parts,
+        "mlp": sum(dense_macs(block.mlp, tokens) for block in model.blocks),
+        "norm": sum(dense_macs(block.norm1, tokens) + dense_macs(block.norm2, tokens) for block in model.blocks)
+        + dense_macs(model.norm, tokens),
+        "head": dense_macs(model.head, 1),  # the class token only
+    }
+    breakdown["total"] = sum(breakdown[group] for group in MODULE_GROUPS)
+    return breakdown
+
+
+# ----------------------------------------------------------------------------- traced counters
+
+
+def counting_twin(model, img_size=None):
+    """An eval-mode copy of `model` at `img_size` sharing its weights, and a batch of one image."""
+    height, width = checked_img_size(model, img_size)
+    shared = {id(t): t for t in [*model.parameters(), *model.buffers()]}
+    twin = copy.deepcopy(model, memo=shared).eval()
+    if (height, width) != tuple(model.img_size):
+        twin.set_img_size((height, width))
+    weight = next(model.parameters())
+    image = torch.zeros(1, model.tokenizer.in_chans, height, width, dtype=weight.dtype, device=weight.device)
+    return twin, image
+
+
+def module_group_names(model):
+    """{group: names of the modules whose MACs make that group}."""
+    blocks = [f"blocks.{i}" for i in range(len(model.blocks))]
+    return {
+        "tokenizer": ["tokenizer"],
+        "attention": [f"{b}.attn" for b in blocks],
+        "mlp": [f"{b}.mlp" for b in blocks],
+        "norm": [f"{b}.{norm}" for b in blocks for norm in ("norm1", "norm2")] + ["norm"],
+        "head": ["head"],
+    }
+
+
+def group_macs(model, by_module, total):
+    """Groups from per-module MACs; `other` holds whatever ran outside the named modules."""
+    groups = {group: sum(by_module.get(name, 0) for name in names) for group, names in module_group_names(model).items()}
+    return {**groups, "other": total - sum(groups.values()), "total": total}
+
+
+def sdpa_macs(query_shape, key_shape, value_shape):
+    """QK^T + AV MACs from shapes (B, H, L, E), (B, H, S, E), (B, H, S, Ev)."""
+    key_len, value_dim = key_shape[-2], value_shape[-1]
+    return math.prod(query_shape) * key_len + math.prod(query_shape[:-1]) * key_len * value_dim
+
+
+def sdpa_macs_jit(inputs, outputs):
+    """fvcore handle for aten::scaled_dot_product_attention."""
+    return sdpa_macs(*(get_shape(v) for v in inputs[:3]))
+
+
+def fvcore_analysis(model, img_size=None):
+    """fvcore's FlopCountAnalysis of one image, with fused attention counted and free ops silenced."""
+    twin, image = counting_twin(model, img_size)
+    analysis = FlopCountAnalysis(twin, image)
+    analysis.set_op_handle("aten::scaled_dot_product_attention", sdpa_macs_jit)
+    analysis.set_op_handle(**{op: None for op in FVCORE_FREE_OPS})
+    analysis.uncalled_modules_warnings(False)  # PatchTokenizer uses proj.weight in a conv without calling proj
+    return analysis
+
+
+def fvcore_macs(model, img_size=None):
+    """MACs per image by fvcore: groups `tokenizer`, `attention`, `mlp`, `norm`, `head`, `other`, `total`."""
+    analysis = fvcore_analysis(model, img_size)
+    with torch.no_grad():
+        by_module = analysis.by_module()
+    return group_macs(model, by_module, by_module[""])
+
+
+def sdpa_flops(query_shape, key_shape, value_shape, *args, **kwargs):
+    """FLOPs of fused attention from the q, k, v shapes: 2 x (QK^T + AV MACs)."""
+    return 2 * sdpa_macs(query_shape, key_shape, value_shape)
+
+
+def layer_norm_flops(input_shape, normalized_shape, weight_shape=None, *args, **kwargs):
+    """FLOPs of aten.native_layer_norm: 2 x fvcore's 5 MACs per element (4 without affine)."""
+    return 2 * math.prod(input_shape) * (5 if weight_shape is not None else 4)
+
+
+TORCH_EXTRA_FORMULAS = {
+    aten._scaled_dot_product_flash_attention_for_cpu: sdpa_flops,  # CPU fused SDPA: no formula in torch
+    aten.native_layer_norm: layer_norm_flops,
+}
+
+
+def torch_macs(model, img_size=None):
+    """MACs per image by torch's FlopCounterMode; same keys as `fvcore_macs`."""
+    twin, image = counting_twin(model, img_size)
+    counter = FlopCounterMode(display=False, custom_mapping=TORCH_EXTRA_FORMULAS)
+    with torch.no_grad(), counter:
+        twin(image)
+    # keys are "VisionTransformer.blocks.0.attn", ... and "Global"
+    by_module = {name.partition(".")[2]: sum(ops.values()) // 2 for name, ops in counter.get_flop_counts().items()}
+    return group_macs(model, by_module, counter.get_total_flops() // 2)
+
+
+# ----------------------------------------------------------------------------- summaries
+
+
+def count_macs(model, img_size=None):
+    """`macs` (analytic total), `macs_fvcore`, `macs_torch`, and `macs_<part>` for each analytic part."""
+    breakdown = analytic_macs(model, img_size)
+    return {
+        "macs": breakdown.pop("total"),
+        "macs_fvcore": fvcore_macs(model, img_size)["total"],
+        "macs_torch": torch_macs(model, img_size)["total"],
+        **{f"macs_{part}": macs for part, macs in breakdown.items()},
+    }
+
+
+def param_part(name):
+    """Which part a parameter name belongs to: tokenizer, head or backbone (cls, pos, blocks, norm)."""
+    part = name.split(".")[0]
+    return part if part in ("tokenizer", "head") else "backbone"
+
+
+def param_breakdown(model):
+    """`params`, `params_trainable` (fixed tables excluded) and `params_tokenizer|backbone|head`."""
+    parts = {"tokenizer": 0, "backbone": 0, "head": 0}
+    for name, param in model.named_parameters():
+        parts[param_part(name)] += param.numel()
+    return {
+        "params": sum(parts.values()),
+        "params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        **{f"params_{part}": count for part, count in parts.items()},
+    }
