@@ -7,6 +7,7 @@ palette images to RGB; a file that cannot be decoded becomes a `BadImage` record
 reports by path and either skips (counted in the run summary) or turns into an error (strict).
 """
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,10 +155,17 @@ def collate_skipping_bad(batch):
     return images, targets, bad
 
 
+def log(message):
+    """A status line on stderr that does not break a tqdm progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
 class BadFileLog:
     """Collects undecodable files for a run: strict runs stop at the first, others skip and count."""
 
-    def __init__(self, strict=False, warn=print):
+    def __init__(self, strict=False, warn=log):
         self.strict = strict
         self.warn = warn
         self.seen = {}  # path -> reason

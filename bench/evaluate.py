@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import distributed, factory
-from bench.data import BadFileLog, ImageFolderDataset, build_loader, eval_transform, scan_split
+from bench.data import BadFileLog, ImageFolderDataset, build_loader, eval_transform, log, scan_split
 from models.atomic import atomic_write_text
 from models.checkpoint import extract_state_dict, read_checkpoint
 from models.errors import CheckpointError, ConfigError, DatasetError
@@ -108,7 +108,7 @@ def model_for_checkpoint(path, classes, model_name=None, img_size=None, override
 
 
 def run_eval(checkpoint, data, split="val", model_name=None, img_size=None, overrides=None, batch_size=128,
-             workers=0, strict=False, device=None, use_ema=False, warn=print):
+             workers=0, strict=False, device=None, use_ema=False, warn=log):
     context = distributed.setup(device)
     found = scan_split(data, split)
     model, class_index, size = model_for_checkpoint(checkpoint, found.classes, model_name, img_size, overrides, use_ema)

@@ -32,8 +32,8 @@ from tqdm import tqdm
 
 import models
 from bench import distributed, factory
-from bench.data import (BadFileLog, ImageFolderDataset, build_loader, eval_transform, scan_dataset, select_per_class,
-                        train_transform)
+from bench.data import (BadFileLog, ImageFolderDataset, build_loader, eval_transform, log, scan_dataset,
+                        select_per_class, train_transform)
 from bench.evaluate import evaluate, parse_model_args
 from models.atomic import atomic_write_text
 from models.errors import ConfigError, DatasetError, ResultsError, VitbenchError
@@ -162,15 +162,23 @@ class Data:
     val: ImageFolderDataset
 
 
-def training_samples(config):
-    """(classes, train samples after the optional cut, val samples), checked for layout problems."""
+def training_samples(config, warn=log):
+    """(classes, train samples after the optional cut, val samples), checked for layout problems.
+
+    Files without an image extension are never loaded: reported here, fatal with `strict`.
+    """
     scanned = scan_dataset(config.data)
     train, val = scanned["train"], scanned["val"]
+    ignored = train.ignored + val.ignored
+    if ignored and config.strict:
+        raise DatasetError(f"{ignored[0]} is not an image file ({len(ignored)} such files); remove them or drop --strict")
+    if ignored:
+        warn(f"warning: ignoring {len(ignored)} non-image files in {config.data}, e.g. {ignored[0]}")
     samples = train.samples
     if config.train_fraction is not None or config.train_per_class is not None:
         seed = config.seed if config.subset_seed is None else config.subset_seed
         samples = select_per_class(samples, train.classes, config.train_per_class, config.train_fraction, seed)
-    return train.classes, samples, val.samples
+    return train.classes, samples, val.samples, ignored
 
 
 def loss_functions(config, num_classes):
@@ -193,13 +201,13 @@ def peak_memory_mb(device):
 class Trainer:
     """One run: model, optimizer, schedule and state; `fit` trains to the end and writes RUN_DIR."""
 
-    def __init__(self, config, context, progress=True, warn=print):
+    def __init__(self, config, context, progress=True, warn=log):
         self.config, self.context, self.progress, self.warn = config, context, progress, warn
         self.out = Path(config.out)
         device = context.device
         if config.threads:
             torch.set_num_threads(config.threads)
-        classes, train_samples, val_samples = training_samples(config)
+        classes, train_samples, val_samples, self.ignored_files = training_samples(config, warn)
         num_classes = len(classes)
         seed_everything(config.seed)  # same initial weights on every rank
         self.model = factory.create(config.model, num_classes, config.img_size, config.drop_path, config.model_args)
@@ -384,14 +392,14 @@ class Trainer:
             "ranks_in_sync": max(checksums) == min(checksums),
             "per_class_top1": dict(zip(self.data.classes, self.final_eval["per_class_top1"])),
             "confusion": self.final_eval["confusion"],
-            "skipped_files": skipped,
+            "skipped_files": skipped, "ignored_non_image_files": len(self.ignored_files),
         }
         if self.context.is_main:
             atomic_write_text(self.out / SUMMARY, json.dumps(summary, indent=1) + "\n")
         return summary
 
 
-def start(config, overwrite=False, progress=True, warn=print):
+def start(config, overwrite=False, progress=True, warn=log):
     """Train `config` from scratch (or from config.init) into config.out; returns the summary dict."""
     context = distributed.setup(config.device)
     out = Path(config.out)
@@ -405,7 +413,7 @@ def start(config, overwrite=False, progress=True, warn=print):
     return Trainer(config, context, progress, warn).fit()
 
 
-def resume(out, given=None, progress=True, warn=print):
+def resume(out, given=None, progress=True, warn=log):
     """Continue the run in `out` from its last checkpoint; it ends as an uninterrupted run would."""
     config = resume_config(out, given or {})
     context = distributed.setup(config.device)

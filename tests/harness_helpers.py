@@ -9,6 +9,7 @@ from bench.cli import main
 from bench.synthetic import make_synthetic
 from bench.train import TrainConfig
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = Path(__file__).parent / "data" / "imagenet-samples"  # real ImageNet JPEGs, synset in the name
 TINY_T2T = {"depth": 1, "embed_dim": 32, "num_heads": 2, "token_dim": 16, "mlp_ratio": 2.0, "t2t_stages": [[3, 2, 1], [3, 2, 1]]}
 TINY_VIT = {"depth": 1, "embed_dim": 32, "num_heads": 2, "mlp_ratio": 2.0, "patch_size": 4}
