@@ -17,7 +17,8 @@ The three counters are `analytic_macs` (formulas over the model's structure), `f
 (fvcore's traced count plus a handler for fused attention) and `torch_macs`
 (`torch.utils.flop_counter` plus formulas for LayerNorm and CPU fused attention). Both traced
 counters run batch 1 in eval mode on a copy of the model that shares its weights, so the model
-itself is never changed, even when counting at another image size.
+itself is never changed, even when counting at another image size. They need the weights on a
+real device (their values do not matter); `analytic_macs` also takes a model built on "meta".
 """
 import copy
 import math
@@ -39,7 +40,7 @@ with warnings.catch_warnings():  # fvcore scripts a loss at import, which torch 
 MODULE_GROUPS = ("tokenizer", "attention", "mlp", "norm", "head")
 FVCORE_FREE_OPS = (  # elementwise, reductions and data movement: no MACs by fvcore's rules
     "aten::add", "aten::sub", "aten::mul", "aten::div", "aten::exp", "aten::sum",
-    "aten::gelu", "aten::softmax", "aten::im2col",
+    "aten::gelu", "aten::im2col",
 )
 aten = torch.ops.aten
 
@@ -228,8 +229,8 @@ def torch_macs(model, img_size=None):
     counter = FlopCounterMode(display=False, custom_mapping=TORCH_EXTRA_FORMULAS)
     with torch.no_grad(), counter:
         twin(image)
-    # keys are "VisionTransformer.blocks.0.attn", ... and "Global"
-    by_module = {name.partition(".")[2]: sum(ops.values()) // 2 for name, ops in counter.get_flop_counts().items()}
+    counts = counter.get_flop_counts()  # keys "Global", "VisionTransformer", "VisionTransformer.blocks.0.attn", ...
+    by_module = {name.partition(".")[2]: sum(ops.values()) // 2 for name, ops in counts.items() if "." in name}
     return group_macs(model, by_module, counter.get_total_flops() // 2)
 
 
