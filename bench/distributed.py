@@ -76,6 +76,16 @@ def all_gather_objects(obj, context):
     return gathered
 
 
+def is_main_process():
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def teardown():
+    """Leave the process group (end of a command), so the next setup starts clean."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def barrier(context):
     if context.distributed:
         dist.barrier()

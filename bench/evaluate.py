@@ -153,8 +153,14 @@ def parse_model_args(pairs):
 
 
 def cmd_eval(args):
-    result = run_eval(args.checkpoint, args.data, args.split, args.model, args.img_size, parse_model_args(args.model_arg),
-                      args.batch_size, args.workers, args.strict, args.device, args.ema)
+    try:
+        result = run_eval(args.checkpoint, args.data, args.split, args.model, args.img_size, parse_model_args(args.model_arg),
+                          args.batch_size, args.workers, args.strict, args.device, args.ema)
+        main_process = distributed.is_main_process()
+    finally:
+        distributed.teardown()
+    if not main_process:
+        return
     print(format_report(result))
     if args.out:
         atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")

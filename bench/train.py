@@ -116,6 +116,10 @@ def derive_seed(*parts):
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
 
 
+def print_nothing(message):
+    pass
+
+
 def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed)
@@ -162,7 +166,7 @@ class Data:
     val: ImageFolderDataset
 
 
-def training_samples(config, warn=log):
+def training_samples(config, warn):
     """(classes, train samples after the optional cut, val samples), checked for layout problems.
 
     Files without an image extension are never loaded: reported here, fatal with `strict`.
@@ -207,7 +211,7 @@ class Trainer:
         device = context.device
         if config.threads:
             torch.set_num_threads(config.threads)
-        classes, train_samples, val_samples, self.ignored_files = training_samples(config, warn)
+        classes, train_samples, val_samples, self.ignored_files = training_samples(config, warn if context.is_main else print_nothing)
         num_classes = len(classes)
         seed_everything(config.seed)  # same initial weights on every rank
         self.model = factory.create(config.model, num_classes, config.img_size, config.drop_path, config.model_args)
@@ -403,8 +407,9 @@ def start(config, overwrite=False, progress=True, warn=log):
     """Train `config` from scratch (or from config.init) into config.out; returns the summary dict."""
     context = distributed.setup(config.device)
     out = Path(config.out)
+    check_new_run_dir(out, overwrite)  # on every rank, so that all of them stop on a refusal
+    distributed.barrier(context)
     if context.is_main:
-        check_new_run_dir(out, overwrite)
         if out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True)
@@ -419,7 +424,8 @@ def resume(out, given=None, progress=True, warn=log):
     context = distributed.setup(config.device)
     trainer = Trainer(config, context, progress, warn)
     trainer.restore(Path(out) / LAST)
-    warn(f"resuming {out} after epoch {trainer.epoch} of {config.epochs}")
+    if context.is_main:
+        warn(f"resuming {out} after epoch {trainer.epoch} of {config.epochs}")
     return trainer.fit()
 
 
@@ -439,18 +445,23 @@ def given_settings(args):
 
 def cmd_train(args):
     given = given_settings(args)
-    if args.resume:
-        if args.overwrite:
-            raise ConfigError("--resume and --overwrite contradict each other; pick one")
-        summary = resume(args.out, given)
-    else:
-        missing = [f"--{k}" for k in ("model", "data") if k not in given]
-        if missing:
-            raise ConfigError(f"{' and '.join(missing)} required to start a run (or pass --resume to continue one)")
-        summary = start(TrainConfig(**given), args.overwrite)
-    print(f"{args.out}: top-1 {summary['top1']:.2f}% (best {summary['best']['top1']:.2f}% at epoch "
-          f"{summary['best']['epoch']}), top-5 {summary['top5']:.2f}%, {summary['train_images_per_s']:.0f} train img/s"
-          + (f", {len(summary['skipped_files'])} unreadable files skipped" if summary["skipped_files"] else ""))
+    try:
+        if args.resume:
+            if args.overwrite:
+                raise ConfigError("--resume and --overwrite contradict each other; pick one")
+            summary = resume(args.out, given)
+        else:
+            missing = [f"--{k}" for k in ("model", "data") if k not in given]
+            if missing:
+                raise ConfigError(f"{' and '.join(missing)} required to start a run (or pass --resume to continue one)")
+            summary = start(TrainConfig(**given), args.overwrite)
+        main_process = distributed.is_main_process()
+    finally:
+        distributed.teardown()
+    if main_process:
+        print(f"{args.out}: top-1 {summary['top1']:.2f}% (best {summary['best']['top1']:.2f}% at epoch "
+              f"{summary['best']['epoch']}), top-5 {summary['top5']:.2f}%, {summary['train_images_per_s']:.0f} train img/s"
+              + (f", {len(summary['skipped_files'])} unreadable files skipped" if summary["skipped_files"] else ""))
 
 
 def register_cli(sub):
