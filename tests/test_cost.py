@@ -133,8 +133,8 @@ def test_sweep_refuses_to_overwrite_and_resumes(tmp_path):
 def test_killed_sweep_resumes_without_repeating_rows(tmp_path):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "bench.cli", "sweep", "--families", "vit", "t2t-performer", "t2t-transformer",
-            "--depth", "1", "2", "--heads", "2", "--embed-dim", "32", "--img-size", "32", "--patch-size", "8",
-            "--measure", "params", "throughput", "--batch-size", "2", "--repeats", "2", "--warmup", "0", "--out", str(out)]
+            "--depth", "1", "2", "--heads", "2", "--embed-dim", "64", "--img-size", "64", "--patch-size", "8",
+            "--measure", "params", "throughput", "--batch-size", "4", "--repeats", "20", "--warmup", "0", "--out", str(out)]
     child = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rows = out / "rows.jsonl"
     deadline = time.time() + 120
