@@ -77,7 +77,8 @@ def all_gather_objects(obj, context):
 
 
 def is_main_process():
-    return not dist.is_initialized() or dist.get_rank() == 0
+    """Rank 0, or the only process; known from torchrun's environment even before `setup`."""
+    return (dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", "0"))) == 0
 
 
 def teardown():

@@ -362,6 +362,7 @@ class Trainer:
                 if improved:
                     self.save(self.out / BEST, full=False)
                 self.write_metrics()
+            if context.is_main and self.progress:
                 self.warn(f"epoch {row['epoch']}/{config.epochs}: train loss {row['train_loss']:.4f}, val loss "
                           f"{row['val_loss']:.4f}, top-1 {row['top1']:.2f}%, top-5 {row['top5']:.2f}%, "
                           f"{row['train_images_per_s']:.0f} img/s, {row['epoch_time_s']:.1f} s")
