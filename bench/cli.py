@@ -153,6 +153,7 @@ def build_parser():
     from bench import synthetic; synthetic.register_cli(sub)  # noqa: E702
     from bench import train; train.register_cli(sub)  # noqa: E702
     from bench import evaluate; evaluate.register_cli(sub)  # noqa: E702
+    from bench import study; study.register_cli(sub)  # noqa: E702
     # --- end subcommand modules ---
     return parser
 
