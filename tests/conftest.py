@@ -1,4 +1,3 @@
-import csv
 from pathlib import Path
 
 import pytest
@@ -6,12 +5,6 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-PUBLISHED_CSV = REPO / "bench" / "published.csv"
-
-
-def published_rows():
-    with open(PUBLISHED_CSV) as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.fixture(autouse=True)

@@ -8,10 +8,8 @@ from bench.flops import (  # FlopCountAnalysis is fvcore's, imported there witho
     MODULE_GROUPS, FlopCountAnalysis, analytic_macs, count_macs, fvcore_analysis, fvcore_macs, param_breakdown, torch_macs,
 )
 from bench.reference_t2t import RefT2TViT
+from bench.published import build_published, published_rows
 from models import ConfigError, InputShapeError
-
-from .conftest import published_rows
-from .test_models import build_published
 
 # fvcore counts an einsum from numpy's einsum_path report, printed to 4 significant digits; the
 # Performer's einsums are a few % of a T2T-ViT, so counts of the reference may be off by ~1e-5.

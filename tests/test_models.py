@@ -6,26 +6,17 @@ from timm.data import resolve_data_config
 from torch import nn
 
 import models
+from bench.published import PUBLISHED_CSV, build_published, published_rows
 from models import ConfigError, InputShapeError, UnknownModelError
 from models.tokenizers import PatchTokenizer, T2TTokenizer
 
-from .conftest import PUBLISHED_CSV, SHARED, published_rows
+from .conftest import SHARED
 
 
 def count(model):
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return total, trainable
-
-
-def build_published(row):
-    """Build our model for one row of published.csv with that row's counting settings."""
-    name, _, img = row["model"].partition("@")
-    name = models.PUBLISHED_EQUIVALENTS.get(name, name)
-    overrides = {"img_size": int(row["img_size"])}
-    if row["t2t_block"] == "patch16":  # counted as timm builds ViT: learned positions
-        overrides.update(pos_embed="learn", qkv_bias=name != "vit_s16_t2t_paper")
-    return models.create_model(name, **overrides)
 
 
 @pytest.mark.parametrize("row", published_rows(), ids=lambda r: r["model"])
