@@ -248,7 +248,7 @@ def train_transform(model, img_size, aug):
     install_randaugment_fix()
     config = model_data_config(model)
     return create_transform(
-        (3, img_size, img_size), is_training=True, scale=tuple(aug.scale), hflip=aug.hflip,
+        (3, img_size, img_size), is_training=True, scale=tuple(aug.scale), ratio=tuple(aug.ratio), hflip=aug.hflip,
         color_jitter=aug.color_jitter, auto_augment=aug.auto_augment or None, re_prob=aug.reprob,
         interpolation=aug.interpolation or config["interpolation"], mean=config["mean"], std=config["std"],
     )

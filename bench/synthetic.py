@@ -1,8 +1,8 @@
 """A generated ImageNet-layout dataset whose classes differ only in local structure.
 
-Every image has the same recipe: a smooth two-colour background with pixel noise, 2-4 copies of
+Every image has the same recipe: a smooth two-colour background with pixel noise, 3-6 copies of
 its class's 5x5 motif stamped at random (not patch-aligned) positions in random colours, and
-1-2 random 5x5 clutter blobs. Colours, positions, counts and clutter are drawn the same way for
+up to one random 5x5 clutter blob. Colours, positions, counts and clutter are drawn the same way for
 every class, so only the local arrangement of pixels tells the classes apart: a test of what a
 front end sees inside and across patches. All motifs are symmetric under a horizontal flip, so
 the standard flip augmentation keeps labels valid. It is synthetic: results on it are not
@@ -39,13 +39,13 @@ MOTIF_SIZE = 5
 
 def background(rng, size):
     """(size, size, 3) floats: a linear blend of two random colours along a random direction, plus noise."""
-    a, b = rng.uniform(0.0, 1.0, size=(2, 3))
+    a, b = rng.uniform(0.15, 0.85, size=(2, 3))
     angle = rng.uniform(0, 2 * np.pi)
     ys, xs = np.mgrid[0:size, 0:size] / max(size - 1, 1)
     ramp = (np.cos(angle) * xs + np.sin(angle) * ys)
     ramp = (ramp - ramp.min()) / max(np.ptp(ramp), 1e-6)
     image = a + (b - a) * ramp[..., None]
-    return image + rng.normal(0, 0.06, size=image.shape)
+    return image + rng.normal(0, 0.03, size=image.shape)
 
 
 def stamp(image, mask, rng):
@@ -53,17 +53,16 @@ def stamp(image, mask, rng):
     size = image.shape[0]
     y, x = rng.integers(0, size - MOTIF_SIZE + 1, size=2)
     window = image[y:y + MOTIF_SIZE, x:x + MOTIF_SIZE]
-    under = window.mean(axis=(0, 1))
-    colour = np.where(under > 0.5, rng.uniform(0.0, 0.25, 3), rng.uniform(0.75, 1.0, 3))
-    window[mask] = colour
+    dark = window.mean() > 0.5  # one polarity for all channels: dark ink on light ground or the reverse
+    window[mask] = rng.uniform(0.0, 0.2, 3) if dark else rng.uniform(0.8, 1.0, 3)
 
 
 def render(motif, rng, size):
     """One uint8 RGB image of class `motif`."""
     image = background(rng, size)
-    for _ in range(rng.integers(2, 5)):
+    for _ in range(rng.integers(3, 7)):
         stamp(image, MOTIFS[motif], rng)
-    for _ in range(rng.integers(1, 3)):
+    for _ in range(rng.integers(0, 2)):
         stamp(image, rng.random((MOTIF_SIZE, MOTIF_SIZE)) < 0.35, rng)
     return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
 

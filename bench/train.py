@@ -71,7 +71,8 @@ class TrainConfig:
     cutmix: float = 1.0
     auto_augment: str = "rand-m9-mstd0.5-inc1"  # "" turns RandAugment off
     reprob: float = 0.25
-    scale: tuple = (0.08, 1.0)
+    scale: tuple = (0.08, 1.0)  # random resized crop: area range
+    ratio: tuple = (3 / 4, 4 / 3)  # random resized crop: aspect-ratio range
     hflip: float = 0.5
     color_jitter: float = 0.4
     interpolation: str = None  # None: the model's (bicubic for ours)
@@ -90,7 +91,7 @@ class TrainConfig:
     threads: int = None  # CPU intra-op threads (torch.set_num_threads); None: torch's default
 
     def __post_init__(self):
-        self.scale = tuple(self.scale)
+        self.scale, self.ratio = tuple(self.scale), tuple(self.ratio)
         if self.epochs < 1 or self.batch_size < 1 or self.img_size < 1:
             raise ConfigError(f"epochs={self.epochs}, batch_size={self.batch_size} and img_size={self.img_size} must be >= 1")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
@@ -486,6 +487,7 @@ def register_cli(sub):
     p.add_argument("--auto-augment", help="timm RandAugment spec, default rand-m9-mstd0.5-inc1 ('' disables)")
     p.add_argument("--reprob", type=float, help="random erasing probability, default 0.25")
     p.add_argument("--scale", type=float, nargs=2, help="random resized crop scale range, default 0.08 1.0")
+    p.add_argument("--ratio", type=float, nargs=2, help="random resized crop aspect-ratio range, default 0.75 1.33")
     p.add_argument("--hflip", type=float, help="horizontal flip probability, default 0.5")
     p.add_argument("--color-jitter", type=float, help="default 0.4")
     p.add_argument("--crop-pct", type=float, help="eval center-crop fraction (default: the model's, 0.9 for ours)")
