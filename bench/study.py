@@ -284,7 +284,7 @@ def markdown_table(table):
         "seeds": table["seeds"], "top-5 %": table["top5_mean"].round(1),
         "train img/s": table["train_images_per_s"].round().astype(int),
     })
-    return shown.to_markdown(index=False)
+    return shown.to_markdown(index=False, disable_numparse=True)
 
 
 def pivot_table(table):
@@ -292,7 +292,7 @@ def pivot_table(table):
     table = table.assign(column=[f"{label} d{depth}" for label, depth in zip(table["label"], table["depth"])],
                          cell=[mean_std(m, s) for m, s in zip(table["top1_mean"], table["top1_std"])])
     pivot = table.pivot(index="fraction", columns="column", values="cell")
-    return pivot[list(dict.fromkeys(table["column"]))].reset_index().to_markdown(index=False)
+    return pivot[list(dict.fromkeys(table["column"]))].reset_index().to_markdown(index=False, disable_numparse=True)
 
 
 def save_figure(fig, path):

@@ -1,0 +1,138 @@
+"""The data-efficiency study: spec loading, a tiny end-to-end study, resume, aggregation."""
+import json
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from bench import study
+from bench.cli import main
+from models.errors import ConfigError, ResultsError
+from tests.harness_helpers import TINY_RESNET, TINY_T2T, cli_error, tiny_synthetic
+
+TINY_SPEC = {
+    "fractions": [0.5, 1.0], "seeds": [0, 1],
+    "train": {"epochs": 1, "batch_size": 4, "img_size": 32, "lr": 1e-3, "warmup_epochs": 0, "workers": 0, "threads": 1,
+              "mixup": 0.0, "cutmix": 0.0, "auto_augment": "", "crop_pct": 1.0},
+    "arms": [
+        {"name": "t2t-performer", "label": "T2T-ViT", "model": "t2t_vit_7", "overrides": {k: v for k, v in TINY_T2T.items() if k != "depth"},
+         "depths": [1]},
+        {"name": "cnn", "label": "ResNet", "model": "resnet18", "overrides": {k: v for k, v in TINY_RESNET.items() if k != "layers"},
+         "variants": [{"depth": 10, "overrides": {"layers": [1, 1, 1, 1]}}]},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    data = tiny_synthetic(root / "data", classes=3, train_per_class=4, val_per_class=2)
+    (root / "spec.json").write_text(json.dumps(TINY_SPEC))
+    assert main(["study", "--config", str(root / "spec.json"), "--data", str(data), "--out", str(root / "out")]) == 0
+    return root, data
+
+
+def test_study_writes_results_table_curves_and_report(finished_study):
+    root, _ = finished_study
+    out = root / "out"
+    results = pd.read_csv(out / "results.csv")
+    assert len(results) == 8 and set(results["arm"]) == {"t2t-performer", "cnn"}
+    assert sorted(results.loc[results["arm"] == "cnn", "train_images"].unique()) == [6, 12]  # half and all of 3 x 4
+    assert (results["macs"] > 0).all() and (results["params"] > 0).all()
+    table = pd.read_csv(out / "table.csv")
+    assert len(table) == 4 and (table["seeds"] == 2).all()
+    for _, row in table.iterrows():
+        runs = results[(results["arm"] == row["arm"]) & (results["fraction"] == row["fraction"])]
+        assert row["top1_mean"] == pytest.approx(runs["top1"].mean())
+        assert row["top1_std"] == pytest.approx(runs["top1"].std(), nan_ok=True)
+    for name in ("top1_vs_fraction.png", "top1_vs_macs.png", "top1_vs_throughput.png"):
+        with Image.open(out / name) as image:
+            assert image.size[0] > 300
+    report = (out / "report.md").read_text()
+    assert "T2T-ViT d1" in report and "ResNet d10" in report and "8 of 8 runs finished" in report
+    provenance = json.loads((out / "study.json").read_text())["provenance"]
+    assert {"date", "device", "versions", "command", "git_commit"} <= set(provenance)
+
+
+def test_study_resumes_only_unfinished_runs(finished_study, capsys):
+    root, data = finished_study
+    out = root / "out"
+    spec = study.load_spec(config=root / "spec.json")
+    kept = out / "runs" / "cnn-d10-f1-s1" / "summary.json"
+    before = kept.stat().st_mtime_ns
+    redo = out / "runs" / "t2t-performer-d1-f0.5-s0"
+    (redo / "summary.json").unlink()
+    study.run_study(spec, data, out, resume=True, warn=print)
+    printed = capsys.readouterr().out
+    assert "[1/8] t2t-performer-d1-f0.5-s0" in printed and printed.count("top-1") == 1
+    assert kept.stat().st_mtime_ns == before and (redo / "summary.json").is_file()
+
+    with pytest.raises(ResultsError, match="already holds a study; pass --resume to finish it or --overwrite"):
+        study.run_study(spec, data, out)
+    other = study.load_spec(config=root / "spec.json", seeds=[5])
+    with pytest.raises(ConfigError, match="holds a study with other settings"):
+        study.run_study(other, data, out, resume=True)
+    with pytest.raises(ResultsError, match="holds no study to resume"):
+        study.run_study(spec, data, root / "fresh", resume=True)
+
+
+def test_report_only_rebuilds_from_finished_runs(finished_study, capsys):
+    root, _ = finished_study
+    (root / "out" / "table.md").unlink()
+    assert main(["study", "--config", str(root / "spec.json"), "--out", str(root / "out"), "--report-only"]) == 0
+    assert (root / "out" / "table.md").is_file() and "T2T-ViT d1" in capsys.readouterr().out
+
+
+def test_presets_expand_to_every_arm_and_depth():
+    spec = study.load_spec("cpu-tiny")
+    assert [(v.arm, v.depth) for v in spec.variants] == [
+        ("vit", 2), ("vit", 4), ("t2t-performer", 2), ("t2t-performer", 4), ("t2t-transformer", 2), ("t2t-transformer", 4),
+        ("cnn", 10), ("cnn", 18)]
+    assert len(spec.runs()) == 8 * 3 * 3 and spec.runs()[0][2] == 0 and spec.runs()[-1][2] == 2
+    vit, t2t = spec.variants[0], spec.variants[2]
+    assert vit.overrides["embed_dim"] == t2t.overrides["embed_dim"] and vit.overrides["depth"] == 2
+    imagenet = study.load_spec("imagenet-subset", arms=["cnn"])
+    assert [v.model for v in imagenet.variants] == ["resnet18", "resnet50"]
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({"preset": "cifar"}, "unknown study preset 'cifar'"),
+    ({"arms": ["vit", "mlp"]}, "unknown study arm(s) ['mlp']"),
+    ({"fractions": [0.5, 2.0]}, "study fractions [0.5, 2.0] must lie in (0, 1]"),
+    ({"train": {"epoch": 3}}, "include unknown or per-run keys"),
+    ({"train": {"seed": 3}}, "include unknown or per-run keys"),
+])
+def test_bad_specs_fail_with_one_line(kwargs, expected):
+    with pytest.raises(ConfigError) as info:
+        study.load_spec(**kwargs)
+    assert expected in str(info.value)
+
+
+def test_bad_arms_and_files(tmp_path):
+    with pytest.raises(ConfigError, match="needs exactly one of depths"):
+        study.expand_arm({"name": "x", "label": "X", "model": "t2t_vit_7"})
+    with pytest.raises(ConfigError, match="lacks 'label'"):
+        study.expand_arm({"name": "x", "model": "t2t_vit_7", "depths": [1]})
+    (tmp_path / "spec.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="cannot read study config"):
+        study.load_spec(config=tmp_path / "spec.json")
+
+
+def test_study_cli_errors(tmp_path, capsys):
+    assert "--data is required" in cli_error(capsys, "study", "--out", str(tmp_path / "s"))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.md").write_text("x")
+    assert "not a vitbench study folder" in cli_error(capsys, "study", "--data", str(tmp_path), "--out", str(tmp_path / "mine"))
+    assert "has no finished runs" in cli_error(capsys, "study", "--out", str(tmp_path / "empty"), "--report-only")
+
+
+def test_aggregate_reports_mean_spread_and_single_seed_nan():
+    rows = [{"arm": "vit", "label": "ViT", "model": "m", "depth": 2, "fraction": 1.0, "seed": s, "train_images": 10,
+             "params": 5, "macs": 7, "top1": t, "top5": 90.0, "train_images_per_s": 100.0} for s, t in ((0, 40.0), (1, 50.0))]
+    rows.append({**rows[0], "arm": "cnn", "label": "CNN", "top1": 70.0})
+    table = study.aggregate(pd.DataFrame(rows))
+    assert table["arm"].tolist() == ["vit", "cnn"]
+    vit = table.iloc[0]
+    assert vit["top1_mean"] == 45.0 and vit["top1_std"] == pytest.approx(7.0711, abs=1e-4) and vit["seeds"] == 2
+    assert pd.isna(table.iloc[1]["top1_std"])
+    assert "45.0 ± 7.1" in study.markdown_table(table) and "70.0" in study.pivot_table(table)
