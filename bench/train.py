@@ -59,7 +59,8 @@ class TrainConfig:
     epochs: int = 310
     batch_size: int = 128  # per process; the global batch is batch_size x world size
     img_size: int = 224
-    lr: float = None  # None: paper lr (1e-3 small T2T, 5e-4 others) x global batch / 512
+    lr: float = None  # absolute learning rate; None: base_lr x global batch / 512
+    base_lr: float = None  # lr at a global batch of 512; None: the paper's (1e-3 small T2T, 5e-4 others)
     weight_decay: float = None  # None: .03 for small T2T, .05 others
     min_lr: float = 1e-5
     warmup_lr: float = 1e-6
@@ -97,7 +98,7 @@ class TrainConfig:
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise ConfigError(f"amp={self.amp!r} is not one of auto, bf16, fp16, off")
 
-    def base_lr(self):
+    def paper_base_lr(self):
         return 1e-3 if self.model in SMALL_T2T else 5e-4
 
     def resolved_weight_decay(self):
@@ -106,7 +107,10 @@ class TrainConfig:
         return 0.03 if self.model in SMALL_T2T else 0.05
 
     def resolved_lr(self, world_size):
-        return self.lr if self.lr is not None else self.base_lr() * self.batch_size * world_size / PAPER_BATCH
+        if self.lr is not None:
+            return self.lr
+        base = self.base_lr if self.base_lr is not None else self.paper_base_lr()
+        return base * self.batch_size * world_size / PAPER_BATCH
 
 
 def jsonable(value):
@@ -475,7 +479,8 @@ def register_cli(sub):
     p.add_argument("--epochs", type=int, help="default 310 (the paper)")
     p.add_argument("--batch-size", type=int, help="per process; default 128")
     p.add_argument("--img-size", type=int, help="default 224")
-    p.add_argument("--lr", type=float, help="default: 1e-3 (T2T-ViT-7/10/12) or 5e-4, times global batch / 512")
+    p.add_argument("--lr", type=float, help="absolute learning rate (default: --base-lr x global batch / 512)")
+    p.add_argument("--base-lr", type=float, help="lr at global batch 512; default 1e-3 (T2T-ViT-7/10/12) or 5e-4 (paper)")
     p.add_argument("--weight-decay", type=float, help="default .03 (T2T-ViT-7/10/12) or .05")
     p.add_argument("--warmup-epochs", type=int, help="default 5")
     p.add_argument("--min-lr", type=float)

@@ -235,3 +235,14 @@ def test_killed_run_resumes_to_the_uninterrupted_result(data, tmp_path):
     assert full["epoch"] == again["epoch"] == 6
     for key, value in full["state_dict"].items():
         assert torch.equal(value, again["state_dict"][key]), key
+
+
+def test_learning_rate_follows_the_paper_scaled_by_global_batch():
+    small = train.TrainConfig(model="t2t_vit_7", data="-", out="-", batch_size=128)
+    assert small.resolved_lr(world_size=4) == 1e-3 and small.resolved_weight_decay() == 0.03  # 512 images: paper's 1e-3
+    large = train.TrainConfig(model="t2t_vit_14", data="-", out="-", batch_size=64)
+    assert large.resolved_lr(world_size=1) == 5e-4 * 64 / 512 and large.resolved_weight_decay() == 0.05
+    assert train.TrainConfig(model="resnet50", data="-", out="-", batch_size=256, base_lr=2e-3).resolved_lr(2) == 2e-3
+    assert train.TrainConfig(model="resnet50", data="-", out="-", lr=0.1).resolved_lr(8) == 0.1
+    with pytest.raises(ConfigError, match="amp='fp32' is not one of"):
+        train.TrainConfig(model="resnet50", data="-", out="-", amp="fp32")
