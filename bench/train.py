@@ -225,10 +225,11 @@ class Trainer:
             train=ImageFolderDataset(train_samples, classes, train_transform(self.model, config.img_size, config)),
             val=ImageFolderDataset(val_samples, classes, eval_transform(self.model, config.img_size, config.interpolation, config.crop_pct)),
         )
-        if config.init:
-            factory.load_weights(self.model, config.init)
+        overrides = dict(config.model_args)
+        if config.init and factory.load_weights(self.model, config.init).get("layout") == "reference-t2t":
+            overrides["qk_scale"] = self.model.embed_dim**-0.5  # the scale the reference weights need, kept for eval
         self.model.to(device)
-        self.build = {"model": config.model, "overrides": config.model_args, "img_size": config.img_size,
+        self.build = {"model": config.model, "overrides": overrides, "img_size": config.img_size,
                       "num_classes": num_classes, "classes": self.data.classes}
 
         world = context.world_size

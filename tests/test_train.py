@@ -246,3 +246,19 @@ def test_learning_rate_follows_the_paper_scaled_by_global_batch():
     assert train.TrainConfig(model="resnet50", data="-", out="-", lr=0.1).resolved_lr(8) == 0.1
     with pytest.raises(ConfigError, match="amp='fp32' is not one of"):
         train.TrainConfig(model="resnet50", data="-", out="-", amp="fp32")
+
+
+def test_fine_tuning_a_reference_t2t_checkpoint_keeps_its_attention_scale_for_eval(data, tmp_path):
+    from bench.evaluate import model_for_checkpoint
+    from bench.reference_t2t import RefT2TViT
+
+    shape = dict(embed_dim=48, depth=1, num_heads=4, mlp_ratio=2.0)
+    reference = RefT2TViT(tokens_type="performer", img_size=32, num_classes=1000, qk_scale=48**-0.5, **shape)
+    torch.save({"state_dict": reference.state_dict()}, tmp_path / "T2T_ViT_ref.pth.tar")
+    frozen = dict(lr=0.0, min_lr=0.0, warmup_lr=0.0, warmup_epochs=0, epochs=1)
+    summary = train.start(tiny_config(data, tmp_path / "ft", model_args=shape, init=str(tmp_path / "T2T_ViT_ref.pth.tar"),
+                                      **frozen), progress=False)
+    classes = ["block", "checker", "cross"]
+    model, _, _ = model_for_checkpoint(tmp_path / "ft" / "last.pth", classes)
+    assert model.blocks[0].attn.scale == 48**-0.5
+    assert run_eval(tmp_path / "ft" / "last.pth", data)["confusion"] == summary["confusion"]
