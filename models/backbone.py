@@ -105,6 +105,8 @@ class VisionTransformer(nn.Module):
         self.tokenizer.set_img_size(img_size)
         table = resample_pos_embed(self.pos_embed.detach(), self.tokenizer.grid_size, old_grid)
         self.pos_embed = nn.Parameter(table, requires_grad=self.pos_embed.requires_grad)
+        if hasattr(self, "pretrained_cfg"):
+            self.pretrained_cfg = {**self.pretrained_cfg, "input_size": (self.tokenizer.in_chans, *self.img_size)}
 
     def forward_features(self, x):
         grid = self.tokenizer.check_input(x)

@@ -161,7 +161,7 @@ def test_timm_model_api():
 
 def test_init_follows_reference():
     model = models.create_model("vb_vit_tiny_patch16_224", img_size=32)
-    assert not model.pos_embed.requires_grad or model.pos_embed_kind == "learn"
+    assert model.pos_embed.requires_grad and model.pos_embed.std() > 0.01  # learned, trunc-normal init
     fixed = models.create_model("t2t_vit_7", img_size=32, depth=1)
     assert not fixed.pos_embed.requires_grad and not fixed.tokenizer.blocks[0].w.requires_grad
     assert fixed.pos_embed[0, 0, 0] == 0 and fixed.pos_embed[0, 0, 1] == 1  # sin(0), cos(0)
@@ -177,3 +177,15 @@ def test_dropout_and_stochastic_depth_options_train():
     assert [round(b.drop_path.drop_prob, 3) for b in model.blocks[1:]] == [0.1, 0.2]
     model(torch.randn(2, 3, 32, 32)).sum().backward()
     assert model.cls_token.grad is not None and model.pos_embed.grad is None
+
+
+def test_set_img_size_interpolates_positions_like_timm():
+    from timm.layers import resample_abs_pos_embed
+
+    model = models.create_model("vb_vit_tiny_patch16_224", img_size=32, depth=1)
+    table = model.pos_embed.detach().clone()
+    model.set_img_size((64, 48))
+    expected = resample_abs_pos_embed(table, [4, 3], [2, 2], num_prefix_tokens=1)
+    torch.testing.assert_close(model.pos_embed.detach(), expected)
+    assert model.pos_embed.requires_grad and model.pretrained_cfg["input_size"] == (3, 64, 48)
+    assert model(torch.randn(1, 3, 64, 48)).shape == (1, 1000)
