@@ -246,7 +246,8 @@ def collect(spec, out):
         costs = costs or architecture_costs(spec, summary["classes"])
         rows.append({
             "arm": variant.arm, "label": variant.label, "model": variant.model, "depth": variant.depth,
-            "fraction": fraction, "seed": seed, "train_images": summary["train_images"], "epochs": summary["epochs"],
+            "fraction": fraction, "seed": seed, "classes": summary["classes"], "train_images": summary["train_images"],
+            "epochs": summary["epochs"],
             "params": costs[variant][0], "macs": costs[variant][1], "top1": summary["top1"], "top5": summary["top5"],
             "best_top1": summary["best"]["top1"], "train_images_per_s": summary["train_images_per_s"],
             "train_time_s": summary["train_time_s"], "skipped_files": len(summary["skipped_files"]),
@@ -260,7 +261,8 @@ def aggregate(results):
     """Mean and spread over seeds per architecture and fraction (std is NaN with one seed)."""
     keys = ["arm", "label", "model", "depth", "fraction"]
     table = results.groupby(keys, sort=False).agg(
-        seeds=("seed", "count"), train_images=("train_images", "mean"), params=("params", "first"), macs=("macs", "first"),
+        seeds=("seed", "count"), classes=("classes", "first"), train_images=("train_images", "mean"),
+        params=("params", "first"), macs=("macs", "first"),
         top1_mean=("top1", "mean"), top1_std=("top1", "std"), top1_min=("top1", "min"), top1_max=("top1", "max"),
         top5_mean=("top5", "mean"), train_images_per_s=("train_images_per_s", "mean"),
     ).reset_index()
@@ -302,11 +304,16 @@ def save_figure(fig, path):
     plt.close(fig)
 
 
+def chance_line(ax, table):
+    ax.axhline(100 / table["classes"].max(), color="gray", linestyle=":", linewidth=1, label="chance")
+
+
 def plot_curves(table, out):
     """Three PNGs: top-1 vs fraction; top-1 vs MACs and vs train images/s at the largest fraction."""
     paths = []
     markers = "osD^v"
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    chance_line(ax, table)
     for (arm, label, depth), group in table.groupby(["arm", "label", "depth"], sort=False):
         depths = sorted(table.loc[table["arm"] == arm, "depth"].unique())
         ax.errorbar(group["fraction"], group["top1_mean"], yerr=group["top1_std"].fillna(0), capsize=3,
@@ -314,6 +321,7 @@ def plot_curves(table, out):
                     linestyle="-" if depths.index(depth) == 0 else "--", label=f"{label} d{depth}")
     ax.set(xscale="log", xlabel="fraction of the training set", ylabel="val top-1 (%)",
            title="top-1 vs training data (mean ± std over seeds)")
+    ax.minorticks_off()
     ax.set_xticks(sorted(table["fraction"].unique()), [f"{f:g}" for f in sorted(table["fraction"].unique())])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
@@ -324,6 +332,7 @@ def plot_curves(table, out):
     for column, xlabel, name in (("macs", "MACs per image", "top1_vs_macs.png"),
                                  ("train_images_per_s", "training images/s", "top1_vs_throughput.png")):
         fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        chance_line(ax, table)
         for (arm, label), group in full.groupby(["arm", "label"], sort=False):
             group = group.sort_values("depth")
             ax.errorbar(group[column], group["top1_mean"], yerr=group["top1_std"].fillna(0), capsize=3, marker="o",

@@ -251,7 +251,10 @@ class Trainer:
         self.mixup, self.train_loss = loss_functions(config, num_classes)
 
         self.compiled = torch.compile(self.model) if config.compile else self.model
-        self.net = torch.nn.parallel.DistributedDataParallel(self.compiled) if context.distributed else self.compiled
+        self.net = self.compiled
+        if context.distributed:
+            device_ids = [device.index] if device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.compiled, device_ids=device_ids)
         self.bad_files = BadFileLog(config.strict, warn)
         self.epoch, self.num_updates, self.history, self.best, self.final_eval = 0, 0, [], None, None
 

@@ -128,7 +128,7 @@ def test_study_cli_errors(tmp_path, capsys):
 
 def test_aggregate_reports_mean_spread_and_single_seed_nan():
     rows = [{"arm": "vit", "label": "ViT", "model": "m", "depth": 2, "fraction": 1.0, "seed": s, "train_images": 10,
-             "params": 5, "macs": 7, "top1": t, "top5": 90.0, "train_images_per_s": 100.0} for s, t in ((0, 40.0), (1, 50.0))]
+             "classes": 10, "params": 5, "macs": 7, "top1": t, "top5": 90.0, "train_images_per_s": 100.0} for s, t in ((0, 40.0), (1, 50.0))]
     rows.append({**rows[0], "arm": "cnn", "label": "CNN", "top1": 70.0})
     table = study.aggregate(pd.DataFrame(rows))
     assert table["arm"].tolist() == ["vit", "cnn"]
