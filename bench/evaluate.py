@@ -6,6 +6,7 @@ ImageNet checkpoint evaluated on an ImageNet subset (synset folders) is scored o
 classes only, by selecting their logits, so from-scratch and pretrained starts compare directly.
 """
 import json
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -67,12 +68,21 @@ def imagenet_synsets():
     return ImageNetInfo().label_names()
 
 
-def model_for_checkpoint(path, classes, model_name=None, img_size=None, overrides=None, use_ema=False):
-    """(model with weights, class_index, img_size) for checkpoint `path` scored on `classes`.
+@dataclass
+class Loaded:
+    model: torch.nn.Module
+    class_index: list  # logit columns of the dataset's classes, None when the head matches them
+    img_size: int
+    transform: dict  # interpolation and crop_pct of the eval transform (None: the model's)
 
-    A `vitbench train` checkpoint rebuilds itself from its saved settings and must have been
-    trained on the same classes; any other file needs `model_name`, and its head must either
-    match the class count or be a 1000-class ImageNet head over synset-named classes.
+
+def model_for_checkpoint(path, classes, model_name=None, img_size=None, overrides=None, use_ema=False):
+    """The model of checkpoint `path` with its weights, ready to be scored on `classes`.
+
+    A `vitbench train` checkpoint rebuilds itself from its saved settings (eval transform
+    included) and must have been trained on the same classes; any other file needs `model_name`,
+    and its head must either match the class count or be a 1000-class ImageNet head over
+    synset-named classes.
     """
     payload = read_checkpoint(path)
     build = payload.get("build") if isinstance(payload, dict) else None
@@ -87,7 +97,7 @@ def model_for_checkpoint(path, classes, model_name=None, img_size=None, override
         size = img_size or build["img_size"]
         model = factory.create(build["model"], len(classes), size, overrides=build["overrides"])
         factory.load_weights(model, path, use_ema)
-        return model, None, size
+        return Loaded(model, None, size, build.get("eval_transform", {}))
     if not model_name:
         raise ConfigError(f"{path} was not written by `vitbench train`; pass --model NAME to say which architecture it holds")
     size = img_size or 224
@@ -104,24 +114,27 @@ def model_for_checkpoint(path, classes, model_name=None, img_size=None, override
         probe = factory.create(model_name, checkpoint_classes, size, overrides=overrides)
         class_index = [synsets.index(name) for name in classes]
     factory.load_weights(probe, path, use_ema)
-    return probe, class_index, size
+    return Loaded(probe, class_index, size, {})
 
 
 def run_eval(checkpoint, data, split="val", model_name=None, img_size=None, overrides=None, batch_size=128,
-             workers=0, strict=False, device=None, use_ema=False, warn=log):
+             workers=0, strict=False, device=None, use_ema=False, transform=None, warn=log):
+    """Score `checkpoint` on DATA/split; `transform` (interpolation, crop_pct) overrides the run's."""
     context = distributed.setup(device)
     found = scan_split(data, split)
-    model, class_index, size = model_for_checkpoint(checkpoint, found.classes, model_name, img_size, overrides, use_ema)
-    dataset = ImageFolderDataset(found.samples, found.classes, eval_transform(model, size))
+    loaded = model_for_checkpoint(checkpoint, found.classes, model_name, img_size, overrides, use_ema)
+    settings = {**loaded.transform, **{k: v for k, v in (transform or {}).items() if v is not None}}
+    dataset = ImageFolderDataset(found.samples, found.classes, eval_transform(loaded.model, loaded.img_size, **settings))
     loader = build_loader(dataset, batch_size, distributed.ShardSampler(len(dataset), context), workers)
     bad_files = BadFileLog(strict, warn)
-    result = evaluate(model.to(context.device), loader, len(found.classes), context, bad_files, class_index=class_index)
+    result = evaluate(loaded.model.to(context.device), loader, len(found.classes), context, bad_files,
+                      class_index=loaded.class_index)
     if result["images"] == 0:
         raise DatasetError(f"no image in {found.root} could be decoded; check the files")
     skipped = distributed.all_gather_objects(bad_files.seen, context)
     return {
         "checkpoint": str(checkpoint), "data": str(data), "split": split, "classes": found.classes,
-        "subset_of_imagenet_head": class_index is not None, **result,
+        "subset_of_imagenet_head": loaded.class_index is not None, **result,
         "skipped_files": {path: reason for seen in skipped for path, reason in seen.items()},
     }
 
@@ -155,7 +168,8 @@ def parse_model_args(pairs):
 def cmd_eval(args):
     try:
         result = run_eval(args.checkpoint, args.data, args.split, args.model, args.img_size, parse_model_args(args.model_arg),
-                          args.batch_size, args.workers, args.strict, args.device, args.ema)
+                          args.batch_size, args.workers, args.strict, args.device, args.ema,
+                          {"interpolation": args.interpolation, "crop_pct": args.crop_pct})
         main_process = distributed.is_main_process()
     finally:
         distributed.teardown()
@@ -175,6 +189,8 @@ def register_cli(sub):
     p.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="model override, e.g. depth=4 (repeatable)")
     p.add_argument("--split", default="val")
     p.add_argument("--img-size", type=int, help="evaluation size (positions are interpolated for ViTs)")
+    p.add_argument("--crop-pct", type=float, help="center-crop fraction (default: the run's, else the model's)")
+    p.add_argument("--interpolation", help="resize interpolation, e.g. bicubic (default: the run's, else the model's)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")

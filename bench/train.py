@@ -230,7 +230,8 @@ class Trainer:
             overrides["qk_scale"] = self.model.embed_dim**-0.5  # the scale the reference weights need, kept for eval
         self.model.to(device)
         self.build = {"model": config.model, "overrides": overrides, "img_size": config.img_size,
-                      "num_classes": num_classes, "classes": self.data.classes}
+                      "num_classes": num_classes, "classes": self.data.classes,
+                      "eval_transform": {"interpolation": config.interpolation, "crop_pct": config.crop_pct}}
 
         world = context.world_size
         self.steps_per_epoch = len(self.data.train) // world // config.batch_size

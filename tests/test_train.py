@@ -13,8 +13,8 @@ import torch
 
 import models
 from bench import factory, train
-from bench.evaluate import run_eval
-from models.errors import ConfigError, DatasetError, ResultsError
+from bench.evaluate import model_for_checkpoint, run_eval
+from models.errors import ConfigError
 from tests.harness_helpers import (REPO_ROOT, TINY_T2T, cli_error, samples_dataset, tiny_cli_args, tiny_config,
                                    tiny_synthetic)
 
@@ -140,10 +140,13 @@ def test_bad_image_files_are_skipped_and_counted_or_fatal_with_strict(tmp_path, 
 
 
 def test_cnn_baseline_and_vit_with_ema_train_through_the_same_loop(data, tmp_path):
-    cnn = train.start(tiny_config(data, tmp_path / "cnn", model="resnet18", epochs=1), progress=False)
+    cnn = train.start(tiny_config(data, tmp_path / "cnn", model="resnet18", epochs=1, crop_pct=1.0, interpolation="bilinear"),
+                      progress=False)
     assert cnn["params"] < 120_000 and cnn["top1"] >= 0
+    loaded = model_for_checkpoint(tmp_path / "cnn" / "last.pth", ["block", "checker", "cross"])
+    assert loaded.transform == {"interpolation": "bilinear", "crop_pct": 1.0}  # the run's eval transform, not timm's default
     result = run_eval(tmp_path / "cnn" / "last.pth", data)  # eval rebuilds the timm ResNet from the run
-    assert result["top1"] == pytest.approx(cnn["top1"])
+    assert result["confusion"] == cnn["confusion"]
     vit = train.start(tiny_config(data, tmp_path / "vit", model="vb_vit_tiny_patch16_224", ema_decay=0.9, epochs=1), progress=False)
     metrics = pd.read_csv(tmp_path / "vit" / "metrics.csv")
     assert {"ema_top1", "ema_top5"} <= set(metrics.columns)
@@ -249,7 +252,6 @@ def test_learning_rate_follows_the_paper_scaled_by_global_batch():
 
 
 def test_fine_tuning_a_reference_t2t_checkpoint_keeps_its_attention_scale_for_eval(data, tmp_path):
-    from bench.evaluate import model_for_checkpoint
     from bench.reference_t2t import RefT2TViT
 
     shape = dict(embed_dim=48, depth=1, num_heads=4, mlp_ratio=2.0)
@@ -258,7 +260,6 @@ def test_fine_tuning_a_reference_t2t_checkpoint_keeps_its_attention_scale_for_ev
     frozen = dict(lr=0.0, min_lr=0.0, warmup_lr=0.0, warmup_epochs=0, epochs=1)
     summary = train.start(tiny_config(data, tmp_path / "ft", model_args=shape, init=str(tmp_path / "T2T_ViT_ref.pth.tar"),
                                       **frozen), progress=False)
-    classes = ["block", "checker", "cross"]
-    model, _, _ = model_for_checkpoint(tmp_path / "ft" / "last.pth", classes)
-    assert model.blocks[0].attn.scale == 48**-0.5
+    loaded = model_for_checkpoint(tmp_path / "ft" / "last.pth", ["block", "checker", "cross"])
+    assert loaded.model.blocks[0].attn.scale == 48**-0.5
     assert run_eval(tmp_path / "ft" / "last.pth", data)["confusion"] == summary["confusion"]
