@@ -14,19 +14,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-import models  # noqa: E402
-from bench import distributed, factory, train  # noqa: E402
-from bench.data import log  # noqa: E402
-from bench.provenance import provenance  # noqa: E402
-from models.atomic import atomic_write, atomic_write_text  # noqa: E402
-from models.errors import ConfigError, ResultsError  # noqa: E402
+import models
+from bench import distributed, factory, train
+from bench.data import log
+from bench.provenance import provenance
+from models.atomic import atomic_write, atomic_write_text
+from models.errors import ConfigError, ResultsError
 
 STUDY_FILE, RESULTS, TABLE = "study.json", "results.csv", "table"
 ARM_COLORS = {"vit": "tab:blue", "t2t-performer": "tab:orange", "t2t-transformer": "tab:green", "cnn": "tab:red"}
@@ -299,9 +295,18 @@ def pivot_table(table):
     return pivot[list(dict.fromkeys(table["column"]))].reset_index().to_markdown(index=False, disable_numparse=True)
 
 
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def save_figure(fig, path):
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=130, bbox_inches="tight"))
-    plt.close(fig)
+    pyplot().close(fig)
 
 
 def chance_line(ax, table):
@@ -310,6 +315,7 @@ def chance_line(ax, table):
 
 def plot_curves(table, out):
     """Three PNGs: top-1 vs fraction; top-1 vs MACs and vs train images/s at the largest fraction."""
+    plt = pyplot()
     paths = []
     markers = "osD^v"
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
