@@ -263,3 +263,14 @@ def test_fine_tuning_a_reference_t2t_checkpoint_keeps_its_attention_scale_for_ev
     loaded = model_for_checkpoint(tmp_path / "ft" / "last.pth", ["block", "checker", "cross"])
     assert loaded.model.blocks[0].attn.scale == 48**-0.5
     assert run_eval(tmp_path / "ft" / "last.pth", data)["confusion"] == summary["confusion"]
+
+
+def test_eval_cli_errors_are_one_line(finished_run, data, tmp_path, capsys):
+    out, _ = finished_run
+    flat = tmp_path / "flat"
+    (flat / "val").mkdir(parents=True)
+    (flat / "val" / "ILSVRC2012_val_00000001.JPEG").write_bytes(b"")
+    line = cli_error(capsys, "eval", "--checkpoint", str(out / "best.pth"), "--data", str(flat))
+    assert "holds 1 images but no class folders" in line
+    (tmp_path / "empty.pth").write_bytes(b"")
+    assert "is empty (0 bytes)" in cli_error(capsys, "eval", "--checkpoint", str(tmp_path / "empty.pth"), "--data", str(data))
