@@ -34,10 +34,12 @@ def pytest_generate_tests(metafunc):
 
 @pytest.fixture
 def timing(request):
+    """Pairs (ours vs baseline) get bigger batches and more rounds: their ratio is the result."""
     size = suite.SIZES[request.config.getoption("--bench-size")]
+    prefix = "pair_" if "pair_case" in request.fixturenames else ""
     return TimingSetup(
-        batch_size=size["batch_size"], device=request.config.getoption("--bench-device"),
-        dtype=request.config.getoption("--bench-dtype"), warmup=size["warmup"], repeats=size["rounds"],
+        batch_size=size[f"{prefix}batch_size"], device=request.config.getoption("--bench-device"),
+        dtype=request.config.getoption("--bench-dtype"), warmup=size["warmup"], repeats=size[f"{prefix}rounds"],
     )
 
 

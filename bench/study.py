@@ -313,10 +313,10 @@ def chance_line(ax, table):
     ax.axhline(100 / table["classes"].max(), color="gray", linestyle=":", linewidth=1, label="chance")
 
 
-def plot_curves(table, out):
-    """Three PNGs: top-1 vs fraction; top-1 vs MACs and vs train images/s at the largest fraction."""
+def study_figures(table):
+    """{name: figure}: top-1 vs fraction; top-1 vs MACs and vs train images/s at the largest fraction."""
     plt = pyplot()
-    paths = []
+    figures = {}
     markers = "osD^v"
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     chance_line(ax, table)
@@ -331,12 +331,11 @@ def plot_curves(table, out):
     ax.set_xticks(sorted(table["fraction"].unique()), [f"{f:g}" for f in sorted(table["fraction"].unique())])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    save_figure(fig, Path(out) / "top1_vs_fraction.png")
-    paths.append("top1_vs_fraction.png")
+    figures["top1_vs_fraction"] = fig
 
     full = table[table["fraction"] == table["fraction"].max()]
-    for column, xlabel, name in (("macs", "MACs per image", "top1_vs_macs.png"),
-                                 ("train_images_per_s", "training images/s", "top1_vs_throughput.png")):
+    for column, xlabel, name in (("macs", "MACs per image", "top1_vs_macs"),
+                                 ("train_images_per_s", "training images/s", "top1_vs_throughput")):
         fig, ax = plt.subplots(figsize=(6.4, 4.4))
         chance_line(ax, table)
         for (arm, label), group in full.groupby(["arm", "label"], sort=False):
@@ -349,9 +348,17 @@ def plot_curves(table, out):
                title=f"top-1 vs {xlabel} (training fraction {full['fraction'].max():g})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-        save_figure(fig, Path(out) / name)
-        paths.append(name)
-    return paths
+        figures[name] = fig
+    return figures
+
+
+def plot_curves(table, out):
+    """The study figures as PNGs in `out`; returns their file names."""
+    names = []
+    for name, fig in study_figures(table).items():
+        save_figure(fig, Path(out) / f"{name}.png")
+        names.append(f"{name}.png")
+    return names
 
 
 def write_report(spec, out):

@@ -70,13 +70,13 @@ SIZES = {
                        for name in ("t2t_vit_7", "t2t_vit_t_14", "vb_vit_tiny_patch16_224")],
         "sweep_case": sweep_cases(["vit", "performer", "transformer"], [1, 2], [2, 4], [8, 16], 32, 64),
         "pair_case": pair_cases(32, depth=1),
-        "batch_size": 2, "warmup": 0, "rounds": 1,
+        "batch_size": 2, "warmup": 0, "rounds": 1, "pair_batch_size": 2, "pair_rounds": 1,
     },
     "default": {
         "named_case": [Case(name) for name in models.list_models()],
         "sweep_case": sweep_cases(["vit", "performer", "transformer"], [4, 8, 12], [6, 12], [16, 32], 224, 384),
         "pair_case": pair_cases(224),
-        "batch_size": 1, "warmup": 1, "rounds": 3,
+        "batch_size": 1, "warmup": 1, "rounds": 3, "pair_batch_size": 8, "pair_rounds": 7,
     },
     "full": {
         "named_case": [Case(name) for name in models.list_models()]
@@ -84,7 +84,7 @@ SIZES = {
         "sweep_case": sweep_cases(["vit", "performer", "transformer"], [4, 8, 12, 16, 24], [4, 6, 8, 12, 16],
                                   [8, 16, 32], 224, 384),
         "pair_case": pair_cases(224) + pair_cases(384),
-        "batch_size": 32, "warmup": 3, "rounds": 10,
+        "batch_size": 32, "warmup": 3, "rounds": 10, "pair_batch_size": 32, "pair_rounds": 20,
     },
 }
 
