@@ -18,12 +18,13 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from bench.flops import analytic_macs  # noqa: E402
+from bench import study  # noqa: E402
 from bench.provenance import provenance  # noqa: E402
 from bench.published import build_published, published_model_name, published_rows  # noqa: E402
+from bench.study import ARM_COLORS as FAMILY_COLORS  # noqa: E402
 from models.atomic import atomic_write, atomic_write_text  # noqa: E402
 from models.errors import ResultsError  # noqa: E402
 
-FAMILY_COLORS = {"vit": "tab:blue", "t2t-performer": "tab:orange", "t2t-transformer": "tab:green", "cnn": "tab:red"}
 AXES = {"depth": "depth (blocks)", "num_heads": "attention heads", "patch_size": "patch size / T2T stride (px)",
         "img_size": "image size (px)"}
 
@@ -35,13 +36,34 @@ def family_of(model_family, tokenizer):
     return "vit" if model_family in ("vit", "named") else model_family
 
 
+def run_family(config):
+    """Family of a training run from its config: ours by registry, anything else a CNN from timm."""
+    import models
+
+    if config["model"] not in models.MODEL_CONFIGS:
+        return "cnn"
+    settings = {**models.MODEL_CONFIGS[config["model"]], **config.get("model_args", {})}
+    return family_of(settings["family"], settings.get("t2t_block", "patch"))
+
+
 @dataclass
 class Inputs:
     sweeps: list = field(default_factory=list)      # (path, tidy table, provenance)
     benchmarks: list = field(default_factory=list)  # (path, pytest-benchmark JSON)
+    runs: list = field(default_factory=list)        # (path, config, summary or None, metrics table)
+    studies: list = field(default_factory=list)     # (path, results table, study.json)
 
     def sources(self):
-        return [path for path, *_ in self.sweeps + self.benchmarks]
+        return [path for path, *_ in self.sweeps + self.benchmarks + self.runs + self.studies]
+
+
+def load_run(path):
+    config = json.loads((path / "config.json").read_text())
+    summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").is_file() else None
+    metrics = pd.read_json(path / "metrics.jsonl", lines=True)
+    if metrics.empty:
+        raise ResultsError(f"{path} has no finished epoch yet; train it first")
+    return path, config, summary, metrics
 
 
 def load_inputs(paths):
@@ -58,6 +80,14 @@ def load_inputs(paths):
                     raise ResultsError(f"{path} is an unfinished sweep; finish it with `vitbench sweep --resume --out {path}`")
                 inputs.sweeps.append((path, pd.read_csv(table_path), prov))
                 continue
+        if path.is_dir() and (path / "study.json").is_file():
+            if not (path / "results.csv").is_file():
+                raise ResultsError(f"{path} is a study without results.csv; run `vitbench study --report-only` on it")
+            inputs.studies.append((path, pd.read_csv(path / "results.csv"), json.loads((path / "study.json").read_text())))
+            continue
+        if path.is_dir() and (path / "config.json").is_file() and (path / "metrics.jsonl").is_file():
+            inputs.runs.append(load_run(path))
+            continue
         if path.is_file() and path.suffix == ".json":
             try:
                 data = json.loads(path.read_text())
@@ -66,7 +96,9 @@ def load_inputs(paths):
             if isinstance(data, dict) and "benchmarks" in data and "machine_info" in data:
                 inputs.benchmarks.append((path, data))
                 continue
-        raise ResultsError(f"{path} is not a result vitbench knows (sweep folder or pytest-benchmark JSON)")
+        raise ResultsError(
+            f"{path} is not a result vitbench knows (sweep folder, pytest-benchmark JSON, training run or study folder)"
+        )
     return inputs
 
 
@@ -129,7 +161,44 @@ def ratio_table(data):
     return pd.DataFrame([{"pair": pair, **values} for pair, values in sorted(ratios.items())])
 
 
+def accuracy_table(runs):
+    """One row per training run: accuracy beside its cost."""
+    rows = []
+    for path, config, summary, metrics in runs:
+        last = metrics.iloc[-1]
+        rows.append({
+            "run": path.name, "model": config["model"], "family": run_family(config),
+            "epochs": int(last["epoch"]), "finished": summary is not None,
+            "top1": last["top1"], "top5": last["top5"], "best_top1": metrics["top1"].max(),
+            "params": summary["params"] if summary else None,
+            "train_img_s": metrics["train_images_per_s"].median(), "peak_mem_mb": metrics["peak_mem_mb"].max(),
+            "device": summary["device"] if summary else config.get("device"),
+        })
+    return pd.DataFrame(rows)
+
+
+def study_source(record):
+    prov = record["provenance"]
+    return f"{prov['device']}, torch {prov['versions']['torch']}, {prov['date']}, `{prov['command']}`, data `{record['spec']['data']}`"
+
+
 # ----------------------------------------------------------------------------- plots
+
+
+def plot_training_curves(runs):
+    """Train loss, val loss and val top-1 per epoch, a line per run, coloured by family."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for path, config, _, metrics in runs:
+        style = dict(color=FAMILY_COLORS.get(run_family(config)), label=path.name, alpha=0.8)
+        for ax, column in zip(axes, ("train_loss", "val_loss", "top1")):
+            ax.plot(metrics["epoch"], metrics[column], **style)
+    for ax, ylabel in zip(axes, ("training loss (cross-entropy)", "validation loss (cross-entropy)", "val top-1 (%)")):
+        ax.set(xlabel="epoch", ylabel=ylabel)
+        ax.grid(alpha=0.3)
+    axes[-1].legend(fontsize=6)
+    fig.suptitle("Training curves")
+    return fig
+
 
 
 def plot_accuracy_vs_macs(paper):
@@ -271,4 +340,22 @@ def build_report(paths, out, argv=None):
         if len(ratios):
             writer.table(f"speed_ratios_{tag}", ratios, f"Ours vs baseline, same config ({tag}); speedup > 1 = ours faster",
                          benchmark_source(data))
+    if inputs.runs:
+        writer.table("accuracy_runs", accuracy_table(inputs.runs), "Training runs: accuracy and cost",
+                     "the runs' config.json, metrics.jsonl and summary.json: " + ", ".join(str(p) for p, *_ in inputs.runs))
+        writer.figure("training_curves", plot_training_curves(inputs.runs), "Training curves",
+                      "the runs' metrics.jsonl")
+    for path, results, record in inputs.studies:
+        tag = path.name
+        table = study.aggregate(results)
+        writer.table(f"study_{tag}", table, f"From-scratch study ({tag}): top-1 mean and spread over seeds",
+                     study_source(record))
+        for name, fig in study.study_figures(table).items():
+            writer.figure(f"{name}_{tag}", fig, f"{name.replace('_', ' ')} ({tag})", study_source(record))
+        final = [load_run(run) for run in sorted((path / "runs").iterdir())
+                 if f"-f{results.fraction.max():g}-s{results.seed.min()}" in run.name] if (path / "runs").is_dir() else []
+        if final:
+            writer.figure(f"training_curves_{tag}", plot_training_curves(final),
+                          f"Training curves of the study's full-data runs, seed {results.seed.min()} ({tag})",
+                          study_source(record))
     return writer.index(prov, inputs.sources())

@@ -136,3 +136,21 @@ def test_aggregate_reports_mean_spread_and_single_seed_nan():
     assert vit["top1_mean"] == 45.0 and vit["top1_std"] == pytest.approx(7.0711, abs=1e-4) and vit["seeds"] == 2
     assert pd.isna(table.iloc[1]["top1_std"])
     assert "45.0 ± 7.1" in study.markdown_table(table) and "70.0" in study.pivot_table(table)
+
+
+def test_report_turns_the_study_and_its_runs_into_tables_and_plots(finished_study):
+    from bench.report import build_report
+
+    root, _ = finished_study
+    out = root / "out"
+    run = sorted((out / "runs").iterdir())[0]
+    index = build_report([out, run], root / "report", argv=["vitbench", "report"])
+    text = index.read_text()
+    report = index.parent
+    study_table = pd.read_csv(report / "study_out.csv")
+    assert len(study_table) == 4 and set(study_table.arm) == {"t2t-performer", "cnn"}
+    runs = pd.read_csv(report / "accuracy_runs.csv")
+    assert list(runs.run) == [run.name] and runs.family[0] in ("cnn", "t2t-performer")
+    for name in ("top1_vs_fraction_out", "top1_vs_macs_out", "training_curves", "training_curves_out"):
+        assert (report / f"{name}.png").is_file() and (report / f"{name}.svg").is_file() and f"({name}.png)" in text
+    assert "From-scratch study (out)" in text and str(out) in text
