@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 import torch
 
@@ -193,3 +194,28 @@ def test_cli_errors_are_one_line_without_traceback(argv, message, tmp_path):
                            env={**os.environ, "PYTHONPATH": str(REPO)})
     assert child.returncode == 2
     assert child.stderr.count("\n") == 1 and message in child.stderr and "Traceback" not in child.stderr
+
+
+def test_sweep_records_oom_and_goes_on(tmp_path, monkeypatch):
+    real = sweep.measure_throughput
+
+    def flaky(model, setup, mode):
+        if len(model.blocks) == 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+        return real(model, setup, mode)
+
+    monkeypatch.setattr(sweep, "measure_throughput", flaky)
+    released = []
+    monkeypatch.setattr(sweep, "release_memory", lambda: released.append(True))
+    spec = SweepSpec(**{**SPEC, "depth": [1, 2, 3], "num_heads": [2], "patch_size": [8], "families": ["vit"]})
+    table = run_sweep(spec, tmp_path / "run", progress=lambda _: None)
+    throughput = table[table.measurement == "throughput_inference"].set_index("depth")
+    assert list(throughput.status) == ["ok", "oom", "ok"]
+    assert throughput.loc[2, "reason"] == "out of memory at batch 2" and pd.isna(throughput.loc[2, "value"])
+    assert released == [True]
+
+
+def test_debug_flag_shows_the_traceback(tmp_path):
+    child = subprocess.run([sys.executable, "-m", "bench.cli", "--debug", "profile", "t2t_vit14"], cwd=tmp_path,
+                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert child.returncode != 0 and "Traceback" in child.stderr and "UnknownModelError" in child.stderr
