@@ -142,6 +142,24 @@ def sweep_wide(table):
     return wide
 
 
+COST_COLUMNS = {  # readable cost table: column -> (header, scale)
+    "params": ("params (M)", 1e-6), "macs": ("MACs (G)", 1e-9), "tokenizer_mac_share": ("tokenizer MAC share", 1),
+    "throughput_inference": ("inference (img/s)", 1), "throughput_train": ("train step (img/s)", 1),
+    "peak_memory_inference": ("inference peak mem (MB)", 1e-6), "peak_memory_train": ("train peak mem (MB)", 1e-6),
+    "activation_estimate_train": ("train activations, analytic (MB)", 1e-6),
+}
+
+
+def cost_table(wide):
+    """The columns a reader compares, in units they read; the full table stays in the CSV."""
+    keys = ["family", "depth", "num_heads", "embed_dim", "patch_size", "img_size", "tokens", "batch_size"]
+    shown = wide[keys].copy()
+    for column, (header, scale) in COST_COLUMNS.items():
+        if column in wide:
+            shown[header] = wide[column] * scale
+    return shown.round(3)
+
+
 def benchmark_table(data):
     rows = []
     for bench in data["benchmarks"]:
@@ -325,7 +343,9 @@ def build_report(paths, out, argv=None):
     for path, table, sweep_prov in inputs.sweeps:
         wide = sweep_wide(table)
         tag = path.name
-        writer.table(f"cost_{tag}", wide, f"Cost per configuration ({tag})", source_line(sweep_prov))
+        atomic_write_text(writer.out / f"cost_{tag}_all.csv", wide.to_csv(index=False))
+        writer.table(f"cost_{tag}", cost_table(wide), f"Cost per configuration ({tag}; every measurement in "
+                     f"[cost_{tag}_all.csv](cost_{tag}_all.csv))", source_line(sweep_prov))
         for axis in AXES:
             if wide[axis].nunique() < 2:
                 continue

@@ -41,7 +41,8 @@ def test_report_from_sweep_and_benchmarks(tmp_path, benchmark_json):
 
     paper = pd.read_csv(out / "paper_models.csv")
     assert (paper.params_diff == 0).all() and paper.macs_diff_pct.abs().max() < 2
-    cost = pd.read_csv(out / "cost_sweep-tiny.csv")
+    assert {"params (M)", "MACs (G)", "inference (img/s)"} <= set(pd.read_csv(out / "cost_sweep-tiny.csv").columns)
+    cost = pd.read_csv(out / "cost_sweep-tiny_all.csv")
     assert set(cost.family) == {"vit", "t2t-transformer"} and set(cost.depth) == {1, 2}
     assert (cost.tokenizer_mac_share > 0).all()
     t2t, vit = (cost[cost.family == f].tokenizer_mac_share.mean() for f in ("t2t-transformer", "vit"))
