@@ -73,8 +73,9 @@ def measure_peak_memory(name, overrides=None, setup=TimingSetup(), mode="inferen
         except RuntimeError as e:
             if not is_oom(e):
                 raise
-            release_memory()
-            return {"oom": True, "error": str(e).splitlines()[0]}
+            error = str(e).splitlines()[0]
+        release_memory()  # outside the handler: the traceback no longer pins the step's tensors
+        return {"oom": True, "error": error}
     child = subprocess.run(
         [sys.executable, "-m", "bench.memory", json.dumps(request)], capture_output=True, text=True
     )

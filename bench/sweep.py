@@ -180,8 +180,8 @@ def guard_oom(measurement, unit, batch_size, run):
     except (RuntimeError, MemoryError) as e:
         if not is_oom(e):
             raise
-        release_memory()
-        return measurement, None, unit, {"status": "oom", "reason": f"out of memory at batch {batch_size}"}
+    release_memory()  # outside the handler: the traceback no longer pins the step's tensors
+    return measurement, None, unit, {"status": "oom", "reason": f"out of memory at batch {batch_size}"}
 
 
 def max_batch(name, overrides, spec, mode):
