@@ -150,6 +150,9 @@ def measure_config(spec, name, overrides):
         if "throughput" in spec.measure:
             rows.append(guard_oom(f"throughput_{mode}", "img/s", spec.batch_size,
                                   lambda: throughput_row(model, spec, mode)))
+    model.cpu()  # off the GPU before memory is measured: its weights would count in the peak
+    release_memory()
+    for mode in spec.modes:
         if "memory" in spec.measure:
             rows.append(guard_oom(f"peak_memory_{mode}", "bytes", spec.batch_size,
                                   lambda: memory_row(name, overrides, spec, mode)))
