@@ -252,12 +252,16 @@ def plot_mac_breakdown(names):
 
 
 def plot_sweep_axis(wide, axis, measurement, ylabel):
-    """`measurement` against one sweep axis, a line per family (median over the other axes)."""
+    """`measurement` against one sweep axis: a line per family and patch size, median over other axes."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    for family, group in wide.groupby("family"):
+    keys = ["family"] + (["patch_size"] if axis != "patch_size" else [])
+    for (family, *patch), group in wide.groupby(keys):
         series = group.groupby(axis)[measurement].median().dropna()
+        multi_patch = bool(patch) and wide.loc[wide.family == family, "patch_size"].nunique() > 1
+        style = "--" if multi_patch and patch[0] != wide.loc[wide.family == family, "patch_size"].min() else "-"
         if len(series):
-            ax.plot(series.index, series.values, marker="o", color=FAMILY_COLORS.get(family), label=family)
+            ax.plot(series.index, series.values, marker="o", linestyle=style, color=FAMILY_COLORS.get(family),
+                    label=f"{family} patch {patch[0]}" if multi_patch else family)
     ax.set(xlabel=AXES[axis], ylabel=ylabel, title=f"{ylabel} vs {AXES[axis]}")
     ax.legend()
     return fig
