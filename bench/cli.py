@@ -88,7 +88,7 @@ def cmd_sweep(args):
 def cmd_report(args):
     from bench.report import build_report
 
-    index = build_report(args.inputs, args.out, argv=["vitbench", *sys.argv[1:]])
+    index = build_report(args.inputs, args.out, argv=["vitbench", *sys.argv[1:]], overwrite=args.overwrite)
     print(f"report written: {index}")
 
 
@@ -145,6 +145,7 @@ def build_parser():
     p = sub.add_parser("report", help="tables (md/csv/tex) and plots (png/svg) from results, with an index.md")
     p.add_argument("inputs", nargs="*", help="sweep folders, pytest-benchmark JSON files, training or study runs")
     p.add_argument("--out", required=True, help="folder for the report")
+    p.add_argument("--overwrite", action="store_true", help="replace the files of an existing report in --out")
     p.set_defaults(func=cmd_report)
 
     # Subcommands defined next to the harness they drive (each module has `register_cli(sub)`).

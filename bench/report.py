@@ -7,6 +7,7 @@ Everything lands in one folder with an `index.md` that links each table and plot
 where its numbers came from.
 """
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from bench.study import ARM_COLORS as FAMILY_COLORS  # noqa: E402
 from models.atomic import atomic_write, atomic_write_text  # noqa: E402
 from models.errors import ResultsError  # noqa: E402
 
+REPORT_TITLE = "# vitbench report"
 AXES = {"depth": "depth (blocks)", "num_heads": "attention heads", "patch_size": "patch size / T2T stride (px)",
         "img_size": "image size (px)"}
 
@@ -282,8 +284,15 @@ SWEEP_PLOTS = {
 class ReportWriter:
     """Writes tables and figures into `out` and remembers what to list in index.md."""
 
-    def __init__(self, out):
+    def __init__(self, out, overwrite=False):
         self.out = Path(out)
+        if self.out.exists() and any(self.out.iterdir()):
+            index = self.out / "index.md"
+            ours = index.is_file() and index.read_text().startswith(REPORT_TITLE)
+            if not (ours and overwrite):
+                raise ResultsError(f"{self.out} already holds {'a report' if ours else 'other files'}; choose another "
+                                   f"--out{' or pass --overwrite' if ours else ''}")
+            shutil.rmtree(self.out)  # a stale plot from an earlier report must not survive
         self.out.mkdir(parents=True, exist_ok=True)
         self.sections = []
 
@@ -303,7 +312,7 @@ class ReportWriter:
         self.sections.append((title, source, f"![{title}]({name}.png) ([svg]({name}.svg))", None))
 
     def index(self, prov, inputs):
-        lines = ["# vitbench report", "", f"Made {prov['date']} by `{prov['command']}` at commit `{prov['git_commit']}`.", "",
+        lines = [REPORT_TITLE, "", f"Made {prov['date']} by `{prov['command']}` at commit `{prov['git_commit']}`.", "",
                  f"Report machine: {prov['device']}; versions: "
                  + ", ".join(f"{k} {v}" for k, v in prov["versions"].items() if v) + ".", ""]
         if inputs:
@@ -327,10 +336,10 @@ def benchmark_source(data):
     return f"{cpu}, {machine.get('python_version')}, {data['datetime']}, commit {commit.get('id', '?')[:10]}, pytest-benchmark"
 
 
-def build_report(paths, out, argv=None):
+def build_report(paths, out, argv=None, overwrite=False):
     """Write every table and plot the inputs allow into `out`; returns the index path."""
     inputs = load_inputs(paths)
-    writer = ReportWriter(out)
+    writer = ReportWriter(out, overwrite)
     prov = provenance("cpu", argv)
     counted = f"counted by vitbench (analytic, equal to fvcore and torch counters within 1%), {prov['date']}"
 

@@ -47,6 +47,10 @@ def test_report_from_sweep_and_benchmarks(tmp_path, benchmark_json):
     assert (cost.tokenizer_mac_share > 0).all()
     t2t, vit = (cost[cost.family == f].tokenizer_mac_share.mean() for f in ("t2t-transformer", "vit"))
     assert t2t > vit
+    with pytest.raises(ResultsError, match="already holds a report.*--overwrite"):
+        build_report([benchmark_json], out)
+    assert build_report([benchmark_json], out, overwrite=True) == index
+    assert not (out / "cost_sweep-tiny.csv").exists()  # nothing stale survives an overwrite
     ratios = pd.read_csv(out / "speed_ratios_benchmarks.csv")
     assert len(ratios) == 4 and (ratios.speedup > 0).all()
     assert json.loads(benchmark_json.read_text())["ratios"].keys() == set(ratios.pair)
@@ -61,6 +65,10 @@ def test_report_refuses_what_it_does_not_know(tmp_path):
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(ResultsError, match="not valid JSON"):
         load_inputs([tmp_path / "broken.json"])
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    with pytest.raises(ResultsError, match="already holds other files; choose another --out$"):
+        build_report([], tmp_path / "notes", overwrite=True)
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     (unfinished / "provenance.json").write_text(json.dumps({"tool": "vitbench sweep"}))
