@@ -28,7 +28,7 @@ from models.errors import ResultsError  # noqa: E402
 
 REPORT_TITLE = "# vitbench report"
 AXES = {"depth": "depth (blocks)", "num_heads": "attention heads", "patch_size": "patch size / T2T stride (px)",
-        "img_size": "image size (px)"}
+        "img_side": "image side (px)"}
 
 
 def family_of(model_family, tokenizer):
@@ -139,6 +139,8 @@ def sweep_wide(table):
     keys = ["family", "model", "depth", "num_heads", "embed_dim", "patch_size", "img_size", "tokens", "batch_size", "dtype"]
     wide = ok.pivot_table(index=keys, columns="measurement", values="value", aggfunc="first").reset_index()
     wide.columns.name = None
+    wide["img_side"] = [round((h * w) ** 0.5) for h, w in (map(int, size.split("x")) for size in wide.img_size)]
+    wide = wide.sort_values(["family", "patch_size", "depth", "num_heads", "img_side"], ignore_index=True)
     if {"macs_tokenizer", "macs"} <= set(wide.columns):
         wide["tokenizer_mac_share"] = wide["macs_tokenizer"] / wide["macs"]
     return wide
