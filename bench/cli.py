@@ -10,15 +10,11 @@ import models
 from models.errors import VitbenchError
 
 
-def parameter_counts(model):
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return total, trainable
-
-
 def model_summary(name):
+    from bench.flops import param_breakdown
+
     model = models.create_model(name)
-    total, trainable = parameter_counts(model)
+    params = param_breakdown(model)
     config = model.config
     return {
         "model": name,
@@ -30,8 +26,8 @@ def model_summary(name):
         "mlp_ratio": config["mlp_ratio"],
         "img_size": "x".join(map(str, model.img_size)),
         "tokens": model.tokenizer.num_tokens + 1,
-        "params": total,
-        "params_trainable": trainable,
+        "params": params["params"],
+        "params_trainable": params["params_trainable"],
     }
 
 
@@ -63,7 +59,8 @@ def cmd_profile(args):
         print(json.dumps(result))
         return
     for key, value in result.items():
-        print(f"{key:>28}  {value:,.1f}" if isinstance(value, float) else f"{key:>28}  {value:,}" if isinstance(value, int) else f"{key:>28}  {value}")
+        shown = f"{value:,.1f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else value
+        print(f"{key:>32}  {shown}")
 
 
 def cmd_sweep(args):
@@ -92,9 +89,9 @@ def cmd_report(args):
     print(f"report written: {index}")
 
 
-def add_timing_flags(p, batch_size=8, defaults=True):
+def add_timing_flags(p, defaults=True):
     """--batch-size/--device/--dtype/... shared by profile and sweep (None = keep the spec's value)."""
-    p.add_argument("--batch-size", type=int, default=batch_size if defaults else None, help="images per step")
+    p.add_argument("--batch-size", type=int, default=8 if defaults else None, help="images per step")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu" if defaults else None)
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32" if defaults else None,
                    help="float32, or the autocast dtype")

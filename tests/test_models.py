@@ -1,4 +1,6 @@
 """Architecture: parameter parity with the reference table, tokenizer geometry, timm API."""
+import json
+
 import pytest
 import timm
 import torch
@@ -189,3 +191,15 @@ def test_set_img_size_interpolates_positions_like_timm():
     torch.testing.assert_close(model.pos_embed.detach(), expected)
     assert model.pos_embed.requires_grad and model.pretrained_cfg["input_size"] == (3, 64, 48)
     assert model(torch.randn(1, 3, 64, 48)).shape == (1, 1000)
+
+
+def test_list_cli(capsys):
+    from bench.cli import main
+
+    assert main(["list", "t2t_vit_t_*", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    published = {row["model"]: int(row["params_total"]) for row in published_rows()}
+    assert [r["model"] for r in rows] == ["t2t_vit_t_14", "t2t_vit_t_19", "t2t_vit_t_24"]
+    assert all(r["params"] == published[r["model"]] and r["tokens"] == 197 for r in rows)
+    assert main(["list", "resnet*"]) == 2
+    assert "no model matches 'resnet*'" in capsys.readouterr().err
