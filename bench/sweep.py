@@ -109,10 +109,10 @@ def configurations(spec):
 
 
 def _once(seen, family, name, overrides):
-    key = json.dumps([name, overrides], sort_keys=True)
-    if key not in seen:
-        seen.add(key)
-        yield {"family": family, "base": name, **overrides}, name, overrides
+    label = {"family": family, "base": name, **overrides}
+    if config_key(label) not in seen:
+        seen.add(config_key(label))
+        yield label, name, overrides
 
 
 def config_key(label):
@@ -124,7 +124,7 @@ def describe(model):
     config = model.config
     return {
         "model": model.model_name,
-        "tokenizer": config.get("t2t_block", "patch") if config["family"] == "t2t" else "patch",
+        "tokenizer": config["t2t_block"] if config["family"] == "t2t" else "patch",
         "depth": len(model.blocks),
         "num_heads": model.blocks[0].attn.num_heads,
         "embed_dim": model.embed_dim,
