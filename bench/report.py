@@ -255,12 +255,12 @@ def plot_mac_breakdown(names):
     return ax.figure, frame.reset_index()
 
 
-def plot_sweep_axis(wide, axis, measurement, ylabel):
+def plot_sweep_axis(wide, axis, measurement, ylabel, scale=1):
     """`measurement` against one sweep axis: a line per family and patch size, median over other axes."""
     fig, ax = plt.subplots(figsize=(6, 4))
     keys = ["family"] + (["patch_size"] if axis != "patch_size" else [])
     for (family, *patch), group in wide.groupby(keys):
-        series = group.groupby(axis)[measurement].median().dropna()
+        series = group.groupby(axis)[measurement].median().dropna() * scale
         multi_patch = bool(patch) and wide.loc[wide.family == family, "patch_size"].nunique() > 1
         style = "--" if multi_patch and patch[0] != wide.loc[wide.family == family, "patch_size"].min() else "-"
         if len(series):
@@ -271,12 +271,12 @@ def plot_sweep_axis(wide, axis, measurement, ylabel):
     return fig
 
 
-SWEEP_PLOTS = {
-    "throughput_inference": "inference throughput (images/s)",
-    "throughput_train": "training throughput (images/s)",
-    "peak_memory_inference": "inference peak memory (bytes)",
-    "peak_memory_train": "training peak memory (bytes)",
-    "macs": "MACs per image",
+SWEEP_PLOTS = {  # measurement -> (axis label, scale)
+    "throughput_inference": ("inference throughput (images/s)", 1),
+    "throughput_train": ("training throughput (images/s)", 1),
+    "peak_memory_inference": ("inference peak memory (MB)", 1e-6),
+    "peak_memory_train": ("training peak memory (MB)", 1e-6),
+    "macs": ("MACs per image (G)", 1e-9),
 }
 
 
@@ -364,9 +364,9 @@ def build_report(paths, out, argv=None, overwrite=False):
         for axis in AXES:
             if wide[axis].nunique() < 2:
                 continue
-            for measurement, label in SWEEP_PLOTS.items():
+            for measurement, (label, scale) in SWEEP_PLOTS.items():
                 if measurement in wide and wide[measurement].notna().any():
-                    writer.figure(f"{measurement}_vs_{axis}_{tag}", plot_sweep_axis(wide, axis, measurement, label),
+                    writer.figure(f"{measurement}_vs_{axis}_{tag}", plot_sweep_axis(wide, axis, measurement, label, scale),
                                   f"{label} vs {AXES[axis]} ({tag})", source_line(sweep_prov))
     for path, data in inputs.benchmarks:
         tag = path.stem
