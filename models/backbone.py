@@ -80,6 +80,11 @@ class VisionTransformer(nn.Module):
     def img_size(self):
         return self.tokenizer.img_size
 
+    @property
+    def default_cfg(self):
+        """timm's older name for `pretrained_cfg` (set by `models.create_model`)."""
+        return self.pretrained_cfg
+
     @torch.jit.ignore
     def no_weight_decay(self):
         return {"cls_token", "pos_embed"} if self.pos_embed.requires_grad else {"cls_token"}

@@ -120,7 +120,7 @@ def create_model(name, **overrides):
     model = build_model(**config)
     model.model_name = name
     model.config = config
-    model.pretrained_cfg = model.default_cfg = pretrained_cfg(name, config, model)
+    model.pretrained_cfg = pretrained_cfg(name, config, model)
     return model
 
 

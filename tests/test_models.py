@@ -190,6 +190,7 @@ def test_set_img_size_interpolates_positions_like_timm():
     expected = resample_abs_pos_embed(table, [4, 3], [2, 2], num_prefix_tokens=1)
     torch.testing.assert_close(model.pos_embed.detach(), expected)
     assert model.pos_embed.requires_grad and model.pretrained_cfg["input_size"] == (3, 64, 48)
+    assert model.default_cfg is model.pretrained_cfg
     assert model(torch.randn(1, 3, 64, 48)).shape == (1, 1000)
 
 
