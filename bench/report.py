@@ -107,14 +107,21 @@ def load_inputs(paths):
 # ----------------------------------------------------------------------------- tables
 
 
-def paper_table():
-    """Published params / MACs / top-1 per named model beside ours and the difference."""
-    rows = []
+def published_counts():
+    """(published row, our params, our analytic MACs breakdown) for every row of published.csv."""
+    counts = []
     for row in published_rows():
         with torch.device("meta"):  # structure only: counting needs no weights
             model = build_published(row)
-        params = sum(p.numel() for p in model.parameters())
-        macs = analytic_macs(model)["total"]
+        counts.append((row, sum(p.numel() for p in model.parameters()), analytic_macs(model)))
+    return counts
+
+
+def paper_table(counts):
+    """Published params / MACs / top-1 per named model beside ours and the difference."""
+    rows = []
+    for row, params, breakdown in counts:
+        macs = breakdown["total"]
         rows.append({
             "model": row["model"],
             "ours": published_model_name(row),
@@ -239,16 +246,13 @@ def plot_accuracy_vs_macs(paper):
     return fig
 
 
-def plot_mac_breakdown(names):
-    """Stacked MACs per model: tokenizer, attention, MLP, rest."""
-    import models
-
-    parts = []
-    for name in names:
-        with torch.device("meta"):
-            macs = analytic_macs(models.create_model(name))
-        parts.append({"model": name, "tokenizer": macs["tokenizer"] / 1e9, "attention": macs["attention"] / 1e9,
-                      "MLP": macs["mlp"] / 1e9, "norm + head": (macs["norm"] + macs["head"]) / 1e9})
+def plot_mac_breakdown(counts):
+    """Stacked MACs per model at 224 px: tokenizer, attention, MLP, rest."""
+    parts = [
+        {"model": published_model_name(row), "tokenizer": macs["tokenizer"] / 1e9, "attention": macs["attention"] / 1e9,
+         "MLP": macs["mlp"] / 1e9, "norm + head": (macs["norm"] + macs["head"]) / 1e9}
+        for row, _, macs in counts if row["img_size"] == "224"
+    ]
     frame = pd.DataFrame(parts).set_index("model")
     ax = frame.plot.barh(stacked=True, figsize=(8, 0.35 * len(frame) + 1.5))
     ax.set(xlabel="MACs per image at 224 px (G)", ylabel="", title="Where the MACs go")
@@ -345,13 +349,13 @@ def build_report(paths, out, argv=None, overwrite=False):
     prov = provenance("cpu", argv)
     counted = f"counted by vitbench (analytic, equal to fvcore and torch counters within 1%), {prov['date']}"
 
-    paper = paper_table()
+    counts = published_counts()
+    paper = paper_table(counts)
     writer.table("paper_models", paper.drop(columns=["family"]), "The paper's models: published vs ours",
                  f"bench/published.csv (reference facts) beside parameters and MACs {counted}")
     writer.figure("accuracy_vs_macs", plot_accuracy_vs_macs(paper), "Accuracy vs MACs",
                   f"published top-1 (bench/published.csv), MACs {counted}")
-    names = list(dict.fromkeys(published_model_name(row) for row in published_rows()))
-    fig, breakdown = plot_mac_breakdown(names)
+    fig, breakdown = plot_mac_breakdown(counts)
     writer.table("mac_breakdown", breakdown, "MACs breakdown per model (G)", counted)
     writer.figure("mac_breakdown", fig, "MACs breakdown: tokenizer / attention / MLP", counted)
 
