@@ -12,23 +12,12 @@ from models.errors import VitbenchError
 
 def model_summary(name):
     from bench.flops import param_breakdown
+    from bench.sweep import describe
 
     model = models.create_model(name)
     params = param_breakdown(model)
-    config = model.config
-    return {
-        "model": name,
-        "family": config["family"],
-        "tokenizer": config["t2t_block"] if config["family"] == "t2t" else f"patch{config['patch_size']}",
-        "embed_dim": model.embed_dim,
-        "depth": len(model.blocks),
-        "num_heads": model.blocks[0].attn.num_heads,
-        "mlp_ratio": config["mlp_ratio"],
-        "img_size": "x".join(map(str, model.img_size)),
-        "tokens": model.tokenizer.num_tokens + 1,
-        "params": params["params"],
-        "params_trainable": params["params_trainable"],
-    }
+    return {**describe(model), "family": model.config["family"],
+            "params": params["params"], "params_trainable": params["params_trainable"]}
 
 
 def cmd_list(args):
