@@ -1,1 +1,7 @@
-"""Harnesses that measure the models: cost counting, timing, sweeps, reports, and the CLI."""
+"""Harnesses that measure the models, in layers that only import downwards:
+
+    models  <-  bench.cost  <-  bench.accuracy  <-  bench.report  <-  bench.cli, the pytest-benchmark suite
+
+`bench/` itself holds what `pytest bench --benchmark-only` needs (conftest, `bench_*.py`, `suite.py`,
+the reference-style baseline), the CLI and provenance; `tests/test_layers.py` enforces the rule.
+"""

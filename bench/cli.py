@@ -11,8 +11,8 @@ from models.errors import VitbenchError
 
 
 def model_summary(name):
-    from bench.flops import param_breakdown
-    from bench.sweep import describe
+    from bench.cost.flops import param_breakdown
+    from bench.cost.sweep import describe
 
     model = models.create_model(name)
     params = param_breakdown(model)
@@ -33,13 +33,13 @@ def cmd_list(args):
 
 
 def timing_setup(args):
-    from bench.timing import TimingSetup
+    from bench.cost.timing import TimingSetup
 
     return TimingSetup(args.batch_size, args.device, args.dtype, args.channels_last, args.compile, args.warmup, args.repeats)
 
 
 def cmd_profile(args):
-    from bench.profile import profile_model
+    from bench.cost.profile import profile_model
 
     overrides = {"img_size": args.img_size} if args.img_size else {}
     modes = ("inference", "train") if args.train else ("inference",)
@@ -55,7 +55,7 @@ def cmd_profile(args):
 def cmd_sweep(args):
     import datetime
 
-    from bench.sweep import SweepSpec, load_spec, run_sweep
+    from bench.cost.sweep import SweepSpec, load_spec, run_sweep
 
     flags = {
         "families": args.families, "models": args.models, "depth": args.depth, "num_heads": args.heads,
@@ -72,7 +72,7 @@ def cmd_sweep(args):
 
 
 def cmd_report(args):
-    from bench.report import build_report
+    from bench.report.build import build_report
 
     index = build_report(args.inputs, args.out, argv=["vitbench", *sys.argv[1:]], overwrite=args.overwrite)
     print(f"report written: {index}")
@@ -136,11 +136,11 @@ def build_parser():
 
     # Subcommands defined next to the harness they drive (each module has `register_cli(sub)`).
     # --- subcommand modules (one line each) ---
-    from bench import subset; subset.register_cli(sub)  # noqa: E702
-    from bench import synthetic; synthetic.register_cli(sub)  # noqa: E702
-    from bench import train; train.register_cli(sub)  # noqa: E702
-    from bench import evaluate; evaluate.register_cli(sub)  # noqa: E702
-    from bench import study; study.register_cli(sub)  # noqa: E702
+    from bench.accuracy import subset; subset.register_cli(sub)  # noqa: E702
+    from bench.accuracy import synthetic; synthetic.register_cli(sub)  # noqa: E702
+    from bench.accuracy import train; train.register_cli(sub)  # noqa: E702
+    from bench.accuracy import evaluate; evaluate.register_cli(sub)  # noqa: E702
+    from bench.accuracy import study; study.register_cli(sub)  # noqa: E702
     # --- end subcommand modules ---
     return parser
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from bench import suite
-from bench.timing import TimingSetup, make_step
+from bench.cost.timing import TimingSetup, make_step
 
 
 def pytest_addoption(parser):

@@ -6,7 +6,7 @@ from timm.models.vision_transformer import VisionTransformer as TimmViT
 
 import models
 from bench.reference_t2t import RefT2TViT
-from bench.timing import TimingSetup
+from bench.cost.timing import TimingSetup
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ SIZES = {
 
 def describe(model, timing: TimingSetup, mode):
     """The extra_info of one benchmark: enough to read the JSON without the code."""
-    from bench.flops import analytic_macs
+    from bench.cost.flops import analytic_macs
 
     params = sum(p.numel() for p in model.parameters())
     return {

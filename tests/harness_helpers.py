@@ -6,8 +6,8 @@ import numpy as np
 from PIL import Image
 
 from bench.cli import main
-from bench.synthetic import make_synthetic
-from bench.train import TrainConfig
+from bench.accuracy.synthetic import make_synthetic
+from bench.accuracy.train import TrainConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = Path(__file__).parent / "data" / "imagenet-samples"  # real ImageNet JPEGs, synset in the name

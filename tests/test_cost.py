@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import models
-from bench import memory, sweep
+from bench.cost import memory, sweep
 from bench.cli import main as cli
-from bench.sweep import SweepSpec, load_spec, run_sweep
-from bench.timing import TimingSetup, measure_throughput
+from bench.cost.sweep import SweepSpec, load_spec, run_sweep
+from bench.cost.timing import TimingSetup, measure_throughput
 from models import ConfigError, ResultsError
 
 from .conftest import REPO

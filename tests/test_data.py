@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.data import (BadFileLog, BadImage, ImageFolderDataset, collate_skipping_bad, eval_transform, load_rgb,
+from bench.accuracy.data import (BadFileLog, BadImage, ImageFolderDataset, collate_skipping_bad, eval_transform, load_rgb,
                         scan_dataset, select_per_class, train_transform)
-from bench.subset import NAMED_SUBSETS, build_subset, sha256
-from bench.synthetic import MOTIFS, make_synthetic
-from bench.train import TrainConfig
+from bench.accuracy.subset import NAMED_SUBSETS, build_subset, sha256
+from bench.accuracy.synthetic import MOTIFS, make_synthetic
+from bench.accuracy.train import TrainConfig
 from models.errors import DatasetError
 from tests.harness_helpers import SAMPLES, cli_error, make_imagenet_root, sample_synsets, tiny_synthetic, write_image
 
@@ -132,7 +132,7 @@ def test_timm_transforms_follow_the_config():
 
 
 def test_randaugment_survives_magnitude_ten_posterize():
-    from bench.data import posterize_zero_bits_safe
+    from bench.accuracy.data import posterize_zero_bits_safe
 
     image = Image.new("RGB", (8, 8), (200, 100, 50))
     assert posterize_zero_bits_safe(image, 0).getpixel((0, 0)) == (0, 0, 0)  # Pillow < 13's answer
@@ -224,7 +224,7 @@ def test_subset_root_missing(tmp_path, capsys):
 
 
 def test_real_samples_are_imagenet_synsets():
-    from bench.evaluate import imagenet_synsets
+    from bench.accuracy.evaluate import imagenet_synsets
 
     assert {"n03000684", "n03445777"} <= set(sample_synsets()) <= set(imagenet_synsets())
 

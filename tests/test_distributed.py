@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 import torch
 
-from bench.evaluate import run_eval
+from bench.accuracy.evaluate import run_eval
 from tests.harness_helpers import REPO_ROOT, tiny_cli_args, tiny_synthetic
 
 

@@ -4,11 +4,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import models
-from bench.flops import (  # FlopCountAnalysis is fvcore's, imported there without its import-time warning
+from bench.cost.flops import (  # FlopCountAnalysis is fvcore's, imported there without its import-time warning
     MODULE_GROUPS, FlopCountAnalysis, analytic_macs, count_macs, fvcore_analysis, fvcore_macs, param_breakdown, torch_macs,
 )
 from bench.reference_t2t import RefT2TViT
-from bench.published import build_published, published_rows
+from bench.cost.published import build_published, published_rows
 from models import ConfigError, InputShapeError
 
 # fvcore counts an einsum from numpy's einsum_path report, printed to 4 significant digits; the

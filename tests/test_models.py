@@ -8,7 +8,7 @@ from timm.data import resolve_data_config
 from torch import nn
 
 import models
-from bench.published import PUBLISHED_CSV, build_published, published_rows
+from bench.cost.published import PUBLISHED_CSV, build_published, published_rows
 from models import ConfigError, InputShapeError, UnknownModelError
 from models.tokenizers import PatchTokenizer, T2TTokenizer
 

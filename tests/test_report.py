@@ -6,8 +6,8 @@ import sys
 import pandas as pd
 import pytest
 
-from bench.report import build_report, load_inputs
-from bench.sweep import SweepSpec, run_sweep
+from bench.report.build import build_report, load_inputs
+from bench.cost.sweep import SweepSpec, run_sweep
 from models import ResultsError
 
 from .conftest import REPO

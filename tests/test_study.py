@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from bench import study
+from bench.accuracy import study
 from bench.cli import main
 from models.errors import ConfigError, ResultsError
 from tests.harness_helpers import TINY_RESNET, TINY_T2T, cli_error, tiny_synthetic
@@ -139,7 +139,7 @@ def test_aggregate_reports_mean_spread_and_single_seed_nan():
 
 
 def test_report_turns_the_study_and_its_runs_into_tables_and_plots(finished_study):
-    from bench.report import build_report
+    from bench.report.build import build_report
 
     root, _ = finished_study
     out = root / "out"

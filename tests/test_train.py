@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import models
-from bench import factory, train
-from bench.evaluate import model_for_checkpoint, run_eval
+from bench.accuracy import factory, train
+from bench.accuracy.evaluate import model_for_checkpoint, run_eval
 from models.errors import ConfigError
 from tests.harness_helpers import (REPO_ROOT, TINY_T2T, cli_error, samples_dataset, tiny_cli_args, tiny_config,
                                    tiny_synthetic)
@@ -177,8 +177,8 @@ def test_pretrained_imagenet_checkpoint_is_scored_on_subset_classes(tmp_path):
     result = run_eval(tmp_path / "pretrained.pth", data, model_name="t2t_vit_7", img_size=32, overrides=TINY_T2T)
     assert result["subset_of_imagenet_head"] and result["images"] == 6
 
-    from bench.data import ImageFolderDataset, eval_transform, scan_split
-    from bench.evaluate import imagenet_synsets
+    from bench.accuracy.data import ImageFolderDataset, eval_transform, scan_split
+    from bench.accuracy.evaluate import imagenet_synsets
 
     found = scan_split(data, "val")
     columns = [imagenet_synsets().index(name) for name in found.classes]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data import SPLITS, check_cut, scan_dataset, select_per_class, summarize
+from bench.accuracy.data import SPLITS, check_cut, scan_dataset, select_per_class, summarize
 from models.atomic import atomic_write_text
 from models.errors import DatasetError
 

@@ -1,7 +1,7 @@
 """Multiply-accumulates (MACs) per image and parameter counts, each MAC count made three ways.
 
 One MAC is one multiply-add (FLOPs are about 2 x MACs). The counting rules are fvcore's, the
-ones behind `macs_reference` in bench/published.csv, so our totals compare with it directly:
+ones behind `macs_reference` in bench/cost/published.csv, so our totals compare with it directly:
 
 - Linear layers: tokens x in_features x out_features (the bias is free). The patch embedding
   is such a Linear on the patches, whether computed as Unfold + Linear or a strided conv.

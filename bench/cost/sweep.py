@@ -18,9 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 import models
-from bench.memory import activation_estimate_bytes, is_oom, largest_batch, measure_peak_memory, release_memory
+from bench.cost.memory import activation_estimate_bytes, is_oom, largest_batch, measure_peak_memory, release_memory
 from bench.provenance import provenance
-from bench.timing import DEVICES, DTYPES, MODES, TimingSetup, measure_throughput
+from bench.cost.timing import DEVICES, DTYPES, MODES, TimingSetup, measure_throughput
 from models.atomic import atomic_write_text
 from models.errors import ConfigError, ResultsError
 
@@ -137,7 +137,7 @@ def describe(model):
 
 def measure_config(spec, name, overrides):
     """All rows for one configuration: (measurement, value, unit, extra)."""
-    from bench.flops import count_macs, param_breakdown
+    from bench.cost.flops import count_macs, param_breakdown
 
     model = models.create_model(name, **overrides)
     rows = []

@@ -18,11 +18,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from bench.flops import analytic_macs  # noqa: E402
-from bench import study  # noqa: E402
+from bench.cost.flops import analytic_macs  # noqa: E402
+from bench.accuracy import study  # noqa: E402
 from bench.provenance import provenance  # noqa: E402
-from bench.published import build_published, published_model_name, published_rows  # noqa: E402
-from bench.study import ARM_COLORS as FAMILY_COLORS  # noqa: E402
+from bench.cost.published import build_published, published_model_name, published_rows  # noqa: E402
+from bench.accuracy.study import ARM_COLORS as FAMILY_COLORS  # noqa: E402
 from models.atomic import atomic_write, atomic_write_text  # noqa: E402
 from models.errors import ResultsError  # noqa: E402
 
@@ -352,9 +352,9 @@ def build_report(paths, out, argv=None, overwrite=False):
     counts = published_counts()
     paper = paper_table(counts)
     writer.table("paper_models", paper.drop(columns=["family"]), "The paper's models: published vs ours",
-                 f"bench/published.csv (reference facts) beside parameters and MACs {counted}")
+                 f"bench/cost/published.csv (reference facts) beside parameters and MACs {counted}")
     writer.figure("accuracy_vs_macs", plot_accuracy_vs_macs(paper), "Accuracy vs MACs",
-                  f"published top-1 (bench/published.csv), MACs {counted}")
+                  f"published top-1 (bench/cost/published.csv), MACs {counted}")
     fig, breakdown = plot_mac_breakdown(counts)
     writer.table("mac_breakdown", breakdown, "MACs breakdown per model (G)", counted)
     writer.figure("mac_breakdown", fig, "MACs breakdown: tokenizer / attention / MLP", counted)

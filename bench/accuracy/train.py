@@ -31,10 +31,10 @@ from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
 import models
-from bench import distributed, factory
-from bench.data import (BadFileLog, ImageFolderDataset, build_loader, eval_transform, log, scan_dataset,
+from bench.accuracy import distributed, factory
+from bench.accuracy.data import (BadFileLog, ImageFolderDataset, build_loader, eval_transform, log, scan_dataset,
                         select_per_class, train_transform)
-from bench.evaluate import evaluate, parse_model_args
+from bench.accuracy.evaluate import evaluate, parse_model_args
 from models.atomic import atomic_write_text
 from models.errors import ConfigError, DatasetError, ResultsError, VitbenchError
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.subset import MANIFEST, prepare_out, sha256
+from bench.accuracy.subset import MANIFEST, prepare_out, sha256
 from models.atomic import atomic_write_text
 from models.errors import DatasetError
 
@@ -83,7 +83,7 @@ def make_synthetic(out, classes=10, train_per_class=200, val_per_class=50, img_s
     manifest = {
         "name": "synthetic-motifs", "synthetic": True, "seed": seed, "img_size": img_size,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "description": "classes differ only in a 5x5 local motif; see bench/synthetic.py",
+        "description": "classes differ only in a 5x5 local motif; see bench/accuracy/synthetic.py",
         "classes": [{"wnid": name, "label": name} for name in names],
         "counts": {}, "files": {},
     }

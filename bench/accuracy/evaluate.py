@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench import distributed, factory
-from bench.data import BadFileLog, ImageFolderDataset, build_loader, eval_transform, log, scan_split
+from bench.accuracy import distributed, factory
+from bench.accuracy.data import BadFileLog, ImageFolderDataset, build_loader, eval_transform, log, scan_split
 from models.atomic import atomic_write_text
 from models.checkpoint import extract_state_dict, read_checkpoint
 from models.errors import CheckpointError, ConfigError, DatasetError

@@ -1,9 +1,9 @@
 """`vitbench profile MODEL`: parameters, MACs (three counters), throughput and peak memory."""
 import models
-from bench.flops import count_macs, param_breakdown
-from bench.memory import activation_estimate_bytes, measure_peak_memory
+from bench.cost.flops import count_macs, param_breakdown
+from bench.cost.memory import activation_estimate_bytes, measure_peak_memory
 from bench.provenance import device_name
-from bench.timing import TimingSetup, measure_throughput
+from bench.cost.timing import TimingSetup, measure_throughput
 
 
 def profile_model(name, overrides=None, setup=TimingSetup(), modes=("inference",)):

@@ -17,7 +17,7 @@ from dataclasses import asdict
 import torch
 
 import models
-from bench.timing import TimingSetup, make_step, resolve_device
+from bench.cost.timing import TimingSetup, make_step, resolve_device
 
 OOM_ERRORS = (torch.cuda.OutOfMemoryError, MemoryError)
 
@@ -77,7 +77,7 @@ def measure_peak_memory(name, overrides=None, setup=TimingSetup(), mode="inferen
         release_memory()  # outside the handler: the traceback no longer pins the step's tensors
         return {"oom": True, "error": error}
     child = subprocess.run(
-        [sys.executable, "-m", "bench.memory", json.dumps(request)], capture_output=True, text=True
+        [sys.executable, "-m", "bench.cost.memory", json.dumps(request)], capture_output=True, text=True
     )
     if child.returncode != 0:
         lines = child.stderr.strip().splitlines() or [f"killed by signal {-child.returncode}"]

@@ -18,8 +18,8 @@ import pandas as pd
 import torch
 
 import models
-from bench import distributed, factory, train
-from bench.data import log
+from bench.accuracy import distributed, factory, train
+from bench.accuracy.data import log
 from bench.provenance import provenance
 from models.atomic import atomic_write, atomic_write_text
 from models.errors import ConfigError, ResultsError
@@ -154,7 +154,7 @@ def count_macs(model, img_size):
     our transformers, fvcore's own count for timm CNNs."""
     model = model.eval()
     if isinstance(model, models.VisionTransformer):
-        from bench.flops import fvcore_macs
+        from bench.cost.flops import fvcore_macs
 
         return int(fvcore_macs(model)["total"])
     from fvcore.nn import FlopCountAnalysis
