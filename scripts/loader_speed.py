@@ -1,0 +1,166 @@
+"""Does the in-memory CIFAR-10 loader keep up? Loader images/s against the training step's, same CPU.
+
+    .venv/bin/python scripts/loader_speed.py results/loader_speed.json [--data ../shared/data/cifar10]
+
+Times the first decode of CIFAR-10 (train + val, into a fresh cache folder) and a cache hit, then,
+interleaved over a few rounds and for each thread count: the `TensorLoader` alone (random crop,
+flip, RandAugment, random erasing; batch 128, 32 px) and one AdamW training step of the fastest
+model of the CIFAR study. Prints a Markdown table and writes the numbers as JSON.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from timm.optim import create_optimizer_v2
+
+import models
+from bench.accuracy.data import scan_dataset
+from bench.accuracy.tensor_data import Augment, TensorLoader, decoded_split
+from models.atomic import atomic_write_text
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "cifar10"
+FULL = Augment(crop_padding=4, hflip=0.5, policy="rand", num_ops=2, magnitude=9, reprob=0.25)
+SMALL_VIT = dict(
+    img_size=32, patch_size=4, embed_dim=128, depth=4, num_heads=4, mlp_ratio=2.0, num_classes=10, pos_embed="learn"
+)
+
+
+def quiet(message):
+    pass
+
+
+def time_decode(data, size=32):
+    """Seconds of the first decode of every split into an empty cache folder, then of a cache hit."""
+    with tempfile.TemporaryDirectory() as cache:
+        start = time.perf_counter()
+        scanned = scan_dataset(data)
+        decoded = {split: decoded_split(found, size, cache_dir=cache, warn=quiet) for split, found in scanned.items()}
+        first = time.perf_counter() - start
+        start = time.perf_counter()
+        for found in scan_dataset(data).values():
+            decoded_split(found, size, cache_dir=cache, warn=quiet)
+        hit = time.perf_counter() - start
+    images = sum(len(d) for d in decoded.values())
+    return {
+        "images": images,
+        "bad": sum(len(d.bad) for d in decoded.values()),
+        "first_decode_s": first,
+        "cache_hit_s": hit,
+        "decode_images_per_s": images / first,
+    }, decoded["train"]
+
+
+def loader_rate(train, batches, seed):
+    """Images/s of the training loader over `batches` batches of 128."""
+    loader = TensorLoader(train.images, train.targets, 128, seed=seed, epoch=0, augment=FULL)
+    start, images = time.perf_counter(), 0
+    for step, (batch, _, _) in enumerate(loader):
+        images += len(batch)
+        if step + 1 == batches:
+            break
+    return images / (time.perf_counter() - start)
+
+
+def step_rate(model, optimizer, steps):
+    """Images/s of forward, cross-entropy, backward and AdamW step on batches of 128."""
+    images, targets = torch.randn(128, 3, 32, 32), torch.randint(10, (128,))
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = F.cross_entropy(model(images), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return 128 * steps / (time.perf_counter() - start)
+
+
+def measure(train, threads, rounds, batches, steps):
+    """Median loader and step images/s per thread count, the two interleaved round by round."""
+    model = models.create_model("vit_s16_t2t_paper", **SMALL_VIT).train()
+    optimizer = create_optimizer_v2(model, opt="adamw", lr=5e-4, weight_decay=0.05)
+    samples = {(n, kind): [] for n in threads for kind in ("loader", "step")}
+    for n in threads:  # warm-up: first calls of each op
+        torch.set_num_threads(n)
+        loader_rate(train, 2, seed=0)
+        step_rate(model, optimizer, 1)
+    for round_ in range(rounds):
+        for n in threads:
+            torch.set_num_threads(n)
+            samples[n, "loader"].append(loader_rate(train, batches, seed=round_))
+            samples[n, "step"].append(step_rate(model, optimizer, steps))
+    rows = []
+    for n in threads:
+        loader, step = statistics.median(samples[n, "loader"]), statistics.median(samples[n, "step"])
+        rows.append(
+            {
+                "threads": n,
+                "loader_images_per_s": loader,
+                "step_images_per_s": step,
+                "ratio": loader / step,
+                "loader_samples": samples[n, "loader"],
+                "step_samples": samples[n, "step"],
+            }
+        )
+    return rows
+
+
+def markdown(decode, rows):
+    lines = [
+        "| threads | loader img/s (crop, flip, RandAugment, erasing) | train step img/s (small ViT, AdamW) | ratio |",
+        "|--:|--:|--:|--:|",
+    ]
+    for r in rows:
+        loader, step = r["loader_images_per_s"], r["step_images_per_s"]
+        lines.append(f"| {r['threads']} | {loader:,.0f} | {step:,.0f} | {r['ratio']:.1f}x |")
+    processes = len(os.sched_getaffinity(0))
+    lines += [
+        "",
+        "| CIFAR-10 train + val | images | seconds | img/s |",
+        "|:--|--:|--:|--:|",
+        f"| first decode ({processes} processes) | {decode['images']:,} | {decode['first_decode_s']:.1f} "
+        f"| {decode['decode_images_per_s']:,.0f} |",
+        f"| cache hit (scan + stat + load) | {decode['images']:,} | {decode['cache_hit_s']:.2f} | |",
+    ]
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", help="write the results as JSON here")
+    parser.add_argument("--data", default=str(DATA), help="CIFAR-10 as ImageNet-style JPEG folders")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--loader-batches", type=int, default=40, help="loader batches of 128 per round")
+    parser.add_argument("--steps", type=int, default=4, help="training steps of 128 per round")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+    decode, train = time_decode(args.data)
+    rows = measure(train, args.threads, args.rounds, args.loader_batches, args.steps)
+    table = markdown(decode, rows)
+    print(table)
+    result = {
+        "decode": decode,
+        "rows": rows,
+        "batch_size": 128,
+        "img_size": 32,
+        "augment": dataclasses.asdict(FULL),
+        "model": {"name": "vit_s16_t2t_paper", **SMALL_VIT},
+        "cpu": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "table": table,
+    }
+    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
