@@ -1,49 +1,85 @@
-"""The `vitbench` command line: one program, a subcommand per job.
+"""The `vitbench` command line: one program, a subcommand per job, each a thin layer over a harness.
 
 User mistakes (a `VitbenchError`) print one line and exit 2; `--debug` shows the traceback.
+Defaults shown in `--help` are read from the dataclasses and functions that own them.
 """
 import argparse
+import datetime
+import inspect
 import json
 import sys
+from pathlib import Path
 
 import models
-from models.errors import VitbenchError
+from models.errors import ConfigError, VitbenchError
 
 
-def model_summary(name):
-    from bench.cost.flops import param_breakdown
-    from bench.cost.sweep import describe
+def default_of(owner, name):
+    """The default of field or parameter `name` of a dataclass or function `owner`."""
+    if hasattr(owner, "__dataclass_fields__"):
+        return owner.default(name) if hasattr(owner, "default") else owner.__dataclass_fields__[name].default
+    return inspect.signature(owner).parameters[name].default
 
-    model = models.create_model(name)
-    params = param_breakdown(model)
-    return {**describe(model), "family": model.config["family"],
-            "params": params["params"], "params_trainable": params["params_trainable"]}
+
+def command_line():
+    return ["vitbench", *sys.argv[1:]]
+
+
+def parse_value(text):
+    """A --model-arg value: JSON when it parses, true/false in any case as booleans, else the string."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_model_args(pairs):
+    """['depth=2', 'qkv_bias=False', 't2t_stages=[[3,2,1],[3,2,1]]'] -> {'depth': 2, 'qkv_bias': False, ...}."""
+    overrides = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--model-arg {pair!r} is not KEY=VALUE; e.g. --model-arg depth=4")
+        overrides[key] = parse_value(value)
+    return overrides
+
+
+# ----------------------------------------------------------------------------- cost
 
 
 def cmd_list(args):
     import pandas as pd
 
-    rows = [model_summary(name) for name in models.list_models(args.pattern)]
+    from bench.cost.flops import param_breakdown
+    from bench.cost.sweep import config_columns
+
+    rows = []
+    for name in models.list_models(args.pattern):
+        model = models.create_model(name)
+        params = param_breakdown(model)
+        rows.append({**config_columns(model), "family": models.family_of(model.config),
+                     "params": params["params"], "params_trainable": params["params_trainable"]})
     if not rows:
         raise models.UnknownModelError(f"no model matches {args.pattern!r}; try `vitbench list` without a pattern")
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print(pd.DataFrame(rows).to_markdown(index=False) if args.markdown else pd.DataFrame(rows).to_string(index=False))
-
-
-def timing_setup(args):
-    from bench.cost.timing import TimingSetup
-
-    return TimingSetup(args.batch_size, args.device, args.dtype, args.channels_last, args.compile, args.warmup, args.repeats)
+        print(
+            pd.DataFrame(rows).to_markdown(index=False) if args.markdown else pd.DataFrame(rows).to_string(index=False)
+        )
 
 
 def cmd_profile(args):
     from bench.cost.profile import profile_model
+    from bench.cost.timing import TimingSetup
 
+    if args.img_size is not None and args.img_size < 1:
+        raise ConfigError(f"--img-size {args.img_size} must be a positive image side, e.g. 224")
     overrides = {"img_size": args.img_size} if args.img_size else {}
     modes = ("inference", "train") if args.train else ("inference",)
-    result = profile_model(args.model, overrides, timing_setup(args), modes)
+    result = profile_model(args.model, overrides, TimingSetup.from_values(args), modes)
     if args.json:
         print(json.dumps(result))
         return
@@ -52,49 +88,205 @@ def cmd_profile(args):
         print(f"{key:>32}  {shown}")
 
 
+SWEEP_FLAGS = {  # sweep spec key -> argparse dest
+    "families": "families",
+    "models": "models",
+    "depth": "depth",
+    "num_heads": "heads",
+    "embed_dim": "embed_dim",
+    "mlp_ratio": "mlp_ratio",
+    "patch_size": "patch_size",
+    "img_size": "img_size",
+    "measure": "measure",
+    "modes": "modes",
+}
+
+
 def cmd_sweep(args):
-    import datetime
+    from bench.cost.sweep import SweepSpec, load_sweep_spec, run_sweep
+    from bench.cost.timing import TimingSetup
 
-    from bench.cost.sweep import SweepSpec, load_spec, run_sweep
-
-    flags = {
-        "families": args.families, "models": args.models, "depth": args.depth, "num_heads": args.heads,
-        "embed_dim": args.embed_dim, "mlp_ratio": args.mlp_ratio, "patch_size": args.patch_size,
-        "img_size": args.img_size, "measure": args.measure, "modes": args.modes, "batch_size": args.batch_size,
-        "device": args.device, "dtype": args.dtype, "channels_last": args.channels_last or None,
-        "compile": args.compile or None, "warmup": args.warmup, "repeats": args.repeats,
-    }
-    spec = load_spec(args.config, **flags) if args.config else SweepSpec(**{k: v for k, v in flags.items() if v is not None})
+    flags = {key: getattr(args, dest) for key, dest in SWEEP_FLAGS.items()}
+    flags.update({name: getattr(args, name) or None for name in TimingSetup.field_names()})  # store_true: False = unset
+    spec = load_sweep_spec(args.config, **flags) if args.config else SweepSpec.from_flat(flags)
     out = args.out or f"results/sweep-{datetime.datetime.now():%Y%m%d-%H%M%S}"
-    table = run_sweep(spec, out, args.resume, args.overwrite, argv=["vitbench", *sys.argv[1:]],
-                      progress=lambda line: print(line, file=sys.stderr))
+    table = run_sweep(
+        spec, out, args.resume, args.overwrite, argv=command_line(), progress=lambda line: print(line, file=sys.stderr)
+    )
     print(table.to_json(orient="records") if args.json else f"{len(table)} rows written to {out}/sweep.csv")
 
 
 def cmd_report(args):
     from bench.report.build import build_report
 
-    index = build_report(args.inputs, args.out, argv=["vitbench", *sys.argv[1:]], overwrite=args.overwrite)
+    index = build_report(args.inputs, args.out, argv=command_line(), overwrite=args.overwrite)
     print(f"report written: {index}")
 
 
 def add_timing_flags(p, defaults=True):
-    """--batch-size/--device/--dtype/... shared by profile and sweep (None = keep the spec's value)."""
-    p.add_argument("--batch-size", type=int, default=8 if defaults else None, help="images per step")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu" if defaults else None)
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32" if defaults else None,
-                   help="float32, or the autocast dtype")
+    """TimingSetup's fields as flags, shared by profile and sweep (sweep: None = keep the spec's value)."""
+    from bench.cost.timing import DEVICES, DTYPES, TimingSetup
+
+    def default(name):
+        return default_of(TimingSetup, name) if defaults else None
+
+    shown = " (default %(default)s)" if defaults else ""
+    p.add_argument("--batch-size", type=int, default=default("batch_size"), help="images per step" + shown)
+    p.add_argument("--device", choices=DEVICES, default=default("device"))
+    p.add_argument("--dtype", choices=list(DTYPES), default=default("dtype"), help="float32, or the autocast dtype")
     p.add_argument("--channels-last", action="store_true", help="channels_last inputs and weights")
     p.add_argument("--compile", action="store_true", help="torch.compile the model first")
-    p.add_argument("--warmup", type=int, default=2 if defaults else None, help="untimed steps first")
-    p.add_argument("--repeats", type=int, default=5 if defaults else None, help="timed steps (median and IQR)")
+    p.add_argument("--warmup", type=int, default=default("warmup"), help="untimed steps first" + shown)
+    p.add_argument("--repeats", type=int, default=default("repeats"), help="timed steps (median and IQR)" + shown)
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(prog="vitbench", description="Benchmark T2T-ViT against ViT.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+# ----------------------------------------------------------------------------- accuracy
 
+
+def cmd_subset(args):
+    from tqdm import tqdm
+
+    from bench.accuracy.subset import build_subset
+
+    with tqdm(desc=f"building {args.name}", unit="file") as bar:
+        manifest = build_subset(
+            args.root,
+            args.name,
+            args.out,
+            args.per_class,
+            args.fraction,
+            args.seed,
+            args.copy,
+            args.overwrite,
+            hash_files=not args.no_hash,
+            progress=bar.update,
+        )
+    counts = {split: sum(c.values()) for split, c in manifest["counts"].items()}
+    print(
+        f"{args.out}: {manifest['name']}, {len(manifest['classes'])} classes, "
+        + ", ".join(f"{n} {split} images" for split, n in counts.items())
+        + f" ({manifest['link']}s)"
+    )
+
+
+def cmd_synthetic(args):
+    from bench.accuracy.synthetic import make_synthetic
+
+    manifest = make_synthetic(
+        args.out, args.classes, args.train_per_class, args.val_per_class, args.img_size, args.seed, args.overwrite
+    )
+    print(
+        f"{args.out}: synthetic motifs, {len(manifest['classes'])} classes, "
+        f"{args.train_per_class}/{args.val_per_class} train/val images per class at {args.img_size} px"
+    )
+
+
+def given_settings(args):
+    """The TrainConfig fields the user set explicitly (argparse defaults are None)."""
+    from bench.accuracy.train import config_fields
+
+    given = {k: v for k, v in vars(args).items() if k in config_fields() and v is not None}
+    if args.model_arg:
+        given["model_args"] = parse_model_args(args.model_arg)
+    return given
+
+
+def cmd_train(args):
+    from bench.accuracy import distributed, train
+
+    given = given_settings(args)
+    try:
+        if args.resume:
+            if args.overwrite:
+                raise ConfigError("--resume and --overwrite contradict each other; pick one")
+            summary = train.resume(args.out, given)
+        else:
+            missing = [f"--{k}" for k in ("model", "data") if k not in given]
+            if missing:
+                raise ConfigError(f"{' and '.join(missing)} required to start a run (or pass --resume to continue one)")
+            summary = train.start(train.TrainConfig(**given), args.overwrite)
+        main_process = distributed.is_main_process()
+    finally:
+        distributed.teardown()
+    if main_process:
+        print(
+            f"{args.out}: top-1 {summary['top1']:.2f}% (best {summary['best']['top1']:.2f}% at epoch "
+            f"{summary['best']['epoch']}), top-5 {summary['top5']:.2f}%, "
+            f"{summary['train_images_per_s']:.0f} train img/s"
+            + (f", {len(summary['skipped_files'])} unreadable files skipped" if summary["skipped_files"] else "")
+        )
+
+
+def cmd_eval(args):
+    from bench.accuracy import distributed
+    from bench.accuracy.evaluate import format_report, run_eval
+    from models.atomic import atomic_write_text
+
+    if args.out and Path(args.out).exists() and not args.overwrite:
+        raise ConfigError(f"{args.out} already exists; pass --overwrite to replace it or choose another --out")
+    try:
+        result = run_eval(
+            args.checkpoint,
+            args.data,
+            args.split,
+            args.model,
+            args.img_size,
+            parse_model_args(args.model_arg),
+            args.batch_size,
+            args.workers,
+            args.strict,
+            args.device,
+            args.ema,
+            {"interpolation": args.interpolation, "crop_pct": args.crop_pct},
+        )
+        main_process = distributed.is_main_process()
+    finally:
+        distributed.teardown()
+    if not main_process:
+        return
+    print(format_report(result))
+    if args.out:
+        atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+        print(f"wrote {args.out}")
+
+
+def cmd_study(args):
+    from bench.accuracy import distributed
+    from bench.accuracy.study import load_study_spec, run_study
+    from bench.report.study import pivot_table, write_study_report
+
+    spec = load_study_spec(
+        args.preset,
+        args.config,
+        fractions=args.fractions,
+        seeds=args.seeds,
+        arms=args.arms,
+        train={
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "device": args.device,
+            "workers": args.workers,
+            "threads": args.threads,
+        },
+    )
+    if not args.report_only:
+        if not args.data:
+            raise ConfigError("--data is required to run a study (or pass --report-only to rebuild its report)")
+        try:
+            writes = run_study(spec, args.data, args.out, args.resume, args.overwrite)
+        finally:
+            distributed.teardown()
+        if not writes:  # not rank 0
+            return
+    table = write_study_report(spec, args.out)
+    print(pivot_table(table))
+    print(f"report: {Path(args.out) / 'report.md'}")
+
+
+# ----------------------------------------------------------------------------- the parser
+
+
+def add_cost_commands(sub):
     p = sub.add_parser("list", help="list the named models with their sizes and parameter counts")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style name filter, e.g. 't2t_vit_t_*'")
     p.add_argument("--json", action="store_true", help="print one JSON array")
@@ -111,7 +303,7 @@ def build_parser():
 
     p = sub.add_parser("sweep", help="measure a grid of configurations into results/<run-id>/")
     p.add_argument("--config", help="TOML file with the grid (flags override its keys)")
-    p.add_argument("--families", nargs="+", help="vit, t2t-performer, t2t-transformer")
+    p.add_argument("--families", nargs="+", help=", ".join(f for f in models.FAMILIES if f != "cnn"))
     p.add_argument("--models", nargs="+", help="named models to measure as they are")
     p.add_argument("--depth", nargs="+", type=int)
     p.add_argument("--heads", nargs="+", type=int)
@@ -134,20 +326,175 @@ def build_parser():
     p.add_argument("--overwrite", action="store_true", help="replace the files of an existing report in --out")
     p.set_defaults(func=cmd_report)
 
-    # Subcommands defined next to the harness they drive (each module has `register_cli(sub)`).
-    # --- subcommand modules (one line each) ---
-    from bench.accuracy import subset; subset.register_cli(sub)  # noqa: E702
-    from bench.accuracy import synthetic; synthetic.register_cli(sub)  # noqa: E702
-    from bench.accuracy import train; train.register_cli(sub)  # noqa: E702
-    from bench.accuracy import evaluate; evaluate.register_cli(sub)  # noqa: E702
-    from bench.accuracy import study; study.register_cli(sub)  # noqa: E702
-    # --- end subcommand modules ---
+
+def add_data_commands(sub):
+    from bench.accuracy.subset import subset_names
+    from bench.accuracy.synthetic import make_synthetic
+
+    p = sub.add_parser("subset", help="build a named ImageNet subset (imagenette, imagewoof, imagenet100, random-N)")
+    p.add_argument("name", help=f"one of {', '.join(subset_names())}")
+    p.add_argument("--root", required=True, help="full ImageNet root holding train/<synset>/ and val/<synset>/")
+    p.add_argument("--out", required=True, help="folder to create")
+    cut = p.add_mutually_exclusive_group()
+    cut.add_argument("--per-class", type=int, help="keep K train images per class")
+    cut.add_argument("--fraction", type=float, help="keep this fraction of each class's train images, in (0, 1]")
+    p.add_argument("--seed", type=int, default=0, help="seed for random-N classes and for the train cut")
+    p.add_argument("--copy", action="store_true", help="copy files instead of symlinking them")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing subset at --out")
+    p.add_argument("--no-hash", action="store_true", help="skip the per-file SHA-256 in the manifest")
+    p.set_defaults(func=cmd_subset)
+
+    p = sub.add_parser("synthetic", help="generate a small synthetic ImageNet-layout dataset (local-motif classes)")
+    p.add_argument("--out", required=True, help="folder to create")
+    for name in ("classes", "train_per_class", "val_per_class", "img_size", "seed"):
+        p.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=int,
+            default=default_of(make_synthetic, name),
+            help="default %(default)s",
+        )
+    p.add_argument("--overwrite", action="store_true", help="replace a dataset previously generated at --out")
+    p.set_defaults(func=cmd_synthetic)
+
+
+TRAIN_FLAGS = [  # (flag, type or action, help); help may use {default}, read from TrainConfig
+    ("--epochs", int, "default {default} (the paper)"),
+    ("--batch-size", int, "per process; default {default}"),
+    ("--img-size", int, "default {default}"),
+    ("--lr", float, "absolute learning rate (default: --base-lr x global batch / 512)"),
+    ("--base-lr", float, "lr at global batch 512; default 1e-3 (T2T-ViT-7/10/12) or 5e-4 (paper)"),
+    ("--weight-decay", float, "default .03 (T2T-ViT-7/10/12) or .05"),
+    ("--warmup-epochs", int, "default {default}"),
+    ("--min-lr", float, "floor of the cosine (default 1e-5, scaled down with an lr below 5e-4)"),
+    ("--warmup-lr", float, "start of the warm-up, default {default} (capped at the lr)"),
+    ("--clip-grad", float, "max gradient norm (default: none, as the paper)"),
+    ("--drop-path", float, "stochastic depth rate, default {default}"),
+    ("--smoothing", float, "label smoothing, default {default}"),
+    ("--mixup", float, "Mixup alpha, default {default} (0 disables)"),
+    ("--cutmix", float, "CutMix alpha, default {default} (0 disables)"),
+    ("--auto-augment", str, "timm RandAugment spec, default {default} ('' disables)"),
+    ("--reprob", float, "random erasing probability, default {default}"),
+    ("--hflip", float, "horizontal flip probability, default {default}"),
+    ("--color-jitter", float, "default {default}"),
+    ("--interpolation", str, "resize interpolation (default: the model's, bicubic for ours)"),
+    ("--crop-pct", float, "eval center-crop fraction (default: the model's, 0.9 for ours)"),
+    ("--ema-decay", float, "keep an EMA of the weights with this decay (e.g. 0.99996)"),
+    ("--seed", int, "default {default}"),
+    ("--workers", int, "data loader processes per rank, default {default}"),
+    ("--train-fraction", float, "train on this fraction of each class, in (0, 1]"),
+    ("--train-per-class", int, "train on K images per class"),
+    ("--subset-seed", int, "seed of the train cut (default: --seed)"),
+    ("--init", str, "fine-tune from this checkpoint (reference T2T-ViT, timm ViT/ResNet or ours)"),
+    ("--device", str, "cpu, cuda or cuda:N (default: cuda when available; torchrun sets one per rank)"),
+    ("--threads", int, "CPU threads per process (1 is fastest on a busy shared CPU)"),
+]
+
+
+def add_train_command(sub):
+    from bench.accuracy.train import TrainConfig
+
+    p = sub.add_parser(
+        "train", help="train a model from scratch (or fine-tune with --init) on an ImageNet-style folder"
+    )
+    p.add_argument("--model", help="our name (vitbench list) or a timm CNN such as resnet18")
+    p.add_argument("--data", help="folder with train/<class>/* and val/<class>/*")
+    p.add_argument("--out", required=True, help="run folder (config, metrics, checkpoints, summary)")
+    p.add_argument(
+        "--model-arg", action="append", metavar="KEY=VALUE", help="model override, e.g. depth=4 (repeatable)"
+    )
+    for flag, kind, text in TRAIN_FLAGS:
+        default = default_of(TrainConfig, flag[2:].replace("-", "_"))
+        p.add_argument(flag, type=kind, help=text.format(default=default))
+    p.add_argument(
+        "--scale",
+        type=float,
+        nargs=2,
+        help="random resized crop scale range, default {} {}".format(*TrainConfig.default("scale")),
+    )
+    p.add_argument(
+        "--ratio",
+        type=float,
+        nargs=2,
+        help="random resized crop aspect-ratio range, default {:.2f} {:.2f}".format(*TrainConfig.default("ratio")),
+    )
+    p.add_argument(
+        "--amp", choices=["auto", "bf16", "fp16", "off"], help="mixed precision; auto = bf16 on CUDA, off on CPU"
+    )
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    p.add_argument("--strict", action="store_true", default=None, help="stop at the first unreadable image")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint (with a larger --epochs: extend a finished run)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out and start over")
+    p.set_defaults(func=cmd_train)
+
+
+def add_eval_command(sub):
+    p = sub.add_parser("eval", help="top-1/top-5, per-class accuracy and confusion matrix of a checkpoint")
+    p.add_argument("--checkpoint", required=True, help="a run's best.pth/last.pth, or a pretrained file with --model")
+    p.add_argument("--data", required=True, help="ImageNet-style folder (uses DATA/<split>/<class>/*)")
+    p.add_argument("--model", help="architecture name; required for checkpoints not written by `vitbench train`")
+    p.add_argument(
+        "--model-arg", action="append", metavar="KEY=VALUE", help="model override, e.g. depth=4 (repeatable)"
+    )
+    p.add_argument("--split", default="val")
+    p.add_argument("--img-size", type=int, help="evaluation size (positions are interpolated for ViTs)")
+    p.add_argument("--crop-pct", type=float, help="center-crop fraction (default: the run's, else the model's)")
+    p.add_argument("--interpolation", help="resize interpolation, e.g. bicubic (default: the run's, else the model's)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--strict", action="store_true", help="stop at the first unreadable image instead of skipping it")
+    p.add_argument("--ema", action="store_true", help="evaluate the checkpoint's EMA weights (state_dict_ema)")
+    p.add_argument("--out", help="write the full result (per-class accuracy, confusion matrix) as JSON here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.set_defaults(func=cmd_eval)
+
+
+def add_study_command(sub):
+    from bench.accuracy.study import PRESETS
+
+    p = sub.add_parser(
+        "study", help="from-scratch data-efficiency study: ViT vs T2T-ViT vs CNN over fractions/depths/seeds"
+    )
+    p.add_argument("--data", help="ImageNet-style folder (train/<class>, val/<class>)")
+    p.add_argument("--out", required=True, help="study folder (runs/, results.csv, table.md, curves, report.md)")
+    p.add_argument("--preset", default="cpu-tiny", help=f"one of {', '.join(PRESETS)} (default %(default)s)")
+    p.add_argument("--config", help="a JSON study spec (fractions, seeds, train, arms); overrides --preset")
+    p.add_argument("--fractions", type=float, nargs="+", help="training-set fractions, e.g. 0.1 0.25 0.5 1")
+    p.add_argument("--seeds", type=int, nargs="+", help="seeds, e.g. 0 1 2")
+    p.add_argument("--arms", nargs="+", help="keep only these arms: " + " ".join(models.FAMILIES))
+    p.add_argument("--epochs", type=int, help="epochs per run (same for every run)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--device")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--threads", type=int, help="CPU threads (1 is fastest on a busy shared CPU)")
+    p.add_argument("--resume", action="store_true", help="finish the study in --out, skipping finished runs")
+    p.add_argument("--overwrite", action="store_true", help="replace the study in --out and start over")
+    p.add_argument("--report-only", action="store_true", help="only rebuild tables and curves from finished runs")
+    p.set_defaults(func=cmd_study)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="vitbench", description="Benchmark T2T-ViT against ViT.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_cost_commands(sub)
+    add_data_commands(sub)
+    add_train_command(sub)
+    add_eval_command(sub)
+    add_study_command(sub)
     return parser
 
 
 def main(argv=None):
+    from bench.accuracy.data import install_randaugment_fix
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    install_randaugment_fix()  # once per program: timm's posterize op, made safe for Pillow 13
     try:
         args.func(args)
     except VitbenchError as e:

@@ -14,14 +14,14 @@ import pytest
 import torch
 
 from bench import suite
-from bench.cost.timing import TimingSetup, make_step
+from bench.cost.timing import DEVICES, DTYPES, TimingSetup, make_step
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("vitbench")
     group.addoption("--bench-size", choices=sorted(suite.SIZES), default="default", help="which grid to run")
-    group.addoption("--bench-device", choices=["cpu", "cuda"], default="cpu", help="device to time on")
-    group.addoption("--bench-dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    group.addoption("--bench-device", choices=DEVICES, default="cpu", help="device to time on")
+    group.addoption("--bench-dtype", choices=list(DTYPES), default="float32")
 
 
 def pytest_generate_tests(metafunc):
@@ -56,7 +56,7 @@ def run_benchmark(benchmark, timing):
                 torch.cuda.synchronize(device)
 
         benchmark.group = group
-        benchmark.extra_info.update(suite.describe(described or model, timing, mode), **info)
+        benchmark.extra_info.update(suite.benchmark_info(described or model, timing, mode), **info)
         benchmark.pedantic(timed, rounds=timing.repeats, warmup_rounds=timing.warmup, iterations=1)
 
     return run
@@ -70,8 +70,13 @@ def speed_ratios(benchmarks):
         if "pair" in info:
             medians.setdefault(info["pair"], {})[info["role"]] = bench["stats"]["median"]
     return {
-        pair: {"speedup": roles["baseline"] / roles["ours"], "ours_median_s": roles["ours"], "baseline_median_s": roles["baseline"]}
-        for pair, roles in medians.items() if {"ours", "baseline"} <= set(roles)
+        pair: {
+            "speedup": roles["baseline"] / roles["ours"],
+            "ours_median_s": roles["ours"],
+            "baseline_median_s": roles["baseline"],
+        }
+        for pair, roles in medians.items()
+        if {"ours", "baseline"} <= set(roles)
     }
 
 
@@ -83,8 +88,11 @@ def pytest_terminal_summary(terminalreporter, config):
     session = getattr(config, "_benchmarksession", None)
     if session is None or session.disabled or not session.benchmarks:
         return
-    records = [{"extra_info": b.extra_info, "stats": {"median": statistics.median(b.stats.data)}}
-               for b in session.benchmarks if b.stats and b.stats.data]
+    records = [
+        {"extra_info": b.extra_info, "stats": {"median": statistics.median(b.stats.data)}}
+        for b in session.benchmarks
+        if b.stats and b.stats.data
+    ]
     ratios = speed_ratios(records)
     if ratios:
         terminalreporter.section("speed ratios (baseline time / ours; > 1 means ours is faster)")

@@ -5,8 +5,10 @@ import torch
 from timm.models.vision_transformer import VisionTransformer as TimmViT
 
 import models
-from bench.reference_t2t import RefT2TViT
+from bench.cost.flops import analytic_macs, count_params
+from bench.cost.sweep import FAMILY_BASES, SweepSpec, configurations
 from bench.cost.timing import TimingSetup
+from bench.reference_t2t import RefT2TViT
 
 
 @dataclass(frozen=True)
@@ -30,26 +32,27 @@ def build_baseline(ours):
     config = ours.config
     common = dict(embed_dim=ours.embed_dim, depth=len(ours.blocks), num_heads=ours.blocks[0].attn.num_heads,
                   mlp_ratio=config["mlp_ratio"], num_classes=ours.num_classes)
-    if config["family"] == "vit":
-        baseline = TimmViT(img_size=ours.img_size, patch_size=config["patch_size"], qkv_bias=config["qkv_bias"], **common)
+    if config["tokenizer"] == "patch":
+        baseline = TimmViT(
+            img_size=ours.img_size, patch_size=config["patch_size"], qkv_bias=config["qkv_bias"], **common
+        )
     else:
         baseline = RefT2TViT(img_size=ours.img_size[0], tokens_type=config["t2t_block"], **common)
     baseline.pretrained_cfg, baseline.num_classes = ours.pretrained_cfg, ours.num_classes
     return baseline
 
 
-def sweep_cases(families, depths, heads, patch_sizes, img_size, embed_dim):
-    """The depth x heads (x patch for ViT) grid around a ViT-S / T2T-ViT-14 sized model."""
-    cases = []
-    for depth in depths:
-        for num_heads in heads:
-            common = {"depth": depth, "num_heads": num_heads, "embed_dim": embed_dim, "img_size": img_size}
-            for family in families:
-                if family == "vit":
-                    cases += [Case("vb_vit_small_patch16_224", {**common, "patch_size": p}) for p in patch_sizes]
-                else:
-                    cases.append(Case("t2t_vit_14", {**common, "t2t_block": family}))
-    return cases
+def sweep_cases(depths, heads, patch_sizes, img_size, embed_dim):
+    """The cost sweep's depth x heads (x patch for ViT) grid over every transformer family."""
+    spec = SweepSpec(
+        families=list(FAMILY_BASES),
+        depth=depths,
+        num_heads=heads,
+        patch_size=patch_sizes,
+        img_size=[img_size],
+        embed_dim=[embed_dim],
+    )
+    return [Case(name, overrides) for _, name, overrides in configurations(spec)]
 
 
 def pair_cases(img_size, depth=None):
@@ -66,40 +69,50 @@ def pair_cases(img_size, depth=None):
 SMOKE = {"img_size": 32, "depth": 1, "embed_dim": 64, "num_heads": 2}
 SIZES = {
     "smoke": {
-        "named_case": [Case(name, SMOKE if name.startswith("t2t") else {**SMOKE, "patch_size": 8})
-                       for name in ("t2t_vit_7", "t2t_vit_t_14", "vb_vit_tiny_patch16_224")],
-        "sweep_case": sweep_cases(["vit", "performer", "transformer"], [1, 2], [2, 4], [8, 16], 32, 64),
+        "named_case": [
+            Case(name, SMOKE if name.startswith("t2t") else {**SMOKE, "patch_size": 8})
+            for name in ("t2t_vit_7", "t2t_vit_t_14", "vb_vit_tiny_patch16_224")
+        ],
+        "sweep_case": sweep_cases([1, 2], [2, 4], [8, 16], 32, 64),
         "pair_case": pair_cases(32, depth=1),
-        "batch_size": 2, "warmup": 0, "rounds": 1, "pair_batch_size": 2, "pair_rounds": 1,
+        "batch_size": 2,
+        "warmup": 0,
+        "rounds": 1,
+        "pair_batch_size": 2,
+        "pair_rounds": 1,
     },
     "default": {
         "named_case": [Case(name) for name in models.list_models()],
-        "sweep_case": sweep_cases(["vit", "performer", "transformer"], [4, 8, 12], [6, 12], [16, 32], 224, 384),
+        "sweep_case": sweep_cases([4, 8, 12], [6, 12], [16, 32], 224, 384),
         "pair_case": pair_cases(224),
-        "batch_size": 1, "warmup": 1, "rounds": 3, "pair_batch_size": 8, "pair_rounds": 7,
+        "batch_size": 1,
+        "warmup": 1,
+        "rounds": 3,
+        "pair_batch_size": 8,
+        "pair_rounds": 7,
     },
     "full": {
         "named_case": [Case(name) for name in models.list_models()]
         + [Case(name, {"img_size": 384}) for name in ("t2t_vit_14", "vb_vit_base_patch16_224")],
-        "sweep_case": sweep_cases(["vit", "performer", "transformer"], [4, 8, 12, 16, 24], [4, 6, 8, 12, 16],
-                                  [8, 16, 32], 224, 384),
+        "sweep_case": sweep_cases([4, 8, 12, 16, 24], [4, 6, 8, 12, 16], [8, 16, 32], 224, 384),
         "pair_case": pair_cases(224) + pair_cases(384),
-        "batch_size": 32, "warmup": 3, "rounds": 10, "pair_batch_size": 32, "pair_rounds": 20,
+        "batch_size": 32,
+        "warmup": 3,
+        "rounds": 10,
+        "pair_batch_size": 32,
+        "pair_rounds": 20,
     },
 }
 
 
-def describe(model, timing: TimingSetup, mode):
+def benchmark_info(model, timing: TimingSetup, mode):
     """The extra_info of one benchmark: enough to read the JSON without the code."""
-    from bench.cost.flops import analytic_macs
-
-    params = sum(p.numel() for p in model.parameters())
     return {
         "model": model.model_name,
         "config": {k: v for k, v in model.config.items() if k != "t2t_stages"},
-        "family": model.config["family"],
-        "params": params,
-        "params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "family": models.family_of(model.config),
+        "params": count_params(model),
+        "params_trainable": count_params(model, trainable_only=True),
         "macs": analytic_macs(model)["total"],
         "img_size": list(model.img_size),
         "batch_size": timing.batch_size,

@@ -2,14 +2,30 @@
 from .backbone import VisionTransformer
 from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import (
-    CheckpointError, ConfigError, DatasetError, InputShapeError, ResultsError, UnknownModelError, VitbenchError,
+    CheckpointError,
+    ConfigError,
+    DatasetError,
+    InputShapeError,
+    ResultsError,
+    UnknownModelError,
+    VitbenchError,
 )
-from .registry import MODEL_CONFIGS, PUBLISHED_EQUIVALENTS, create_model, list_models, resolve_config
+from .registry import (
+    DEFAULT_IMG_SIZE,
+    FAMILIES,
+    MODEL_CONFIGS,
+    PUBLISHED_EQUIVALENTS,
+    create_model,
+    family_of,
+    list_models,
+    resolve_config,
+)
 from .tokenizers import PatchTokenizer, T2TTokenizer
 
 __all__ = [
     "VisionTransformer", "PatchTokenizer", "T2TTokenizer", "create_model", "list_models", "resolve_config",
-    "load_checkpoint", "save_checkpoint", "MODEL_CONFIGS", "PUBLISHED_EQUIVALENTS",
+    "load_checkpoint", "save_checkpoint", "MODEL_CONFIGS", "PUBLISHED_EQUIVALENTS", "FAMILIES", "family_of",
+    "DEFAULT_IMG_SIZE",
     "VitbenchError", "ConfigError", "InputShapeError", "UnknownModelError", "CheckpointError", "DatasetError",
     "ResultsError",
 ]

@@ -67,7 +67,18 @@ class VisionTransformer(nn.Module):
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.pos_drop = nn.Dropout(drop_rate)
         self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio, qkv_bias, qk_scale, drop_rate, attn_drop_rate, dpr, act_layer, norm_layer)
+            Block(
+                embed_dim,
+                num_heads,
+                mlp_ratio,
+                qkv_bias,
+                qk_scale,
+                drop_rate,
+                attn_drop_rate,
+                dpr,
+                act_layer,
+                norm_layer,
+            )
             for dpr in drop_path_rates(drop_path_rate, depth)
         )
         self.norm = norm_layer(embed_dim)

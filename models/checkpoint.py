@@ -15,7 +15,7 @@ import torch
 
 from .atomic import atomic_write
 from .backbone import resample_pos_embed
-from .errors import CheckpointError
+from .errors import CheckpointError, short_list
 
 log = logging.getLogger(__name__)
 
@@ -108,24 +108,20 @@ def source_grid(payload, num_tokens):
     """The token grid the checkpoint's position table was made for."""
     config = payload.get("config") if isinstance(payload, dict) else None
     if isinstance(config, dict) and "img_size" in config and "embed_dim" in config:
-        from .registry import build_model  # the checkpoint's own geometry, without its weights
+        from .registry import build_model, upgrade_config  # the checkpoint's own geometry, without its weights
 
-        return build_model(**{**config, "depth": 1, "num_classes": 0}).tokenizer.grid_size
+        return build_model(**{**upgrade_config(config), "depth": 1, "num_classes": 0}).tokenizer.grid_size
     side = math.isqrt(num_tokens)
     if side * side != num_tokens:
-        raise CheckpointError(f"cannot tell the token grid of a {num_tokens}-token position table; save with its config")
+        raise CheckpointError(
+            f"cannot tell the token grid of a {num_tokens}-token position table; save with its config"
+        )
     return (side, side)
 
 
 def saved_as(payload):
     name = payload.get("model") if isinstance(payload, dict) else None
     return f" (saved from {name})" if isinstance(name, str) else ""
-
-
-def summarize_keys(keys, limit=6):
-    keys = sorted(keys)
-    shown = ", ".join(keys[:limit])
-    return f"{shown}, ... ({len(keys)} in all)" if len(keys) > limit else shown
 
 
 def load_checkpoint(model, path, use_ema=False, strict=True, reference_qk_scale=True):
@@ -153,16 +149,21 @@ def load_checkpoint(model, path, use_ema=False, strict=True, reference_qk_scale=
             del state_dict[key]
         report["new_head"] = True
 
-    mismatched = [f"{k} {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state_dict.items() if k in own and v.shape != own[k].shape]
+    mismatched = [
+        f"{k} {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in state_dict.items()
+        if k in own and v.shape != own[k].shape
+    ]
     missing = set(own) - set(state_dict) - ({"head.weight", "head.bias"} if report["new_head"] else set())
     unexpected = set(state_dict) - set(own)
     if mismatched or (strict and (missing or unexpected)):
-        parts = [f"shape mismatch: {summarize_keys(mismatched)}"] if mismatched else []
-        parts += [f"missing keys: {summarize_keys(missing)}"] if missing else []
-        parts += [f"unexpected keys: {summarize_keys(unexpected)}"] if unexpected else []
+        parts = [f"shape mismatch: {short_list(mismatched, limit=6)}"] if mismatched else []
+        parts += [f"missing keys: {short_list(missing, limit=6)}"] if missing else []
+        parts += [f"unexpected keys: {short_list(unexpected, limit=6)}"] if unexpected else []
         raise CheckpointError(
             f"{path} ({layout} layout) does not fit {getattr(model, 'model_name', type(model).__name__)}: "
-            + "; ".join(parts) + f"; create the model this checkpoint was trained as{saved_as(payload)}"
+            + "; ".join(parts)
+            + f"; create the model this checkpoint was trained as{saved_as(payload)}"
         )
     model.load_state_dict(state_dict, strict=False)
     if layout == "reference-t2t" and reference_qk_scale:

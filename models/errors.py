@@ -31,3 +31,12 @@ class DatasetError(VitbenchError, ValueError):
 
 class ResultsError(VitbenchError, ValueError):
     """A results folder or sweep config that is not ours or cannot be read."""
+
+
+def short_list(items, limit=4):
+    """'a, b, c' for a message; 'a, b, ... (12 in all)' past `limit`; 'none' when empty."""
+    items = sorted(map(str, items))
+    if not items:
+        return "none"
+    shown = ", ".join(items[:limit])
+    return f"{shown}, ... ({len(items)} in all)" if len(items) > limit else shown

@@ -1,7 +1,8 @@
 """Named model configs, one factory, and registration with timm.
 
-Every name is a dict of settings over one of two families: "vit" (patch tokenizer) and
-"t2t" (Tokens-to-Token tokenizer); both share `VisionTransformer`. Any setting can be
+Every name is a dict of settings over one of two front ends, `tokenizer="patch"` (ViT) or
+`tokenizer="t2t"` (Tokens-to-Token, with `t2t_block` "performer" or "transformer"); both share
+`VisionTransformer`. `FAMILIES` is the one vocabulary that tables, sweeps, studies and plots use. Any setting can be
 overridden: `create_model("t2t_vit_14", depth=10, img_size=(64, 96), t2t_block="transformer")`.
 
 Naming: the T2T-ViT names are the reference's (timm has none of them). Our ViT sizes carry a
@@ -21,13 +22,21 @@ from .tokenizers import REFERENCE_T2T_STAGES, PatchTokenizer, T2TTokenizer
 
 
 def _t2t(block, embed_dim, depth, num_heads, mlp_ratio):
-    return dict(family="t2t", t2t_block=block, embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio)
+    return dict(
+        tokenizer="t2t", t2t_block=block, embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio
+    )
 
 
 def _vit(patch_size, embed_dim, depth, num_heads, mlp_ratio=4.0, qkv_bias=True, pos_embed="learn"):
     return dict(
-        family="vit", patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
-        mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, pos_embed=pos_embed,
+        tokenizer="patch",
+        patch_size=patch_size,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
+        mlp_ratio=mlp_ratio,
+        qkv_bias=qkv_bias,
+        pos_embed=pos_embed,
     )
 
 
@@ -61,12 +70,41 @@ PUBLISHED_EQUIVALENTS = {
     "deit_tiny_patch16_224": "vb_vit_tiny_patch16_224",
 }
 
+DEFAULT_IMG_SIZE = 224  # every named model's image size unless overridden
+
+# The model families every table, sweep, study and plot speaks of, and the names they are shown by.
+FAMILIES = {
+    "vit": "ViT",
+    "t2t-performer": "T2T-ViT (Performer T2T)",
+    "t2t-transformer": "T2T-ViT (transformer T2T)",
+    "cnn": "CNN",
+}
 TOKENIZER_OPTIONS = {
-    "vit": {"patch_size"},
+    "patch": {"patch_size"},
     "t2t": {"t2t_block", "t2t_stages", "token_dim", "t2t_drop"},
 }
-COMMON_OPTIONS = {"family", "img_size", "in_chans", "embed_dim"}
+COMMON_OPTIONS = {"tokenizer", "img_size", "in_chans", "embed_dim"}
 BACKBONE_OPTIONS = set(inspect.signature(VisionTransformer).parameters) - {"tokenizer"}
+
+
+def family_of(settings: dict) -> str:
+    """The `FAMILIES` name of a model's settings; also reads configs saved before `tokenizer` existed."""
+    tokenizer = settings.get("tokenizer", {"vit": "patch"}.get(settings.get("family"), settings.get("family")))
+    if tokenizer == "patch":
+        return "vit"
+    if tokenizer == "t2t":
+        return f"t2t-{settings.get('t2t_block', 'performer')}"
+    return "cnn"
+
+
+def upgrade_config(config: dict) -> dict:
+    """A config saved by an earlier vitbench (`family` = "vit" | "t2t") in today's keys."""
+    if "family" not in config:
+        return config
+    config = dict(config)
+    family = config.pop("family")
+    config.setdefault("tokenizer", "patch" if family == "vit" else family)
+    return config
 
 
 def list_models(pattern="*"):
@@ -80,36 +118,52 @@ def resolve_config(name, **overrides):
         close = difflib.get_close_matches(name, MODEL_CONFIGS, n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}?" if close else "run `vitbench list` to see them"
         raise UnknownModelError(f"unknown model {name!r}; {hint}")
-    config = {"img_size": 224, "in_chans": 3, **MODEL_CONFIGS[name], **overrides}
-    family = config["family"]
-    if family not in TOKENIZER_OPTIONS:
-        raise ConfigError(f"unknown family={family!r}; choose one of {sorted(TOKENIZER_OPTIONS)}")
-    allowed = COMMON_OPTIONS | BACKBONE_OPTIONS | TOKENIZER_OPTIONS[family]
+    config = upgrade_config({"img_size": DEFAULT_IMG_SIZE, "in_chans": 3, **MODEL_CONFIGS[name], **overrides})
+    tokenizer = config["tokenizer"]
+    if tokenizer not in TOKENIZER_OPTIONS:
+        raise ConfigError(f"unknown tokenizer={tokenizer!r}; choose one of {sorted(TOKENIZER_OPTIONS)}")
+    allowed = COMMON_OPTIONS | BACKBONE_OPTIONS | TOKENIZER_OPTIONS[tokenizer]
     unknown = sorted(set(config) - allowed)
     if unknown:
         other = [k for k in unknown if any(k in opts for opts in TOKENIZER_OPTIONS.values())]
         why = f"{other} apply to the other model family" if other else f"valid options are {sorted(allowed)}"
-        raise ConfigError(f"unknown option(s) {unknown} for model {name!r} ({family}); {why}")
+        raise ConfigError(f"unknown option(s) {unknown} for model {name!r} ({family_of(config)}); {why}")
     return config
 
 
-def build_model(family, img_size=224, in_chans=3, embed_dim=768, patch_size=16, t2t_block="performer",
-                t2t_stages=REFERENCE_T2T_STAGES, token_dim=64, t2t_drop=None, **backbone):
-    if family == "vit":
-        tokenizer = PatchTokenizer(img_size, patch_size, in_chans, embed_dim)
+def build_model(
+    tokenizer,
+    img_size=DEFAULT_IMG_SIZE,
+    in_chans=3,
+    embed_dim=768,
+    patch_size=16,
+    t2t_block="performer",
+    t2t_stages=REFERENCE_T2T_STAGES,
+    token_dim=64,
+    t2t_drop=None,
+    **backbone,
+):
+    if tokenizer == "patch":
+        front = PatchTokenizer(img_size, patch_size, in_chans, embed_dim)
     else:
-        tokenizer = T2TTokenizer(img_size, in_chans, embed_dim, token_dim, t2t_block, t2t_stages, t2t_drop)
-    return VisionTransformer(tokenizer, **backbone)
+        front = T2TTokenizer(img_size, in_chans, embed_dim, token_dim, t2t_block, t2t_stages, t2t_drop)
+    return VisionTransformer(front, **backbone)
 
 
 def pretrained_cfg(name, config, model):
     """timm's data config: what `timm.data.resolve_data_config(model=model)` reads."""
     height, width = model.img_size
     return dict(
-        architecture=name, url="", num_classes=model.num_classes,
-        input_size=(config["in_chans"], height, width), crop_pct=0.9, crop_mode="center",
-        interpolation="bicubic", mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
-        first_conv="tokenizer.proj" if config["family"] == "vit" else "tokenizer.blocks.0",
+        architecture=name,
+        url="",
+        num_classes=model.num_classes,
+        input_size=(config["in_chans"], height, width),
+        crop_pct=0.9,
+        crop_mode="center",
+        interpolation="bicubic",
+        mean=IMAGENET_DEFAULT_MEAN,
+        std=IMAGENET_DEFAULT_STD,
+        first_conv="tokenizer.proj" if config["tokenizer"] == "patch" else "tokenizer.blocks.0",
         classifier="head",
     )
 

@@ -5,13 +5,20 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.cli import main
 from bench.accuracy.synthetic import make_synthetic
 from bench.accuracy.train import TrainConfig
+from bench.cli import main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = Path(__file__).parent / "data" / "imagenet-samples"  # real ImageNet JPEGs, synset in the name
-TINY_T2T = {"depth": 1, "embed_dim": 32, "num_heads": 2, "token_dim": 16, "mlp_ratio": 2.0, "t2t_stages": [[3, 2, 1], [3, 2, 1]]}
+TINY_T2T = {
+    "depth": 1,
+    "embed_dim": 32,
+    "num_heads": 2,
+    "token_dim": 16,
+    "mlp_ratio": 2.0,
+    "t2t_stages": [[3, 2, 1], [3, 2, 1]],
+}
 TINY_VIT = {"depth": 1, "embed_dim": 32, "num_heads": 2, "mlp_ratio": 2.0, "patch_size": 4}
 TINY_RESNET = {"layers": [1, 1, 1, 1], "channels": [8, 16, 32, 64], "stem_width": 8}
 
@@ -53,7 +60,9 @@ def samples_dataset(root):
 
 
 def tiny_synthetic(root, classes=3, train_per_class=8, val_per_class=3, seed=0):
-    make_synthetic(root, classes=classes, train_per_class=train_per_class, val_per_class=val_per_class, img_size=32, seed=seed)
+    make_synthetic(
+        root, classes=classes, train_per_class=train_per_class, val_per_class=val_per_class, img_size=32, seed=seed
+    )
     return Path(root)
 
 
@@ -61,14 +70,32 @@ def tiny_config(data, out, model="t2t_vit_7", model_args=None, **settings):
     """A run that takes a second or two on one CPU thread, with the paper's augmentation on."""
     defaults = dict(epochs=2, batch_size=8, img_size=32, lr=1e-3, warmup_epochs=1, workers=0, threads=1)
     args = TINY_T2T if model.startswith("t2t") else TINY_VIT if model.startswith("vb_vit") else TINY_RESNET
-    return TrainConfig(model=model, data=str(data), out=str(out), model_args=dict(model_args or args), **{**defaults, **settings})
+    return TrainConfig(
+        model=model, data=str(data), out=str(out), model_args=dict(model_args or args), **{**defaults, **settings}
+    )
 
 
 def tiny_cli_args(model="t2t_vit_7"):
     """The same tiny run as command-line flags."""
     args = TINY_T2T if model.startswith("t2t") else TINY_VIT
-    flags = ["--model", model, "--epochs", "2", "--batch-size", "8", "--img-size", "32", "--lr", "1e-3",
-             "--warmup-epochs", "1", "--workers", "0", "--threads", "1"]
+    flags = [
+        "--model",
+        model,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--img-size",
+        "32",
+        "--lr",
+        "1e-3",
+        "--warmup-epochs",
+        "1",
+        "--workers",
+        "0",
+        "--threads",
+        "1",
+    ]
     for key, value in args.items():
         flags += ["--model-arg", f"{key}={value}".replace(" ", "").replace("(", "[").replace(")", "]")]
     return flags

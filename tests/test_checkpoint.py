@@ -38,7 +38,9 @@ def test_reference_t2t_checkpoint_reproduces_reference_outputs(tmp_path, block, 
     config = dict(img_size=32, embed_dim=48, depth=2, num_heads=4, mlp_ratio=2.0, num_classes=5)
     ref = randomize(RefT2TViT(tokens_type=block, qk_scale=48**-0.5, **config))
     ema = randomize(RefT2TViT(tokens_type=block, qk_scale=48**-0.5, **config))
-    torch.save({"epoch": 3, "state_dict": ref.state_dict(), "state_dict_ema": ema.state_dict()}, tmp_path / "ref.pth.tar")
+    torch.save(
+        {"epoch": 3, "state_dict": ref.state_dict(), "state_dict_ema": ema.state_dict()}, tmp_path / "ref.pth.tar"
+    )
     ours = models.create_model("t2t_vit_7", t2t_block=block, **config).eval()
     report = models.load_checkpoint(ours, tmp_path / "ref.pth.tar", use_ema=use_ema)
     assert report["layout"] == "reference-t2t"
@@ -62,8 +64,9 @@ def test_round_trip_of_our_checkpoint_is_exact(tmp_path):
 def test_other_image_size_interpolates_positions_and_other_classes_get_a_new_head(tmp_path):
     timm_model = randomize(TimmViT(img_size=32, patch_size=8, embed_dim=64, depth=1, num_heads=4, num_classes=1000))
     torch.save({"state_dict": timm_model.state_dict()}, tmp_path / "timm.pth.tar")
-    ours = models.create_model("vb_vit_tiny_patch16_224", img_size=64, patch_size=8, embed_dim=64, depth=1, num_heads=4,
-                               num_classes=10)
+    ours = models.create_model(
+        "vb_vit_tiny_patch16_224", img_size=64, patch_size=8, embed_dim=64, depth=1, num_heads=4, num_classes=10
+    )
     fresh_head = ours.head.weight.clone()
     report = models.load_checkpoint(ours, tmp_path / "timm.pth.tar")
     assert report["resized_pos_embed"] and report["new_head"]
@@ -87,7 +90,11 @@ def test_architecture_mismatch_lists_missing_and_unexpected_keys(tmp_path):
     vit = models.create_model("vb_vit_tiny_patch16_224", img_size=32, depth=1)
     models.save_checkpoint(vit, tmp_path / "vit.pth")
     t2t = models.create_model("t2t_vit_7", img_size=32, depth=1)
-    with pytest.raises(CheckpointError, match=r"missing keys: .*tokenizer\.blocks\.0.*unexpected keys: .*tokenizer\.proj.*saved from vb_vit_tiny_patch16_224") as e:
+    with pytest.raises(
+        CheckpointError,
+        match=r"missing keys: .*tokenizer\.blocks\.0.*unexpected keys: .*tokenizer\.proj.*"
+        r"saved from vb_vit_tiny_patch16_224",
+    ) as e:
         models.load_checkpoint(t2t, tmp_path / "vit.pth")
     assert "\n" not in str(e.value)
     deeper = models.create_model("vb_vit_tiny_patch16_224", img_size=32, depth=2)

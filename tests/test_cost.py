@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import models
-from bench.cost import memory, sweep
 from bench.cli import main as cli
-from bench.cost.sweep import SweepSpec, load_spec, run_sweep
+from bench.cost import memory, sweep
+from bench.cost.sweep import SweepSpec, load_sweep_spec, run_sweep
 from bench.cost.timing import TimingSetup, measure_throughput
 from models import ConfigError, ResultsError
 
@@ -42,13 +42,14 @@ def test_training_step_really_trains():
     assert not torch.equal(before, model.blocks[0].mlp.fc1.weight)
 
 
-@pytest.mark.parametrize("setup, message", [
-    (TimingSetup(dtype="float8"), "unknown dtype 'float8'"),
-    (TimingSetup(device="tpu"), "unknown device 'tpu'"),
+@pytest.mark.parametrize("values, message", [
+    ({"dtype": "float8"}, "unknown dtype 'float8'"),
+    ({"device": "tpu"}, "unknown device 'tpu'"),
+    ({"batch_size": 0}, "batch_size=0 and repeats=5 must be >= 1"),
 ])
-def test_bad_timing_options(setup, message):
+def test_bad_timing_options(values, message):
     with pytest.raises(ConfigError, match=message):
-        measure_throughput(tiny(), setup)
+        TimingSetup(**values)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when CUDA is absent")
@@ -101,7 +102,7 @@ SPEC = dict(families=["vit", "t2t-performer"], depth=[1], num_heads=[2, 3], embe
 
 
 def test_sweep_writes_a_tidy_table_with_skips_and_provenance(tmp_path):
-    table = run_sweep(SweepSpec(**SPEC), tmp_path / "run", progress=lambda _: None)
+    table = run_sweep(SweepSpec.from_flat(SPEC), tmp_path / "run", progress=lambda _: None)
     ok = table[table.status == "ok"]
     skipped = table[table.status == "skipped"]
     assert set(ok.model) == {"vb_vit_small_patch16_224", "t2t_vit_14"}
@@ -117,25 +118,26 @@ def test_sweep_writes_a_tidy_table_with_skips_and_provenance(tmp_path):
 
 def test_sweep_refuses_to_overwrite_and_resumes(tmp_path):
     out = tmp_path / "run"
-    run_sweep(SweepSpec(**SPEC), out, progress=lambda _: None)
+    run_sweep(SweepSpec.from_flat(SPEC), out, progress=lambda _: None)
     with pytest.raises(ResultsError, match="--resume to continue it or --overwrite"):
-        run_sweep(SweepSpec(**SPEC), out)
+        run_sweep(SweepSpec.from_flat(SPEC), out)
     measured = []
-    run_sweep(SweepSpec(**SPEC), out, resume=True, progress=measured.append)
+    run_sweep(SweepSpec.from_flat(SPEC), out, resume=True, progress=measured.append)
     assert measured == []
     with pytest.raises(ResultsError, match="another spec"):
-        run_sweep(SweepSpec(**{**SPEC, "depth": [2]}), out, resume=True)
+        run_sweep(SweepSpec.from_flat({**SPEC, "depth": [2]}), out, resume=True)
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "data.csv").write_text("a,b\n")
     with pytest.raises(ResultsError, match="not a vitbench sweep folder"):
-        run_sweep(SweepSpec(**SPEC), tmp_path / "foreign")
+        run_sweep(SweepSpec.from_flat(SPEC), tmp_path / "foreign")
 
 
 def test_killed_sweep_resumes_without_repeating_rows(tmp_path):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "bench.cli", "sweep", "--families", "vit", "t2t-performer", "t2t-transformer",
             "--depth", "1", "2", "--heads", "2", "--embed-dim", "64", "--img-size", "64", "--patch-size", "8",
-            "--measure", "params", "throughput", "--batch-size", "4", "--repeats", "20", "--warmup", "0", "--out", str(out)]
+            "--measure", "params", "throughput", "--batch-size", "4", "--repeats", "20", "--warmup", "0",
+            "--out", str(out)]
     child = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rows = out / "rows.jsonl"
     deadline = time.time() + 120
@@ -158,40 +160,62 @@ def test_killed_sweep_resumes_without_repeating_rows(tmp_path):
 def test_sweep_toml_errors_name_the_key_and_line(tmp_path):
     good = tmp_path / "good.toml"
     good.write_text('families = ["vit"]\ndepth = [2, 4]\nbatch_size = 4\n')
-    spec = load_spec(good, batch_size=8)
-    assert spec.depth == [2, 4] and spec.batch_size == 8
+    spec = load_sweep_spec(good, batch_size=8)
+    assert spec.depth == [2, 4] and spec.timing.batch_size == 8
     bad_key = tmp_path / "bad.toml"
     bad_key.write_text('families = ["vit"]\n\ndepht = [2]\n')
     with pytest.raises(ConfigError, match=r"bad.toml line 3: unknown key 'depht'"):
-        load_spec(bad_key)
+        load_sweep_spec(bad_key)
     broken = tmp_path / "broken.toml"
     broken.write_text('families = ["vit"]\ndepth = = 3\n')
     with pytest.raises(ConfigError, match="TOML syntax error.*line 2"):
-        load_spec(broken)
-    for values, message in [({"families": ["cnn"]}, "unknown families value 'cnn'"),
-                            ({"dtype": "int8"}, "unknown dtype 'int8'"), ({"models": ["t2t_vit_99"]}, "unknown models")]:
+        load_sweep_spec(broken)
+    for values, message in [
+        ({"families": ["cnn"]}, "unknown families value 'cnn'"),
+        ({"dtype": "int8"}, "unknown dtype 'int8'"),
+        ({"models": ["t2t_vit_99"]}, "unknown models"),
+    ]:
         with pytest.raises(ConfigError, match=message):
-            SweepSpec(**values)
+            SweepSpec.from_flat(values)
 
 
 def test_profile_cli_json(capsys):
     assert cli(["profile", "t2t_vit_7", "--img-size", "32", "--batch-size", "2", "--repeats", "2", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    expected = {"model", "params", "params_trainable", "macs", "macs_fvcore", "macs_torch", "throughput_img_s",
-                "peak_memory_bytes", "device", "batch_size", "img_size"}
+    expected = {
+        "model",
+        "params",
+        "params_trainable",
+        "macs",
+        "macs_fvcore",
+        "macs_torch",
+        "throughput_img_s",
+        "peak_memory_bytes",
+        "device",
+        "batch_size",
+        "img_size",
+    }
     assert expected <= set(result)
     assert result["params"] == sum(p.numel() for p in models.create_model("t2t_vit_7", img_size=32).parameters())
     assert result["img_size"] == 32 and result["batch_size"] == 2 and result["throughput_img_s"] > 0
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["profile", "t2t_vit14"], "unknown model 't2t_vit14'; did you mean t2t_vit_14"),
-    (["profile", "t2t_vit_7", "--img-size", "200"], "200x200 is not divisible by the T2T stride 16"),
-    (["sweep", "--families", "cnn", "--out", "unused"], "unknown families value 'cnn'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["profile", "t2t_vit14"], "unknown model 't2t_vit14'; did you mean t2t_vit_14"),
+        (["profile", "t2t_vit_7", "--img-size", "200"], "200x200 is not divisible by the T2T stride 16"),
+        (["sweep", "--families", "cnn", "--out", "unused"], "unknown families value 'cnn'"),
+    ],
+)
 def test_cli_errors_are_one_line_without_traceback(argv, message, tmp_path):
-    child = subprocess.run([sys.executable, "-m", "bench.cli", *argv], cwd=tmp_path, capture_output=True, text=True,
-                           env={**os.environ, "PYTHONPATH": str(REPO)})
+    child = subprocess.run(
+        [sys.executable, "-m", "bench.cli", *argv],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert child.returncode == 2
     assert child.stderr.count("\n") == 1 and message in child.stderr and "Traceback" not in child.stderr
 
@@ -207,7 +231,7 @@ def test_sweep_records_oom_and_goes_on(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep, "measure_throughput", flaky)
     released = []
     monkeypatch.setattr(sweep, "release_memory", lambda: released.append(True))
-    spec = SweepSpec(**{**SPEC, "depth": [1, 2, 3], "num_heads": [2], "patch_size": [8], "families": ["vit"]})
+    spec = SweepSpec.from_flat({**SPEC, "depth": [1, 2, 3], "num_heads": [2], "patch_size": [8], "families": ["vit"]})
     table = run_sweep(spec, tmp_path / "run", progress=lambda _: None)
     throughput = table[table.measurement == "throughput_inference"].set_index("depth")
     assert list(throughput.status) == ["ok", "oom", "ok"]
@@ -216,6 +240,11 @@ def test_sweep_records_oom_and_goes_on(tmp_path, monkeypatch):
 
 
 def test_debug_flag_shows_the_traceback(tmp_path):
-    child = subprocess.run([sys.executable, "-m", "bench.cli", "--debug", "profile", "t2t_vit14"], cwd=tmp_path,
-                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    child = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "--debug", "profile", "t2t_vit14"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert child.returncode != 0 and "Traceback" in child.stderr and "UnknownModelError" in child.stderr

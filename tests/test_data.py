@@ -7,15 +7,23 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.accuracy.data import (BadFileLog, BadImage, ImageFolderDataset, collate_skipping_bad, eval_transform, load_rgb,
-                        scan_dataset, select_per_class, train_transform)
+import models
+from bench.accuracy.data import (
+    BadFileLog,
+    BadImage,
+    ImageFolderDataset,
+    collate_skipping_bad,
+    eval_transform,
+    load_rgb,
+    scan_dataset,
+    select_per_class,
+    train_transform,
+)
 from bench.accuracy.subset import NAMED_SUBSETS, build_subset, sha256
 from bench.accuracy.synthetic import MOTIFS, make_synthetic
 from bench.accuracy.train import TrainConfig
 from models.errors import DatasetError
 from tests.harness_helpers import SAMPLES, cli_error, make_imagenet_root, sample_synsets, tiny_synthetic, write_image
-
-import models
 
 IMAGENETTE = NAMED_SUBSETS["imagenette"]
 OTHERS = ["n02087394", "n02089973"]  # ridgeback, foxhound: real samples, imagewoof classes
@@ -99,7 +107,9 @@ def broken_files(folder):
 def test_bad_files_are_reported_by_path_and_skipped(tmp_path):
     good = write_image(tmp_path / "good.png")
     bad = broken_files(tmp_path / "bad")
-    dataset = ImageFolderDataset([(str(p), 0) for p in [good, *bad]], ["x"], eval_transform(models.create_model("t2t_vit_7", img_size=32), 32))
+    dataset = ImageFolderDataset(
+        [(str(p), 0) for p in [good, *bad]], ["x"], eval_transform(models.create_model("t2t_vit_7", img_size=32), 32)
+    )
     images, targets, skipped = collate_skipping_bad([dataset[i] for i in range(len(dataset))])
     assert images.shape == (1, 3, 32, 32) and targets.tolist() == [0]
     assert sorted(Path(b.path).name for b in skipped) == ["text.JPEG", "truncated.JPEG", "zero.JPEG"]
@@ -150,12 +160,15 @@ def test_select_per_class_is_deterministic_and_balanced():
     assert len(half) == 15
 
 
-@pytest.mark.parametrize("kwargs, expected", [
-    ({"per_class": 0}, "per_class=0 is out of range"),
-    ({"per_class": 8}, "class b has only 7 images, fewer than the 8 asked per class; use K <= 7"),
-    ({"fraction": 0.0}, r"fraction=0.0 is out of range"),
-    ({"fraction": 1.5}, r"fraction=1.5 is out of range"),
-])
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        ({"per_class": 0}, "per_class=0 is out of range"),
+        ({"per_class": 8}, "class b has only 7 images, fewer than the 8 asked per class; use K <= 7"),
+        ({"fraction": 0.0}, r"fraction=0.0 is out of range"),
+        ({"fraction": 1.5}, r"fraction=1.5 is out of range"),
+    ],
+)
 def test_cut_out_of_range(kwargs, expected):
     samples = [(f"f{i}", i % 3) for i in range(30) if not (i % 3 == 1 and i > 20)]  # class b has 7
     with pytest.raises(DatasetError, match=expected):
@@ -165,7 +178,9 @@ def test_cut_out_of_range(kwargs, expected):
 # --- subsets -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def imagenet_root(tmp_path_factory):
-    return make_imagenet_root(tmp_path_factory.mktemp("imagenet"), IMAGENETTE + OTHERS, train_per_class=4, val_per_class=2)
+    return make_imagenet_root(
+        tmp_path_factory.mktemp("imagenet"), IMAGENETTE + OTHERS, train_per_class=4, val_per_class=2
+    )
 
 
 def test_imagenette_subset_links_files_and_writes_manifest(imagenet_root, tmp_path):
@@ -194,14 +209,17 @@ def test_random_subset_with_fraction_and_copies(imagenet_root, tmp_path):
     assert manifest["classes"] != other["classes"] or manifest["files"] != other["files"]
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["imagenet-1k"], "unknown subset 'imagenet-1k'; choose one of imagenette, imagewoof, imagenet100, random-N"),
-    (["imagewoof"], "the root lacks 8 of imagewoof's 10 classes"),
-    (["random-13"], "random-13 asks for 13 classes but the root has 12"),
-    (["imagenette", "--per-class", "0"], "per_class=0 is out of range"),
-    (["imagenette", "--per-class", "5"], "has only 4 images, fewer than the 5 asked per class"),
-    (["imagenette", "--fraction", "1.2"], "fraction=1.2 is out of range"),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["imagenet-1k"], "unknown subset 'imagenet-1k'; choose one of imagenette, imagewoof, imagenet100, random-N"),
+        (["imagewoof"], "the root lacks 8 of imagewoof's 10 classes"),
+        (["random-13"], "random-13 asks for 13 classes but the root has 12"),
+        (["imagenette", "--per-class", "0"], "per_class=0 is out of range"),
+        (["imagenette", "--per-class", "5"], "has only 4 images, fewer than the 5 asked per class"),
+        (["imagenette", "--fraction", "1.2"], "fraction=1.2 is out of range"),
+    ],
+)
 def test_subset_cli_errors(imagenet_root, tmp_path, capsys, argv, expected):
     line = cli_error(capsys, "subset", *argv, "--root", str(imagenet_root), "--out", str(tmp_path / "out"))
     assert expected in line
@@ -211,16 +229,22 @@ def test_subset_cli_errors(imagenet_root, tmp_path, capsys, argv, expected):
 def test_subset_refuses_to_overwrite(imagenet_root, tmp_path, capsys):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "mine.txt").write_text("keep me")
-    line = cli_error(capsys, "subset", "imagenette", "--root", str(imagenet_root), "--out", str(tmp_path / "taken"), "--overwrite")
-    assert "not a subset built by vitbench" in line and (tmp_path / "taken" / "mine.txt").exists()
+    line = cli_error(
+        capsys, "subset", "imagenette", "--root", str(imagenet_root), "--out", str(tmp_path / "taken"), "--overwrite"
+    )
+    assert "not a vitbench dataset folder" in line and (tmp_path / "taken" / "mine.txt").exists()
     build_subset(imagenet_root, "imagenette", tmp_path / "nette", per_class=1)
-    assert "already exists" in cli_error(capsys, "subset", "imagenette", "--root", str(imagenet_root), "--out", str(tmp_path / "nette"))
+    assert "already holds a dataset built by vitbench" in cli_error(
+        capsys, "subset", "imagenette", "--root", str(imagenet_root), "--out", str(tmp_path / "nette")
+    )
     build_subset(imagenet_root, "imagenette", tmp_path / "nette", per_class=3, overwrite=True)
     assert scan_dataset(tmp_path / "nette")["train"].counts()["n01440764"] == 3
 
 
 def test_subset_root_missing(tmp_path, capsys):
-    assert "not found" in cli_error(capsys, "subset", "imagenette", "--root", str(tmp_path / "nope"), "--out", str(tmp_path / "o"))
+    assert "not found" in cli_error(
+        capsys, "subset", "imagenette", "--root", str(tmp_path / "nope"), "--out", str(tmp_path / "o")
+    )
 
 
 def test_real_samples_are_imagenet_synsets():

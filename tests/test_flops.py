@@ -5,10 +5,17 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import models
 from bench.cost.flops import (  # FlopCountAnalysis is fvcore's, imported there without its import-time warning
-    MODULE_GROUPS, FlopCountAnalysis, analytic_macs, count_macs, fvcore_analysis, fvcore_macs, param_breakdown, torch_macs,
+    MODULE_GROUPS,
+    FlopCountAnalysis,
+    analytic_macs,
+    fvcore_analysis,
+    fvcore_macs,
+    mac_counts,
+    param_breakdown,
+    torch_macs,
 )
-from bench.reference_t2t import RefT2TViT
 from bench.cost.published import build_published, published_rows
+from bench.reference_t2t import RefT2TViT
 from models import ConfigError, InputShapeError
 
 # fvcore counts an einsum from numpy's einsum_path report, printed to 4 significant digits; the
@@ -162,7 +169,7 @@ def test_counting_at_another_size_equals_a_model_built_there_and_leaves_the_mode
 
 def test_count_macs_row():
     model = shape_only("t2t_vit_7", depth=2, img_size=64)
-    row = count_macs(model)
+    row = mac_counts(model)
     breakdown = analytic_macs(model)
     assert row["macs"] == breakdown["total"]
     assert relative_difference(row["macs_fvcore"], row["macs"]) < 0.01
@@ -172,7 +179,7 @@ def test_count_macs_row():
     assert {"macs_tokenizer.blocks", "macs_tokenizer.project", "macs_attention.qk"} <= set(row)
 
 
-@pytest.mark.parametrize("count", [analytic_macs, fvcore_macs, torch_macs, count_macs])
+@pytest.mark.parametrize("count", [analytic_macs, fvcore_macs, torch_macs, mac_counts])
 def test_counting_at_a_size_the_model_cannot_take_raises(count):
     t2t = shape_only("t2t_vit_7", depth=1, img_size=32)
     with pytest.raises(InputShapeError, match="200x200 is not divisible by the T2T stride 16"):

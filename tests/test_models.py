@@ -83,7 +83,11 @@ def test_t2t_handles_non_square_images(block):
 
 @pytest.mark.parametrize(
     "img_size, stages, grid",
-    [(32, ((3, 2, 1), (3, 2, 1)), (8, 8)), (32, ((7, 4, 2), (3, 2, 1)), (4, 4)), (64, ((7, 4, 2), (3, 2, 1), (3, 1, 1)), (8, 8))],
+    [
+        (32, ((3, 2, 1), (3, 2, 1)), (8, 8)),
+        (32, ((7, 4, 2), (3, 2, 1)), (4, 4)),
+        (64, ((7, 4, 2), (3, 2, 1), (3, 1, 1)), (8, 8)),
+    ],
 )
 def test_t2t_configurable_stages_for_small_images(img_size, stages, grid):
     tok = T2TTokenizer(img_size, embed_dim=16, token_dim=8, stages=stages)
@@ -137,8 +141,8 @@ def test_registry_lists_and_registers_with_timm_without_shadowing():
 
 def test_every_name_overrides_depth_heads_patch_and_size():
     for name in models.list_models():
-        family = models.MODEL_CONFIGS[name]["family"]
-        extra = {"patch_size": 8} if family == "vit" else {"t2t_block": "transformer"}
+        tokenizer = models.MODEL_CONFIGS[name]["tokenizer"]
+        extra = {"patch_size": 8} if tokenizer == "patch" else {"t2t_block": "transformer"}
         model = models.create_model(name, depth=1, num_heads=2, embed_dim=32, img_size=(32, 64), num_classes=3, **extra)
         assert model(torch.randn(1, 3, 32, 64)).shape == (1, 3), name
 
@@ -175,7 +179,9 @@ def test_init_follows_reference():
 
 
 def test_dropout_and_stochastic_depth_options_train():
-    model = models.create_model("t2t_vit_7", img_size=32, depth=3, drop_rate=0.1, attn_drop_rate=0.1, drop_path_rate=0.2)
+    model = models.create_model(
+        "t2t_vit_7", img_size=32, depth=3, drop_rate=0.1, attn_drop_rate=0.1, drop_path_rate=0.2
+    )
     assert [round(b.drop_path.drop_prob, 3) for b in model.blocks[1:]] == [0.1, 0.2]
     model(torch.randn(2, 3, 32, 32)).sum().backward()
     assert model.cls_token.grad is not None and model.pos_embed.grad is None

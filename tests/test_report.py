@@ -6,8 +6,8 @@ import sys
 import pandas as pd
 import pytest
 
-from bench.report.build import build_report, load_inputs
 from bench.cost.sweep import SweepSpec, run_sweep
+from bench.report.build import build_report, load_inputs
 from models import ResultsError
 
 from .conftest import REPO
@@ -25,8 +25,20 @@ def benchmark_json(tmp_path_factory):
 
 def test_report_from_sweep_and_benchmarks(tmp_path, benchmark_json):
     sweep_dir = tmp_path / "sweep-tiny"
-    spec = SweepSpec(families=["vit", "t2t-transformer"], depth=[1, 2], embed_dim=[32], num_heads=[2], img_size=[32],
-                     patch_size=[8], measure=["params", "macs", "throughput"], batch_size=2, warmup=0, repeats=1)
+    spec = SweepSpec.from_flat(
+        dict(
+            families=["vit", "t2t-transformer"],
+            depth=[1, 2],
+            embed_dim=[32],
+            num_heads=[2],
+            img_size=[32],
+            patch_size=[8],
+            measure=["params", "macs", "throughput"],
+            batch_size=2,
+            warmup=0,
+            repeats=1,
+        )
+    )
     run_sweep(spec, sweep_dir, progress=lambda _: None)
     index = build_report([sweep_dir, benchmark_json], tmp_path / "report", argv=["vitbench", "report"])
     text = index.read_text()
@@ -35,7 +47,12 @@ def test_report_from_sweep_and_benchmarks(tmp_path, benchmark_json):
         for suffix in ("md", "csv", "tex"):
             assert (out / f"{name}.{suffix}").is_file(), name
         assert f"({name}.md)" in text
-    for name in ("accuracy_vs_macs", "mac_breakdown", "throughput_inference_vs_depth_sweep-tiny", "macs_vs_depth_sweep-tiny"):
+    for name in (
+        "accuracy_vs_macs",
+        "mac_breakdown",
+        "throughput_inference_vs_depth_sweep-tiny",
+        "macs_vs_depth_sweep-tiny",
+    ):
         assert (out / f"{name}.png").stat().st_size > 1000 and (out / f"{name}.svg").is_file()
     assert "torch" in text and "Source:" in text and str(sweep_dir) in text
 

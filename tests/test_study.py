@@ -7,18 +7,41 @@ from PIL import Image
 
 from bench.accuracy import study
 from bench.cli import main
+from bench.report.study import aggregate, markdown_table, pivot_table
 from models.errors import ConfigError, ResultsError
 from tests.harness_helpers import TINY_RESNET, TINY_T2T, cli_error, tiny_synthetic
 
 TINY_SPEC = {
-    "fractions": [0.5, 1.0], "seeds": [0, 1],
-    "train": {"epochs": 1, "batch_size": 4, "img_size": 32, "lr": 1e-3, "warmup_epochs": 0, "workers": 0, "threads": 1,
-              "mixup": 0.0, "cutmix": 0.0, "auto_augment": "", "crop_pct": 1.0},
+    "fractions": [0.5, 1.0],
+    "seeds": [0, 1],
+    "train": {
+        "epochs": 1,
+        "batch_size": 4,
+        "img_size": 32,
+        "lr": 1e-3,
+        "warmup_epochs": 0,
+        "workers": 0,
+        "threads": 1,
+        "mixup": 0.0,
+        "cutmix": 0.0,
+        "auto_augment": "",
+        "crop_pct": 1.0,
+    },
     "arms": [
-        {"name": "t2t-performer", "label": "T2T-ViT", "model": "t2t_vit_7", "overrides": {k: v for k, v in TINY_T2T.items() if k != "depth"},
-         "depths": [1]},
-        {"name": "cnn", "label": "ResNet", "model": "resnet18", "overrides": {k: v for k, v in TINY_RESNET.items() if k != "layers"},
-         "variants": [{"depth": 10, "overrides": {"layers": [1, 1, 1, 1]}}]},
+        {
+            "name": "t2t-performer",
+            "label": "T2T-ViT",
+            "model": "t2t_vit_7",
+            "overrides": {k: v for k, v in TINY_T2T.items() if k != "depth"},
+            "depths": [1],
+        },
+        {
+            "name": "cnn",
+            "label": "ResNet",
+            "model": "resnet18",
+            "overrides": {k: v for k, v in TINY_RESNET.items() if k != "layers"},
+            "variants": [{"depth": 10, "overrides": {"layers": [1, 1, 1, 1]}}],
+        },
     ],
 }
 
@@ -57,7 +80,7 @@ def test_study_writes_results_table_curves_and_report(finished_study):
 def test_study_resumes_only_unfinished_runs(finished_study, capsys):
     root, data = finished_study
     out = root / "out"
-    spec = study.load_spec(config=root / "spec.json")
+    spec = study.load_study_spec(config=root / "spec.json")
     kept = out / "runs" / "cnn-d10-f1-s1" / "summary.json"
     before = kept.stat().st_mtime_ns
     redo = out / "runs" / "t2t-performer-d1-f0.5-s0"
@@ -69,7 +92,7 @@ def test_study_resumes_only_unfinished_runs(finished_study, capsys):
 
     with pytest.raises(ResultsError, match="already holds a study; pass --resume to finish it or --overwrite"):
         study.run_study(spec, data, out)
-    other = study.load_spec(config=root / "spec.json", seeds=[5])
+    other = study.load_study_spec(config=root / "spec.json", seeds=[5])
     with pytest.raises(ConfigError, match="holds a study with other settings"):
         study.run_study(other, data, out, resume=True)
     with pytest.raises(ResultsError, match="holds no study to resume"):
@@ -84,27 +107,37 @@ def test_report_only_rebuilds_from_finished_runs(finished_study, capsys):
 
 
 def test_presets_expand_to_every_arm_and_depth():
-    spec = study.load_spec("cpu-tiny")
+    spec = study.load_study_spec("cpu-tiny")
     assert [(v.arm, v.depth) for v in spec.variants] == [
-        ("vit", 2), ("vit", 4), ("t2t-performer", 2), ("t2t-performer", 4), ("t2t-transformer", 2), ("t2t-transformer", 4),
-        ("cnn", 10), ("cnn", 18)]
+        ("vit", 2),
+        ("vit", 4),
+        ("t2t-performer", 2),
+        ("t2t-performer", 4),
+        ("t2t-transformer", 2),
+        ("t2t-transformer", 4),
+        ("cnn", 10),
+        ("cnn", 18),
+    ]
     assert len(spec.runs()) == 8 * 3 * 3 and spec.runs()[0][2] == 0 and spec.runs()[-1][2] == 2
     vit, t2t = spec.variants[0], spec.variants[2]
     assert vit.overrides["embed_dim"] == t2t.overrides["embed_dim"] and vit.overrides["depth"] == 2
-    imagenet = study.load_spec("imagenet-subset", arms=["cnn"])
+    imagenet = study.load_study_spec("imagenet-subset", arms=["cnn"])
     assert [v.model for v in imagenet.variants] == ["resnet18", "resnet50"]
 
 
-@pytest.mark.parametrize("kwargs, expected", [
-    ({"preset": "cifar"}, "unknown study preset 'cifar'"),
-    ({"arms": ["vit", "mlp"]}, "unknown study arm(s) ['mlp']"),
-    ({"fractions": [0.5, 2.0]}, "study fractions [0.5, 2.0] must lie in (0, 1]"),
-    ({"train": {"epoch": 3}}, "include unknown or per-run keys"),
-    ({"train": {"seed": 3}}, "include unknown or per-run keys"),
-])
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        ({"preset": "cifar"}, "unknown study preset 'cifar'"),
+        ({"arms": ["vit", "mlp"]}, "unknown study arm(s) ['mlp']"),
+        ({"fractions": [0.5, 2.0]}, "study fractions [0.5, 2.0] must lie in (0, 1]"),
+        ({"train": {"epoch": 3}}, "include unknown or per-run keys"),
+        ({"train": {"seed": 3}}, "include unknown or per-run keys"),
+    ],
+)
 def test_bad_specs_fail_with_one_line(kwargs, expected):
     with pytest.raises(ConfigError) as info:
-        study.load_spec(**kwargs)
+        study.load_study_spec(**kwargs)
     assert expected in str(info.value)
 
 
@@ -115,27 +148,45 @@ def test_bad_arms_and_files(tmp_path):
         study.expand_arm({"name": "x", "model": "t2t_vit_7", "depths": [1]})
     (tmp_path / "spec.json").write_text("{not json")
     with pytest.raises(ConfigError, match="cannot read study config"):
-        study.load_spec(config=tmp_path / "spec.json")
+        study.load_study_spec(config=tmp_path / "spec.json")
 
 
 def test_study_cli_errors(tmp_path, capsys):
     assert "--data is required" in cli_error(capsys, "study", "--out", str(tmp_path / "s"))
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.md").write_text("x")
-    assert "not a vitbench study folder" in cli_error(capsys, "study", "--data", str(tmp_path), "--out", str(tmp_path / "mine"))
+    assert "not a vitbench study folder" in cli_error(
+        capsys, "study", "--data", str(tmp_path), "--out", str(tmp_path / "mine")
+    )
     assert "has no finished runs" in cli_error(capsys, "study", "--out", str(tmp_path / "empty"), "--report-only")
 
 
 def test_aggregate_reports_mean_spread_and_single_seed_nan():
-    rows = [{"arm": "vit", "label": "ViT", "model": "m", "depth": 2, "fraction": 1.0, "seed": s, "train_images": 10,
-             "classes": 10, "params": 5, "macs": 7, "top1": t, "top5": 90.0, "train_images_per_s": 100.0} for s, t in ((0, 40.0), (1, 50.0))]
+    rows = [
+        {
+            "arm": "vit",
+            "label": "ViT",
+            "model": "m",
+            "depth": 2,
+            "fraction": 1.0,
+            "seed": s,
+            "train_images": 10,
+            "classes": 10,
+            "params": 5,
+            "macs": 7,
+            "top1": t,
+            "top5": 90.0,
+            "train_images_per_s": 100.0,
+        }
+        for s, t in ((0, 40.0), (1, 50.0))
+    ]
     rows.append({**rows[0], "arm": "cnn", "label": "CNN", "top1": 70.0})
-    table = study.aggregate(pd.DataFrame(rows))
+    table = aggregate(pd.DataFrame(rows))
     assert table["arm"].tolist() == ["vit", "cnn"]
     vit = table.iloc[0]
     assert vit["top1_mean"] == 45.0 and vit["top1_std"] == pytest.approx(7.0711, abs=1e-4) and vit["seeds"] == 2
     assert pd.isna(table.iloc[1]["top1_std"])
-    assert "45.0 ± 7.1" in study.markdown_table(table) and "70.0" in study.pivot_table(table)
+    assert "45.0 ± 7.1" in markdown_table(table) and "70.0" in pivot_table(table)
 
 
 def test_report_turns_the_study_and_its_runs_into_tables_and_plots(finished_study):

@@ -14,9 +14,17 @@ import torch
 import models
 from bench.accuracy import factory, train
 from bench.accuracy.evaluate import model_for_checkpoint, run_eval
+from bench.accuracy.optimisation import TrainingDivergedError
 from models.errors import ConfigError
-from tests.harness_helpers import (REPO_ROOT, TINY_T2T, cli_error, samples_dataset, tiny_cli_args, tiny_config,
-                                   tiny_synthetic)
+from tests.harness_helpers import (
+    REPO_ROOT,
+    TINY_T2T,
+    cli_error,
+    samples_dataset,
+    tiny_cli_args,
+    tiny_config,
+    tiny_synthetic,
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +40,14 @@ def finished_run(data, tmp_path_factory):
 
 def test_run_folder_holds_config_metrics_checkpoints_summary(finished_run):
     out, summary = finished_run
-    assert sorted(p.name for p in out.iterdir()) == ["best.pth", "config.json", "last.pth", "metrics.csv", "metrics.jsonl", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "best.pth",
+        "config.json",
+        "last.pth",
+        "metrics.csv",
+        "metrics.jsonl",
+        "summary.json",
+    ]
     metrics = pd.read_csv(out / "metrics.csv")
     assert metrics["epoch"].tolist() == [1, 2]
     for column in ("train_loss", "val_loss", "top1", "top5", "train_images_per_s", "epoch_time_s", "peak_mem_mb", "lr"):
@@ -60,8 +75,22 @@ def test_eval_cli_reports_per_class_accuracy_and_confusion(finished_run, data, t
     from bench.cli import main
 
     out, summary = finished_run
-    assert main(["eval", "--checkpoint", str(out / "best.pth"), "--data", str(data), "--workers", "0",
-                 "--out", str(tmp_path / "eval.json")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(out / "best.pth"),
+                "--data",
+                str(data),
+                "--workers",
+                "0",
+                "--out",
+                str(tmp_path / "eval.json"),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "top-1" in printed and "confusion matrix" in printed and "block" in printed
     result = json.loads((tmp_path / "eval.json").read_text())
@@ -80,9 +109,11 @@ def test_fresh_run_never_overwrites_results(finished_run, data, tmp_path, capsys
     assert (out / "summary.json").read_text() == before
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "thesis.tex").write_text("precious")
-    line = cli_error(capsys, "train", *tiny_cli_args(), "--data", str(data), "--out", str(tmp_path / "other"), "--overwrite")
+    line = cli_error(
+        capsys, "train", *tiny_cli_args(), "--data", str(data), "--out", str(tmp_path / "other"), "--overwrite"
+    )
     assert "not a vitbench run folder" in line and (tmp_path / "other" / "thesis.tex").exists()
-    assert "has no last.pth to resume from" in cli_error(capsys, "train", "--out", str(tmp_path / "none"), "--resume")
+    assert "holds no run to resume; start it without --resume" in cli_error(capsys, "train", "--out", str(tmp_path / "none"), "--resume")
     line = cli_error(capsys, "train", "--out", str(out), "--resume", "--lr", "0.5")
     assert "cannot resume with other settings: lr=0.5 (run has 0.001)" in line
 
@@ -104,17 +135,22 @@ def test_overwrite_replaces_a_run(data, tmp_path):
 
 
 def test_nan_loss_stops_the_run_naming_the_step(data, tmp_path):
-    with pytest.raises(train.TrainingDivergedError, match=r"loss became nan at epoch 1, step 2 \(update 2\)"):
-        train.start(tiny_config(data, tmp_path / "run", lr=float("inf"), warmup_epochs=0, mixup=0, cutmix=0), progress=False)
+    with pytest.raises(TrainingDivergedError, match=r"loss became nan at epoch 1, step 2 \(update 2\)"):
+        train.start(
+            tiny_config(data, tmp_path / "run", lr=float("inf"), warmup_epochs=0, mixup=0, cutmix=0), progress=False
+        )
 
 
-@pytest.mark.parametrize("change, error, expected", [
-    ({"model": "t2t_vit_77"}, "UnknownModelError", "unknown model 't2t_vit_77'; did you mean t2t_vit_7"),
-    ({"batch_size": 64}, "DatasetError", "24 training images cannot fill one batch of 64"),
-    ({"data": "/nonexistent/imagenette"}, "DatasetError", "dataset folder /nonexistent/imagenette not found"),
-    ({"train_fraction": 1.5}, "DatasetError", "fraction=1.5 is out of range"),
-    ({"model_args": {"depth": 1, "t2t_stage": 3}}, "ConfigError", "unknown option(s) ['t2t_stage']"),
-])
+@pytest.mark.parametrize(
+    "change, error, expected",
+    [
+        ({"model": "t2t_vit_77"}, "UnknownModelError", "unknown model 't2t_vit_77'; did you mean t2t_vit_7"),
+        ({"batch_size": 64}, "DatasetError", "24 training images cannot fill one batch of 64"),
+        ({"data": "/nonexistent/imagenette"}, "DatasetError", "dataset folder /nonexistent/imagenette not found"),
+        ({"train_fraction": 1.5}, "DatasetError", "fraction=1.5 is out of range"),
+        ({"model_args": {"depth": 1, "t2t_stage": 3}}, "ConfigError", "unknown option(s) ['t2t_stage']"),
+    ],
+)
 def test_bad_settings_fail_with_one_line(data, tmp_path, change, error, expected):
     settings = {"data": data, **change}
     config = tiny_config(settings.pop("data"), tmp_path / "run", **settings)
@@ -132,22 +168,41 @@ def test_bad_image_files_are_skipped_and_counted_or_fatal_with_strict(tmp_path, 
     assert sorted(Path(p).name for p in summary["skipped_files"]) == ["junk.png", "zero.png"]
     assert summary["ignored_non_image_files"] == 1
     assert "skipping unreadable image" in capsys.readouterr().err
-    line = cli_error(capsys, "train", *tiny_cli_args(), "--data", str(data), "--out", str(tmp_path / "strict"), "--strict")
+    line = cli_error(
+        capsys, "train", *tiny_cli_args(), "--data", str(data), "--out", str(tmp_path / "strict"), "--strict"
+    )
     assert "README.txt is not an image file" in line
     (data / "train" / "checker" / "README.txt").unlink()
-    line = cli_error(capsys, "train", *tiny_cli_args(), "--data", str(data), "--out", str(tmp_path / "strict2"), "--strict", "--overwrite")
+    line = cli_error(
+        capsys,
+        "train",
+        *tiny_cli_args(),
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "strict2"),
+        "--strict",
+        "--overwrite",
+    )
     assert "cannot decode" in line and ("zero.png" in line or "junk.png" in line)
 
 
 def test_cnn_baseline_and_vit_with_ema_train_through_the_same_loop(data, tmp_path):
-    cnn = train.start(tiny_config(data, tmp_path / "cnn", model="resnet18", epochs=1, crop_pct=1.0, interpolation="bilinear"),
-                      progress=False)
+    cnn = train.start(
+        tiny_config(data, tmp_path / "cnn", model="resnet18", epochs=1, crop_pct=1.0, interpolation="bilinear"),
+        progress=False,
+    )
     assert cnn["params"] < 120_000 and cnn["top1"] >= 0
     loaded = model_for_checkpoint(tmp_path / "cnn" / "last.pth", ["block", "checker", "cross"])
-    assert loaded.transform == {"interpolation": "bilinear", "crop_pct": 1.0}  # the run's eval transform, not timm's default
+    assert loaded.transform == {
+        "interpolation": "bilinear",
+        "crop_pct": 1.0,
+    }  # the run's eval transform, not timm's default
     result = run_eval(tmp_path / "cnn" / "last.pth", data)  # eval rebuilds the timm ResNet from the run
     assert result["confusion"] == cnn["confusion"]
-    vit = train.start(tiny_config(data, tmp_path / "vit", model="vb_vit_tiny_patch16_224", ema_decay=0.9, epochs=1), progress=False)
+    vit = train.start(
+        tiny_config(data, tmp_path / "vit", model="vb_vit_tiny_patch16_224", ema_decay=0.9, epochs=1), progress=False
+    )
     metrics = pd.read_csv(tmp_path / "vit" / "metrics.csv")
     assert {"ema_top1", "ema_top5"} <= set(metrics.columns)
     ema = run_eval(tmp_path / "vit" / "last.pth", data, use_ema=True)
@@ -212,13 +267,27 @@ def comparable(metrics_path):
 def test_killed_run_resumes_to_the_uninterrupted_result(data, tmp_path):
     flags = [*tiny_cli_args(), "--data", str(data), "--epochs", "6", "--batch-size", "4"]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    uninterrupted = subprocess.Popen(vitbench("train", *flags, "--out", str(tmp_path / "full")), cwd=REPO_ROOT, env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    killed = subprocess.Popen(vitbench("train", *flags, "--out", str(tmp_path / "killed")), cwd=REPO_ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uninterrupted = subprocess.Popen(
+        vitbench("train", *flags, "--out", str(tmp_path / "full")),
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    killed = subprocess.Popen(
+        vitbench("train", *flags, "--out", str(tmp_path / "killed")),
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     metrics = tmp_path / "killed" / "metrics.jsonl"
     deadline = time.time() + 120
-    while not (metrics.exists() and metrics.read_text().count("\n") >= 1) and time.time() < deadline and killed.poll() is None:
+    while (
+        not (metrics.exists() and metrics.read_text().count("\n") >= 1)
+        and time.time() < deadline
+        and killed.poll() is None
+    ):
         time.sleep(0.02)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
@@ -226,13 +295,21 @@ def test_killed_run_resumes_to_the_uninterrupted_result(data, tmp_path):
     assert not (tmp_path / "killed" / "summary.json").exists(), "the run finished before it was killed"
     done = torch.load(tmp_path / "killed" / "last.pth", weights_only=True)["epoch"]
     assert 1 <= done < 6
-    resumed = subprocess.run(vitbench("train", "--out", str(tmp_path / "killed"), "--resume"), cwd=REPO_ROOT, env=env,
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        vitbench("train", "--out", str(tmp_path / "killed"), "--resume"),
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resuming {tmp_path / 'killed'} after epoch {done} of 6" in resumed.stderr
     assert uninterrupted.wait(timeout=300) == 0, uninterrupted.stderr.read()[-2000:]
 
-    pd.testing.assert_frame_equal(comparable(tmp_path / "killed" / "metrics.csv"), comparable(tmp_path / "full" / "metrics.csv"))
+    pd.testing.assert_frame_equal(
+        comparable(tmp_path / "killed" / "metrics.csv"), comparable(tmp_path / "full" / "metrics.csv")
+    )
     full = torch.load(tmp_path / "full" / "last.pth", weights_only=True)
     again = torch.load(tmp_path / "killed" / "last.pth", weights_only=True)
     assert full["epoch"] == again["epoch"] == 6
@@ -258,8 +335,10 @@ def test_fine_tuning_a_reference_t2t_checkpoint_keeps_its_attention_scale_for_ev
     reference = RefT2TViT(tokens_type="performer", img_size=32, num_classes=1000, qk_scale=48**-0.5, **shape)
     torch.save({"state_dict": reference.state_dict()}, tmp_path / "T2T_ViT_ref.pth.tar")
     frozen = dict(lr=0.0, min_lr=0.0, warmup_lr=0.0, warmup_epochs=0, epochs=1)
-    summary = train.start(tiny_config(data, tmp_path / "ft", model_args=shape, init=str(tmp_path / "T2T_ViT_ref.pth.tar"),
-                                      **frozen), progress=False)
+    summary = train.start(
+        tiny_config(data, tmp_path / "ft", model_args=shape, init=str(tmp_path / "T2T_ViT_ref.pth.tar"), **frozen),
+        progress=False,
+    )
     loaded = model_for_checkpoint(tmp_path / "ft" / "last.pth", ["block", "checker", "cross"])
     assert loaded.model.blocks[0].attn.scale == 48**-0.5
     assert run_eval(tmp_path / "ft" / "last.pth", data)["confusion"] == summary["confusion"]
@@ -273,4 +352,6 @@ def test_eval_cli_errors_are_one_line(finished_run, data, tmp_path, capsys):
     line = cli_error(capsys, "eval", "--checkpoint", str(out / "best.pth"), "--data", str(flat))
     assert "holds 1 images but no class folders" in line
     (tmp_path / "empty.pth").write_bytes(b"")
-    assert "is empty (0 bytes)" in cli_error(capsys, "eval", "--checkpoint", str(tmp_path / "empty.pth"), "--data", str(data))
+    assert "is empty (0 bytes)" in cli_error(
+        capsys, "eval", "--checkpoint", str(tmp_path / "empty.pth"), "--data", str(data)
+    )

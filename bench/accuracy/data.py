@@ -16,7 +16,7 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset, default_collate
 
-from models.errors import DatasetError
+from models.errors import DatasetError, short_list
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp")
 SPLITS = ("train", "val")
@@ -91,7 +91,9 @@ def scan_dataset(root, splits=SPLITS):
     """Scan every split of an ImageNet-style folder; the splits must have the same classes."""
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"dataset folder {root} not found; pass a folder holding {' and '.join(f'{s}/' for s in splits)}")
+        raise DatasetError(
+            f"dataset folder {root} not found; pass a folder holding {' and '.join(f'{s}/' for s in splits)}"
+        )
     scanned = {split: scan_split(root, split) for split in splits}
     first, *others = splits
     for split in others:
@@ -99,17 +101,10 @@ def scan_dataset(root, splits=SPLITS):
         only_other = sorted(set(scanned[split].classes) - set(scanned[first].classes))
         if only_first or only_other:
             raise DatasetError(
-                f"classes differ between {first}/ and {split}/ in {root}: only in {first}: {summarize(only_first)}; "
-                f"only in {split}: {summarize(only_other)}; both splits need the same class folders"
+                f"classes differ between {first}/ and {split}/ in {root}: only in {first}: {short_list(only_first)}; "
+                f"only in {split}: {short_list(only_other)}; both splits need the same class folders"
             )
     return scanned
-
-
-def summarize(names, limit=4):
-    if not names:
-        return "none"
-    shown = ", ".join(names[:limit])
-    return f"{shown}, ... ({len(names)} in all)" if len(names) > limit else shown
 
 
 def load_rgb(path):
@@ -173,7 +168,9 @@ class BadFileLog:
     def record(self, bad_images):
         for bad in bad_images:
             if self.strict:
-                raise DatasetError(f"cannot decode {bad.path} ({bad.reason}); fix or delete the file, or drop --strict to skip it")
+                raise DatasetError(
+                    f"cannot decode {bad.path} ({bad.reason}); fix or delete the file, or drop --strict to skip it"
+                )
             if bad.path not in self.seen:
                 self.seen[bad.path] = bad.reason
                 self.warn(f"warning: skipping unreadable image {bad.path} ({bad.reason})")
@@ -228,6 +225,7 @@ def posterize_zero_bits_safe(img, bits_to_keep, **__):
 
 
 def install_randaugment_fix():
+    """Give timm's RandAugment the safe posterize (once per program: the CLI and training entry points)."""
     from timm.data import auto_augment
 
     for name in ("Posterize", "PosterizeIncreasing", "PosterizeOriginal"):
@@ -245,12 +243,19 @@ def train_transform(model, img_size, aug):
     """timm's training transform (random resized crop, flip, RandAugment, random erasing) per `aug`."""
     from timm.data import create_transform
 
-    install_randaugment_fix()
     config = model_data_config(model)
     return create_transform(
-        (3, img_size, img_size), is_training=True, scale=tuple(aug.scale), ratio=tuple(aug.ratio), hflip=aug.hflip,
-        color_jitter=aug.color_jitter, auto_augment=aug.auto_augment or None, re_prob=aug.reprob,
-        interpolation=aug.interpolation or config["interpolation"], mean=config["mean"], std=config["std"],
+        (3, img_size, img_size),
+        is_training=True,
+        scale=tuple(aug.scale),
+        ratio=tuple(aug.ratio),
+        hflip=aug.hflip,
+        color_jitter=aug.color_jitter,
+        auto_augment=aug.auto_augment or None,
+        re_prob=aug.reprob,
+        interpolation=aug.interpolation or config["interpolation"],
+        mean=config["mean"],
+        std=config["std"],
     )
 
 
@@ -260,8 +265,12 @@ def eval_transform(model, img_size, interpolation=None, crop_pct=None):
 
     config = model_data_config(model)
     return create_transform(
-        (3, img_size, img_size), is_training=False, interpolation=interpolation or config["interpolation"],
-        crop_pct=crop_pct or config["crop_pct"], mean=config["mean"], std=config["std"],
+        (3, img_size, img_size),
+        is_training=False,
+        interpolation=interpolation or config["interpolation"],
+        crop_pct=crop_pct or config["crop_pct"],
+        mean=config["mean"],
+        std=config["std"],
     )
 
 
@@ -269,7 +278,13 @@ def build_loader(dataset, batch_size, sampler, workers, drop_last=False, seed=0)
     """A DataLoader whose batches are (images, targets, bad); `seed` fixes the workers' augmentation."""
     generator = torch.Generator().manual_seed(seed)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate_skipping_bad,
-        pin_memory=torch.cuda.is_available(), drop_last=drop_last, generator=generator,
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate_skipping_bad,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=drop_last,
+        generator=generator,
         persistent_workers=False,
     )

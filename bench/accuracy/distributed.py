@@ -10,6 +10,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler, Sampler
 
+from models.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Context:
@@ -32,7 +34,12 @@ def setup(device=None):
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError:
+        raise ConfigError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {str(device)!r} requested but torch sees no CUDA GPU; use --device cpu")
     if device.type == "cuda":
         if world_size > 1 or device.index is None:
             device = torch.device("cuda", local_rank)

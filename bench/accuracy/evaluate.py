@@ -5,7 +5,6 @@
 ImageNet checkpoint evaluated on an ImageNet subset (synset folders) is scored on the subset's
 classes only, by selecting their logits, so from-scratch and pretrained starts compare directly.
 """
-import json
 from dataclasses import dataclass
 
 import torch
@@ -13,7 +12,6 @@ import torch.nn.functional as F
 
 from bench.accuracy import distributed, factory
 from bench.accuracy.data import BadFileLog, ImageFolderDataset, build_loader, eval_transform, log, scan_split
-from models.atomic import atomic_write_text
 from models.checkpoint import extract_state_dict, read_checkpoint
 from models.errors import CheckpointError, ConfigError, DatasetError
 
@@ -44,10 +42,10 @@ def evaluate(model, loader, num_classes, context, bad_files, amp_dtype=None, cla
         confusion += torch.bincount(targets * num_classes + logits.argmax(dim=1), minlength=num_classes**2)
     distributed.all_reduce_sum(confusion, context)
     distributed.all_reduce_sum(totals, context)
-    return summarize(confusion.view(num_classes, num_classes).cpu(), totals.cpu())
+    return metrics_from_counts(confusion.view(num_classes, num_classes).cpu(), totals.cpu())
 
 
-def summarize(confusion, totals):
+def metrics_from_counts(confusion, totals):
     loss_sum, hits5, images = totals.tolist()
     per_class_images = confusion.sum(dim=1)
     per_class = (confusion.diag() / per_class_images.clamp(min=1) * 100).tolist()
@@ -88,7 +86,10 @@ def model_for_checkpoint(path, classes, model_name=None, img_size=None, override
     build = payload.get("build") if isinstance(payload, dict) else None
     if build:
         if model_name and model_name != build["model"]:
-            raise CheckpointError(f"{path} was trained as {build['model']}, not {model_name}; drop --model or pass --model {build['model']}")
+            raise CheckpointError(
+                f"{path} was trained as {build['model']}, not {model_name}; "
+                f"drop --model or pass --model {build['model']}"
+            )
         if build["classes"] != list(classes):
             raise CheckpointError(
                 f"{path} was trained on {len(build['classes'])} other classes than the {len(classes)} here; "
@@ -99,7 +100,9 @@ def model_for_checkpoint(path, classes, model_name=None, img_size=None, override
         factory.load_weights(model, path, use_ema)
         return Loaded(model, None, size, build.get("eval_transform", {}))
     if not model_name:
-        raise ConfigError(f"{path} was not written by `vitbench train`; pass --model NAME to say which architecture it holds")
+        raise ConfigError(
+            f"{path} was not written by `vitbench train`; pass --model NAME to say which architecture it holds"
+        )
     size = img_size or 224
     probe = factory.create(model_name, len(classes), size, overrides=overrides)
     checkpoint_classes = factory.head_classes(probe, extract_state_dict(payload, path))
@@ -117,84 +120,60 @@ def model_for_checkpoint(path, classes, model_name=None, img_size=None, override
     return Loaded(probe, class_index, size, {})
 
 
-def run_eval(checkpoint, data, split="val", model_name=None, img_size=None, overrides=None, batch_size=128,
-             workers=0, strict=False, device=None, use_ema=False, transform=None, warn=log):
+def run_eval(
+    checkpoint,
+    data,
+    split="val",
+    model_name=None,
+    img_size=None,
+    overrides=None,
+    batch_size=128,
+    workers=0,
+    strict=False,
+    device=None,
+    use_ema=False,
+    transform=None,
+    warn=log,
+):
     """Score `checkpoint` on DATA/split; `transform` (interpolation, crop_pct) overrides the run's."""
     context = distributed.setup(device)
     found = scan_split(data, split)
     loaded = model_for_checkpoint(checkpoint, found.classes, model_name, img_size, overrides, use_ema)
     settings = {**loaded.transform, **{k: v for k, v in (transform or {}).items() if v is not None}}
-    dataset = ImageFolderDataset(found.samples, found.classes, eval_transform(loaded.model, loaded.img_size, **settings))
+    dataset = ImageFolderDataset(
+        found.samples, found.classes, eval_transform(loaded.model, loaded.img_size, **settings)
+    )
     loader = build_loader(dataset, batch_size, distributed.ShardSampler(len(dataset), context), workers)
     bad_files = BadFileLog(strict, warn)
-    result = evaluate(loaded.model.to(context.device), loader, len(found.classes), context, bad_files,
-                      class_index=loaded.class_index)
+    result = evaluate(
+        loaded.model.to(context.device), loader, len(found.classes), context, bad_files, class_index=loaded.class_index
+    )
     if result["images"] == 0:
         raise DatasetError(f"no image in {found.root} could be decoded; check the files")
     skipped = distributed.all_gather_objects(bad_files.seen, context)
     return {
-        "checkpoint": str(checkpoint), "data": str(data), "split": split, "classes": found.classes,
-        "subset_of_imagenet_head": loaded.class_index is not None, **result,
+        "checkpoint": str(checkpoint),
+        "data": str(data),
+        "split": split,
+        "classes": found.classes,
+        "subset_of_imagenet_head": loaded.class_index is not None,
+        **result,
         "skipped_files": {path: reason for seen in skipped for path, reason in seen.items()},
     }
 
 
 def format_report(result, max_confusion=20):
-    lines = [f"{result['split']}: {result['images']} images, top-1 {result['top1']:.2f}%, top-5 {result['top5']:.2f}%, "
-             f"loss {result['loss']:.4f}" + (f", {len(result['skipped_files'])} unreadable files skipped" if result["skipped_files"] else "")]
+    lines = [
+        f"{result['split']}: {result['images']} images, top-1 {result['top1']:.2f}%, top-5 {result['top5']:.2f}%, "
+        f"loss {result['loss']:.4f}"
+        + (f", {len(result['skipped_files'])} unreadable files skipped" if result["skipped_files"] else "")
+    ]
     width = max(len(name) for name in result["classes"])
-    lines += [f"  {name:<{width}}  {acc:6.2f}%  ({n} images)"
-              for name, acc, n in zip(result["classes"], result["per_class_top1"], result["per_class_images"])]
+    lines += [
+        f"  {name:<{width}}  {acc:6.2f}%  ({n} images)"
+        for name, acc, n in zip(result["classes"], result["per_class_top1"], result["per_class_images"])
+    ]
     if len(result["classes"]) <= max_confusion:
         lines.append("confusion matrix (rows: true class, columns: predicted):")
         lines += ["  " + " ".join(f"{count:5d}" for count in row) for row in result["confusion"]]
     return "\n".join(lines)
-
-
-def parse_model_args(pairs):
-    """['depth=2', 'embed_dim=64', 't2t_stages=[[3,2,1],[3,2,1]]'] -> dict (values parsed as JSON when they parse)."""
-    overrides = {}
-    for pair in pairs or ():
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--model-arg {pair!r} is not KEY=VALUE; e.g. --model-arg depth=4")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
-    return overrides
-
-
-def cmd_eval(args):
-    try:
-        result = run_eval(args.checkpoint, args.data, args.split, args.model, args.img_size, parse_model_args(args.model_arg),
-                          args.batch_size, args.workers, args.strict, args.device, args.ema,
-                          {"interpolation": args.interpolation, "crop_pct": args.crop_pct})
-        main_process = distributed.is_main_process()
-    finally:
-        distributed.teardown()
-    if not main_process:
-        return
-    print(format_report(result))
-    if args.out:
-        atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
-        print(f"wrote {args.out}")
-
-
-def register_cli(sub):
-    p = sub.add_parser("eval", help="top-1/top-5, per-class accuracy and confusion matrix of a checkpoint")
-    p.add_argument("--checkpoint", required=True, help="a run's best.pth/last.pth, or a pretrained file with --model")
-    p.add_argument("--data", required=True, help="ImageNet-style folder (uses DATA/<split>/<class>/*)")
-    p.add_argument("--model", help="architecture name; required for checkpoints not written by `vitbench train`")
-    p.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="model override, e.g. depth=4 (repeatable)")
-    p.add_argument("--split", default="val")
-    p.add_argument("--img-size", type=int, help="evaluation size (positions are interpolated for ViTs)")
-    p.add_argument("--crop-pct", type=float, help="center-crop fraction (default: the run's, else the model's)")
-    p.add_argument("--interpolation", help="resize interpolation, e.g. bicubic (default: the run's, else the model's)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    p.add_argument("--strict", action="store_true", help="stop at the first unreadable image instead of skipping it")
-    p.add_argument("--ema", action="store_true", help="evaluate the checkpoint's EMA weights (state_dict_ema)")
-    p.add_argument("--out", help="write the full result (per-class accuracy, confusion matrix) as JSON here")
-    p.set_defaults(func=cmd_eval)

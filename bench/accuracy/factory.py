@@ -9,8 +9,8 @@ import difflib
 import timm
 
 import models
-from models.checkpoint import extract_state_dict, read_checkpoint, summarize_keys
-from models.errors import CheckpointError, ConfigError, UnknownModelError
+from models.checkpoint import extract_state_dict, read_checkpoint
+from models.errors import CheckpointError, ConfigError, UnknownModelError, short_list
 
 
 def is_ours(name):
@@ -23,10 +23,16 @@ def create(name, num_classes, img_size=224, drop_path_rate=0.0, overrides=None):
     if is_ours(name):
         if "t2t_stages" in overrides:
             overrides["t2t_stages"] = tuple(tuple(stage) for stage in overrides["t2t_stages"])
-        return models.create_model(name, img_size=img_size, num_classes=num_classes, drop_path_rate=drop_path_rate, **overrides)
+        return models.create_model(
+            name, img_size=img_size, num_classes=num_classes, drop_path_rate=drop_path_rate, **overrides
+        )
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, [*models.list_models(), *timm.list_models()], n=3, cutoff=0.6)
-        hint = f"did you mean {', '.join(close)}?" if close else "run `vitbench list` for ours or pick a timm model such as resnet18"
+        hint = (
+            f"did you mean {', '.join(close)}?"
+            if close
+            else "run `vitbench list` for ours or pick a timm model such as resnet18"
+        )
         raise UnknownModelError(f"unknown model {name!r}; {hint}")
     for key in ("layers", "channels"):
         if key in overrides:
@@ -34,7 +40,9 @@ def create(name, num_classes, img_size=224, drop_path_rate=0.0, overrides=None):
     try:
         return timm.create_model(name, num_classes=num_classes, drop_path_rate=drop_path_rate, **overrides)
     except TypeError as error:
-        raise ConfigError(f"timm model {name!r} rejects the overrides {sorted(overrides)} ({error}); check --model-arg") from None
+        raise ConfigError(
+            f"timm model {name!r} rejects the overrides {sorted(overrides)} ({error}); check --model-arg"
+        ) from None
 
 
 def classifier_keys(model, state_dict):
@@ -69,8 +77,8 @@ def load_weights(model, path, use_ema=False):
     unexpected = set(state_dict) - set(own)
     if mismatched or missing or unexpected:
         raise CheckpointError(
-            f"{path} does not fit {type(model).__name__}: mismatched {summarize_keys(mismatched) or 'none'}, "
-            f"missing {summarize_keys(missing) or 'none'}, unexpected {summarize_keys(unexpected) or 'none'}; "
+            f"{path} does not fit {type(model).__name__}: mismatched {short_list(mismatched, limit=6)}, "
+            f"missing {short_list(missing, limit=6)}, unexpected {short_list(unexpected, limit=6)}; "
             "create the model this checkpoint was trained as"
         )
     model.load_state_dict(state_dict, strict=False)

@@ -5,6 +5,7 @@ CMC (Tian et al. 2019), `random-N` N classes drawn with a seed. Any of them can 
 images per class or a fraction of each class, deterministically by seed; val is kept whole.
 The manifest records the class list, counts per split and a SHA-256 per file.
 """
+import contextlib
 import datetime
 import hashlib
 import json
@@ -16,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.accuracy.data import SPLITS, check_cut, scan_dataset, select_per_class, summarize
+from bench.accuracy.data import SPLITS, check_cut, scan_dataset, select_per_class
+from bench.outputs import OVERWRITE, OutputFolder
 from models.atomic import atomic_write_text
-from models.errors import DatasetError
+from models.errors import DatasetError, short_list
 
 NAMED_SUBSETS = {
     "imagenette": (
@@ -67,12 +69,15 @@ def resolve_classes(name, available, seed=0):
         missing = sorted(set(wanted) - set(available))
         if missing:
             raise DatasetError(
-                f"the root lacks {len(missing)} of {name}'s {len(wanted)} classes ({summarize(missing)}); "
+                f"the root lacks {len(missing)} of {name}'s {len(wanted)} classes ({short_list(missing)}); "
                 "point --root at a full ImageNet copy with synset folders (train/n01440764/...)"
             )
         return sorted(wanted)
     if not 1 <= count <= len(available):
-        raise DatasetError(f"{name} asks for {count} classes but the root has {len(available)}; use random-1 to random-{len(available)}")
+        raise DatasetError(
+            f"{name} asks for {count} classes but the root has {len(available)}; "
+            f"use random-1 to random-{len(available)}"
+        )
     rng = np.random.default_rng(seed)
     return sorted(rng.choice(sorted(available), size=count, replace=False).tolist())
 
@@ -93,41 +98,77 @@ def sha256(path, chunk=1 << 20):
     return digest.hexdigest()
 
 
-def prepare_out(out, overwrite):
-    """Refuse to touch an existing folder unless it is one of our subsets and `overwrite` is set."""
+def is_manifest(path):
+    manifest = json.loads(Path(path).read_text())
+    return isinstance(manifest, dict) and {"name", "created", "classes", "counts", "files"} <= set(manifest)
+
+
+def manifest_files(out):
+    """The files a dataset's manifest lists (hashed or not): what vitbench wrote there."""
+    return set(json.loads((Path(out) / MANIFEST).read_text())["files"])
+
+
+DATASET_FOLDER = OutputFolder(
+    kind="dataset",
+    marker=MANIFEST,
+    holds="a dataset built by vitbench",
+    is_marked=is_manifest,
+    written=(MANIFEST,),
+    listed=manifest_files,
+    error=DatasetError,
+)
+
+
+@contextlib.contextmanager
+def staged(out, overwrite):
+    """A staging folder beside `out` (checked against the output policy first) that becomes `out` only
+    when the body finishes; a dataset replaced with `overwrite` is removed just before."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise DatasetError(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
-        if not (out / MANIFEST).is_file():
-            raise DatasetError(f"{out} is not a subset built by vitbench (no {MANIFEST}); --overwrite only replaces subsets")
-    return out
+    mode = DATASET_FOLDER.prepare(out, overwrite=overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield staging
+        if mode == OVERWRITE:
+            DATASET_FOLDER.clear(out)
+        elif out.exists():
+            out.rmdir()  # empty: prepare refuses anything else
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
-def build_subset(root, name, out, per_class=None, fraction=None, seed=0, copy=False, overwrite=False,
-                 hash_files=True, progress=None):
+def build_subset(
+    root, name, out, per_class=None, fraction=None, seed=0, copy=False, overwrite=False, hash_files=True, progress=None
+):
     """Build subset `name` of ImageNet-style `root` into `out`; returns the manifest dict."""
     random_count(name)  # fail on a bad name before scanning a large root
     cut = per_class is not None or fraction is not None
     if cut:
         check_cut(per_class, fraction)
-    out = prepare_out(out, overwrite)
+    DATASET_FOLDER.prepare(out, overwrite=overwrite)  # refuse before scanning a large root
     scanned = scan_dataset(root)
     classes = resolve_classes(name, scanned["train"].classes, seed)
     chosen = set(classes)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     manifest = {
-        "name": name, "source": str(Path(root).resolve()), "seed": seed, "per_class": per_class,
-        "fraction": fraction, "link": "copy" if copy else "symlink",
+        "name": name,
+        "source": str(Path(root).resolve()),
+        "seed": seed,
+        "per_class": per_class,
+        "fraction": fraction,
+        "link": "copy" if copy else "symlink",
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "classes": [{"wnid": wnid, "label": class_label(wnid)} for wnid in classes],
-        "counts": {}, "files": {},
+        "counts": {},
+        "files": {},
     }
-    try:
+    with staged(out, overwrite) as staging:
         for split in SPLITS:
             found = scanned[split]
-            samples = [(path, classes.index(found.classes[t])) for path, t in found.samples if found.classes[t] in chosen]
+            samples = [
+                (path, classes.index(found.classes[t])) for path, t in found.samples if found.classes[t] in chosen
+            ]
             if split == "train" and cut:
                 samples = select_per_class(samples, classes, per_class, fraction, seed)
             counts = np.bincount([t for _, t in samples], minlength=len(classes))
@@ -140,43 +181,8 @@ def build_subset(root, name, out, per_class=None, fraction=None, seed=0, copy=Fa
                     shutil.copy2(path, destination)
                 else:
                     os.symlink(os.path.abspath(path), destination)
-                if hash_files:
-                    manifest["files"][relative.as_posix()] = sha256(path)
+                manifest["files"][relative.as_posix()] = sha256(path) if hash_files else None
                 if progress:
                     progress()
         atomic_write_text(staging / MANIFEST, json.dumps(manifest, indent=1) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return manifest
-
-
-def cmd_subset(args):
-    from tqdm import tqdm
-
-    with tqdm(desc=f"building {args.name}", unit="file") as bar:
-        manifest = build_subset(
-            args.root, args.name, args.out, args.per_class, args.fraction, args.seed, args.copy, args.overwrite,
-            hash_files=not args.no_hash, progress=bar.update,
-        )
-    counts = {split: sum(c.values()) for split, c in manifest["counts"].items()}
-    print(f"{args.out}: {manifest['name']}, {len(manifest['classes'])} classes, "
-          + ", ".join(f"{n} {split} images" for split, n in counts.items()) + f" ({manifest['link']}s)")
-
-
-def register_cli(sub):
-    p = sub.add_parser("subset", help="build a named ImageNet subset (imagenette, imagewoof, imagenet100, random-N)")
-    p.add_argument("name", help=f"one of {', '.join(subset_names())}")
-    p.add_argument("--root", required=True, help="full ImageNet root holding train/<synset>/ and val/<synset>/")
-    p.add_argument("--out", required=True, help="folder to create")
-    cut = p.add_mutually_exclusive_group()
-    cut.add_argument("--per-class", type=int, help="keep K train images per class")
-    cut.add_argument("--fraction", type=float, help="keep this fraction of each class's train images, in (0, 1]")
-    p.add_argument("--seed", type=int, default=0, help="seed for random-N classes and for the train cut")
-    p.add_argument("--copy", action="store_true", help="copy files instead of symlinking them")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing subset at --out")
-    p.add_argument("--no-hash", action="store_true", help="skip the per-file SHA-256 in the manifest")
-    p.set_defaults(func=cmd_subset)

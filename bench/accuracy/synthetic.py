@@ -10,14 +10,11 @@ ImageNet results.
 """
 import datetime
 import json
-import shutil
-import tempfile
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from bench.accuracy.subset import MANIFEST, prepare_out, sha256
+from bench.accuracy.subset import MANIFEST, sha256, staged
 from models.atomic import atomic_write_text
 from models.errors import DatasetError
 
@@ -75,11 +72,8 @@ def make_synthetic(out, classes=10, train_per_class=200, val_per_class=50, img_s
         raise DatasetError(f"img_size={img_size} is too small for {MOTIF_SIZE}x{MOTIF_SIZE} motifs; use 16 or more")
     if train_per_class < 1 or val_per_class < 1:
         raise DatasetError("train_per_class and val_per_class must be >= 1")
-    out = prepare_out(out, overwrite)
     names = sorted(MOTIFS)[:classes]
     rng = np.random.default_rng(seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     manifest = {
         "name": "synthetic-motifs", "synthetic": True, "seed": seed, "img_size": img_size,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -87,7 +81,7 @@ def make_synthetic(out, classes=10, train_per_class=200, val_per_class=50, img_s
         "classes": [{"wnid": name, "label": name} for name in names],
         "counts": {}, "files": {},
     }
-    try:
+    with staged(out, overwrite) as staging:
         for split, count in (("train", train_per_class), ("val", val_per_class)):
             manifest["counts"][split] = {name: count for name in names}
             for name in names:
@@ -98,29 +92,4 @@ def make_synthetic(out, classes=10, train_per_class=200, val_per_class=50, img_s
                     Image.fromarray(render(name, rng, img_size)).save(path)
                     manifest["files"][path.relative_to(staging).as_posix()] = sha256(path)
         atomic_write_text(staging / MANIFEST, json.dumps(manifest, indent=1) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return manifest
-
-
-def cmd_synthetic(args):
-    manifest = make_synthetic(args.out, args.classes, args.train_per_class, args.val_per_class, args.img_size,
-                              args.seed, args.overwrite)
-    print(f"{args.out}: synthetic motifs, {len(manifest['classes'])} classes, "
-          f"{args.train_per_class}/{args.val_per_class} train/val images per class at {args.img_size} px")
-
-
-def register_cli(sub):
-    p = sub.add_parser("synthetic", help="generate a small synthetic ImageNet-layout dataset (local-motif classes)")
-    p.add_argument("--out", required=True, help="folder to create")
-    p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--train-per-class", type=int, default=200)
-    p.add_argument("--val-per-class", type=int, default=50)
-    p.add_argument("--img-size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="replace a dataset previously generated at --out")
-    p.set_defaults(func=cmd_synthetic)

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from models.backbone import VisionTransformer
 from models.errors import ConfigError
 from models.layers import Attention
 from models.tokenizers import PatchTokenizer, T2TTokenizer, TokenPerformer, TokenTransformer, to_2tuple_size
@@ -174,7 +175,8 @@ def module_group_names(model):
 
 def group_macs(model, by_module, total):
     """Groups from per-module MACs; `other` holds whatever ran outside the named modules."""
-    groups = {group: sum(by_module.get(name, 0) for name in names) for group, names in module_group_names(model).items()}
+    named = module_group_names(model)
+    groups = {group: sum(by_module.get(name, 0) for name in names) for group, names in named.items()}
     return {**groups, "other": total - sum(groups.values()), "total": total}
 
 
@@ -237,7 +239,27 @@ def torch_macs(model, img_size=None):
 # ----------------------------------------------------------------------------- summaries
 
 
-def count_macs(model, img_size=None):
+def any_model_macs(model, img_size=None):
+    """MACs per image of any model by fvcore's rules: ours via `fvcore_macs` (at `img_size`, default
+    the model's), any other (a timm CNN or ViT) by fvcore with fused attention counted, at `img_size`
+    or its pretrained_cfg's input size."""
+    if isinstance(model, VisionTransformer):
+        return int(fvcore_macs(model, img_size)["total"])
+    size = to_2tuple_size(img_size) if img_size else tuple(model.pretrained_cfg["input_size"][1:])
+    weight = next(model.parameters())
+    image = torch.zeros(1, 3, *size, dtype=weight.dtype, device=weight.device)
+    was_training = model.training
+    analysis = FlopCountAnalysis(model.eval(), image)
+    analysis.set_op_handle("aten::scaled_dot_product_attention", sdpa_macs_jit)
+    analysis.set_op_handle(**{op: None for op in FVCORE_FREE_OPS})
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    with torch.no_grad():
+        total = analysis.total()
+    model.train(was_training)
+    return int(total)
+
+
+def mac_counts(model, img_size=None):
     """`macs` (analytic total), `macs_fvcore`, `macs_torch`, and `macs_<part>` for each analytic part."""
     breakdown = analytic_macs(model, img_size)
     return {
@@ -246,6 +268,11 @@ def count_macs(model, img_size=None):
         "macs_torch": torch_macs(model, img_size)["total"],
         **{f"macs_{part}": macs for part, macs in breakdown.items()},
     }
+
+
+def count_params(model, trainable_only=False):
+    """Parameters of `model` (fixed tables included), or only those that train."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def param_part(name):
@@ -261,6 +288,6 @@ def param_breakdown(model):
         parts[param_part(name)] += param.numel()
     return {
         "params": sum(parts.values()),
-        "params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "params_trainable": count_params(model, trainable_only=True),
         **{f"params_{part}": count for part, count in parts.items()},
     }

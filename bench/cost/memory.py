@@ -50,7 +50,10 @@ def measure_in_process(name, overrides, setup, mode):
         torch.cuda.reset_peak_memory_stats(device)
         step()
         torch.cuda.synchronize(device)
-        return {"peak_memory_bytes": torch.cuda.max_memory_allocated(device), "memory_method": "cuda_max_memory_allocated"}
+        return {
+            "peak_memory_bytes": torch.cuda.max_memory_allocated(device),
+            "memory_method": "cuda_max_memory_allocated",
+        }
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM to the current RSS
     before = proc_status_bytes("VmRSS")
@@ -107,7 +110,9 @@ def activation_estimate_bytes(model, batch_size, mode="inference", bytes_per_val
             # unfold out, norm1 out, q/k/v (3 x out), features or attention out, proj, norm2, MLP (2 x out)
             stage = tokens * (2 * unfolded + 8 * out) if i < len(tokenizer.blocks) else tokens * (unfolded + out)
             layers_saved.append(stage)
-            layers_live.append(tokens * (unfolded + 3 * out) if i < len(tokenizer.blocks) else tokens * (unfolded + out))
+            layers_live.append(
+                tokens * (unfolded + 3 * out) if i < len(tokenizer.blocks) else tokens * (unfolded + out)
+            )
             channels = tokenizer.token_dim
     else:
         layers_saved.append(tokenizer.num_tokens * tokenizer.proj.in_features)

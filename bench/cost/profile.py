@@ -1,9 +1,9 @@
 """`vitbench profile MODEL`: parameters, MACs (three counters), throughput and peak memory."""
 import models
-from bench.cost.flops import count_macs, param_breakdown
+from bench.cost.flops import mac_counts, param_breakdown
 from bench.cost.memory import activation_estimate_bytes, measure_peak_memory
-from bench.provenance import device_name
 from bench.cost.timing import TimingSetup, measure_throughput
+from bench.provenance import device_name
 
 
 def profile_model(name, overrides=None, setup=TimingSetup(), modes=("inference",)):
@@ -13,7 +13,7 @@ def profile_model(name, overrides=None, setup=TimingSetup(), modes=("inference",
     result = {
         "model": name,
         **param_breakdown(model),
-        **{k: v for k, v in count_macs(model).items() if k.startswith("macs")},
+        **{k: v for k, v in mac_counts(model).items() if k.startswith("macs")},
         "device": setup.device,
         "device_name": device_name(setup.device),
         "dtype": setup.dtype,

@@ -11,20 +11,23 @@ import itertools
 import json
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import tomllib
 
 import models
+from bench.cost.flops import mac_counts, param_breakdown
 from bench.cost.memory import activation_estimate_bytes, is_oom, largest_batch, measure_peak_memory, release_memory
+from bench.cost.timing import MODES, TimingSetup, measure_throughput
+from bench.outputs import RESUME, OutputFolder
 from bench.provenance import provenance
-from bench.cost.timing import DEVICES, DTYPES, MODES, TimingSetup, measure_throughput
 from models.atomic import atomic_write_text
 from models.errors import ConfigError, ResultsError
 
 FAMILY_BASES = {"vit": "vb_vit_small_patch16_224", "t2t-performer": "t2t_vit_14", "t2t-transformer": "t2t_vit_t_14"}
+assert set(FAMILY_BASES) <= set(models.FAMILIES)
 MEASUREMENTS = ("params", "macs", "throughput", "memory", "max_batch")
 TOOL_MARK = "vitbench sweep"
 
@@ -43,13 +46,7 @@ class SweepSpec:
     img_size: list = field(default_factory=list)
     measure: list = field(default_factory=lambda: ["params", "macs", "throughput"])
     modes: list = field(default_factory=lambda: ["inference"])
-    batch_size: int = 8
-    device: str = "cpu"
-    dtype: str = "float32"
-    channels_last: bool = False
-    compile: bool = False
-    warmup: int = 2
-    repeats: int = 5
+    timing: TimingSetup = field(default_factory=TimingSetup)
     max_batch_limit: int = 1024
 
     def __post_init__(self):
@@ -61,19 +58,26 @@ class SweepSpec:
             for value in values:
                 if value not in known:
                     raise ConfigError(f"unknown {key} value {value!r}; choose from {sorted(known)}")
-        for key, values, known in [("device", [self.device], DEVICES), ("dtype", [self.dtype], DTYPES)]:
-            if values[0] not in known:
-                raise ConfigError(f"unknown {key} {values[0]!r}; choose one of {list(known)}")
-        if self.batch_size < 1 or self.repeats < 1 or self.warmup < 0:
-            raise ConfigError("batch_size and repeats must be >= 1 and warmup >= 0")
 
-    @property
-    def timing(self):
-        return TimingSetup(self.batch_size, self.device, self.dtype, self.channels_last, self.compile, self.warmup, self.repeats)
+    @classmethod
+    def from_flat(cls, values):
+        """A spec from flat keys (TOML, CLI): TimingSetup's fields by name, the rest as the spec's; None = default."""
+        values = {k: v for k, v in values.items() if v is not None}
+        timing = TimingSetup.from_values({k: values.pop(k) for k in TimingSetup.field_names() if k in values})
+        return cls(**values, timing=timing)
+
+    def flat(self):
+        """The spec as flat keys, the form of spec.json and of a TOML file."""
+        spec = dataclasses.asdict(self)
+        return {**spec.pop("timing"), **spec}
+
+    @classmethod
+    def flat_keys(cls):
+        return {f.name for f in dataclasses.fields(cls)} - {"timing"} | set(TimingSetup.field_names())
 
 
-def load_spec(path, **overrides):
-    """A SweepSpec from a TOML file (flat keys, as the dataclass fields) with CLI overrides on top."""
+def load_sweep_spec(path, **overrides):
+    """A SweepSpec from a TOML file (flat keys: the spec's and TimingSetup's fields) with CLI overrides on top."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"sweep config not found: {path}")
@@ -83,13 +87,13 @@ def load_spec(path, **overrides):
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: TOML syntax error: {e}; fix the file") from None
     data = data.get("sweep", data)
-    known = {f.name for f in dataclasses.fields(SweepSpec)}
+    known = SweepSpec.flat_keys()
     for key in data:
         if key not in known:
             match = re.search(rf"^[ \t]*{re.escape(key)}[ \t]*=", text, re.MULTILINE)
             line = f" line {text[: match.start()].count(chr(10)) + 1}" if match else ""
             raise ConfigError(f"{path}{line}: unknown key {key!r}; valid keys are {sorted(known)}")
-    return SweepSpec(**{**data, **{k: v for k, v in overrides.items() if v is not None}})
+    return SweepSpec.from_flat({**data, **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def configurations(spec):
@@ -119,12 +123,12 @@ def config_key(label):
     return json.dumps(label, sort_keys=True)
 
 
-def describe(model):
+def config_columns(model):
     """Columns that say what was measured, resolved from the built model."""
     config = model.config
     return {
         "model": model.model_name,
-        "tokenizer": config["t2t_block"] if config["family"] == "t2t" else "patch",
+        "tokenizer": config["t2t_block"] if config["tokenizer"] == "t2t" else "patch",
         "depth": len(model.blocks),
         "num_heads": model.blocks[0].attn.num_heads,
         "embed_dim": model.embed_dim,
@@ -137,30 +141,34 @@ def describe(model):
 
 def measure_config(spec, name, overrides):
     """All rows for one configuration: (measurement, value, unit, extra)."""
-    from bench.cost.flops import count_macs, param_breakdown
-
     model = models.create_model(name, **overrides)
     rows = []
     if "params" in spec.measure:
         rows += [(key, value, "count", {}) for key, value in param_breakdown(model).items()]
     if "macs" in spec.measure:
-        counts = count_macs(model)
+        counts = mac_counts(model)
         rows += [(key, value, "MACs", {}) for key, value in counts.items() if key.startswith("macs")]
     for mode in spec.modes:
         if "throughput" in spec.measure:
-            rows.append(guard_oom(f"throughput_{mode}", "img/s", spec.batch_size,
-                                  lambda: throughput_row(model, spec, mode)))
+            rows.append(guard_oom(f"throughput_{mode}", "img/s", spec.timing.batch_size,
+                                  lambda mode=mode: throughput_row(model, spec, mode)))
     model.cpu()  # off the GPU before memory is measured: its weights would count in the peak
     release_memory()
     for mode in spec.modes:
         if "memory" in spec.measure:
-            rows.append(guard_oom(f"peak_memory_{mode}", "bytes", spec.batch_size,
-                                  lambda: memory_row(name, overrides, spec, mode)))
-            rows.append((f"activation_estimate_{mode}", activation_estimate_bytes(model, spec.batch_size, mode), "bytes",
-                         {"method": "analytic"}))
+            rows.append(guard_oom(f"peak_memory_{mode}", "bytes", spec.timing.batch_size,
+                                  lambda mode=mode: memory_row(name, overrides, spec, mode)))
+            rows.append(
+                (
+                    f"activation_estimate_{mode}",
+                    activation_estimate_bytes(model, spec.timing.batch_size, mode),
+                    "bytes",
+                    {"method": "analytic"},
+                )
+            )
         if "max_batch" in spec.measure:
             rows.append((f"max_batch_{mode}", max_batch(name, overrides, spec, mode), "images", {}))
-    return describe(model), rows
+    return config_columns(model), rows
 
 
 def throughput_row(model, spec, mode):
@@ -195,53 +203,70 @@ def max_batch(name, overrides, spec, mode):
     return largest_batch(fits, start=1, limit=spec.max_batch_limit)
 
 
+SWEEP_FOLDER = OutputFolder(
+    kind="sweep",
+    marker="provenance.json",
+    holds="a sweep",
+    resume_hint="continue it",
+    is_marked=lambda marker: json.loads(marker.read_text()).get("tool") == TOOL_MARK,
+    written=("provenance.json", "spec.json", "rows.jsonl", "sweep.csv", "sweep.json"),
+)
+
+
 class SweepRun:
-    """The run folder: refuses folders that are not ours, resumes ours, never overwrites unasked."""
+    """The run folder under the output policy of `bench.outputs`: ours only, resumed or redone on request."""
 
     def __init__(self, out, spec, resume=False, overwrite=False, argv=None):
         self.out, self.spec = Path(out), spec
         self.rows_path = self.out / "rows.jsonl"
-        spec_json = json.dumps(dataclasses.asdict(spec), sort_keys=True, indent=2)
-        if self.out.exists() and any(self.out.iterdir()):
-            mark = self.out / "provenance.json"
-            if not mark.is_file() or json.loads(mark.read_text()).get("tool") != TOOL_MARK:
-                raise ResultsError(f"{self.out} exists and is not a vitbench sweep folder; choose another --out")
-            if not (resume or overwrite):
-                raise ResultsError(f"{self.out} already holds a sweep; pass --resume to continue it or --overwrite to redo it")
-            if resume and (self.out / "spec.json").read_text() != spec_json:
-                raise ResultsError(f"{self.out} was run with another spec; resume with the same flags or use a new --out")
-            if overwrite:
-                for stale in ("rows.jsonl", "sweep.csv", "sweep.json"):
-                    (self.out / stale).unlink(missing_ok=True)
-        self.out.mkdir(parents=True, exist_ok=True)
+        spec_json = json.dumps(spec.flat(), sort_keys=True, indent=2)
+        mode = SWEEP_FOLDER.prepare(self.out, resume, overwrite)
+        if mode == RESUME and (self.out / "spec.json").read_text() != spec_json:
+            raise ResultsError(f"{self.out} was run with another spec; resume with the same flags or use a new --out")
+        SWEEP_FOLDER.start(self.out, resume, overwrite)
         atomic_write_text(self.out / "spec.json", spec_json)
-        atomic_write_text(self.out / "provenance.json",
-                          json.dumps({"tool": TOOL_MARK, **provenance(spec.device, argv)}, indent=2))
+        atomic_write_text(
+            self.out / "provenance.json",
+            json.dumps({"tool": TOOL_MARK, **provenance(spec.timing.device, argv)}, indent=2),
+        )
 
     def finished(self):
-        """Keys of configurations already in rows.jsonl; a torn last line (killed mid-write) is dropped."""
+        """Keys of configurations whose rows are all in rows.jsonl; rows of a torn block (killed or disk
+        full mid-write: a cut line, or fewer rows than the block said) are dropped and measured again."""
         if not self.rows_path.exists():
             return set()
-        keys, good = set(), []
+        blocks = {}
         for line in self.rows_path.read_text().splitlines():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            keys.add(row["config_key"])
-            good.append(line)
-        atomic_write_text(self.rows_path, "".join(l + "\n" for l in good))
-        return keys
+            blocks.setdefault(row["config_key"], []).append(line)
+        complete = {
+            key: lines
+            for key, lines in blocks.items()
+            if len(lines) == json.loads(lines[0]).get("config_rows", len(lines))
+        }
+        atomic_write_text(self.rows_path, "".join(line + "\n" for lines in complete.values() for line in lines))
+        return set(complete)
 
     def append(self, rows):
-        with open(self.rows_path, "a") as f:
-            f.write("".join(json.dumps(row) + "\n" for row in rows))
-            f.flush()
-            os.fsync(f.fileno())
+        """Append one configuration's rows, each saying how many the block holds, and fsync."""
+        text = "".join(json.dumps({**row, "config_rows": len(rows)}) + "\n" for row in rows)
+        try:
+            with open(self.rows_path, "a") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as error:
+            raise ResultsError(
+                f"cannot write to {self.out} ({error.strerror or error}); free disk space or "
+                "choose another --out, then continue with --resume"
+            ) from None
 
     def finish(self):
         table = pd.read_json(self.rows_path, lines=True) if self.rows_path.stat().st_size else pd.DataFrame()
-        table = table.drop(columns=["config_key"], errors="ignore")
+        table = table.drop(columns=["config_key", "config_rows"], errors="ignore")
         atomic_write_text(self.out / "sweep.csv", table.to_csv(index=False))
         atomic_write_text(self.out / "sweep.json", table.to_json(orient="records", indent=1))
         return table
@@ -251,7 +276,7 @@ def run_sweep(spec, out, resume=False, overwrite=False, argv=None, progress=prin
     """Measure every configuration not yet in `out`; returns the tidy table."""
     run = SweepRun(out, spec, resume, overwrite, argv)
     done = run.finished()
-    setup = {"batch_size": spec.batch_size, "device": spec.device, "dtype": spec.dtype}
+    setup = {"batch_size": spec.timing.batch_size, "device": spec.timing.device, "dtype": spec.timing.dtype}
     for label, name, overrides in configurations(spec):
         key = config_key(label)
         if key in done:
@@ -260,7 +285,9 @@ def run_sweep(spec, out, resume=False, overwrite=False, argv=None, progress=prin
         try:
             described, measured = measure_config(spec, name, overrides)
         except ConfigError as e:
-            run.append([{**base, "measurement": "config", "value": None, "unit": None, "status": "skipped", "reason": str(e)}])
+            run.append(
+                [{**base, "measurement": "config", "value": None, "unit": None, "status": "skipped", "reason": str(e)}]
+            )
             progress(f"skipped {label}: {e}")
             continue
         rows = [

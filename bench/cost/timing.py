@@ -6,7 +6,7 @@ and reports the median and interquartile range over repeats in images per second
 import statistics
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +14,8 @@ from timm.optim import create_optimizer_v2
 
 from models.errors import ConfigError
 
+# What a measurement can run on, in which precision and mode: the one list the CLI, the sweep and
+# the pytest-benchmark suite offer.
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEVICES = ("cpu", "cuda")
 MODES = ("inference", "train")
@@ -45,6 +47,24 @@ class TimingSetup:
     warmup: int = 2
     repeats: int = 5
 
+    def __post_init__(self):
+        resolve_dtype(self.dtype)
+        if self.device not in DEVICES:
+            raise ConfigError(f"unknown device {self.device!r}; choose one of {list(DEVICES)}")
+        if self.batch_size < 1 or self.repeats < 1 or self.warmup < 0:
+            raise ConfigError(f"batch_size={self.batch_size} and repeats={self.repeats} must be >= 1 and "
+                              f"warmup={self.warmup} >= 0; pass positive sizes")
+
+    @classmethod
+    def field_names(cls):
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_values(cls, values):
+        """A setup from any mapping or namespace holding some of the fields by name (None = default)."""
+        values = values if isinstance(values, dict) else vars(values)
+        return cls(**{name: values[name] for name in cls.field_names() if values.get(name) is not None})
+
     def autocast(self):
         if self.dtype == "float32":
             return nullcontext()
@@ -69,7 +89,6 @@ def sample_batch(model, setup, device):
 def prepare(model, setup):
     """Move, format and optionally compile the model; returns (runnable model, device)."""
     device = resolve_device(setup.device)
-    resolve_dtype(setup.dtype)
     model = model.to(device)
     if setup.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -127,16 +146,16 @@ def time_step(step, device, warmup, repeats):
     return seconds
 
 
-def summarize(seconds, batch_size):
+def rate_quartiles(seconds, batch_size):
     """Median and interquartile range of images/s over repeats."""
     rates = sorted(batch_size / s for s in seconds)
     quartiles = statistics.quantiles(rates, n=4, method="inclusive") if len(rates) > 1 else [rates[0]] * 3
     return {"img_s": quartiles[1], "img_s_q1": quartiles[0], "img_s_q3": quartiles[2], "repeats": len(rates)}
 
 
-def measure_throughput(model, setup=TimingSetup(), mode="inference"):
+def measure_throughput(model, setup: TimingSetup = TimingSetup(), mode="inference") -> dict:
     """Images/s of `model` for `mode`: dict with img_s (median), img_s_q1, img_s_q3, threads."""
     step, device = make_step(model, setup, mode)
-    result = summarize(time_step(step, device, setup.warmup, setup.repeats), setup.batch_size)
+    result = rate_quartiles(time_step(step, device, setup.warmup, setup.repeats), setup.batch_size)
     result["threads"] = torch.get_num_threads() if device.type == "cpu" else None
     return result

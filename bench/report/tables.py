@@ -1,0 +1,172 @@
+"""Tables from results: the paper's models, sweep costs, pytest-benchmark timings and ratios, training runs.
+
+Each function takes what a loader read (see `bench.report.build`) and returns a DataFrame; every
+table names the model family with `models.family_of`.
+"""
+import pandas as pd
+import torch
+
+import models
+from bench.cost.flops import analytic_macs, count_params
+from bench.cost.published import build_published, published_model_name, published_rows
+
+
+def published_counts():
+    """(published row, our params, our analytic MACs breakdown) for every row of published.csv."""
+    counts = []
+    for row in published_rows():
+        with torch.device("meta"):  # structure only: counting needs no weights
+            model = build_published(row)
+        counts.append((row, count_params(model), analytic_macs(model)))
+    return counts
+
+
+def published_family(row):
+    return models.family_of({"tokenizer": "patch"} if row["t2t_block"] == "patch16" else
+                            {"tokenizer": "t2t", "t2t_block": row["t2t_block"]})
+
+
+def paper_table(counts):
+    """Published params / MACs / top-1 per named model beside ours and the difference."""
+    rows = []
+    for row, params, breakdown in counts:
+        macs = breakdown["total"]
+        rows.append({
+            "model": row["model"],
+            "ours": published_model_name(row),
+            "params_published_M": float(row["params_published"]) / 1e6 if row["params_published"] else None,
+            "params_reference": int(row["params_total"]),
+            "params_ours": params,
+            "params_diff": params - int(row["params_total"]),
+            "macs_published_G": float(row["macs_published"]) / 1e9 if row["macs_published"] else None,
+            "macs_reference_G": int(row["macs_reference"]) / 1e9,
+            "macs_ours_G": macs / 1e9,
+            "macs_diff_pct": 100 * (macs - int(row["macs_reference"])) / int(row["macs_reference"]),
+            "top1_published": float(row["top1_published"]) if row["top1_published"] else None,
+            "family": published_family(row),
+        })
+    return pd.DataFrame(rows)
+
+
+def mac_breakdown(counts):
+    """MACs per model at 224 px in G: tokenizer, attention, MLP, norm + head."""
+    return pd.DataFrame([
+        {"model": published_model_name(row), "tokenizer": macs["tokenizer"] / 1e9, "attention": macs["attention"] / 1e9,
+         "MLP": macs["mlp"] / 1e9, "norm + head": (macs["norm"] + macs["head"]) / 1e9}
+        for row, _, macs in counts if row["img_size"] == "224"
+    ])
+
+
+def tokenizer_family(tokenizer):
+    """The family of a sweep row from its `tokenizer` column (patch, performer or transformer)."""
+    return models.family_of(
+        {"tokenizer": "patch"} if tokenizer == "patch" else {"tokenizer": "t2t", "t2t_block": tokenizer}
+    )
+
+
+def sweep_wide(table):
+    """One row per configuration, one column per measurement (skipped configs listed apart)."""
+    ok = table[table.status.isin(["ok", "oom"])].copy()
+    ok["family"] = [tokenizer_family(t) for t in ok.tokenizer]
+    keys = [
+        "family",
+        "model",
+        "depth",
+        "num_heads",
+        "embed_dim",
+        "patch_size",
+        "img_size",
+        "tokens",
+        "batch_size",
+        "dtype",
+    ]
+    wide = ok.pivot_table(index=keys, columns="measurement", values="value", aggfunc="first").reset_index()
+    wide.columns.name = None
+    wide["img_side"] = [round((h * w) ** 0.5) for h, w in (map(int, size.split("x")) for size in wide.img_size)]
+    wide = wide.sort_values(["family", "patch_size", "depth", "num_heads", "img_side"], ignore_index=True)
+    if {"macs_tokenizer", "macs"} <= set(wide.columns):
+        wide["tokenizer_mac_share"] = wide["macs_tokenizer"] / wide["macs"]
+    return wide
+
+
+COST_COLUMNS = {  # readable cost table: column -> (header, scale)
+    "params": ("params (M)", 1e-6),
+    "macs": ("MACs (G)", 1e-9),
+    "tokenizer_mac_share": ("tokenizer MAC share", 1),
+    "throughput_inference": ("inference (img/s)", 1),
+    "throughput_train": ("train step (img/s)", 1),
+    "peak_memory_inference": ("inference peak mem (MB)", 1e-6),
+    "peak_memory_train": ("train peak mem (MB)", 1e-6),
+    "activation_estimate_train": ("train activations, analytic (MB)", 1e-6),
+}
+
+
+def cost_table(wide):
+    """The columns a reader compares, in units they read; the full table stays in the CSV."""
+    keys = ["family", "depth", "num_heads", "embed_dim", "patch_size", "img_size", "tokens", "batch_size"]
+    shown = wide[keys].copy()
+    for column, (header, scale) in COST_COLUMNS.items():
+        if column in wide:
+            shown[header] = wide[column] * scale
+    return shown.round(3)
+
+
+def benchmark_table(data):
+    """One row per pytest-benchmark benchmark, with what its extra_info says was timed."""
+    rows = []
+    for bench in data["benchmarks"]:
+        info, stats = bench["extra_info"], bench["stats"]
+        rows.append(
+            {
+                "group": bench["group"],
+                "name": bench["name"],
+                "model": info.get("model"),
+                "role": info.get("role", ""),
+                "family": models.family_of(info.get("config", {})),
+                "mode": info.get("mode"),
+                "batch_size": info.get("batch_size"),
+                "img_size": "x".join(map(str, info.get("img_size", []))),
+                "params": info.get("params"),
+                "macs": info.get("macs"),
+                "median_s": stats["median"],
+                "iqr_s": stats["iqr"],
+                "img_s": info.get("batch_size", 1) / stats["median"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def ratio_table(data):
+    ratios = data.get("ratios", {})
+    return pd.DataFrame([{"pair": pair, **values} for pair, values in sorted(ratios.items())])
+
+
+def run_family(config):
+    """Family of a training run from its config: ours by registry, anything else a CNN from timm."""
+    if config["model"] not in models.MODEL_CONFIGS:
+        return "cnn"
+    return models.family_of({**models.MODEL_CONFIGS[config["model"]], **config.get("model_args", {})})
+
+
+def accuracy_table(runs):
+    """One row per training run: accuracy beside its cost."""
+    rows = []
+    for path, config, summary, metrics in runs:
+        last = metrics.iloc[-1]
+        rows.append(
+            {
+                "run": path.name,
+                "model": config["model"],
+                "family": run_family(config),
+                "epochs": int(last["epoch"]),
+                "finished": summary is not None,
+                "top1": last["top1"],
+                "top5": last["top5"],
+                "best_top1": metrics["top1"].max(),
+                "params": summary["params"] if summary else None,
+                "train_img_s": metrics["train_images_per_s"].median(),
+                "peak_mem_mb": metrics["peak_mem_mb"].max(),
+                "device": summary["device"] if summary else config.get("device"),
+            }
+        )
+    return pd.DataFrame(rows)
