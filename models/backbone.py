@@ -9,6 +9,7 @@ from torch import nn
 
 from .errors import ConfigError, InputShapeError
 from .layers import Block, drop_path_rates, init_weights, sinusoid_table
+from .tokenizers import Tokenizer
 
 POS_EMBED_KINDS = ("sinusoid", "learn")
 
@@ -32,19 +33,19 @@ class VisionTransformer(nn.Module):
 
     def __init__(
         self,
-        tokenizer,
-        num_classes=1000,
-        depth=12,
-        num_heads=12,
-        mlp_ratio=4.0,
-        qkv_bias=False,
-        qk_scale=None,
-        drop_rate=0.0,
-        attn_drop_rate=0.0,
-        drop_path_rate=0.0,
-        pos_embed="sinusoid",
-        norm_layer=nn.LayerNorm,
-        act_layer=nn.GELU,
+        tokenizer: Tokenizer,
+        num_classes: int = 1000,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = False,
+        qk_scale: float | None = None,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        pos_embed: str = "sinusoid",
+        norm_layer: type[nn.Module] = nn.LayerNorm,
+        act_layer: type[nn.Module] = nn.GELU,
     ):
         super().__init__()
         if pos_embed not in POS_EMBED_KINDS:

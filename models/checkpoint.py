@@ -12,9 +12,10 @@ import re
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from .atomic import atomic_write
-from .backbone import resample_pos_embed
+from .backbone import VisionTransformer, resample_pos_embed
 from .errors import CheckpointError, short_list
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 STATE_DICT_KEYS = ("state_dict", "model", "module")  # where training scripts nest the weights
 
 
-def save_checkpoint(model, path, **extra):
+def save_checkpoint(model: nn.Module, path: str | Path, **extra) -> Path:
     """Write the weights, name and config of `model` (plus `extra`) atomically."""
     payload = {
         "model": getattr(model, "model_name", None),
@@ -124,7 +125,8 @@ def saved_as(payload):
     return f" (saved from {name})" if isinstance(name, str) else ""
 
 
-def load_checkpoint(model, path, use_ema=False, strict=True, reference_qk_scale=True):
+def load_checkpoint(model: VisionTransformer, path: str | Path, use_ema: bool = False, strict: bool = True,
+                    reference_qk_scale: bool = True) -> dict:
     """Load a local checkpoint into `model`, adapting positions and head; returns what was done.
 
     The position table is interpolated when the image size differs; a head for another

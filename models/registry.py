@@ -107,12 +107,12 @@ def upgrade_config(config: dict) -> dict:
     return config
 
 
-def list_models(pattern="*"):
+def list_models(pattern: str = "*") -> list[str]:
     """Registered names matching a shell-style pattern, sorted."""
     return sorted(fnmatch.filter(MODEL_CONFIGS, pattern))
 
 
-def resolve_config(name, **overrides):
+def resolve_config(name: str, **overrides) -> dict:
     """The full settings of `name` with `overrides` applied; unknown names or keys raise."""
     if name not in MODEL_CONFIGS:
         close = difflib.get_close_matches(name, MODEL_CONFIGS, n=3, cutoff=0.5)
@@ -168,7 +168,7 @@ def pretrained_cfg(name, config, model):
     )
 
 
-def create_model(name, **overrides):
+def create_model(name: str, **overrides) -> VisionTransformer:
     """Build a registered model with random init; `overrides` change any setting."""
     config = resolve_config(name, **overrides)
     model = build_model(**config)

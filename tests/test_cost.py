@@ -132,6 +132,7 @@ def test_sweep_refuses_to_overwrite_and_resumes(tmp_path):
         run_sweep(SweepSpec.from_flat(SPEC), tmp_path / "foreign")
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_without_repeating_rows(tmp_path):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "bench.cli", "sweep", "--families", "vit", "t2t-performer", "t2t-transformer",
@@ -208,6 +209,7 @@ def test_profile_cli_json(capsys):
         (["sweep", "--families", "cnn", "--out", "unused"], "unknown families value 'cnn'"),
     ],
 )
+@pytest.mark.slow
 def test_cli_errors_are_one_line_without_traceback(argv, message, tmp_path):
     child = subprocess.run(
         [sys.executable, "-m", "bench.cli", *argv],
@@ -239,6 +241,7 @@ def test_sweep_records_oom_and_goes_on(tmp_path, monkeypatch):
     assert len(released) == 3 + 1  # once per configuration (its model leaves the GPU), once for the OOM
 
 
+@pytest.mark.slow
 def test_debug_flag_shows_the_traceback(tmp_path):
     child = subprocess.run(
         [sys.executable, "-m", "bench.cli", "--debug", "profile", "t2t_vit14"],

@@ -5,12 +5,14 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 import torch
 
 from bench.accuracy.evaluate import run_eval
 from tests.harness_helpers import REPO_ROOT, tiny_cli_args, tiny_synthetic
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_shard_data_reduce_metrics_and_write_once(tmp_path):
     data = tiny_synthetic(
         tmp_path / "data", classes=3, train_per_class=8, val_per_class=3

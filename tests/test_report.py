@@ -23,6 +23,7 @@ def benchmark_json(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_report_from_sweep_and_benchmarks(tmp_path, benchmark_json):
     sweep_dir = tmp_path / "sweep-tiny"
     spec = SweepSpec.from_flat(

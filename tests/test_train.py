@@ -113,7 +113,8 @@ def test_fresh_run_never_overwrites_results(finished_run, data, tmp_path, capsys
         capsys, "train", *tiny_cli_args(), "--data", str(data), "--out", str(tmp_path / "other"), "--overwrite"
     )
     assert "not a vitbench run folder" in line and (tmp_path / "other" / "thesis.tex").exists()
-    assert "holds no run to resume; start it without --resume" in cli_error(capsys, "train", "--out", str(tmp_path / "none"), "--resume")
+    line = cli_error(capsys, "train", "--out", str(tmp_path / "none"), "--resume")
+    assert "holds no run to resume; start it without --resume" in line
     line = cli_error(capsys, "train", "--out", str(out), "--resume", "--lr", "0.5")
     assert "cannot resume with other settings: lr=0.5 (run has 0.001)" in line
 
@@ -264,6 +265,7 @@ def comparable(metrics_path):
     return frame.drop(columns=[c for c in frame.columns if c.endswith(("_s", "_per_s", "_mb"))])
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_uninterrupted_result(data, tmp_path):
     flags = [*tiny_cli_args(), "--data", str(data), "--epochs", "6", "--batch-size", "4"]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}

@@ -6,6 +6,7 @@ ImageNet checkpoint evaluated on an ImageNet subset (synset folders) is scored o
 classes only, by selecting their logits, so from-scratch and pretrained starts compare directly.
 """
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -121,20 +122,20 @@ def model_for_checkpoint(path, classes, model_name=None, img_size=None, override
 
 
 def run_eval(
-    checkpoint,
-    data,
-    split="val",
-    model_name=None,
-    img_size=None,
-    overrides=None,
-    batch_size=128,
-    workers=0,
-    strict=False,
-    device=None,
-    use_ema=False,
-    transform=None,
+    checkpoint: str | Path,
+    data: str | Path,
+    split: str = "val",
+    model_name: str | None = None,
+    img_size: int | None = None,
+    overrides: dict | None = None,
+    batch_size: int = 128,
+    workers: int = 0,
+    strict: bool = False,
+    device: str | None = None,
+    use_ema: bool = False,
+    transform: dict | None = None,
     warn=log,
-):
+) -> dict:
     """Score `checkpoint` on DATA/split; `transform` (interpolation, crop_pct) overrides the run's."""
     context = distributed.setup(device)
     found = scan_split(data, split)

@@ -271,7 +271,8 @@ STUDY_FOLDER = OutputFolder(
 )
 
 
-def run_study(spec, data, out, resume=False, overwrite=False, warn=log):
+def run_study(spec: Spec, data: str | Path, out: str | Path, resume: bool = False, overwrite: bool = False,
+              warn=log) -> bool:
     """Train every run of `spec` on `data` into `out`, skipping finished runs; True on the rank that writes.
 
     Under torchrun every rank runs this; the runs are DDP runs and only rank 0 writes.

@@ -139,9 +139,9 @@ def staged(out, overwrite):
         raise
 
 
-def build_subset(
-    root, name, out, per_class=None, fraction=None, seed=0, copy=False, overwrite=False, hash_files=True, progress=None
-):
+def build_subset(root: str | Path, name: str, out: str | Path, per_class: int | None = None,
+                 fraction: float | None = None, seed: int = 0, copy: bool = False, overwrite: bool = False,
+                 hash_files: bool = True, progress=None) -> dict:
     """Build subset `name` of ImageNet-style `root` into `out`; returns the manifest dict."""
     random_count(name)  # fail on a bad name before scanning a large root
     cut = per_class is not None or fraction is not None

@@ -10,6 +10,7 @@ ImageNet results.
 """
 import datetime
 import json
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -64,7 +65,8 @@ def render(motif, rng, size):
     return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
 
 
-def make_synthetic(out, classes=10, train_per_class=200, val_per_class=50, img_size=32, seed=0, overwrite=False):
+def make_synthetic(out: str | Path, classes: int = 10, train_per_class: int = 200, val_per_class: int = 50,
+                   img_size: int = 32, seed: int = 0, overwrite: bool = False) -> dict:
     """Write `out/{train,val}/<motif>/*.png` and a manifest; returns the manifest dict."""
     if not 2 <= classes <= len(MOTIFS):
         raise DatasetError(f"classes={classes} is out of range; the generator has 2 to {len(MOTIFS)} motifs")

@@ -464,7 +464,7 @@ class Trainer:
         return summary
 
 
-def start(config, overwrite=False, progress=True, warn=log):
+def start(config: TrainConfig, overwrite: bool = False, progress: bool = True, warn=log) -> dict:
     """Train `config` from scratch (or from config.init) into config.out; returns the summary dict.
 
     A start that fails before its first epoch is saved removes the folder it made, so a retry is not blocked.
@@ -487,7 +487,7 @@ def start(config, overwrite=False, progress=True, warn=log):
         raise
 
 
-def resume(out, given=None, progress=True, warn=log):
+def resume(out: str | Path, given: dict | None = None, progress: bool = True, warn=log) -> dict:
     """Continue the run in `out` from its last checkpoint; it ends as an uninterrupted run would.
 
     Given a larger `epochs`, a finished run is extended, its schedule re-planned for the new length.

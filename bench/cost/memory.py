@@ -63,7 +63,8 @@ def measure_in_process(name, overrides, setup, mode):
     return {"peak_memory_bytes": proc_status_bytes("VmHWM") - before, "memory_method": "cpu_peak_rss_growth"}
 
 
-def measure_peak_memory(name, overrides=None, setup=TimingSetup(), mode="inference"):
+def measure_peak_memory(name: str, overrides: dict | None = None, setup: TimingSetup = TimingSetup(),
+                        mode: str = "inference") -> dict:
     """Peak memory of one step; on CPU in a fresh subprocess so earlier work cannot hide it.
 
     Returns {"peak_memory_bytes", "memory_method"} or, when the step ran out of memory,

@@ -6,7 +6,8 @@ from bench.cost.timing import TimingSetup, measure_throughput
 from bench.provenance import device_name
 
 
-def profile_model(name, overrides=None, setup=TimingSetup(), modes=("inference",)):
+def profile_model(name: str, overrides: dict | None = None, setup: TimingSetup = TimingSetup(),
+                  modes: tuple[str, ...] = ("inference",)) -> dict:
     """One flat dict describing the cost of `name` (with `overrides`) under `setup`."""
     overrides = overrides or {}
     model = models.create_model(name, **overrides)

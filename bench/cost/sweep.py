@@ -272,7 +272,8 @@ class SweepRun:
         return table
 
 
-def run_sweep(spec, out, resume=False, overwrite=False, argv=None, progress=print):
+def run_sweep(spec: SweepSpec, out: str | Path, resume: bool = False, overwrite: bool = False,
+              argv: list[str] | None = None, progress=print) -> pd.DataFrame:
     """Measure every configuration not yet in `out`; returns the tidy table."""
     run = SweepRun(out, spec, resume, overwrite, argv)
     done = run.finished()

@@ -277,7 +277,7 @@ def add_study(writer, path, results, record):
         )
 
 
-def build_report(paths, out, argv=None, overwrite=False):
+def build_report(paths: list, out: str | Path, argv: list[str] | None = None, overwrite: bool = False) -> Path:
     """Write every table and plot the inputs allow into `out`; returns the index path."""
     inputs = load_inputs(paths)
     writer = ReportWriter(out, overwrite)

@@ -1,0 +1,56 @@
+"""The layer rule of bench/__init__.py: every import, at module level or inside a function, points down.
+
+    models  <-  bench.provenance, bench.outputs  <-  bench.cost  <-  bench.accuracy  <-  bench.report
+            <-  bench.cli and the pytest-benchmark suite (conftest, bench_*.py, suite, reference_t2t)
+"""
+import ast
+
+import pytest
+
+from .conftest import REPO
+
+LAYERS = {"models": 0, "bench.provenance": 1, "bench.outputs": 1, "bench.cost": 2, "bench.accuracy": 3,
+          "bench.report": 4}
+TOP = 5  # bench.cli, bench.suite, bench.conftest, bench.bench_*, bench.reference_t2t
+
+
+def layer(module):
+    for prefix, rank in LAYERS.items():
+        if module == prefix or module.startswith(prefix + "."):
+            return rank
+    return TOP if module.startswith("bench") else None
+
+
+def module_name(path):
+    return ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+
+
+def imported(path):
+    """Every module `path` imports, relative imports resolved."""
+    package = module_name(path).rsplit(".", 1)[0] if path.name != "__init__.py" else module_name(path)
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            names += [base] + [f"{base}.{alias.name}" for alias in node.names]
+    return names
+
+
+SOURCES = sorted((REPO / "models").rglob("*.py")) + sorted((REPO / "bench").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: module_name(p))
+def test_imports_point_down_the_layers(path):
+    own = layer(module_name(path))
+    upward = [name for name in imported(path) if layer(name) is not None and layer(name) > own]
+    assert not upward, f"{module_name(path)} (layer {own}) imports higher layers: {upward}"
+
+
+def test_the_rule_catches_an_upward_import():
+    assert layer("bench.report.tables") > layer("bench.cost.sweep") > layer("models.registry")
+    assert layer("bench.cli") == TOP and layer("timm") is None
