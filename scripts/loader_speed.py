@@ -3,9 +3,10 @@
     .venv/bin/python scripts/loader_speed.py results/loader_speed.json [--data ../shared/data/cifar10]
 
 Times the first decode of CIFAR-10 (train + val, into a fresh cache folder) and a cache hit, then,
-interleaved over a few rounds and for each thread count: the `TensorLoader` alone (random crop,
-flip, RandAugment, random erasing; batch 128, 32 px) and one AdamW training step of the fastest
-model of the CIFAR study. Prints a Markdown table and writes the numbers as JSON.
+interleaved over a few rounds and for each process thread count: the `TensorLoader` alone (random
+crop, flip, RandAugment, random erasing; batch 128, 32 px), as shipped (augmenting on one thread)
+and on the process's threads, and one AdamW training step of the fastest model of the CIFAR
+study. Prints a Markdown table and writes the numbers as JSON.
 """
 
 import argparse
@@ -60,9 +61,9 @@ def time_decode(data, size=32):
     }, decoded["train"]
 
 
-def loader_rate(train, batches, seed):
+def loader_rate(train, batches, seed, cpu_threads):
     """Images/s of the training loader over `batches` batches of 128."""
-    loader = TensorLoader(train.images, train.targets, 128, seed=seed, epoch=0, augment=FULL)
+    loader = TensorLoader(train.images, train.targets, 128, seed=seed, augment=FULL, cpu_threads=cpu_threads)
     start, images = time.perf_counter(), 0
     for step, (batch, _, _) in enumerate(loader):
         images += len(batch)
@@ -83,44 +84,47 @@ def step_rate(model, optimizer, steps):
     return 128 * steps / (time.perf_counter() - start)
 
 
+KINDS = ("loader", "loader_process_threads", "step")  # loader as shipped (1 thread), on the process's threads, step
+
+
+def one_round(train, model, optimizer, batches, steps, seed):
+    return {
+        "loader": loader_rate(train, batches, seed, cpu_threads=1),
+        "loader_process_threads": loader_rate(train, batches, seed, cpu_threads=None),
+        "step": step_rate(model, optimizer, steps),
+    }
+
+
 def measure(train, threads, rounds, batches, steps):
-    """Median loader and step images/s per thread count, the two interleaved round by round."""
+    """Median loader and step images/s per process thread count, interleaved round by round."""
     model = models.create_model("vit_s16_t2t_paper", **SMALL_VIT).train()
     optimizer = create_optimizer_v2(model, opt="adamw", lr=5e-4, weight_decay=0.05)
-    samples = {(n, kind): [] for n in threads for kind in ("loader", "step")}
+    samples = {(n, kind): [] for n in threads for kind in KINDS}
     for n in threads:  # warm-up: first calls of each op
         torch.set_num_threads(n)
-        loader_rate(train, 2, seed=0)
-        step_rate(model, optimizer, 1)
+        one_round(train, model, optimizer, 2, 1, seed=0)
     for round_ in range(rounds):
         for n in threads:
             torch.set_num_threads(n)
-            samples[n, "loader"].append(loader_rate(train, batches, seed=round_))
-            samples[n, "step"].append(step_rate(model, optimizer, steps))
+            for kind, rate in one_round(train, model, optimizer, batches, steps, seed=round_).items():
+                samples[n, kind].append(rate)
     rows = []
     for n in threads:
-        loader, step = statistics.median(samples[n, "loader"]), statistics.median(samples[n, "step"])
-        rows.append(
-            {
-                "threads": n,
-                "loader_images_per_s": loader,
-                "step_images_per_s": step,
-                "ratio": loader / step,
-                "loader_samples": samples[n, "loader"],
-                "step_samples": samples[n, "step"],
-            }
-        )
+        row = {"threads": n, **{f"{kind}_images_per_s": statistics.median(samples[n, kind]) for kind in KINDS}}
+        row["ratio"] = row["loader_images_per_s"] / row["step_images_per_s"]
+        rows.append(row | {f"{kind}_samples": samples[n, kind] for kind in KINDS})
     return rows
 
 
 def markdown(decode, rows):
     lines = [
-        "| threads | loader img/s (crop, flip, RandAugment, erasing) | train step img/s (small ViT, AdamW) | ratio |",
-        "|--:|--:|--:|--:|",
+        "| process threads | loader img/s (1 aug thread) | loader img/s (process threads) "
+        "| train step img/s (small ViT, AdamW) | loader / step |",
+        "|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
-        loader, step = r["loader_images_per_s"], r["step_images_per_s"]
-        lines.append(f"| {r['threads']} | {loader:,.0f} | {step:,.0f} | {r['ratio']:.1f}x |")
+        loader, inherit, step = (r[f"{kind}_images_per_s"] for kind in KINDS)
+        lines.append(f"| {r['threads']} | {loader:,.0f} | {inherit:,.0f} | {step:,.0f} | {r['ratio']:.1f}x |")
     processes = len(os.sched_getaffinity(0))
     lines += [
         "",

@@ -227,13 +227,19 @@ def test_augmentation_differs_with_the_epoch_on_the_same_images(decoded):
     assert torch.equal(policy(images, epoch_generator(0, 0, 0)), policy(images, epoch_generator(0, 0, 0)))
 
 
-def test_loader_leaves_the_global_rngs_alone(decoded):
+def test_loader_leaves_the_global_rngs_and_threads_alone(decoded):
     torch.manual_seed(5)
     random.seed(5)
     expected = torch.rand(3), random.random()
     torch.manual_seed(5)
     random.seed(5)
-    batches(TensorLoader(decoded.images, decoded.targets, 50, augment=FULL))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for _ in TensorLoader(decoded.images, decoded.targets, 50, augment=FULL):
+            assert torch.get_num_threads() == 2  # the training step runs with its own setting
+    finally:
+        torch.set_num_threads(threads)
     assert torch.equal(torch.rand(3), expected[0]) and random.random() == expected[1]
 
 

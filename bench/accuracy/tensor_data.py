@@ -23,6 +23,7 @@ and sharded the same way), and every augmentation draw comes from one `torch.Gen
 seeded from (seed, rank, epoch), so a run resumed at epoch k sees exactly the batches of epoch k.
 """
 
+import contextlib
 import math
 import os
 import random
@@ -452,6 +453,18 @@ def normalize(images, mean, std):
 
 
 # --- loaders --------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def intra_op_threads(count):
+    """torch's CPU intra-op thread count set to `count` inside the block (None: unchanged)."""
+    previous = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def shard_order(length, seed, epoch, rank=0, world_size=1):
     """This rank's positions in 0..length-1 for an epoch: `DistributedSampler(shuffle=True)`'s order,
     padded by repeating its start to a multiple of world_size, every world_size-th from rank."""
@@ -468,6 +481,9 @@ class TensorLoader:
     where `images` lives; keep the cache there with `DecodedSplit.to`). `indices` selects the
     training positions (default: all); the order is DistributedSampler's for (seed, epoch) and
     this rank's shard, and the augmentation draws come from `epoch_generator(seed, rank, epoch)`.
+    On the CPU a batch is augmented with `cpu_threads` intra-op threads (default 1: its small ops
+    gain nothing from more and lose several-fold on a busy machine); the training step's own
+    thread setting is back in place whenever a batch is handed out.
     """
 
     def __init__(
@@ -485,6 +501,7 @@ class TensorLoader:
         mean=CIFAR10_MEAN,
         std=CIFAR10_STD,
         device=None,
+        cpu_threads=1,
     ):
         self.images, self.targets = images, targets  # uint8 (N, 3, H, W), int64 (N,)
         self.indices = torch.arange(len(images)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
@@ -496,6 +513,7 @@ class TensorLoader:
         self.device = torch.device(device) if device is not None else images.device
         self.policy = GroupedPolicy(augment) if augment.policy else None
         self.eraser = Eraser(augment.reprob, self.device) if augment.reprob > 0 else None
+        self.cpu_threads = cpu_threads if self.device.type == "cpu" else None
 
     def set_epoch(self, epoch):
         self.epoch = epoch
@@ -511,10 +529,16 @@ class TensorLoader:
         positions = self.indices[shard_order(len(self.indices), self.seed, self.epoch, self.rank, self.world_size)]
         generator = epoch_generator(self.seed, self.rank, self.epoch)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
-            batch = positions[start : start + self.batch_size].to(self.images.device)
-            images = self.images[batch].to(self.device, non_blocking=True)  # uint8 (B, 3, H, W)
-            targets = self.targets[batch].to(self.device, non_blocking=True)  # int64 (B,)
-            yield self.transform(images, generator), targets, []
+            with intra_op_threads(self.cpu_threads):  # not across the yield: the step keeps its threads
+                batch = self.batch(positions[start : start + self.batch_size], generator)
+            yield batch
+
+    def batch(self, positions, generator):
+        """(augmented images float32 (B, 3, H, W), targets int64 (B,), []) of cache `positions`."""
+        positions = positions.to(self.images.device)
+        images = self.images[positions].to(self.device, non_blocking=True)  # uint8 (B, 3, H, W)
+        targets = self.targets[positions].to(self.device, non_blocking=True)  # int64 (B,)
+        return self.transform(images, generator), targets, []
 
     def transform(self, images, generator):
         """uint8 (B, 3, H, W) -> augmented, normalised float32 (B, 3, H, W)."""
