@@ -13,7 +13,7 @@ gathered and augmented as a tensor on the training device:
     for images, targets, bad in loader: ...                # bad is always [] here
 
 Cache key: SHA-256 of the sorted (relative path, size, mtime_ns) list of the split plus the image
-size, class list and cache format; file contents are not hashed (stat of 60k files takes ~0.15 s,
+size, class list and cache format; file contents are not hashed (stat of 60k files takes ~0.2 s,
 hashing their contents would not). A rewritten or touched file, an added or removed one, or
 another size gives another cache file; the older entry of the same folder and size is removed.
 Under DDP, build the cache on rank 0 and barrier before the other ranks call `decoded_split`.
