@@ -387,6 +387,9 @@ TRAIN_FLAGS = [  # (flag, type or action, help); help may use {default}, read fr
     ("--init", str, "fine-tune from this checkpoint (reference T2T-ViT, timm ViT/ResNet or ours)"),
     ("--device", str, "cpu, cuda or cuda:N (default: cuda when available; torchrun sets one per rank)"),
     ("--threads", int, "CPU threads per process (1 is fastest on a busy shared CPU)"),
+    ("--data-mode", str, "memory (decoded once, augmented as tensors), files (per image) or auto (memory for "
+                         "images of at most 64 px that fit in RAM); default {default}"),
+    ("--crop-padding", int, "memory mode: random crop after padding by this much, default {default}"),
 ]
 
 

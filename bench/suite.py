@@ -83,8 +83,8 @@ SIZES = {
     },
     "default": {
         "named_case": [Case(name) for name in models.list_models()],
-        "sweep_case": sweep_cases([4, 8, 12], [6, 12], [16, 32], 224, 384),
-        "pair_case": pair_cases(224),
+        "sweep_case": sweep_cases([4, 8, 12], [6, 12], [16, 32], models.DEFAULT_IMG_SIZE, 384),
+        "pair_case": pair_cases(models.DEFAULT_IMG_SIZE),
         "batch_size": 1,
         "warmup": 1,
         "rounds": 3,
@@ -94,8 +94,8 @@ SIZES = {
     "full": {
         "named_case": [Case(name) for name in models.list_models()]
         + [Case(name, {"img_size": 384}) for name in ("t2t_vit_14", "vb_vit_base_patch16_224")],
-        "sweep_case": sweep_cases([4, 8, 12, 16, 24], [4, 6, 8, 12, 16], [8, 16, 32], 224, 384),
-        "pair_case": pair_cases(224) + pair_cases(384),
+        "sweep_case": sweep_cases([4, 8, 12, 16, 24], [4, 6, 8, 12, 16], [8, 16, 32], models.DEFAULT_IMG_SIZE, 384),
+        "pair_case": pair_cases(models.DEFAULT_IMG_SIZE) + pair_cases(384),
         "batch_size": 32,
         "warmup": 3,
         "rounds": 10,

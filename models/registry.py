@@ -21,13 +21,14 @@ from .errors import ConfigError, UnknownModelError
 from .tokenizers import REFERENCE_T2T_STAGES, PatchTokenizer, T2TTokenizer
 
 
-def _t2t(block, embed_dim, depth, num_heads, mlp_ratio):
+def _t2t(block, embed_dim, depth, num_heads, mlp_ratio, **extra):
     return dict(
-        tokenizer="t2t", t2t_block=block, embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio
+        tokenizer="t2t", t2t_block=block, embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
+        **extra,
     )
 
 
-def _vit(patch_size, embed_dim, depth, num_heads, mlp_ratio=4.0, qkv_bias=True, pos_embed="learn"):
+def _vit(patch_size, embed_dim, depth, num_heads, mlp_ratio=4.0, qkv_bias=True, pos_embed="learn", **extra):
     return dict(
         tokenizer="patch",
         patch_size=patch_size,
@@ -37,6 +38,7 @@ def _vit(patch_size, embed_dim, depth, num_heads, mlp_ratio=4.0, qkv_bias=True, 
         mlp_ratio=mlp_ratio,
         qkv_bias=qkv_bias,
         pos_embed=pos_embed,
+        **extra,
     )
 
 
@@ -62,6 +64,21 @@ MODEL_CONFIGS = {
     "vb_vit_base_patch32_224": _vit(32, 768, 12, 12),
     "vb_vit_large_patch16_224": _vit(16, 1024, 24, 16),
 }
+
+# 32 px CIFAR models over one backbone. Compact Transformers' ViT-Lite-N/4 (Hassani et al. 2021): N blocks
+# of width 256, 4 heads, MLP ratio 2, 4 x 4 patches, no qkv bias, learned positions; 8 x 8 = 64 tokens. The
+# T2T counterparts keep that backbone and turn 32 x 32 into the same 8 x 8 tokens with three soft splits
+# (two T2T blocks, as the reference has): 32 -> 16 -> 8 -> 8. The `_tiny` siblings (4 blocks of width 64)
+# are the CPU study's arms; every arm of a size differs only in its tokenizer.
+CIFAR = dict(img_size=32, num_classes=10, qkv_bias=False, pos_embed="learn")
+CIFAR_T2T_STAGES = ((3, 2, 1), (3, 2, 1), (3, 1, 1))
+CIFAR_BACKBONES = {"lite_7_4": (256, 7, 4, 2.0), "lite_6_4": (256, 6, 4, 2.0), "lite_tiny": (64, 4, 2, 2.0)}
+CIFAR_TOKEN_DIM = {"lite_7_4": 64, "lite_6_4": 64, "lite_tiny": 32}
+for _size, (_width, _depth, _heads, _ratio) in CIFAR_BACKBONES.items():
+    MODEL_CONFIGS[f"vit_{_size}"] = _vit(4, _width, _depth, _heads, _ratio, **CIFAR)  # CIFAR's qkv_bias, pos_embed
+    for _block, _name in (("performer", f"t2t_vit_{_size}"), ("transformer", f"t2t_vit_t_{_size}")):
+        MODEL_CONFIGS[_name] = _t2t(_block, _width, _depth, _heads, _ratio, t2t_stages=CIFAR_T2T_STAGES,
+                                    token_dim=CIFAR_TOKEN_DIM[_size], **CIFAR)
 
 # Names in ../shared/reference/published.csv that are timm's, mapped to ours of the same size.
 PUBLISHED_EQUIVALENTS = {

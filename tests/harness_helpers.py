@@ -67,8 +67,10 @@ def tiny_synthetic(root, classes=3, train_per_class=8, val_per_class=3, seed=0):
 
 
 def tiny_config(data, out, model="t2t_vit_7", model_args=None, **settings):
-    """A run that takes a second or two on one CPU thread, with the paper's augmentation on."""
-    defaults = dict(epochs=2, batch_size=8, img_size=32, lr=1e-3, warmup_epochs=1, workers=0, threads=1)
+    """A run that takes a second or two on one CPU thread, with the paper's augmentation on (files mode:
+    the per-image path; tests/test_tensor_data.py and test_cifar.py cover the memory path)."""
+    defaults = dict(epochs=2, batch_size=8, img_size=32, lr=1e-3, warmup_epochs=1, workers=0, threads=1,
+                    data_mode="files")
     args = TINY_T2T if model.startswith("t2t") else TINY_VIT if model.startswith("vb_vit") else TINY_RESNET
     return TrainConfig(
         model=model, data=str(data), out=str(out), model_args=dict(model_args or args), **{**defaults, **settings}
@@ -78,24 +80,8 @@ def tiny_config(data, out, model="t2t_vit_7", model_args=None, **settings):
 def tiny_cli_args(model="t2t_vit_7"):
     """The same tiny run as command-line flags."""
     args = TINY_T2T if model.startswith("t2t") else TINY_VIT
-    flags = [
-        "--model",
-        model,
-        "--epochs",
-        "2",
-        "--batch-size",
-        "8",
-        "--img-size",
-        "32",
-        "--lr",
-        "1e-3",
-        "--warmup-epochs",
-        "1",
-        "--workers",
-        "0",
-        "--threads",
-        "1",
-    ]
+    flags = ["--model", model, "--epochs", "2", "--batch-size", "8", "--img-size", "32", "--lr", "1e-3",
+             "--warmup-epochs", "1", "--workers", "0", "--threads", "1", "--data-mode", "files"]
     for key, value in args.items():
         flags += ["--model-arg", f"{key}={value}".replace(" ", "").replace("(", "[").replace(")", "]")]
     return flags

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+import models
 from bench.accuracy import distributed, factory
 from bench.accuracy.data import BadFileLog, ImageFolderDataset, build_loader, eval_transform, log, scan_split
 from models.checkpoint import extract_state_dict, read_checkpoint
@@ -104,7 +105,7 @@ def model_for_checkpoint(path, classes, model_name=None, img_size=None, override
         raise ConfigError(
             f"{path} was not written by `vitbench train`; pass --model NAME to say which architecture it holds"
         )
-    size = img_size or 224
+    size = img_size or models.DEFAULT_IMG_SIZE
     probe = factory.create(model_name, len(classes), size, overrides=overrides)
     checkpoint_classes = factory.head_classes(probe, extract_state_dict(payload, path))
     class_index = None

@@ -1,6 +1,6 @@
 """Train a model from random init (or fine-tune from a checkpoint) on an ImageNet-style folder.
 
-A run is three pieces a reader can take one at a time: its data (`train_data.TrainData`), its
+A run is three pieces a reader can take one at a time: its data (`train_data`: files or memory), its
 model and optimiser with the one update they take (`optimisation.Optimisation`), and `Trainer`,
 which runs epochs, evaluates, checkpoints and writes RUN/ (config.json, metrics, last.pth,
 best.pth, summary.json). One process per device under `torchrun` (DDP, only rank 0 writes).
@@ -29,7 +29,7 @@ from bench.accuracy import distributed, factory
 from bench.accuracy.data import BadFileLog, install_randaugment_fix, log
 from bench.accuracy.evaluate import evaluate
 from bench.accuracy.optimisation import Optimisation
-from bench.accuracy.train_data import TrainData, scan_samples
+from bench.accuracy.train_data import scan_samples, train_data
 from bench.cost.flops import count_params
 from bench.outputs import OutputFolder
 from models.atomic import atomic_write_text
@@ -41,6 +41,7 @@ METRICS_JSONL, METRICS_CSV = "metrics.jsonl", "metrics.csv"
 PAPER_BATCH = 512  # the paper's learning rates are for a global batch of 512
 PAPER_LR, PAPER_MIN_LR = 5e-4, 1e-5  # and its cosine decays from 5e-4 to 1e-5
 SMALL_T2T = ("t2t_vit_7", "t2t_vit_10", "t2t_vit_12")  # lr 1e-3, wd .03 in the paper; larger models 5e-4, .05
+REQUIRED_RUN_KEYS = {"model", "data", "out", "epochs", "batch_size", "seed", "model_args"}
 PLATEAU_LOSS = 0.95  # a run whose final train loss is still >= 95% of ln(classes) never left the initial plateau
 
 
@@ -86,6 +87,8 @@ class TrainConfig:
     init: str = None  # fine-tune from this checkpoint instead of random init
     device: str = None  # None: cuda when available
     threads: int = None  # CPU intra-op threads (torch.set_num_threads); None: torch's default
+    data_mode: str = "auto"  # "memory": decoded tensors augmented on the device; "files": per-image; "auto": by size
+    crop_padding: int = 4  # memory mode's random crop: pad by this much, crop back (files mode: scale, ratio)
 
     def __post_init__(self):
         self.scale, self.ratio = tuple(self.scale), tuple(self.ratio)
@@ -153,9 +156,10 @@ def seed_everything(seed):
 
 
 def is_run_config(path):
-    """A config.json that vitbench wrote: exactly TrainConfig's fields."""
+    """A config.json that vitbench wrote: TrainConfig's fields (an older vitbench wrote fewer) and no others."""
     saved = json.loads(Path(path).read_text())
-    return isinstance(saved, dict) and set(saved) == {f.name for f in dataclasses.fields(TrainConfig)}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    return isinstance(saved, dict) and REQUIRED_RUN_KEYS <= set(saved) <= fields
 
 
 RUN_FOLDER = OutputFolder(
@@ -189,7 +193,7 @@ def resume_config(out, given):
         raise ResultsError(
             f"{out} has no finished epoch to resume from ({LAST} is missing); start it again with --overwrite"
         )
-    saved = json.loads((out / CONFIG_FILE).read_text())
+    saved = {"data_mode": "files", **json.loads((out / CONFIG_FILE).read_text())}  # runs from before data_mode
     given = {k: v for k, v in given.items() if k != "out"}
     conflicts = [
         f"{key}={value!r} (run has {saved.get(key)!r})"
@@ -236,7 +240,8 @@ class Trainer:
         self.model = factory.create(
             config.model, len(samples.classes), config.img_size, config.drop_path, config.model_args
         )
-        self.data = TrainData(config, samples, self.model, context)
+        self.bad_files = BadFileLog(config.strict, warn)
+        self.data = train_data(config, samples, self.model, context, self.bad_files)
         overrides = dict(config.model_args)
         if config.init and factory.load_weights(self.model, config.init).get("layout") == "reference-t2t":
             overrides["qk_scale"] = self.model.embed_dim**-0.5  # the scale the reference weights need, kept for eval
@@ -247,7 +252,8 @@ class Trainer:
             "img_size": config.img_size,
             "num_classes": len(samples.classes),
             "classes": samples.classes,
-            "eval_transform": {"interpolation": config.interpolation, "crop_pct": config.crop_pct},
+            "eval_transform": {"interpolation": config.interpolation,  # memory mode evaluates whole images
+                               "crop_pct": 1.0 if self.data.mode == "memory" else config.crop_pct},
         }
         self.opt = Optimisation(
             config,
@@ -257,7 +263,6 @@ class Trainer:
             len(samples.classes),
             warn if context.is_main else print_nothing,
         )
-        self.bad_files = BadFileLog(config.strict, warn)
         self.epoch, self.history, self.best, self.final_eval = 0, [], None, None
 
     # --- state -------------------------------------------------------------------------------
@@ -428,8 +433,9 @@ class Trainer:
             "model_args": self.config.model_args,
             "data": self.config.data,
             "classes": len(self.data.classes),
-            "train_images": len(self.data.train),
-            "val_images": len(self.data.val),
+            "data_mode": self.data.mode,
+            "train_images": self.data.train_images,
+            "val_images": self.data.val_images,
             "params": count_params(self.model),
             "params_trainable": count_params(self.model, trainable_only=True),
             "epochs": self.epoch,
