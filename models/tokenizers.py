@@ -9,7 +9,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from timm.layers import Mlp
 from torch import nn
 
 from .errors import ConfigError, InputShapeError
@@ -92,6 +91,38 @@ class PatchTokenizer(Tokenizer):
         return x.flatten(2).transpose(1, 2)  # (B, N, D)
 
 
+class MaskDropout(nn.Dropout):
+    """`nn.Dropout` with a cheaper mask on CPU: uniform draws compared with p.
+
+    Each value is kept with probability 1 - p and scaled by 1 / (1 - p), as `nn.Dropout`;
+    the mask comes from `rand_like`, about twice as fast there as `bernoulli_`. A no-op in
+    eval mode or with p = 0.
+    """
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        if self.p == 1:
+            return x * 0.0
+        keep = torch.rand_like(x).ge_(self.p).div_(1 - self.p)  # 0 or 1 / (1 - p)
+        return x * keep
+
+
+class TokenMlp(nn.Module):
+    """fc1 -> GELU -> dropout -> fc2 -> dropout, all d_out wide: timm's `Mlp`, its keys and drops."""
+
+    def __init__(self, dim, drop=(0.0, 0.0)):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, dim)
+        self.act = nn.GELU()
+        self.drop1 = MaskDropout(drop[0])
+        self.fc2 = nn.Linear(dim, dim)
+        self.drop2 = MaskDropout(drop[1])
+
+    def forward(self, x):
+        return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
+
+
 class TokenAttention(nn.Module):
     """The reference T2T single-head attention: widths d_in -> d_out, scale d_in ** -0.5.
 
@@ -121,7 +152,7 @@ class TokenTransformer(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = TokenAttention(dim, out_dim)
         self.norm2 = nn.LayerNorm(out_dim)
-        self.mlp = Mlp(out_dim, out_dim, drop=drop)
+        self.mlp = TokenMlp(out_dim, drop=(drop, drop))
 
     def forward(self, x):
         x = self.attn(self.norm1(x))
@@ -144,18 +175,19 @@ class TokenPerformer(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.kqv = nn.Linear(dim, 3 * out_dim)
         self.proj = nn.Linear(out_dim, out_dim)
-        self.proj_drop = nn.Dropout(drop)
+        self.proj_drop = MaskDropout(drop)
         self.norm2 = nn.LayerNorm(out_dim)
-        self.mlp = Mlp(out_dim, out_dim, drop=(0.0, drop))
+        self.mlp = TokenMlp(out_dim, drop=(0.0, drop))
         self.num_features = int(out_dim * kernel_ratio)
         w = nn.init.orthogonal_(torch.empty(self.num_features, out_dim)) * math.sqrt(self.num_features)
         self.w = nn.Parameter(w, requires_grad=False)
 
     def random_features(self, x):
-        """(B, T, d_out) -> (B, T, m) in float32."""
-        x = x.float()
-        half_sq_norm = (x * x).sum(dim=-1, keepdim=True) / 2  # (B, T, 1)
-        return torch.exp(x @ self.w.t() - half_sq_norm) / math.sqrt(self.num_features)
+        """(B, T, d_out) -> (B, T, m) in float32, the 1 / sqrt(m) folded into the exponent."""
+        B, T, d = x.shape
+        x = x.float().reshape(B * T, d)  # a view: k and q are row-strided slices of kqv's output
+        offset = (x * x).sum(dim=-1, keepdim=True) / 2 + math.log(self.num_features) / 2  # (B*T, 1)
+        return torch.exp(torch.addmm(offset, x, self.w.t(), beta=-1)).view(B, T, -1)  # exp(w x - offset)
 
     def attention(self, x):
         k, q, v = self.kqv(x).split(self.out_dim, dim=-1)  # reference order: k, q, v
@@ -221,13 +253,26 @@ class T2TTokenizer(Tokenizer):
         )
         self.project = nn.Linear(widths[-1] * self.stages[-1][0] ** 2, embed_dim)
 
+    def soft_split(self, x, stage):
+        """(B, C, H, W) -> (B, h*w, C*k*k): nn.Unfold's patches, one token per row."""
+        kernel, stride, padding = self.stages[stage]
+        return F.unfold(x, kernel, padding=padding, stride=stride).transpose(1, 2)
+
+    def split_and_project(self, x):
+        """The last soft split and `project` as one strided convolution: (B, C, H, W) -> (B, N, D).
+
+        Unfold orders a patch's values c*k*k + i*k + j, as the Linear weight viewed (D, C, k, k).
+        """
+        kernel, stride, padding = self.stages[-1]
+        weight = self.project.weight.view(self.embed_dim, -1, kernel, kernel)
+        x = F.conv2d(x, weight, self.project.bias, stride=stride, padding=padding)  # (B, D, h, w)
+        return x.flatten(2).transpose(1, 2)  # (B, N, D), contiguous for a channels-last input
+
     def forward(self, x):
         self.check_input(x)
         height, width = x.shape[-2:]
-        for i, (kernel, stride, padding) in enumerate(self.stages):
-            x = F.unfold(x, kernel, padding=padding, stride=stride).transpose(1, 2)  # (B, h*w, c*k*k)
-            height, width = height // stride, width // stride
-            if i < len(self.blocks):
-                x = self.blocks[i](x)  # (B, h*w, token_dim)
-                x = x.transpose(1, 2).reshape(x.shape[0], self.token_dim, height, width)
-        return self.project(x)  # (B, N, D)
+        for stage, block in enumerate(self.blocks):
+            x = block(self.soft_split(x, stage))  # (B, h*w, token_dim)
+            height, width = height // self.stages[stage][1], width // self.stages[stage][1]
+            x = x.view(x.shape[0], height, width, self.token_dim).permute(0, 3, 1, 2)  # (B, C, h, w), channels-last
+        return self.split_and_project(x)
