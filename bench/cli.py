@@ -273,7 +273,7 @@ def cmd_study(args):
         if not args.data:
             raise ConfigError("--data is required to run a study (or pass --report-only to rebuild its report)")
         try:
-            writes = run_study(spec, args.data, args.out, args.resume, args.overwrite)
+            writes = run_study(spec, args.data, args.out, args.resume, args.overwrite, jobs=args.jobs)
         finally:
             distributed.teardown()
         if not writes:  # not rank 0
@@ -474,6 +474,8 @@ def add_study_command(sub):
     p.add_argument("--device")
     p.add_argument("--workers", type=int)
     p.add_argument("--threads", type=int, help="CPU threads (1 is fastest on a busy shared CPU)")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own process (default 1; "
+                   "on a CPU, one per core with --threads 1)")
     p.add_argument("--resume", action="store_true", help="finish the study in --out, skipping finished runs")
     p.add_argument("--overwrite", action="store_true", help="replace the study in --out and start over")
     p.add_argument("--report-only", action="store_true", help="only rebuild tables and curves from finished runs")

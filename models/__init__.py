@@ -1,6 +1,7 @@
 """ViT and Tokens-to-Token ViT over one backbone. `import models` registers every name with timm."""
 from .backbone import VisionTransformer
 from .checkpoint import load_checkpoint, save_checkpoint
+from .cnn import CNN_BASELINES
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -25,7 +26,7 @@ from .tokenizers import PatchTokenizer, T2TTokenizer
 __all__ = [
     "VisionTransformer", "PatchTokenizer", "T2TTokenizer", "create_model", "list_models", "resolve_config",
     "load_checkpoint", "save_checkpoint", "MODEL_CONFIGS", "PUBLISHED_EQUIVALENTS", "FAMILIES", "family_of",
-    "DEFAULT_IMG_SIZE",
+    "DEFAULT_IMG_SIZE", "CNN_BASELINES",
     "VitbenchError", "ConfigError", "InputShapeError", "UnknownModelError", "CheckpointError", "DatasetError",
     "ResultsError",
 ]

@@ -8,14 +8,17 @@ row per run (`collect`); its tables, curves and report.md are `bench.report.stud
 """
 import copy
 import json
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from bench.accuracy import distributed, factory, train
-from bench.accuracy.data import log
+from bench.accuracy.data import log, scan_dataset
+from bench.accuracy.tensor_data import decoded_split
 from bench.cost.flops import any_model_macs, count_params
 from bench.outputs import RESUME, OutputFolder
 from bench.provenance import provenance
@@ -37,6 +40,16 @@ FLIP_ONLY = {  # few epochs on little data: resampling would blur 5x5 motifs, so
     "mixup": 0.0, "cutmix": 0.0, "smoothing": 0.1, "crop_pct": 1.0, "interpolation": "bicubic",
 }
 PAPER_AUGMENTATION = {"crop_pct": 0.875, "interpolation": "bicubic"}  # the rest: TrainConfig's paper defaults
+CIFAR_CPU_TRAIN = {
+    "epochs": 8, "batch_size": 128, "img_size": 32, "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 1,
+    "min_lr": 1e-5, "drop_path": 0.0, "smoothing": 0.1, "mixup": 0.0, "cutmix": 0.0, "auto_augment": "", "reprob": 0.0,
+    "hflip": 0.5, "crop_padding": 4, "data_mode": "memory", "workers": 0, "threads": 1,
+}
+CIFAR_GPU_TRAIN = {
+    "epochs": 200, "batch_size": 128, "img_size": 32, "lr": 5.5e-4, "weight_decay": 0.06, "warmup_epochs": 10,
+    "min_lr": 1e-5, "drop_path": 0.1, "smoothing": 0.1, "mixup": 0.8, "cutmix": 1.0, "auto_augment": "cifar10",
+    "reprob": 0.25, "hflip": 0.5, "crop_padding": 4, "data_mode": "memory", "workers": 0, "amp": "bf16",
+}
 
 PRESETS = {
     "cpu-tiny": {
@@ -135,6 +148,41 @@ PRESETS = {
                 "overrides": {},
                 "variants": [{"depth": 18}, {"depth": 50, "model": "resnet50"}],
             },
+        ],
+    },
+    # CIFAR-10 (../shared/data/cifar10), decoded once and augmented as tensors. Each preset's transformer
+    # arms share one backbone (models/registry.py: vit_lite_*, t2t_vit_lite_*, t2t_vit_t_lite_*) and differ
+    # only in the tokenizer; the CNN is timm's ResNet with a CIFAR stem (models/cnn.py).
+    # cpu: the tiny siblings (4 blocks of width 64, 8 x 8 tokens), 8 epochs of a light recipe (crop + flip,
+    # label smoothing) that fits 2 hours on a 2-core CPU with --jobs 2; fractions .1/.25/1, seeds 0-1.
+    "cifar10-cpu": {
+        "fractions": [0.1, 0.25, 1.0],
+        "seeds": [0, 1],
+        "train": {**CIFAR_CPU_TRAIN},
+        "arms": [
+            {"name": "vit", "label": "ViT-Lite tiny (patch 4)", "model": "vit_lite_tiny", "depths": [4]},
+            {"name": "t2t-performer", "label": "T2T-ViT-Lite tiny (Performer T2T)", "model": "t2t_vit_lite_tiny",
+             "depths": [4]},
+            {"name": "t2t-transformer", "label": "T2T-ViT-Lite tiny (transformer T2T)", "model": "t2t_vit_t_lite_tiny",
+             "depths": [4]},
+            {"name": "cnn", "label": "ResNet tiny (CIFAR stem)", "model": "resnet_cifar_tiny",
+             "variants": [{"depth": 10}]},
+        ],
+    },
+    # gpu: Compact Transformers' scale: ViT-Lite-7/4 and its T2T counterparts vs ResNet-18 (CIFAR stem), full
+    # data, 3 seeds, 200 epochs of their recipe (AdamW 5.5e-4 at batch 128, wd .06, 10 warm-up epochs,
+    # AutoAugment CIFAR-10, Mixup .8 / CutMix 1, erasing .25, label smoothing .1, drop path .1), bf16.
+    "cifar10-gpu": {
+        "fractions": [1.0],
+        "seeds": [0, 1, 2],
+        "train": {**CIFAR_GPU_TRAIN},
+        "arms": [
+            {"name": "vit", "label": "ViT-Lite-7/4", "model": "vit_lite_7_4", "depths": [7]},
+            {"name": "t2t-performer", "label": "T2T-ViT-Lite-7 (Performer T2T)", "model": "t2t_vit_lite_7_4",
+             "depths": [7]},
+            {"name": "t2t-transformer", "label": "T2T-ViT-Lite-7 (transformer T2T)", "model": "t2t_vit_t_lite_7_4",
+             "depths": [7]},
+            {"name": "cnn", "label": "ResNet-18 (CIFAR stem)", "model": "resnet18_cifar", "variants": [{"depth": 18}]},
         ],
     },
 }
@@ -272,10 +320,12 @@ STUDY_FOLDER = OutputFolder(
 
 
 def run_study(spec: Spec, data: str | Path, out: str | Path, resume: bool = False, overwrite: bool = False,
-              warn=log) -> bool:
+              warn=log, jobs: int = 1) -> bool:
     """Train every run of `spec` on `data` into `out`, skipping finished runs; True on the rank that writes.
 
-    Under torchrun every rank runs this; the runs are DDP runs and only rank 0 writes.
+    `jobs` > 1 trains that many runs at once in separate processes (on a CPU: one thread each is
+    the most images per second). Under torchrun every rank runs this; the runs are DDP runs and
+    only rank 0 writes.
     """
     out = Path(out)
     context = distributed.setup(spec.train.get("device"))
@@ -292,31 +342,49 @@ def run_study(spec: Spec, data: str | Path, out: str | Path, resume: bool = Fals
             out / STUDY_FILE, json.dumps({"spec": record, "provenance": provenance(context.device)}, indent=1) + "\n"
         )
     distributed.barrier(context)
-    runs = spec.runs()
-    for index, (variant, fraction, seed) in enumerate(runs, 1):
-        folder = out / "runs" / run_name(variant, fraction, seed)
-        if (folder / train.SUMMARY).is_file():
-            continue
-        start = time.perf_counter()
-        if (folder / train.LAST).is_file():
-            summary = train.resume(folder, progress=False, warn=warn)
-        else:
-            config = train.TrainConfig(
-                model=variant.model,
-                data=str(data),
-                out=str(folder),
-                model_args=variant.overrides,
-                seed=seed,
-                train_fraction=fraction,
-                **spec.train,
-            )
-            summary = train.start(config, overwrite=True, progress=False, warn=warn)
-        if context.is_main:
-            warn(
-                f"[{index}/{len(runs)}] {run_name(variant, fraction, seed)}: top-1 {summary['top1']:.1f}% "
-                f"({summary['train_images']} train images, {time.perf_counter() - start:.0f} s)"
-            )
+    todo = [(index, run_name(variant, fraction, seed), run_config(spec, data, out, variant, fraction, seed))
+            for index, (variant, fraction, seed) in enumerate(spec.runs(), 1)
+            if not (out / "runs" / run_name(variant, fraction, seed) / train.SUMMARY).is_file()]
+    if jobs > 1 and not context.distributed:
+        decode_once(spec, data)
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(train_run, config): (index, name) for index, name, config in todo}
+            for future in as_completed(futures):
+                report_run(*futures[future], future.result(), len(spec.runs()), warn)
+    else:
+        for index, name, config in todo:
+            report_run(index, name, train_run(config, warn), len(spec.runs()), warn if context.is_main else None)
     return context.is_main
+
+
+def decode_once(spec, data):
+    """Fill the decoded-image cache before parallel runs start (each would otherwise decode it too)."""
+    if spec.train.get("data_mode") == "memory":
+        for split in scan_dataset(data).values():
+            decoded_split(split, spec.train.get("img_size", train.TrainConfig.default("img_size")))
+
+
+def run_config(spec, data, out, variant, fraction, seed):
+    folder = Path(out) / "runs" / run_name(variant, fraction, seed)
+    return train.TrainConfig(model=variant.model, data=str(data), out=str(folder), model_args=variant.overrides,
+                             seed=seed, train_fraction=fraction, **spec.train)
+
+
+def train_run(config, warn=log):
+    """One run of a study: resumed from its checkpoint if it has one, else started (replacing a failed start)."""
+    start = time.perf_counter()
+    if (Path(config.out) / train.LAST).is_file():
+        summary = train.resume(config.out, progress=False, warn=warn)
+    else:
+        summary = train.start(config, overwrite=True, progress=False, warn=warn)
+    return {**summary, "wall_s": time.perf_counter() - start}
+
+
+def report_run(index, name, summary, total, warn):
+    if warn:
+        flag = " [stayed on the initial plateau]" if summary["health"]["plateau"] else ""
+        warn(f"[{index}/{total}] {name}: top-1 {summary['top1']:.1f}% ({summary['train_images']} train images, "
+             f"{summary['wall_s']:.0f} s){flag}")
 
 
 def collect(spec, out):
