@@ -84,7 +84,10 @@ def cmd_profile(args):
         print(json.dumps(result))
         return
     for key, value in result.items():
-        shown = f"{value:,.1f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else value
+        if isinstance(value, float):
+            shown = f"{value:.3f}" if abs(value) < 10 else f"{value:,.1f}"
+        else:
+            shown = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else value
         print(f"{key:>32}  {shown}")
 
 
@@ -506,6 +509,12 @@ def main(argv=None):
         if args.debug:
             raise
         print(f"vitbench {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if args.debug or e.filename is None:  # no file named: a bug, shown with its traceback
+            raise
+        print(f"vitbench {args.command}: error: cannot write {e.filename} ({e.strerror}); free space or choose "
+              "another --out", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"vitbench {args.command}: interrupted", file=sys.stderr)

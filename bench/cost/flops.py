@@ -245,9 +245,7 @@ def any_model_macs(model, img_size=None):
     or its pretrained_cfg's input size."""
     if isinstance(model, VisionTransformer):
         return int(fvcore_macs(model, img_size)["total"])
-    size = to_2tuple_size(img_size) if img_size else tuple(model.pretrained_cfg["input_size"][1:])
-    weight = next(model.parameters())
-    image = torch.zeros(1, 3, *size, dtype=weight.dtype, device=weight.device)
+    image = one_image(model, img_size)
     was_training = model.training
     analysis = FlopCountAnalysis(model.eval(), image)
     analysis.set_op_handle("aten::scaled_dot_product_attention", sdpa_macs_jit)
@@ -257,6 +255,26 @@ def any_model_macs(model, img_size=None):
         total = analysis.total()
     model.train(was_training)
     return int(total)
+
+
+def one_image(model, img_size=None):
+    """A zero image of `img_size` (default the pretrained_cfg's input size) on the model's device and dtype."""
+    channels, *size = model.pretrained_cfg["input_size"]
+    size = to_2tuple_size(img_size) if img_size else tuple(size)
+    weight = next(model.parameters())
+    return torch.zeros(1, channels, *size, dtype=weight.dtype, device=weight.device)
+
+
+def any_model_counts(model, img_size=None):
+    """`macs` (fvcore's rules), `macs_fvcore` and `macs_torch` of any timm model, fused attention and
+    LayerNorm counted by both: the counters for a model with no analytic formulas."""
+    was_training = model.training
+    counter = FlopCounterMode(display=False, custom_mapping=TORCH_EXTRA_FORMULAS)
+    with torch.no_grad(), counter:
+        model.eval()(one_image(model, img_size))
+    model.train(was_training)
+    fvcore = any_model_macs(model, img_size)
+    return {"macs": fvcore, "macs_fvcore": fvcore, "macs_torch": counter.get_total_flops() // 2}
 
 
 def mac_counts(model, img_size=None):

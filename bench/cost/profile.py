@@ -1,26 +1,66 @@
-"""`vitbench profile MODEL`: parameters, MACs (three counters), throughput and peak memory."""
-import models
-from bench.cost.flops import mac_counts, param_breakdown
+"""`vitbench profile MODEL`: parameters, MACs (three counters), throughput, peak memory, and for ours
+the tokenizer's share of the time beside its share of the MACs. MODEL may be any timm model too."""
+import statistics
+
+import torch
+
+from bench.cost.build import build_model, input_size, is_ours
+from bench.cost.flops import any_model_counts, count_params, mac_counts, param_breakdown
 from bench.cost.memory import activation_estimate_bytes, measure_peak_memory
-from bench.cost.timing import TimingSetup, measure_throughput
+from bench.cost.timing import TimingSetup, measure_throughput, prepare, timed_call
 from bench.provenance import device_name
+
+
+def tokenizer_time_share(model, setup, mode, rounds=5):
+    """Median over interleaved rounds of (tokenizer time / whole-model time): a forward pass
+    (inference) or a forward and backward pass (train) of the tokenizer alone against the model's."""
+    runnable, device = prepare(model, setup)
+    images = torch.randn(setup.batch_size, *input_size(model), device=device)
+
+    def run(module):
+        def step():
+            with setup.autocast(), torch.set_grad_enabled(mode == "train"):
+                out = module(images)
+            if mode == "train":
+                out.float().sum().backward()
+        return step
+
+    model.train(mode == "train")
+    whole, front = run(runnable), run(model.tokenizer)
+    for _ in range(max(setup.warmup, 1)):
+        whole(), front()
+    shares = [timed_call(front, device) / timed_call(whole, device) for _ in range(rounds)]
+    model.zero_grad(set_to_none=True)
+    return statistics.median(shares)
 
 
 def profile_model(name: str, overrides: dict | None = None, setup: TimingSetup = TimingSetup(),
                   modes: tuple[str, ...] = ("inference",)) -> dict:
     """One flat dict describing the cost of `name` (with `overrides`) under `setup`."""
     overrides = overrides or {}
-    model = models.create_model(name, **overrides)
+    model = build_model(name, overrides)
+    ours = is_ours(name)
+    channels, height, width = input_size(model)
+    if ours:
+        counts = mac_counts(model)
+        params = param_breakdown(model)
+        shape = {"tokens": model.tokenizer.num_tokens + 1,
+                 "tokenizer_mac_share": counts["macs_tokenizer"] / counts["macs"]}
+    else:
+        counts = any_model_counts(model)
+        params = {"params": count_params(model), "params_trainable": count_params(model, trainable_only=True)}
+        shape = {}
     result = {
         "model": name,
-        **param_breakdown(model),
-        **{k: v for k, v in mac_counts(model).items() if k.startswith("macs")},
+        **params,
+        **{k: v for k, v in counts.items() if k.startswith("macs")},
         "device": setup.device,
         "device_name": device_name(setup.device),
         "dtype": setup.dtype,
         "batch_size": setup.batch_size,
-        "img_size": model.img_size[0] if model.img_size[0] == model.img_size[1] else list(model.img_size),
-        "tokens": model.tokenizer.num_tokens + 1,
+        "compile": setup.compile,
+        "img_size": height if height == width else [height, width],
+        **shape,
     }
     for mode in modes:
         suffix = "" if mode == "inference" else "_train"
@@ -31,7 +71,11 @@ def profile_model(name: str, overrides: dict | None = None, setup: TimingSetup =
             f"throughput_iqr{suffix}": [timing["img_s_q1"], timing["img_s_q3"]],
             f"peak_memory_bytes{suffix}": memory.get("peak_memory_bytes"),
             f"memory_method{suffix}": memory.get("memory_method", "oom"),
-            f"activation_estimate_bytes{suffix}": activation_estimate_bytes(model, setup.batch_size, mode),
         })
+        if setup.compile:
+            result[f"compile_s{suffix}"] = timing["compile_s"]
+        if ours:
+            result[f"activation_estimate_bytes{suffix}"] = activation_estimate_bytes(model, setup.batch_size, mode)
+            result[f"tokenizer_time_share{suffix}"] = tokenizer_time_share(model, setup, mode)
     result["threads"] = timing["threads"]
     return result

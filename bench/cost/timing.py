@@ -51,6 +51,13 @@ class TimingSetup:
         resolve_dtype(self.dtype)
         if self.device not in DEVICES:
             raise ConfigError(f"unknown device {self.device!r}; choose one of {list(DEVICES)}")
+        for name in ("batch_size", "warmup", "repeats"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"{name}={value!r} must be an integer; pass e.g. {name} = 8, not a string")
+        for name in ("channels_last", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be true or false")
         if self.batch_size < 1 or self.repeats < 1 or self.warmup < 0:
             raise ConfigError(f"batch_size={self.batch_size} and repeats={self.repeats} must be >= 1 and "
                               f"warmup={self.warmup} >= 0; pass positive sizes")
@@ -125,6 +132,15 @@ def make_step(model, setup, mode):
     return step, device
 
 
+def timed_call(step, device):
+    """Wall seconds of one call of `step`, the device synchronised on both sides."""
+    synchronize(device)
+    begin = time.perf_counter()
+    step()
+    synchronize(device)
+    return time.perf_counter() - begin
+
+
 def time_step(step, device, warmup, repeats):
     """Seconds per call of `step`, one entry per repeat, after `warmup` calls."""
     for _ in range(warmup):
@@ -154,8 +170,11 @@ def rate_quartiles(seconds, batch_size):
 
 
 def measure_throughput(model, setup: TimingSetup = TimingSetup(), mode="inference") -> dict:
-    """Images/s of `model` for `mode`: dict with img_s (median), img_s_q1, img_s_q3, threads."""
+    """Images/s of `model` for `mode`: img_s (median), img_s_q1, img_s_q3, threads, and with `compile`
+    compile_s: the first call's time (where torch.compile compiles) less a steady step's, timed apart."""
     step, device = make_step(model, setup, mode)
+    first = timed_call(step, device) if setup.compile else None
     result = rate_quartiles(time_step(step, device, setup.warmup, setup.repeats), setup.batch_size)
     result["threads"] = torch.get_num_threads() if device.type == "cpu" else None
+    result["compile_s"] = max(first - setup.batch_size / result["img_s"], 0.0) if setup.compile else None
     return result
