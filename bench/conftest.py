@@ -1,20 +1,21 @@
 """pytest-benchmark suite: `pytest bench --benchmark-only` (default sizes, < 10 min on 2 CPU cores).
 
 --bench-size smoke    tiny configs, run once by the test command with --benchmark-disable
---bench-size default  every named model at 224 px, batch 1, and a small depth/heads/patch sweep
+--bench-size default  every named model at 224 px, batch 1, a small depth/heads/patch sweep,
+                      the timm baselines, and the ours-vs-baseline pairs at batch 8
 --bench-size full     the full grid and GPU batch sizes
+--bench-compile       torch.compile every model first (compile time recorded apart, as compile_s)
 
-Every benchmark's `extra_info` holds model, params, MACs, image size, batch, tokens, device and
-dtype, so `--benchmark-json` is a complete record. Pairs (ours vs a baseline of the same
-config) get a speed ratio, printed at the end and stored in the JSON under "ratios".
+Every benchmark's `extra_info` holds model, params, MACs, image size, batch, tokens, device, dtype
+and compile, so `--benchmark-json` is a complete record. Pairs (ours vs a baseline) are timed
+interleaved; their ratios are printed at the end and stored in the JSON under "ratios".
 """
 import statistics
 
 import pytest
-import torch
 
 from bench import suite
-from bench.cost.timing import DEVICES, DTYPES, TimingSetup, make_step
+from bench.cost.timing import DEVICES, DTYPES, TimingSetup, make_step, timed_call
 
 
 def pytest_addoption(parser):
@@ -22,11 +23,12 @@ def pytest_addoption(parser):
     group.addoption("--bench-size", choices=sorted(suite.SIZES), default="default", help="which grid to run")
     group.addoption("--bench-device", choices=DEVICES, default="cpu", help="device to time on")
     group.addoption("--bench-dtype", choices=list(DTYPES), default="float32")
+    group.addoption("--bench-compile", action="store_true", help="torch.compile each model (compile time apart)")
 
 
 def pytest_generate_tests(metafunc):
     size = suite.SIZES[metafunc.config.getoption("--bench-size")]
-    for argname in ("named_case", "sweep_case", "pair_case"):
+    for argname in ("named_case", "sweep_case", "baseline_case", "pair_case"):
         if argname in metafunc.fixturenames:
             cases = size[argname]
             metafunc.parametrize(argname, cases, ids=[case.id for case in cases])
@@ -39,45 +41,73 @@ def timing(request):
     prefix = "pair_" if "pair_case" in request.fixturenames else ""
     return TimingSetup(
         batch_size=size[f"{prefix}batch_size"], device=request.config.getoption("--bench-device"),
-        dtype=request.config.getoption("--bench-dtype"), warmup=size["warmup"], repeats=size[f"{prefix}rounds"],
+        dtype=request.config.getoption("--bench-dtype"), compile=request.config.getoption("--bench-compile"),
+        warmup=size["warmup"], repeats=size[f"{prefix}rounds"],
     )
+
+
+def compiled_step(model, timing, mode):
+    """(step, device, compile seconds or None): with compile, the first call (which compiles) is timed apart."""
+    step, device = make_step(model, timing, mode)
+    compile_s = timed_call(step, device) if timing.compile else None
+    return step, device, compile_s
 
 
 @pytest.fixture
 def run_benchmark(benchmark, timing):
     """Time one step of `model` in `mode` with pytest-benchmark and record what was timed."""
 
-    def run(model, mode, group, described=None, **info):
-        step, device = make_step(model, timing, mode)
-
-        def timed():
-            step()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-
+    def run(model, mode, group, **info):
+        step, device, compile_s = compiled_step(model, timing, mode)
         benchmark.group = group
-        benchmark.extra_info.update(suite.benchmark_info(described or model, timing, mode), **info)
-        benchmark.pedantic(timed, rounds=timing.repeats, warmup_rounds=timing.warmup, iterations=1)
+        benchmark.extra_info.update(suite.benchmark_info(model, timing, mode), compile_s=compile_s, **info)
+        benchmark.pedantic(lambda: timed_call(step, device), rounds=timing.repeats, warmup_rounds=timing.warmup,
+                           iterations=1)
 
     return run
 
 
+@pytest.fixture
+def run_pair(benchmark, timing):
+    """Time ours and its baseline round by round, alternating which goes first; record both and the ratios."""
+
+    def run(pair, mode):
+        ours, baseline = pair.build()
+        (ours_step, device, ours_compile), (base_step, _, base_compile) = (
+            compiled_step(ours, timing, mode), compiled_step(baseline, timing, mode))
+        seconds = []
+
+        def one_round():
+            first, second = (ours_step, base_step) if len(seconds) % 2 == 0 else (base_step, ours_step)
+            a, b = timed_call(first, device), timed_call(second, device)
+            seconds.append((a, b) if first is ours_step else (b, a))  # (ours, baseline)
+
+        benchmark.group = f"pairs: {mode}"
+        benchmark.pedantic(one_round, rounds=timing.repeats, warmup_rounds=timing.warmup, iterations=1)
+        timed = seconds[timing.warmup:]
+        speedup = statistics.median(base / own for own, base in timed)
+        info = suite.benchmark_info(ours, timing, mode)
+        base_info = suite.benchmark_info(baseline, timing, mode)
+        benchmark.extra_info.update(
+            info, pair=pair.id, baseline=base_info["model"], baseline_macs=base_info["macs"],
+            baseline_params=base_info["params"], speedup=speedup,
+            mac_efficiency=speedup * info["macs"] / base_info["macs"],
+            ours_median_s=statistics.median(own for own, _ in timed),
+            baseline_median_s=statistics.median(base for _, base in timed),
+            round_seconds=timed, compile_s=ours_compile, baseline_compile_s=base_compile,
+        )
+
+    return run
+
+
+RATIO_KEYS = ("speedup", "mac_efficiency", "ours_median_s", "baseline_median_s", "mode", "baseline")
+
+
 def speed_ratios(benchmarks):
-    """For each pair group: baseline median time / ours (above 1 means ours is faster)."""
-    medians = {}
-    for bench in benchmarks:
-        info = bench["extra_info"]
-        if "pair" in info:
-            medians.setdefault(info["pair"], {})[info["role"]] = bench["stats"]["median"]
-    return {
-        pair: {
-            "speedup": roles["baseline"] / roles["ours"],
-            "ours_median_s": roles["ours"],
-            "baseline_median_s": roles["baseline"],
-        }
-        for pair, roles in medians.items()
-        if {"ours", "baseline"} <= set(roles)
-    }
+    """{'<pair> [<mode>]': speedup (baseline time / ours, median of interleaved rounds), mac_efficiency
+    (speedup x ours' MACs / the baseline's: images/s x MACs relative to the baseline), medians}."""
+    return {f"{b['extra_info']['pair']} [{b['extra_info']['mode']}]": {k: b["extra_info"][k] for k in RATIO_KEYS}
+            for b in benchmarks if "speedup" in b["extra_info"]}
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
@@ -88,13 +118,9 @@ def pytest_terminal_summary(terminalreporter, config):
     session = getattr(config, "_benchmarksession", None)
     if session is None or session.disabled or not session.benchmarks:
         return
-    records = [
-        {"extra_info": b.extra_info, "stats": {"median": statistics.median(b.stats.data)}}
-        for b in session.benchmarks
-        if b.stats and b.stats.data
-    ]
-    ratios = speed_ratios(records)
+    ratios = speed_ratios([{"extra_info": b.extra_info} for b in session.benchmarks])
     if ratios:
-        terminalreporter.section("speed ratios (baseline time / ours; > 1 means ours is faster)")
+        terminalreporter.section("ours vs baseline (interleaved; speedup > 1: ours faster; efficiency: img/s x MACs)")
         for pair, ratio in sorted(ratios.items()):
-            terminalreporter.write_line(f"{pair:<60} {ratio['speedup']:.3f}x")
+            terminalreporter.write_line(
+                f"{pair:<90} {ratio['speedup']:6.3f}x  efficiency {ratio['mac_efficiency']:.3f}")

@@ -15,6 +15,6 @@ export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 "$python" -m bench.cli sweep --families vit t2t-performer t2t-transformer --depth 12 --heads 6 --embed-dim 384 \
     --img-size 224 --measure params throughput memory max_batch --modes inference train --device cuda \
     --batch-size 64 --dtype bfloat16 --out "$out/sweep"
-"$python" -m pytest bench/bench_baselines.py --benchmark-only --bench-device cuda --bench-size full \
+"$python" -m pytest bench/bench_pairs.py --benchmark-only --bench-device cuda --bench-size full \
     --benchmark-json "$out/pairs.json" -q -p no:cacheprovider
 echo "GPU check done: $out"

@@ -17,7 +17,7 @@ from .conftest import REPO
 def benchmark_json(tmp_path_factory):
     """A real pytest-benchmark JSON from the smoke-size baseline pairs."""
     path = tmp_path_factory.mktemp("bench") / "benchmarks.json"
-    subprocess.run([sys.executable, "-m", "pytest", "bench/bench_baselines.py", "-q", "--bench-size=smoke",
+    subprocess.run([sys.executable, "-m", "pytest", "bench/bench_pairs.py", "-q", "--bench-size=smoke",
                     "--benchmark-only", f"--benchmark-json={path}", "-p", "no:cacheprovider"], cwd=REPO, check=True,
                    capture_output=True)
     return path
