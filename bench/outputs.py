@@ -6,9 +6,12 @@
   only the files vitbench wrote there, and refuses while anything else is in the folder.
 
 Each caller describes its folder once with an `OutputFolder` (kind, marker file, how to tell that
-the marker is ours, which files it writes) and calls `prepare(out, resume, overwrite)`.
+the marker is ours, which files it writes) and calls `prepare(out, resume, overwrite)`. Work that
+writes into a folder for long (a sweep, a run, a study) holds `folder_lock(out, kind)` meanwhile.
 """
+import contextlib
 import fnmatch
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +21,12 @@ from models.errors import ConfigError, ResultsError
 
 NEW, RESUME, OVERWRITE = "new", "resume", "overwrite"
 TEMPORARY = ".*.tmp"  # what models.atomic leaves behind when killed mid-write
+LOCK = ".vitbench.lock"  # the pid of the process working in a folder (folder_lock)
+
+
+def is_empty(out):
+    """Does folder `out` hold nothing but (maybe) its lock?"""
+    return all(path.name == LOCK for path in Path(out).iterdir())
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,7 @@ class OutputFolder:
     written: tuple = ()  # glob patterns (relative paths) of what vitbench writes here, marker included
     listed: Callable[[Path], set] | None = None  # more relative paths vitbench wrote (e.g. a manifest's list)
     resume_hint: str = ""  # e.g. "continue it": the folder can be resumed with --resume
+    resumable: Callable[[Path], bool] = lambda out: True  # has a folder of ours anything to resume from?
     error: type = ResultsError
 
     def is_ours(self, out):
@@ -45,19 +55,26 @@ class OutputFolder:
             raise ConfigError("--resume and --overwrite contradict each other; pick one")
         if out.exists() and not out.is_dir():
             raise self.error(f"{out} is a file, not a folder; choose another --out")
-        if not out.exists() or not any(out.iterdir()):
+        if not out.exists() or is_empty(out):
             if resume:
                 raise self.error(f"{out} holds no {self.kind} to resume; start it without --resume")
             return NEW
         if not self.is_ours(out):
             raise self.error(f"{out} is not a vitbench {self.kind} folder (no {self.marker}) and already holds "
                              "other files; choose another --out")
-        if resume and self.resume_hint:
+        resumable = bool(self.resume_hint) and self.resumable(out)
+        if resume and self.resume_hint and not resumable:
+            raise self.error(f"{out} holds a {self.kind} with nothing finished to resume from; start it again "
+                             "with --overwrite")
+        if resume and resumable:
             return RESUME
         if overwrite:
             self.refuse_foreign(out)
             return OVERWRITE
-        hint = f"--resume to {self.resume_hint} or " if self.resume_hint else ""
+        if self.resume_hint and not resumable:
+            raise self.error(f"{out} holds a {self.kind} that never finished a step, nothing worth keeping; pass "
+                             "--overwrite to start it over, or choose another --out")
+        hint = f"--resume to {self.resume_hint} or " if resumable else ""
         raise self.error(f"{out} already holds {self.holds}; pass {hint}--overwrite to "
                          f"{'start over' if self.resume_hint else 'replace it'}, or choose another --out")
 
@@ -70,7 +87,7 @@ class OutputFolder:
             if path.is_dir() and not path.is_symlink():
                 continue
             relative = path.relative_to(out).as_posix()
-            patterns = (*self.written, TEMPORARY, f"*/{TEMPORARY}")
+            patterns = (*self.written, TEMPORARY, f"*/{TEMPORARY}", LOCK, f"*/{LOCK}")
             if relative in listed or any(fnmatch.fnmatch(relative, pattern) for pattern in patterns):
                 found.add(relative)
         return found
@@ -90,9 +107,13 @@ class OutputFolder:
                              "choose another --out (--overwrite only replaces vitbench's own files)")
 
     def clear(self, out):
-        """Remove a folder of ours for --overwrite; refuses if anything vitbench did not write is in it."""
+        """Empty a folder of ours for --overwrite, keeping its lock; refuses while anything else is in it."""
         self.refuse_foreign(out)
-        shutil.rmtree(out)
+        for path in Path(out).iterdir():
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.name != LOCK:
+                path.unlink()
 
     def start(self, out, resume=False, overwrite=False):
         """`prepare`, then clear an overwritten folder and create it; returns NEW, RESUME or OVERWRITE."""
@@ -105,5 +126,65 @@ class OutputFolder:
     def discard(self, out):
         """Remove a folder of ours that a failed start left, unless it holds anything vitbench did not write."""
         out = Path(out)
-        if out.is_dir() and (self.is_ours(out) or not any(out.iterdir())) and not self.foreign(out):
+        if out.is_dir() and (self.is_ours(out) or is_empty(out)) and not self.foreign(out):
             shutil.rmtree(out)
+
+
+def lock_holder(path):
+    """The pid written in lock file `path`, or None when it is unreadable or gone."""
+    try:
+        return int(Path(path).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def is_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def take_lock(out, kind):
+    """Create out/LOCK holding our pid (O_EXCL: one process wins); a lock whose pid is dead is taken over."""
+    path = out / LOCK
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = lock_holder(path)
+            if holder is not None and is_alive(holder):
+                raise ResultsError(f"{out} is in use by another vitbench process (pid {holder}); wait for it to "
+                                   f"finish or stop it, or choose another --out") from None
+            path.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()} {kind}\n")
+        return path
+    raise ResultsError(f"cannot lock {out}: {path} keeps changing; check that no other vitbench works there")
+
+
+@contextlib.contextmanager
+def folder_lock(out, kind):
+    """Hold `out` (created if needed) for this process while a `kind` ("sweep", "run", "study") works in it;
+    another process gets a one-line ResultsError naming the holder's pid."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ResultsError(f"{out} is a file, not a folder; choose another --out")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        path = take_lock(out, kind)
+    except OSError as error:
+        raise ResultsError(f"cannot write {out} ({error.strerror or error}); choose another --out") from None
+    try:
+        yield
+    finally:
+        if lock_holder(path) == os.getpid():
+            path.unlink(missing_ok=True)
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # a folder made only for the lock, left empty by a refusal

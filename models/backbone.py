@@ -125,7 +125,18 @@ class VisionTransformer(nn.Module):
         if hasattr(self, "pretrained_cfg"):
             self.pretrained_cfg = {**self.pretrained_cfg, "input_size": (self.tokenizer.in_chans, *self.img_size)}
 
+    def cast_input(self, x):
+        """A floating batch in the weights' dtype (float64 or float16 inputs are cast); integer pixels raise."""
+        if not torch.is_tensor(x) or not x.is_floating_point():
+            kind = x.dtype if torch.is_tensor(x) else type(x).__name__
+            raise InputShapeError(
+                f"expected a float image batch, got {kind}; convert pixels to float and normalise them first, "
+                "e.g. x = (x.float() / 255 - mean) / std with the model's pretrained_cfg mean and std"
+            )
+        return x.to(self.cls_token.dtype)
+
     def forward_features(self, x):
+        x = self.cast_input(x)
         grid = self.tokenizer.check_input(x)
         if grid != self.tokenizer.grid_size:
             built_h, built_w = self.tokenizer.img_size

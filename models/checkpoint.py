@@ -65,7 +65,10 @@ def extract_state_dict(payload, path, use_ema=False):
         raise CheckpointError(f"{path} holds a {type(payload).__name__}, not a state dict; save model.state_dict()")
     if use_ema and "state_dict_ema" not in payload:
         raise CheckpointError(f"{path} has no state_dict_ema; load it with use_ema=False")
-    state_dict = payload["state_dict_ema"] if use_ema else payload
+    only_ema = "state_dict_ema" in payload and not any(isinstance(payload.get(key), dict) for key in STATE_DICT_KEYS)
+    if only_ema and not use_ema:
+        log.warning("%s holds only EMA weights (state_dict_ema); loading those", path)
+    state_dict = payload["state_dict_ema"] if use_ema or only_ema else payload
     for key in STATE_DICT_KEYS:
         if isinstance(state_dict.get(key), dict):
             state_dict = state_dict[key]

@@ -12,6 +12,7 @@ Naming: the T2T-ViT names are the reference's (timm has none of them). Our ViT s
 import difflib
 import fnmatch
 import inspect
+import numbers
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import register_model
@@ -124,6 +125,64 @@ def upgrade_config(config: dict) -> dict:
     return config
 
 
+# Settings type-checked before any module is built. Integers: the lowest allowed value.
+INT_SETTINGS = {"depth": 1, "num_heads": 1, "embed_dim": 1, "patch_size": 1, "token_dim": 1, "in_chans": 1,
+                "num_classes": 0}
+POSITIVE, RATE = "a number > 0", "a rate in [0, 1)"
+FLOAT_SETTINGS = {"mlp_ratio": POSITIVE, "qk_scale": POSITIVE, "drop_rate": RATE, "attn_drop_rate": RATE,
+                  "drop_path_rate": RATE, "t2t_drop": RATE}
+FLOAT_RANGES = {POSITIVE: lambda v: v > 0, RATE: lambda v: 0 <= v < 1}
+BOOL_SETTINGS = ("qkv_bias",)
+OPTIONAL = ("t2t_drop", "qk_scale")  # None means "the default"
+
+
+def is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_int(key, value, lowest):
+    if not is_int(value):
+        raise ConfigError(f"{key}={value!r} must be an integer >= {lowest}; pass e.g. {key}={max(lowest, 4)}")
+    if value < lowest:
+        raise ConfigError(f"{key}={value} is out of range; pass an integer >= {lowest}")
+    return int(value)
+
+
+def check_float(key, value, allowed):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not FLOAT_RANGES[allowed](value):
+        raise ConfigError(f"{key}={value!r} must be {allowed}; pass e.g. {key}={0.1 if allowed == RATE else 2.0}")
+    return float(value)
+
+
+def check_bool(key, value):
+    if isinstance(value, bool) or (is_int(value) and value in (0, 1)):
+        return bool(value)
+    raise ConfigError(f"{key}={value!r} must be True or False (or 1 / 0); pass e.g. {key}=False")
+
+
+def check_img_size(value):
+    sides = list(value) if isinstance(value, (tuple, list)) else [value]
+    if len(sides) not in (1, 2) or not all(is_int(side) and side >= 1 for side in sides):
+        raise ConfigError(f"img_size={value!r} must be a positive integer or an (H, W) pair; pass e.g. img_size=224")
+    return value
+
+
+def check_settings(config):
+    """`config` with every known setting type-checked (ints stay ints, 0/1 become booleans); bad ones raise."""
+    checked = dict(config)
+    for key, value in config.items():
+        if key in OPTIONAL and value is None:
+            continue
+        if key in INT_SETTINGS:
+            checked[key] = check_int(key, value, INT_SETTINGS[key])
+        elif key in FLOAT_SETTINGS:
+            checked[key] = check_float(key, value, FLOAT_SETTINGS[key])
+        elif key in BOOL_SETTINGS:
+            checked[key] = check_bool(key, value)
+    checked["img_size"] = check_img_size(config["img_size"])
+    return checked
+
+
 def list_models(pattern: str = "*") -> list[str]:
     """Registered names matching a shell-style pattern, sorted."""
     return sorted(fnmatch.filter(MODEL_CONFIGS, pattern))
@@ -131,6 +190,8 @@ def list_models(pattern: str = "*") -> list[str]:
 
 def resolve_config(name: str, **overrides) -> dict:
     """The full settings of `name` with `overrides` applied; unknown names or keys raise."""
+    if not isinstance(name, str):
+        raise UnknownModelError(f"model name {name!r} is not a string; pass a name from `vitbench list`")
     if name not in MODEL_CONFIGS:
         close = difflib.get_close_matches(name, MODEL_CONFIGS, n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}?" if close else "run `vitbench list` to see them"
@@ -145,7 +206,7 @@ def resolve_config(name: str, **overrides) -> dict:
         other = [k for k in unknown if any(k in opts for opts in TOKENIZER_OPTIONS.values())]
         why = f"{other} apply to the other model family" if other else f"valid options are {sorted(allowed)}"
         raise ConfigError(f"unknown option(s) {unknown} for model {name!r} ({family_of(config)}); {why}")
-    return config
+    return check_settings(config)
 
 
 def build_model(

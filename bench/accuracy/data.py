@@ -52,6 +52,52 @@ def visible(name):
     return not name.startswith(".")
 
 
+def real_class_dirs(split_dir, classes):
+    """{real path of each class folder: class name}; two classes that are one folder (a symlink) raise."""
+    found = {}
+    for name in classes:
+        real = os.path.realpath(split_dir / name)
+        if real in found:
+            raise DatasetError(f"{split_dir / found[real]} and {split_dir / name} are the same folder (a symlink); "
+                               "remove one of them")
+        found[real] = name
+    return found
+
+
+def owner(real, class_dirs):
+    """The class whose real folder holds the real path `real`, or None when it lies outside every class."""
+    folder = os.path.dirname(real)
+    while folder not in class_dirs:
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+    return class_dirs[folder]
+
+
+def class_files(folder, class_dirs):
+    """(path, real path or None) of every visible file under `folder`, following symlinks, in os.walk's order
+    (a folder's files, then its subfolders, sorted). The real path is given only for files reached through a
+    link (None: the file lies where it is found). A link back to one of its own folders raises."""
+    real_folder = os.path.realpath(folder)
+
+    def visit(path, real, linked, ancestors):
+        entries = sorted((e for e in os.scandir(path) if visible(e.name)), key=lambda e: e.name)
+        subdirs = [e for e in entries if e.is_dir()]
+        for entry in (e for e in entries if not e.is_dir()):
+            yield entry.path, os.path.realpath(entry.path) if linked or entry.is_symlink() else None
+        for entry in subdirs:
+            is_link = entry.is_symlink()
+            child = os.path.realpath(entry.path) if is_link else os.path.join(real, entry.name)
+            if child in ancestors:
+                raise DatasetError(f"symlink loop: {entry.path} points back to {child}; remove or replace that link")
+            if is_link and owner(os.path.join(child, "."), class_dirs) is not None:
+                continue  # a link into a class folder: its files are counted there
+            yield from visit(entry.path, child, linked or is_link, ancestors | {child})
+
+    yield from visit(os.fspath(folder), real_folder, False, {real_folder})
+
+
 def scan_split(root, split):
     """Scan `root/split/<class>/**` into a `Split`; layout problems raise `DatasetError`."""
     split_dir = Path(root) / split
@@ -67,18 +113,20 @@ def scan_split(root, split):
                 "(for ImageNet val, use the labels file to move each image into its synset folder)"
             )
         raise DatasetError(f"{split_dir} is empty; it needs one folder per class with that class's images")
-    samples, ignored = [], []
+    class_dirs = real_class_dirs(split_dir, classes)
+    samples, ignored, linked_seen = [], [], set()
     for index, name in enumerate(classes):
         count = 0
-        for folder, subdirs, files in os.walk(split_dir / name, followlinks=True):
-            subdirs[:] = sorted(d for d in subdirs if visible(d))
-            for file in sorted(f for f in files if visible(f)):
-                path = os.path.join(folder, file)
-                if is_image_file(file):
-                    samples.append((path, index))
-                    count += 1
-                else:
-                    ignored.append(path)
+        for path, real in class_files(split_dir / name, class_dirs):
+            if real is not None and (owner(real, class_dirs) is not None or real in linked_seen):
+                continue  # a link to a file counted where it really lies, or already counted through another link
+            if real is not None:
+                linked_seen.add(real)
+            if is_image_file(path):
+                samples.append((path, index))
+                count += 1
+            else:
+                ignored.append(path)
         if count == 0:
             raise DatasetError(
                 f"class folder {split_dir / name} has no images ({', '.join(IMAGE_EXTENSIONS[:3])}, ...); "
@@ -107,9 +155,15 @@ def scan_dataset(root, splits=SPLITS):
     return scanned
 
 
+SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # 16-bit grayscale (PNG, TIFF) as Pillow opens it
+
+
 def load_rgb(path):
-    """Decode an image file to RGB (grayscale, CMYK, palette and alpha images are converted)."""
+    """Decode an image file to RGB (grayscale, 16-bit grayscale, CMYK, palette and alpha images are converted)."""
     with Image.open(path) as image:
+        if image.mode in SIXTEEN_BIT_MODES:  # Pillow's convert clips these to 255: nearly white
+            pixels = np.asarray(image).astype(np.int64).clip(0, 65535) >> 8
+            return Image.fromarray(pixels.astype(np.uint8), "L").convert("RGB")
         return image.convert("RGB")
 
 

@@ -15,7 +15,7 @@ import models
 from bench.accuracy import distributed, factory
 from bench.accuracy.data import BadFileLog, ImageFolderDataset, build_loader, eval_transform, log, scan_split
 from models.checkpoint import extract_state_dict, read_checkpoint
-from models.errors import CheckpointError, ConfigError, DatasetError
+from models.errors import CheckpointError, ConfigError, DatasetError, short_list
 
 
 @torch.no_grad()
@@ -93,9 +93,13 @@ def model_for_checkpoint(path, classes, model_name=None, img_size=None, override
                 f"drop --model or pass --model {build['model']}"
             )
         if build["classes"] != list(classes):
+            only_checkpoint = set(build["classes"]) - set(classes)
+            only_data = set(classes) - set(build["classes"])
+            differ = (f"only in checkpoint: {short_list(only_checkpoint)}; only in data: {short_list(only_data)}"
+                      if only_checkpoint or only_data else "the same classes in another order")
             raise CheckpointError(
-                f"{path} was trained on {len(build['classes'])} other classes than the {len(classes)} here; "
-                "evaluate on the dataset it was trained on, or fine-tune it with `vitbench train --init`"
+                f"{path} was trained on other classes than the data's ({differ}); evaluate on the dataset it was "
+                "trained on, or fine-tune it with `vitbench train --init`"
             )
         size = img_size or build["img_size"]
         model = factory.create(build["model"], len(classes), size, overrides=build["overrides"])

@@ -20,6 +20,10 @@ def is_ours(name):
 def create(name, num_classes, img_size=models.DEFAULT_IMG_SIZE, drop_path_rate=0.0, overrides=None):
     """A randomly initialised `name` with a `num_classes` head."""
     overrides = dict(overrides or {})
+    duplicated = sorted({"img_size", "num_classes", "drop_path_rate"} & set(overrides))
+    if duplicated:
+        raise ConfigError(f"model overrides {duplicated} repeat settings given on their own (--img-size, the "
+                          "dataset's classes, --drop-path); drop them from the model overrides (--model-arg)")
     if is_ours(name):
         if "t2t_stages" in overrides:
             overrides["t2t_stages"] = tuple(tuple(stage) for stage in overrides["t2t_stages"])

@@ -31,10 +31,10 @@ from bench.accuracy.evaluate import evaluate
 from bench.accuracy.optimisation import Optimisation
 from bench.accuracy.train_data import scan_samples, train_data
 from bench.cost.flops import count_params
-from bench.outputs import OutputFolder
+from bench.outputs import OutputFolder, folder_lock
 from models.atomic import atomic_write_text
 from models.checkpoint import read_checkpoint
-from models.errors import CheckpointError, ConfigError, ResultsError
+from models.errors import CheckpointError, ConfigError
 
 CONFIG_FILE, LAST, BEST, SUMMARY = "config.json", "last.pth", "best.pth", "summary.json"
 METRICS_JSONL, METRICS_CSV = "metrics.jsonl", "metrics.csv"
@@ -167,6 +167,7 @@ RUN_FOLDER = OutputFolder(
     marker=CONFIG_FILE,
     holds="results",
     resume_hint="continue that run",
+    resumable=lambda out: (Path(out) / LAST).is_file(),
     is_marked=is_run_config,
     written=(CONFIG_FILE, LAST, BEST, SUMMARY, METRICS_JSONL, METRICS_CSV),
 )
@@ -189,10 +190,6 @@ def resume_config(out, given):
     `epochs` may grow (a finished run is extended, its schedule re-planned) and `strict` may change."""
     out = Path(out)
     RUN_FOLDER.prepare(out, resume=True)
-    if not (out / LAST).is_file():
-        raise ResultsError(
-            f"{out} has no finished epoch to resume from ({LAST} is missing); start it again with --overwrite"
-        )
     saved = {"data_mode": "files", **json.loads((out / CONFIG_FILE).read_text())}  # runs from before data_mode
     given = {k: v for k, v in given.items() if k != "out"}
     conflicts = [
@@ -470,6 +467,11 @@ class Trainer:
         return summary
 
 
+def main_lock(out, context):
+    """The run folder's lock, held by rank 0 (the rank that writes)."""
+    return folder_lock(out, "run") if context.is_main else contextlib.nullcontext()
+
+
 def start(config: TrainConfig, overwrite: bool = False, progress: bool = True, warn=log) -> dict:
     """Train `config` from scratch (or from config.init) into config.out; returns the summary dict.
 
@@ -479,18 +481,19 @@ def start(config: TrainConfig, overwrite: bool = False, progress: bool = True, w
     context = distributed.setup(config.device)
     out = Path(config.out)
     RUN_FOLDER.prepare(out, overwrite=overwrite)  # on every rank, so that all of them stop on a refusal
-    distributed.barrier(context)
-    if context.is_main:
-        RUN_FOLDER.start(out, overwrite=overwrite)
-        atomic_write_text(out / CONFIG_FILE, json.dumps(jsonable(dataclasses.asdict(config)), indent=1) + "\n")
-    distributed.barrier(context)
-    try:
-        with cpu_threads(config.threads):
-            return Trainer(config, context, progress, warn).fit()
-    except BaseException:
-        if context.is_main and not (out / LAST).is_file():
-            RUN_FOLDER.discard(out)
-        raise
+    with main_lock(out, context):
+        distributed.barrier(context)
+        if context.is_main:
+            RUN_FOLDER.start(out, overwrite=overwrite)
+            atomic_write_text(out / CONFIG_FILE, json.dumps(jsonable(dataclasses.asdict(config)), indent=1) + "\n")
+        distributed.barrier(context)
+        try:
+            with cpu_threads(config.threads):
+                return Trainer(config, context, progress, warn).fit()
+        except BaseException:
+            if context.is_main and not (out / LAST).is_file():
+                RUN_FOLDER.discard(out)
+            raise
 
 
 def resume(out: str | Path, given: dict | None = None, progress: bool = True, warn=log) -> dict:
@@ -501,7 +504,7 @@ def resume(out: str | Path, given: dict | None = None, progress: bool = True, wa
     config = resume_config(out, given or {})
     install_randaugment_fix()
     context = distributed.setup(config.device)
-    with cpu_threads(config.threads):
+    with main_lock(out, context), cpu_threads(config.threads):
         trainer = Trainer(config, context, progress, warn)
         trainer.restore(Path(out) / LAST)
         if trainer.epoch > config.epochs:

@@ -21,7 +21,7 @@ import models
 from bench.cost.flops import mac_counts, param_breakdown
 from bench.cost.memory import activation_estimate_bytes, is_oom, largest_batch, measure_peak_memory, release_memory
 from bench.cost.timing import MODES, TimingSetup, measure_throughput
-from bench.outputs import RESUME, OutputFolder
+from bench.outputs import RESUME, OutputFolder, folder_lock
 from bench.provenance import provenance
 from models.atomic import atomic_write_text
 from models.errors import ConfigError, ResultsError
@@ -30,6 +30,19 @@ FAMILY_BASES = {"vit": "vb_vit_small_patch16_224", "t2t-performer": "t2t_vit_14"
 assert set(FAMILY_BASES) <= set(models.FAMILIES)
 MEASUREMENTS = ("params", "macs", "throughput", "memory", "max_batch")
 TOOL_MARK = "vitbench sweep"
+
+
+GRID_KEYS = ("depth", "num_heads", "embed_dim", "mlp_ratio", "patch_size", "img_size")
+CHOICES = {"families": FAMILY_BASES, "measure": MEASUREMENTS, "modes": MODES, "models": models.list_models}
+EXAMPLES = {"depth": "[7, 14]", "num_heads": "[4, 8]", "embed_dim": "[256, 384]", "mlp_ratio": "[2.0, 3.0]",
+            "patch_size": "[16]", "img_size": "[224, 384]", "families": '["vit"]', "measure": '["params"]',
+            "modes": '["inference"]', "models": '["t2t_vit_7"]'}
+
+
+def is_size(value, kind):
+    """A positive int (or, for kind float, a positive number); booleans are not numbers here."""
+    allowed = (int, float) if kind is float else (int,)
+    return isinstance(value, allowed) and not isinstance(value, bool) and value > 0
 
 
 @dataclass
@@ -50,14 +63,22 @@ class SweepSpec:
     max_batch_limit: int = 1024
 
     def __post_init__(self):
-        checks = [
-            ("families", self.families, FAMILY_BASES), ("measure", self.measure, MEASUREMENTS),
-            ("modes", self.modes, MODES), ("models", self.models, models.list_models()),
-        ]
-        for key, values, known in checks:
-            for value in values:
+        for key in GRID_KEYS + tuple(CHOICES):
+            if not isinstance(getattr(self, key), list | tuple):
+                raise ConfigError(f"sweep {key}={getattr(self, key)!r} must be a list, e.g. {key} = {EXAMPLES[key]}")
+        for key in GRID_KEYS:
+            for value in getattr(self, key):
+                if not is_size(value, float if key == "mlp_ratio" else int):
+                    raise ConfigError(f"sweep {key} value {value!r} must be a positive "
+                                      f"{'number' if key == 'mlp_ratio' else 'integer'}, e.g. {key} = {EXAMPLES[key]}")
+        for key, known in CHOICES.items():
+            known = known() if callable(known) else known
+            for value in getattr(self, key):
                 if value not in known:
                     raise ConfigError(f"unknown {key} value {value!r}; choose from {sorted(known)}")
+        if not self.families and not self.models:
+            raise ConfigError("the sweep has nothing to measure (no families and no models); list some, "
+                              "e.g. families = [\"vit\", \"t2t-performer\"]")
 
     @classmethod
     def from_flat(cls, values):
@@ -275,7 +296,12 @@ class SweepRun:
 def run_sweep(spec: SweepSpec, out: str | Path, resume: bool = False, overwrite: bool = False,
               argv: list[str] | None = None, progress=print) -> pd.DataFrame:
     """Measure every configuration not yet in `out`; returns the tidy table."""
-    run = SweepRun(out, spec, resume, overwrite, argv)
+    with folder_lock(out, "sweep"):
+        return measure_all(SweepRun(out, spec, resume, overwrite, argv), spec, progress)
+
+
+def measure_all(run, spec, progress):
+    """Measure the configurations of `spec` that `run` has not finished, then write its table."""
     done = run.finished()
     setup = {"batch_size": spec.timing.batch_size, "device": spec.timing.device, "dtype": spec.timing.dtype}
     for label, name, overrides in configurations(spec):

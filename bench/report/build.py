@@ -8,6 +8,7 @@ where its numbers came from.
 """
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,10 @@ class Inputs:
 
     def sources(self):
         return [path for path, *_ in self.sweeps + self.benchmarks + self.runs + self.studies]
+
+
+def print_warning(message):
+    print(message, file=sys.stderr)
 
 
 def load_run(path):
@@ -94,18 +99,40 @@ def load_one(path, inputs):
     return path.is_file() and path.suffix == ".json" and load_benchmarks(path, inputs)
 
 
-def load_inputs(paths):
-    """Sort each path into the kind of result it holds; unknown or unreadable paths raise."""
+def load_collection(folder, inputs, warn):
+    """Add every result inside `folder` (e.g. results/), at any depth; False when there is none.
+    Files and folders that are not results are skipped; unfinished results are skipped with a warning."""
+    found = False
+    for path in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
+        try:
+            found = load_one(path, inputs) or (path.is_dir() and load_collection(path, inputs, warn)) or found
+        except ResultsError as error:
+            warn(f"warning: skipping {error}")
+    return found
+
+
+def load_inputs(paths, warn=print_warning):
+    """Sort each path into the kind of result it holds; a folder of results adds each; unknown paths raise."""
     inputs = Inputs()
     for path in map(Path, paths):
         if not path.exists():
             raise ResultsError(f"result path not found: {path}")
-        if not load_one(path, inputs):
+        if not load_one(path, inputs) and not (path.is_dir() and load_collection(path, inputs, warn)):
             raise ResultsError(
-                f"{path} is not a result vitbench knows (sweep folder, pytest-benchmark JSON, training run or "
-                "study folder)"
+                f"{path} is not a result vitbench knows (sweep folder, pytest-benchmark JSON, training run, "
+                "study folder, or a folder holding some)"
             )
     return inputs
+
+
+def unique_tags(paths, name=lambda path: path.name):
+    """One tag per input for its file names: the name, then name-2, name-3... for a name seen before."""
+    tags, seen = [], {}
+    for path in paths:
+        tag = name(path)
+        seen[tag] = seen.get(tag, 0) + 1
+        tags.append(tag if seen[tag] == 1 else f"{tag}-{seen[tag]}")
+    return tags
 
 
 class ReportWriter:
@@ -202,9 +229,8 @@ def add_paper_tables(writer, date):
     )
 
 
-def add_sweep(writer, path, table, prov):
+def add_sweep(writer, tag, table, prov):
     wide = tables.sweep_wide(table)
-    tag = path.name
     atomic_write_text(writer.out / f"cost_{tag}_all.csv", wide.to_csv(index=False))
     writer.table(
         f"cost_{tag}",
@@ -225,8 +251,7 @@ def add_sweep(writer, path, table, prov):
                 )
 
 
-def add_benchmarks(writer, path, data):
-    tag = path.stem
+def add_benchmarks(writer, tag, data):
     writer.table(
         f"timings_{tag}", tables.benchmark_table(data), f"pytest-benchmark timings ({tag})", benchmark_source(data)
     )
@@ -254,8 +279,7 @@ def add_runs(writer, runs):
     writer.figure("training_curves", training_curves(runs), "Training curves", "the runs' metrics.jsonl")
 
 
-def add_study(writer, path, results, record):
-    tag = path.name
+def add_study(writer, path, tag, results, record):
     table = study.aggregate(results)
     writer.table(
         f"study_{tag}", table, f"From-scratch study ({tag}): top-1 mean and spread over seeds", study_source(record)
@@ -283,12 +307,12 @@ def build_report(paths: list, out: str | Path, argv: list[str] | None = None, ov
     writer = ReportWriter(out, overwrite)
     prov = provenance("cpu", argv)
     add_paper_tables(writer, prov["date"])
-    for path, table, sweep_prov in inputs.sweeps:
-        add_sweep(writer, path, table, sweep_prov)
-    for path, data in inputs.benchmarks:
-        add_benchmarks(writer, path, data)
+    for tag, (_, table, sweep_prov) in zip(unique_tags(p for p, *_ in inputs.sweeps), inputs.sweeps):
+        add_sweep(writer, tag, table, sweep_prov)
+    for tag, (_, data) in zip(unique_tags((p for p, _ in inputs.benchmarks), lambda p: p.stem), inputs.benchmarks):
+        add_benchmarks(writer, tag, data)
     if inputs.runs:
         add_runs(writer, inputs.runs)
-    for path, results, record in inputs.studies:
-        add_study(writer, path, results, record)
+    for tag, (path, results, record) in zip(unique_tags(p for p, *_ in inputs.studies), inputs.studies):
+        add_study(writer, path, tag, results, record)
     return writer.index(prov, inputs.sources())

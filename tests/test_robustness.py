@@ -1,0 +1,403 @@
+"""Issue 13, "nothing lost, nothing silently wrong": each guarantee of README's Reliability section, one test each."""
+import dataclasses
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import models
+from bench.accuracy import factory, train
+from bench.accuracy.data import load_rgb, scan_split
+from bench.accuracy.evaluate import model_for_checkpoint
+from bench.cli import main, parse_model_args
+from bench.cost.sweep import SweepRun, SweepSpec, load_sweep_spec, run_sweep
+from bench.outputs import LOCK, folder_lock
+from bench.report.build import build_report, load_inputs
+from models.errors import CheckpointError, ConfigError, DatasetError, InputShapeError, ResultsError, UnknownModelError
+from tests.harness_helpers import (
+    REPO_ROOT,
+    TINY_VIT,
+    cli_error,
+    tiny_cli_args,
+    tiny_config,
+    tiny_synthetic,
+    write_image,
+)
+
+SPEC = {"families": ["vit"], "depth": [1], "num_heads": [2], "embed_dim": [32], "patch_size": [8], "img_size": [32],
+        "measure": ["params"]}
+DEAD_PID = 2**30  # above any pid_max: never a live process
+
+
+def quiet(_):
+    pass
+
+
+def sweep(out, **flags):
+    return run_sweep(SweepSpec.from_flat({**SPEC, **flags}), out, progress=quiet)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return tiny_synthetic(tmp_path_factory.mktemp("synthetic"))
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "vit"
+    return out, train.start(tiny_config(data, out, model="vb_vit_tiny_patch16_224", epochs=1), progress=False)
+
+
+# --- already done: each verified -----------------------------------------------------------------------------
+def test_overwrite_refuses_while_foreign_files_are_inside(tmp_path):
+    out = tmp_path / "sw"
+    sweep(out)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ResultsError, match="notes.txt.*which vitbench did not write"):
+        run_sweep(SweepSpec.from_flat(SPEC), out, overwrite=True, progress=quiet)
+    assert (out / "notes.txt").read_text() == "mine" and (out / "sweep.csv").exists()
+
+
+def test_eval_out_refuses_an_existing_file(tmp_path, capsys):
+    (tmp_path / "eval.json").write_text("keep")
+    line = cli_error(capsys, "eval", "--checkpoint", "x.pth", "--data", str(tmp_path), "--out",
+                     str(tmp_path / "eval.json"))
+    assert "already exists; pass --overwrite" in line and (tmp_path / "eval.json").read_text() == "keep"
+
+
+def test_torn_sweep_block_is_measured_again_and_a_full_disk_is_one_error(tmp_path, monkeypatch):
+    out = tmp_path / "sw"
+    first = sweep(out)
+    rows = (out / "rows.jsonl").read_text().splitlines()
+    assert all(json.loads(row)["config_rows"] == len(rows) for row in rows)
+    (out / "rows.jsonl").write_text("\n".join(rows[:-1]) + "\n")  # the last row of the block never landed
+    measured = []
+    again = run_sweep(SweepSpec.from_flat(SPEC), out, resume=True, progress=measured.append)
+    assert len(measured) == 1 and len(again) == len(first)
+    (out / "rows.jsonl").write_text("")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    run = SweepRun(out, SweepSpec.from_flat(SPEC), resume=True)
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(ResultsError, match="cannot write to .*No space left on device.*--resume"):
+        run.append([{"config_key": "k", "value": 1}])
+
+
+def test_a_one_class_dataset_is_refused(tmp_path):
+    for split in ("train", "val"):
+        write_image(tmp_path / "d" / split / "only" / "a.png")
+    with pytest.raises(DatasetError, match="needs at least 2 classes"):
+        train.start(tiny_config(tmp_path / "d", tmp_path / "run"), progress=False)
+    assert not (tmp_path / "run").exists()  # a failed start removes the folder it made
+
+
+def test_min_lr_follows_a_small_lr_and_a_min_lr_above_the_peak_warns():
+    config = tiny_config("d", "o")
+    assert config.resolved_min_lr(5e-5, quiet) == pytest.approx(1e-6)
+    warnings = []
+    config.min_lr = 1e-3
+    assert config.resolved_min_lr(1e-4, warnings.append) == 1e-3
+    assert "above the peak lr" in warnings[0]
+
+
+def test_resume_with_more_epochs_extends_a_finished_run(data, tmp_path):
+    out = tmp_path / "run"
+    train.start(tiny_config(data, out, model="vb_vit_tiny_patch16_224", epochs=1), progress=False)
+    summary = train.resume(out, {"epochs": 2}, progress=False)
+    assert summary["epochs"] == 2 and len((out / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when CUDA is absent")
+def test_training_on_cuda_without_a_gpu_is_a_config_error(data, tmp_path):
+    with pytest.raises(ConfigError, match="cuda"):
+        train.start(tiny_config(data, tmp_path / "run", device="cuda"), progress=False)
+
+
+def test_model_arg_booleans_in_any_case():
+    assert parse_model_args(["qkv_bias=False", "a=TRUE", "b=true", "depth=2"]) == {
+        "qkv_bias": False, "a": True, "b": True, "depth": 2}
+
+
+# --- data: symlinks and 16-bit images ------------------------------------------------------------------------
+def test_symlink_loops_are_one_error(tmp_path):
+    for name in ("a", "b"):
+        write_image(tmp_path / "train" / name / "x.png")
+    (tmp_path / "train" / "a" / "again").symlink_to(tmp_path / "train" / "a")
+    with pytest.raises(DatasetError, match=r"symlink loop: .*a/again points back to"):
+        scan_split(tmp_path, "train")
+
+
+def test_linked_files_are_counted_once_and_never_under_another_class(tmp_path):
+    for name in ("a", "b"):
+        write_image(tmp_path / "train" / name / "x.png")
+    outside = write_image(tmp_path / "elsewhere" / "y.png")
+    (tmp_path / "train" / "a" / "b-link").symlink_to(tmp_path / "train" / "b")  # b's folder inside a
+    (tmp_path / "train" / "a" / "bx.png").symlink_to(tmp_path / "train" / "b" / "x.png")  # b's file inside a
+    (tmp_path / "train" / "b" / "y1.png").symlink_to(outside)
+    (tmp_path / "train" / "b" / "y2.png").symlink_to(outside)  # the same file twice
+    split = scan_split(tmp_path, "train")
+    assert split.counts() == {"a": 1, "b": 2}
+    assert [os.path.basename(p) for p, t in split.samples if t == 0] == ["x.png"]
+
+
+def test_16_bit_grayscale_pngs_decode_to_their_8_bit_values(tmp_path):
+    ramp = (np.arange(32 * 64, dtype=np.uint32).reshape(32, 64) * 32).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    rgb = np.asarray(load_rgb(tmp_path / "deep.png"))
+    assert rgb.shape == (32, 64, 3) and (rgb == (ramp >> 8)[..., None]).all()
+
+
+# --- models: settings and inputs -----------------------------------------------------------------------------
+@pytest.mark.parametrize("overrides, message", [
+    (dict(qkv_bias="no"), "qkv_bias='no' must be True or False"),
+    (dict(mlp_ratio=0), "mlp_ratio=0 must be a number > 0"),
+    (dict(drop_path_rate=-0.5), r"drop_path_rate=-0.5 must be a rate in \[0, 1\)"),
+    (dict(depth=2.0), "depth=2.0 must be an integer"),
+    (dict(depth=True), "depth=True must be an integer"),
+    (dict(depth="abc"), "depth='abc' must be an integer"),
+    (dict(num_heads=0), "num_heads=0 is out of range"),
+    (dict(embed_dim=0), "embed_dim=0 is out of range"),
+    (dict(img_size=0), "img_size=0 must be a positive integer"),
+    (dict(patch_size=0), "patch_size=0 is out of range"),
+    (dict(num_classes=-1), "num_classes=-1 is out of range"),
+])
+def test_python_api_settings_are_type_checked(overrides, message):
+    with pytest.raises(ConfigError, match=message) as raised:
+        models.create_model("vb_vit_tiny_patch16_224", **overrides)
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("name", [None, 123])
+def test_a_model_name_must_be_a_string(name):
+    with pytest.raises(UnknownModelError, match="is not a string"):
+        models.create_model(name)
+
+
+def test_booleans_accept_0_and_1():
+    model = models.create_model("vb_vit_tiny_patch16_224", qkv_bias=0, **{**TINY_VIT, "img_size": 32})
+    assert model.config["qkv_bias"] is False and model.blocks[0].attn.qkv.bias is None
+
+
+def test_input_dtypes_are_cast_or_refused():
+    model = models.create_model("vb_vit_tiny_patch16_224", img_size=32, **TINY_VIT).eval()
+    x = torch.randn(2, 3, 32, 32)
+    expected = model(x)
+    assert torch.allclose(model(x.double()), expected, atol=1e-5)
+    assert model(x.half()).dtype == torch.float32
+    for bad in (torch.zeros(2, 3, 32, 32, dtype=torch.uint8), torch.zeros(2, 3, 32, 32, dtype=torch.int64)):
+        with pytest.raises(InputShapeError, match=r"expected a float image batch.*x.float\(\) / 255"):
+            model(bad)
+
+
+def test_duplicated_factory_keywords_are_a_config_error():
+    with pytest.raises(ConfigError, match=r"\['img_size'\] repeat settings"):
+        factory.create("vb_vit_tiny_patch16_224", 3, 32, overrides={**TINY_VIT, "img_size": 64})
+
+
+def test_an_ema_only_checkpoint_loads_without_flags(tmp_path):
+    source = models.create_model("vb_vit_tiny_patch16_224", img_size=32, **TINY_VIT)
+    torch.save({"state_dict_ema": source.state_dict(), "epoch": 3}, tmp_path / "ema.pth")
+    target = models.create_model("vb_vit_tiny_patch16_224", img_size=32, **TINY_VIT)
+    models.load_checkpoint(target, tmp_path / "ema.pth")
+    assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values()))
+    other = models.create_model("vb_vit_tiny_patch16_224", img_size=32, **TINY_VIT)
+    torch.save({"state_dict": other.state_dict(), "state_dict_ema": source.state_dict()}, tmp_path / "both.pth")
+    models.load_checkpoint(target, tmp_path / "both.pth", use_ema=True)
+    assert torch.equal(target.head.weight, source.head.weight)
+    models.load_checkpoint(target, tmp_path / "both.pth")
+    assert torch.equal(target.head.weight, other.head.weight)
+
+
+# --- locks ---------------------------------------------------------------------------------------------------
+def test_a_locked_folder_is_refused_naming_the_holder(tmp_path, data):
+    out = tmp_path / "sw"
+    out.mkdir()
+    (out / LOCK).write_text(f"{os.getppid()} sweep\n")  # a live process that is not us
+    with pytest.raises(ResultsError, match=rf"in use by another vitbench process \(pid {os.getppid()}\)"):
+        sweep(out)
+    with pytest.raises(ResultsError, match=rf"pid {os.getppid()}"):
+        train.start(tiny_config(data, out), progress=False)
+
+
+def test_a_stale_lock_is_taken_over_and_released(tmp_path):
+    out = tmp_path / "sw"
+    out.mkdir()
+    (out / LOCK).write_text(f"{DEAD_PID} sweep\n")
+    sweep(out)
+    assert (out / "sweep.csv").exists() and not (out / LOCK).exists()
+    with folder_lock(tmp_path / "new", "study"):
+        assert (tmp_path / "new" / LOCK).read_text().split()[0] == str(os.getpid())
+    assert not (tmp_path / "new").exists()  # made only for the lock
+
+
+@pytest.mark.slow
+def test_a_second_process_cannot_work_in_a_locked_folder(tmp_path):
+    out = tmp_path / "sw"
+    code = f"from bench.outputs import folder_lock; import time\nwith folder_lock({str(out)!r}, 'sweep'):\n" \
+           "    print('locked', flush=True); time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ResultsError, match=f"pid {holder.pid}"):
+            sweep(out)
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    sweep(out, depth=[1])  # its process gone, the lock is stale
+    assert (out / "sweep.csv").exists()
+
+
+# --- command-line values -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("flags, message", [
+    (["--img-size", "0"], "--img-size 0 must be a positive image side"),
+    (["--batch-size", "0"], "batch_size=0"),
+    (["--repeats", "0"], "repeats=0"),
+    (["--warmup", "-1"], "warmup=-1"),
+])
+def test_profile_sizes_must_be_positive(flags, message, capsys):
+    assert message in cli_error(capsys, "profile", "vb_vit_tiny_patch16_224", *flags)
+
+
+def test_train_values_of_the_wrong_type_are_one_line(data, tmp_path, capsys):
+    line = cli_error(capsys, "train", *tiny_cli_args(), "--data", str(data), "--out", str(tmp_path / "r"),
+                     "--workers", "-1")
+    assert "workers=-1 must be >= 0" in line
+    line = cli_error(capsys, "train", *tiny_cli_args(), "--model-arg", "depth=abc", "--data", str(data), "--out",
+                     str(tmp_path / "r"))
+    assert "depth='abc' must be an integer" in line and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("toml, message", [
+    ('depth = ["a"]', "sweep depth value 'a' must be a positive integer"),
+    ("depth = [-2]", "sweep depth value -2 must be a positive integer"),
+    ("mlp_ratio = [0]", "sweep mlp_ratio value 0 must be a positive number"),
+    ("depth = 4", "sweep depth=4 must be a list"),
+    ('batch_size = "8"', "batch_size='8' must be an integer"),
+    ("families = []", "nothing to measure"),
+])
+def test_sweep_toml_values_of_the_wrong_type(toml, message, tmp_path):
+    (tmp_path / "grid.toml").write_text(toml + "\n")
+    with pytest.raises(ConfigError, match=message):
+        load_sweep_spec(tmp_path / "grid.toml")
+
+
+def test_an_empty_grid_axis_keeps_the_base_value():
+    assert SweepSpec.from_flat({"depth": []}).depth == []
+
+
+# --- outputs that are a file, read-only or on a full disk ---------------------------------------------------
+@pytest.mark.parametrize("command", [
+    ["sweep", "--families", "vit", "--measure", "params"],
+    ["synthetic", "--classes", "2", "--train-per-class", "1", "--val-per-class", "1"],
+    ["report"],
+])
+def test_out_that_is_a_file_is_one_line(command, tmp_path, capsys):
+    (tmp_path / "taken").write_text("keep")
+    assert "is a file, not a folder" in cli_error(capsys, *command, "--out", str(tmp_path / "taken"))
+    assert (tmp_path / "taken").read_text() == "keep"
+
+
+def test_train_out_that_is_a_file_is_one_line(data, tmp_path, capsys):
+    (tmp_path / "taken").write_text("keep")
+    line = cli_error(capsys, "train", *tiny_cli_args(), "--data", str(data), "--out", str(tmp_path / "taken"))
+    assert "is a file, not a folder" in line and (tmp_path / "taken").read_text() == "keep"
+
+
+def read_only_folder(tmp_path):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o500)
+    if os.access(folder, os.W_OK):
+        folder.chmod(0o700)
+        pytest.skip("running as root: chmod does not stop writes")
+    return folder
+
+
+def test_a_read_only_out_is_one_line(tmp_path, capsys):
+    folder = read_only_folder(tmp_path)
+    try:
+        line = cli_error(capsys, "sweep", "--families", "vit", "--measure", "params", "--out", str(folder / "sw"))
+        assert f"cannot write {folder}" in line and "Permission denied" in line
+        line = cli_error(capsys, "synthetic", "--classes", "2", "--train-per-class", "1", "--val-per-class", "1",
+                         "--out", str(folder / "syn"))
+        assert str(folder) in line and "Permission denied" in line
+    finally:
+        folder.chmod(0o700)
+
+
+def test_a_full_disk_is_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
+    def full(*args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "replace", full)
+    line = cli_error(capsys, "sweep", "--families", "vit", "--depth", "1", "--heads", "2", "--embed-dim", "32",
+                     "--img-size", "32", "--patch-size", "8", "--measure", "params", "--out", str(tmp_path / "sw"))
+    assert f"cannot write {tmp_path / 'sw'}" in line and "No space left on device" in line
+
+
+def test_an_oserror_without_a_file_keeps_its_traceback(monkeypatch):
+    def broken(args):
+        raise OSError("a bug")
+
+    monkeypatch.setattr(models, "list_models", broken)
+    with pytest.raises(OSError, match="a bug"):
+        main(["list"])
+
+
+# --- checkpoints and evaluation ------------------------------------------------------------------------------
+def test_a_truncated_or_foreign_last_pth_is_one_checkpoint_error(one_epoch_run, tmp_path):
+    out, _ = one_epoch_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    last = copy / "last.pth"
+    last.write_bytes(last.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        train.resume(copy, {"epochs": 2}, progress=False)
+    torch.save({"state_dict": {}}, last)
+    with pytest.raises(CheckpointError, match="not a resumable vitbench checkpoint.*--overwrite"):
+        train.resume(copy, {"epochs": 2}, progress=False)
+
+
+def test_eval_on_other_classes_names_them(one_epoch_run, tmp_path):
+    out, _ = one_epoch_run
+    classes = torch.load(out / "best.pth", weights_only=True)["build"]["classes"]
+    with pytest.raises(CheckpointError, match=rf"only in checkpoint: {classes[-1]}; only in data: zebra"):
+        model_for_checkpoint(out / "best.pth", [*classes[:-1], "zebra"])
+
+
+# --- hints that never point at each other --------------------------------------------------------------------
+def test_a_run_without_a_finished_epoch_points_at_overwrite_only(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    config = tiny_config(data, out)
+    (out / "config.json").write_text(json.dumps(train.jsonable(dataclasses.asdict(config))))
+    line = cli_error(capsys, "train", *tiny_cli_args(), "--data", str(data), "--out", str(out))
+    assert "never finished a step, nothing worth keeping; pass --overwrite" in line and "--resume" not in line
+    line = cli_error(capsys, "train", "--out", str(out), "--resume")
+    assert "nothing finished to resume from; start it again with --overwrite" in line
+
+
+# --- reports -------------------------------------------------------------------------------------------------
+def test_report_of_a_results_folder_reports_each_and_keeps_same_named_inputs_apart(tmp_path):
+    results = tmp_path / "results"
+    sweep(results / "A" / "sw")
+    sweep(results / "B" / "sw", depth=[2])
+    (results / "README.md").write_text("# results\n")
+    (results / "notes").mkdir()
+    (results / "notes" / "todo.txt").write_text("later")
+    assert [p.parent.name for p in load_inputs([results]).sources()] == ["A", "B"]
+    build_report([results], tmp_path / "report")
+    first, second = ((tmp_path / "report" / f"cost_{tag}_all.csv").read_text() for tag in ("sw", "sw-2"))
+    assert first != second
