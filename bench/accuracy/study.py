@@ -41,7 +41,7 @@ FLIP_ONLY = {  # few epochs on little data: resampling would blur 5x5 motifs, so
 }
 PAPER_AUGMENTATION = {"crop_pct": 0.875, "interpolation": "bicubic"}  # the rest: TrainConfig's paper defaults
 CIFAR_CPU_TRAIN = {
-    "epochs": 8, "batch_size": 128, "img_size": 32, "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 1,
+    "epochs": 6, "batch_size": 128, "img_size": 32, "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 1,
     "min_lr": 1e-5, "drop_path": 0.0, "smoothing": 0.1, "mixup": 0.0, "cutmix": 0.0, "auto_augment": "", "reprob": 0.0,
     "hflip": 0.5, "crop_padding": 4, "data_mode": "memory", "workers": 0, "threads": 1,
 }
@@ -153,7 +153,7 @@ PRESETS = {
     # CIFAR-10 (../shared/data/cifar10), decoded once and augmented as tensors. Each preset's transformer
     # arms share one backbone (models/registry.py: vit_lite_*, t2t_vit_lite_*, t2t_vit_t_lite_*) and differ
     # only in the tokenizer; the CNN is timm's ResNet with a CIFAR stem (models/cnn.py).
-    # cpu: the tiny siblings (4 blocks of width 64, 8 x 8 tokens), 8 epochs of a light recipe (crop + flip,
+    # cpu: the tiny siblings (4 blocks of width 64, 8 x 8 tokens), 6 epochs of a light recipe (crop + flip,
     # label smoothing) that fits 2 hours on a 2-core CPU with --jobs 2; fractions .1/.25/1, seeds 0-1.
     "cifar10-cpu": {
         "fractions": [0.1, 0.25, 1.0],
