@@ -168,9 +168,13 @@ def take_lock(out, kind):
 
 
 @contextlib.contextmanager
-def folder_lock(out, kind):
+def folder_lock(out, kind, take=True):
     """Hold `out` (created if needed) for this process while a `kind` ("sweep", "run", "study") works in it;
-    another process gets a one-line ResultsError naming the holder's pid."""
+    another process gets a one-line ResultsError naming the holder's pid. `take=False` (a DDP rank that does
+    not write) holds nothing."""
+    if not take:
+        yield
+        return
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ResultsError(f"{out} is a file, not a folder; choose another --out")

@@ -239,6 +239,8 @@ def test_a_stale_lock_is_taken_over_and_released(tmp_path):
     with folder_lock(tmp_path / "new", "study"):
         assert (tmp_path / "new" / LOCK).read_text().split()[0] == str(os.getpid())
     assert not (tmp_path / "new").exists()  # made only for the lock
+    with folder_lock(out, "run", take=False):  # a DDP rank that does not write
+        assert not (out / LOCK).exists()
 
 
 @pytest.mark.slow

@@ -467,11 +467,6 @@ class Trainer:
         return summary
 
 
-def main_lock(out, context):
-    """The run folder's lock, held by rank 0 (the rank that writes)."""
-    return folder_lock(out, "run") if context.is_main else contextlib.nullcontext()
-
-
 def start(config: TrainConfig, overwrite: bool = False, progress: bool = True, warn=log) -> dict:
     """Train `config` from scratch (or from config.init) into config.out; returns the summary dict.
 
@@ -481,7 +476,7 @@ def start(config: TrainConfig, overwrite: bool = False, progress: bool = True, w
     context = distributed.setup(config.device)
     out = Path(config.out)
     RUN_FOLDER.prepare(out, overwrite=overwrite)  # on every rank, so that all of them stop on a refusal
-    with main_lock(out, context):
+    with folder_lock(out, "run", take=context.is_main):  # rank 0 writes
         distributed.barrier(context)
         if context.is_main:
             RUN_FOLDER.start(out, overwrite=overwrite)
@@ -504,7 +499,7 @@ def resume(out: str | Path, given: dict | None = None, progress: bool = True, wa
     config = resume_config(out, given or {})
     install_randaugment_fix()
     context = distributed.setup(config.device)
-    with main_lock(out, context), cpu_threads(config.threads):
+    with folder_lock(out, "run", take=context.is_main), cpu_threads(config.threads):
         trainer = Trainer(config, context, progress, warn)
         trainer.restore(Path(out) / LAST)
         if trainer.epoch > config.epochs:
