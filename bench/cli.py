@@ -50,9 +50,12 @@ def parse_model_args(pairs):
 
 
 def cmd_list(args):
-    import pandas as pd
+    import fnmatch
 
-    from bench.cost.flops import param_breakdown
+    import pandas as pd
+    import timm
+
+    from bench.cost.flops import count_params, param_breakdown
     from bench.cost.sweep import config_columns
 
     rows = []
@@ -61,6 +64,11 @@ def cmd_list(args):
         params = param_breakdown(model)
         rows.append({**config_columns(model), "family": models.family_of(model.config),
                      "params": params["params"], "params_trainable": params["params_trainable"]})
+    for name in fnmatch.filter(models.CNN_BASELINES, args.pattern):  # the CIFAR CNN baselines, built by timm
+        model = timm.create_model(name)
+        height, width = model.pretrained_cfg["input_size"][1:]
+        rows.append({"model": name, "tokenizer": "-", "img_size": f"{height}x{width}", "family": "cnn",
+                     "params": count_params(model), "params_trainable": count_params(model, trainable_only=True)})
     if not rows:
         raise models.UnknownModelError(f"no model matches {args.pattern!r}; try `vitbench list` without a pattern")
     if args.json:

@@ -29,3 +29,12 @@ def build_published(row):
     if row["t2t_block"] == "patch16":
         overrides.update(pos_embed="learn", qkv_bias=name != "vit_s16_t2t_paper")
     return models.create_model(name, **overrides)
+
+
+PUBLISHED_CIFAR10_CSV = Path(__file__).with_name("published_cifar10.csv")
+
+
+def published_cifar10():
+    """{our model name: published CIFAR-10 row} (from ../shared/data/cifar10/README.md)."""
+    with open(PUBLISHED_CIFAR10_CSV) as f:
+        return {row["model"]: row for row in csv.DictReader(f)}

@@ -227,6 +227,9 @@ def add_paper_tables(writer, date):
     writer.figure(
         "mac_breakdown", plots.mac_breakdown(breakdown), "MACs breakdown: tokenizer / attention / MLP", counted
     )
+    writer.table("cifar10_models", tables.cifar_models(), "CIFAR-10 models (32 px): ours beside the published figures",
+                 f"bench/cost/published_cifar10.csv (../shared/data/cifar10/README.md) beside parameters and MACs "
+                 f"{counted}; published MACs appear to leave out attention's QK^T and AV (see macs_without_qk_av_G)")
 
 
 def add_sweep(writer, tag, table, prov):

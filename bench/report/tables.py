@@ -4,11 +4,12 @@ Each function takes what a loader read (see `bench.report.build`) and returns a 
 table names the model family with `models.family_of`.
 """
 import pandas as pd
+import timm
 import torch
 
 import models
-from bench.cost.flops import analytic_macs, count_params
-from bench.cost.published import build_published, published_model_name, published_rows
+from bench.cost.flops import analytic_macs, any_model_macs, count_params
+from bench.cost.published import build_published, published_cifar10, published_model_name, published_rows
 
 
 def published_counts():
@@ -169,4 +170,32 @@ def accuracy_table(runs):
                 "device": summary["device"] if summary else config.get("device"),
             }
         )
+    return pd.DataFrame(rows)
+
+
+def cifar_models():
+    """Every 32 px CIFAR model, ours by formula and the CNNs by fvcore, beside the published figures:
+    published MACs (fvcore-style counts of the Compact Transformers repository) appear to leave out
+    attention's QK^T and AV, so ours are also shown without them."""
+    published = published_cifar10()
+    rows = []
+    for name in models.list_models("*lite*"):
+        with torch.device("meta"):
+            model = models.create_model(name)
+        macs = analytic_macs(model)
+        rows.append({"model": name, "family": models.family_of(model.config), "params": count_params(model),
+                     "macs_G": macs["total"] / 1e9,
+                     "macs_without_qk_av_G": (macs["total"] - macs["attention.qk"] - macs["attention.av"]) / 1e9,
+                     "tokenizer_mac_share": macs["tokenizer"] / macs["total"]})
+    for name in models.CNN_BASELINES:
+        model = timm.create_model(name)
+        macs = any_model_macs(model)
+        rows.append({"model": name, "family": "cnn", "params": count_params(model), "macs_G": macs / 1e9,
+                     "macs_without_qk_av_G": macs / 1e9, "tokenizer_mac_share": None})
+    for row in rows:
+        source = published.get(row["model"], {})
+        row.update(params_published=float(source["params_published"]) if source else None,
+                   macs_published_G=float(source["macs_published"]) / 1e9 if source else None,
+                   top1_published=float(source["top1_published"]) if source else None,
+                   epochs_published=int(source["epochs"]) if source else None)
     return pd.DataFrame(rows)
