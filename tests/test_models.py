@@ -129,7 +129,7 @@ def test_unknown_model_suggests_close_names():
 
 
 def test_registry_lists_and_registers_with_timm_without_shadowing():
-    assert models.list_models("t2t_vit_t_*") == ["t2t_vit_t_14", "t2t_vit_t_19", "t2t_vit_t_24"]
+    assert models.list_models("t2t_vit_t_[0-9]*") == ["t2t_vit_t_14", "t2t_vit_t_19", "t2t_vit_t_24"]
     assert set(models.list_models()) <= set(timm.list_models())
     ours = timm.create_model("t2t_vit_7", num_classes=5, img_size=32, depth=1)
     assert isinstance(ours, models.VisionTransformer) and ours.num_classes == 5
@@ -203,10 +203,13 @@ def test_set_img_size_interpolates_positions_like_timm():
 def test_list_cli(capsys):
     from bench.cli import main
 
-    assert main(["list", "t2t_vit_t_*", "--json"]) == 0
+    assert main(["list", "t2t_vit_t_[0-9]*", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     published = {row["model"]: int(row["params_total"]) for row in published_rows()}
     assert [r["model"] for r in rows] == ["t2t_vit_t_14", "t2t_vit_t_19", "t2t_vit_t_24"]
     assert all(r["params"] == published[r["model"]] and r["tokens"] == 197 for r in rows)
-    assert main(["list", "resnet*"]) == 2
-    assert "no model matches 'resnet*'" in capsys.readouterr().err
+    assert main(["list", "*cifar*", "--json"]) == 0
+    cnns = json.loads(capsys.readouterr().out)
+    assert {r["model"]: r["family"] for r in cnns} == {"resnet18_cifar": "cnn", "resnet_cifar_tiny": "cnn"}
+    assert main(["list", "alexnet*"]) == 2
+    assert "no model matches 'alexnet*'" in capsys.readouterr().err

@@ -75,7 +75,7 @@ def logits_and_grads(model, x, tokenizer=None):
 def randomized(model):
     """Non-trivial norms and biases, so equivalence is not an accident of the init."""
     with torch.no_grad():
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             if p.requires_grad:
                 p.add_(torch.randn_like(p) * 0.05)
     return model

@@ -20,7 +20,7 @@ from bench.accuracy import distributed, factory, train
 from bench.accuracy.data import log, scan_dataset
 from bench.accuracy.tensor_data import decoded_split
 from bench.cost.flops import any_model_macs, count_params
-from bench.outputs import RESUME, OutputFolder
+from bench.outputs import RESUME, OutputFolder, folder_lock
 from bench.provenance import provenance
 from models.atomic import atomic_write_text
 from models.errors import ConfigError, ResultsError
@@ -268,7 +268,12 @@ def load_study_spec(preset="cpu-tiny", config=None, **changes):
 
 
 def run_name(variant, fraction, seed):
-    return f"{variant.arm}-d{variant.depth}-f{fraction:g}-s{seed}"
+    return run_folder_name(variant.arm, variant.depth, fraction, seed)
+
+
+def run_folder_name(arm, depth, fraction, seed):
+    """The folder under OUT/runs/ of one run: `<arm>-d<depth>-f<fraction>-s<seed>`."""
+    return f"{arm}-d{depth}-f{fraction:g}-s{seed}"
 
 
 def architecture_costs(spec, num_classes):
@@ -330,30 +335,30 @@ def run_study(spec: Spec, data: str | Path, out: str | Path, resume: bool = Fals
     out = Path(out)
     context = distributed.setup(spec.train.get("device"))
     record = spec_record(spec, data)
-    mode = STUDY_FOLDER.prepare(out, resume, overwrite)  # every rank checks, so all stop on a refusal
-    if mode == RESUME and json.loads((out / STUDY_FILE).read_text())["spec"] != json.loads(json.dumps(record)):
-        raise ConfigError(
-            f"{out} holds a study with other settings; resume it with the same options or use a new --out"
-        )
-    distributed.barrier(context)
-    if context.is_main:
-        STUDY_FOLDER.start(out, resume, overwrite)
-        atomic_write_text(
-            out / STUDY_FILE, json.dumps({"spec": record, "provenance": provenance(context.device)}, indent=1) + "\n"
-        )
-    distributed.barrier(context)
-    todo = [(index, run_name(variant, fraction, seed), run_config(spec, data, out, variant, fraction, seed))
-            for index, (variant, fraction, seed) in enumerate(spec.runs(), 1)
-            if not (out / "runs" / run_name(variant, fraction, seed) / train.SUMMARY).is_file()]
-    if jobs > 1 and not context.distributed:
-        decode_once(spec, data)
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(train_run, config): (index, name) for index, name, config in todo}
-            for future in as_completed(futures):
-                report_run(*futures[future], future.result(), len(spec.runs()), warn)
-    else:
-        for index, name, config in todo:
-            report_run(index, name, train_run(config, warn), len(spec.runs()), warn if context.is_main else None)
+    with folder_lock(out, "study", take=context.is_main):
+        mode = STUDY_FOLDER.prepare(out, resume, overwrite)  # every rank checks, so all stop on a refusal
+        if mode == RESUME and json.loads((out / STUDY_FILE).read_text())["spec"] != json.loads(json.dumps(record)):
+            raise ConfigError(
+                f"{out} holds a study with other settings; resume it with the same options or use a new --out"
+            )
+        distributed.barrier(context)
+        if context.is_main:
+            STUDY_FOLDER.start(out, resume, overwrite)
+            study_record = {"spec": record, "provenance": provenance(context.device)}
+            atomic_write_text(out / STUDY_FILE, json.dumps(study_record, indent=1) + "\n")
+        distributed.barrier(context)
+        todo = [(index, run_name(variant, fraction, seed), run_config(spec, data, out, variant, fraction, seed))
+                for index, (variant, fraction, seed) in enumerate(spec.runs(), 1)
+                if not (out / "runs" / run_name(variant, fraction, seed) / train.SUMMARY).is_file()]
+        if jobs > 1 and not context.distributed:
+            decode_once(spec, data)
+            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = {pool.submit(train_run, config): (index, name) for index, name, config in todo}
+                for future in as_completed(futures):
+                    report_run(*futures[future], future.result(), len(spec.runs()), warn)
+        else:
+            for index, name, config in todo:
+                report_run(index, name, train_run(config, warn), len(spec.runs()), warn if context.is_main else None)
     return context.is_main
 
 
@@ -416,6 +421,7 @@ def collect(spec, out):
                 "train_images_per_s": summary["train_images_per_s"],
                 "train_time_s": summary["train_time_s"],
                 "skipped_files": len(summary["skipped_files"]),
+                "plateau": summary.get("health", {}).get("plateau", False),
             }
         )
     if not rows:

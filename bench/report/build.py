@@ -287,7 +287,7 @@ def add_study(writer, path, tag, results, record):
     writer.table(
         f"study_{tag}", table, f"From-scratch study ({tag}): top-1 mean and spread over seeds", study_source(record)
     )
-    for name, fig in study.study_figures(table).items():
+    for name, fig in study.study_figures(table, study.histories(results, path)).items():
         writer.figure(f"{name}_{tag}", fig, f"{name.replace('_', ' ')} ({tag})", study_source(record))
     suffix = f"-f{results.fraction.max():g}-s{results.seed.min()}"
     final = (

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.accuracy.study import RESULTS, STUDY_FILE, TABLE, collect
+from bench.accuracy.study import RESULTS, STUDY_FILE, TABLE, collect, run_folder_name
 from bench.report.style import FAMILY_COLORS, chance_line, family_order, new_figure, save_figure
 from models.atomic import atomic_write_text
 
@@ -12,11 +12,14 @@ from models.atomic import atomic_write_text
 def aggregate(results):
     """Mean and spread over seeds per architecture and fraction (std is NaN with one seed)."""
     keys = ["arm", "label", "model", "depth", "fraction"]
+    if "plateau" not in results:  # studies from before training health was recorded
+        results = results.assign(plateau=False)
     table = results.groupby(keys, sort=False).agg(
         seeds=("seed", "count"), classes=("classes", "first"), train_images=("train_images", "mean"),
         params=("params", "first"), macs=("macs", "first"),
         top1_mean=("top1", "mean"), top1_std=("top1", "std"), top1_min=("top1", "min"), top1_max=("top1", "max"),
         top5_mean=("top5", "mean"), train_images_per_s=("train_images_per_s", "mean"),
+        plateau_runs=("plateau", "sum"),
     ).reset_index()
     return table.sort_values(["fraction", "arm", "depth"], key=lambda c: c.map(family_order) if c.name == "arm" else c,
                              ignore_index=True)
@@ -35,6 +38,7 @@ def markdown_table(table):
         "top-1 range": [f"{lo:.1f}–{hi:.1f}" for lo, hi in zip(table["top1_min"], table["top1_max"])],
         "seeds": table["seeds"], "top-5 %": table["top5_mean"].round(1),
         "train img/s": table["train_images_per_s"].round().astype(int),
+        "runs on the initial plateau": table["plateau_runs"].astype(int),
     })
     return shown.to_markdown(index=False, disable_numparse=True)
 
@@ -84,13 +88,59 @@ def top1_vs_cost(table, column, xlabel):
     return fig
 
 
-def study_figures(table):
-    """{name: figure}: top-1 vs fraction; top-1 vs MACs and vs train images/s at the largest fraction."""
-    return {
+def histories(results, out):
+    """Per epoch of every run in `results`: top-1 and the wall time since the run started (train + eval)."""
+    frames = []
+    for row in results.itertuples():
+        metrics = Path(out) / "runs" / run_folder_name(row.arm, row.depth, row.fraction, row.seed) / "metrics.jsonl"
+        if metrics.is_file():
+            history = pd.read_json(metrics, lines=True)
+            frames.append(pd.DataFrame({
+                "arm": row.arm, "label": row.label, "depth": row.depth, "fraction": row.fraction, "seed": row.seed,
+                "epoch": history["epoch"], "top1": history["top1"], "elapsed_s": history["epoch_time_s"].cumsum(),
+            }))
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def top1_vs_time(history):
+    """Time to accuracy on this machine: val top-1 after each epoch against wall time, per arm at the
+    largest fraction (mean over seeds)."""
+    full = history[history["fraction"] == history["fraction"].max()]
+    fig, ax = new_figure()
+    for (arm, label, depth), group in full.groupby(["arm", "label", "depth"], sort=False):
+        curve = group.groupby("epoch")[["elapsed_s", "top1"]].mean()
+        ax.plot(curve["elapsed_s"] / 60, curve["top1"], marker="o", color=FAMILY_COLORS.get(arm),
+                label=f"{label} d{depth}")
+    ax.set(xlabel="wall time since the run started (min; training and evaluation)", ylabel="val top-1 (%)",
+           title=f"top-1 vs wall-clock time (training fraction {full['fraction'].max():g}, mean over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def study_figures(table, history=None):
+    """{name: figure}: top-1 vs fraction; top-1 vs MACs and vs train images/s at the largest fraction;
+    with the runs' per-epoch history, top-1 vs wall-clock time."""
+    figures = {
         "top1_vs_fraction": top1_vs_fraction(table),
         "top1_vs_macs": top1_vs_cost(table, "macs", "MACs per image"),
         "top1_vs_throughput": top1_vs_cost(table, "train_images_per_s", "training images/s"),
     }
+    if history is not None:
+        figures["top1_vs_time"] = top1_vs_time(history)
+    return figures
+
+
+def health_lines(results, out):
+    """Markdown lines for every run that stayed on the initial loss plateau, with its likely causes."""
+    lines = []
+    for row in results[results.get("plateau", False) == True].itertuples():  # noqa: E712 (pandas mask)
+        name = run_folder_name(row.arm, row.depth, row.fraction, row.seed)
+        health = json.loads((Path(out) / "runs" / name / "summary.json").read_text()).get("health", {})
+        lines.append(f"- `{name}`: final train loss {health.get('final_loss_vs_chance', float('nan')):.2f} x chance; "
+                     f"likely: {'; '.join(health.get('likely_causes', []))}")
+    return lines or ["No run stayed on the initial loss plateau (final train loss below 95% of chance's, "
+                     "or top-1 at least 1.5 x chance)."]
 
 
 def write_study_report(spec, out):
@@ -102,7 +152,7 @@ def write_study_report(spec, out):
     atomic_write_text(out / f"{TABLE}.csv", table.to_csv(index=False))
     atomic_write_text(out / f"{TABLE}.md", markdown_table(table) + "\n")
     figures = []
-    for name, fig in study_figures(table).items():
+    for name, fig in study_figures(table, histories(results, out)).items():
         save_figure(fig, out / name)
         figures.append(f"{name}.png")
     study = json.loads((out / STUDY_FILE).read_text())
@@ -125,6 +175,10 @@ def write_study_report(spec, out):
         "## All architectures",
         "",
         markdown_table(table),
+        "",
+        "## Training health",
+        "",
+        *health_lines(results, out),
         "",
         "## Curves",
         "",
