@@ -7,8 +7,9 @@ see 32, 16, 8 and 4 px. `resnet18_cifar` is ResNet-18's widths (64 ... 512) on t
 `resnet_cifar_tiny` sibling (one block per stage, widths 16 ... 128) is the CPU study's CNN arm.
 """
 import timm
-from timm.models import register_model
 from torch import nn
+
+from .registry import register_with_timm
 
 CNN_BASELINES = {  # name -> timm ResNet settings
     "resnet18_cifar": dict(layers=(2, 2, 2, 2), channels=(64, 128, 256, 512)),
@@ -29,18 +30,5 @@ def cifar_resnet(name, num_classes=10, **kwargs):
     return model
 
 
-def _entrypoint(name):
-    def entrypoint(pretrained=False, **kwargs):
-        if pretrained:
-            raise ValueError(f"{name} has no downloadable weights; train it with `vitbench train`")
-        kwargs.pop("pretrained_cfg", None), kwargs.pop("pretrained_cfg_overlay", None), kwargs.pop("cache_dir", None)
-        return cifar_resnet(name, **kwargs)
-
-    entrypoint.__name__ = entrypoint.__qualname__ = name
-    entrypoint.__module__ = __name__
-    entrypoint.__doc__ = f"vitbench {name}: timm ResNet {CNN_BASELINES[name]} with a CIFAR stem"
-    return entrypoint
-
-
-for _name in CNN_BASELINES:
-    register_model(_entrypoint(_name))
+for _name, _settings in CNN_BASELINES.items():
+    register_with_timm(_name, cifar_resnet, f"vitbench {_name}: timm ResNet {_settings} with a CIFAR stem")

@@ -256,21 +256,23 @@ def create_model(name: str, **overrides) -> VisionTransformer:
     return model
 
 
-def _timm_entrypoint(name):
+def register_with_timm(name, build, doc):
+    """Register `build(name, **kwargs)` as timm's `name` (local weights only: no download)."""
+
     def entrypoint(pretrained=False, pretrained_cfg=None, pretrained_cfg_overlay=None, cache_dir=None, **kwargs):
         if pretrained:
             raise ConfigError(
                 f"{name} has no downloadable weights; create it with pretrained=False and load a local file "
-                "with models.load_checkpoint(model, path)"
+                "with models.load_checkpoint(model, path) or train it with `vitbench train`"
             )
         device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
-        return create_model(name, **kwargs).to(device=device, dtype=dtype)
+        return build(name, **kwargs).to(device=device, dtype=dtype)
 
     entrypoint.__name__ = entrypoint.__qualname__ = name
     entrypoint.__module__ = __name__
-    entrypoint.__doc__ = f"vitbench {name}: {MODEL_CONFIGS[name]}"
-    return entrypoint
+    entrypoint.__doc__ = doc
+    register_model(entrypoint)
 
 
 for _name in MODEL_CONFIGS:
-    register_model(_timm_entrypoint(_name))
+    register_with_timm(_name, create_model, f"vitbench {_name}: {MODEL_CONFIGS[_name]}")

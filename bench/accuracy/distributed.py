@@ -3,6 +3,7 @@
 Without torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK) everything degrades to a single
 process, so the same training code runs on a laptop CPU and on several GPUs or nodes.
 """
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -97,3 +98,15 @@ def teardown():
 def barrier(context):
     if context.distributed:
         dist.barrier()
+
+
+@contextlib.contextmanager
+def cpu_threads(threads):
+    """torch's CPU intra-op thread count set to `threads` inside the block (None: unchanged), then restored."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

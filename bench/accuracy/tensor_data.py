@@ -23,7 +23,6 @@ and sharded the same way), and every augmentation draw comes from one `torch.Gen
 seeded from (seed, rank, epoch), so a run resumed at epoch k sees exactly the batches of epoch k.
 """
 
-import contextlib
 import math
 import os
 import random
@@ -40,6 +39,7 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from bench.accuracy.data import BadFileLog, BadImage, describe_failure, load_rgb, log
+from bench.accuracy.distributed import cpu_threads
 from models.atomic import atomic_write
 from models.errors import ConfigError, DatasetError
 
@@ -453,18 +453,6 @@ def normalize(images, mean, std):
 
 
 # --- loaders --------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def intra_op_threads(count):
-    """torch's CPU intra-op thread count set to `count` inside the block (None: unchanged)."""
-    previous = torch.get_num_threads()
-    if count:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def shard_order(length, seed, epoch, rank=0, world_size=1):
     """This rank's positions in 0..length-1 for an epoch: `DistributedSampler(shuffle=True)`'s order,
     padded by repeating its start to a multiple of world_size, every world_size-th from rank."""
@@ -529,7 +517,7 @@ class TensorLoader:
         positions = self.indices[shard_order(len(self.indices), self.seed, self.epoch, self.rank, self.world_size)]
         generator = epoch_generator(self.seed, self.rank, self.epoch)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
-            with intra_op_threads(self.cpu_threads):  # not across the yield: the step keeps its threads
+            with cpu_threads(self.cpu_threads):  # not across the yield: the step keeps its threads
                 batch = self.batch(positions[start : start + self.batch_size], generator)
             yield batch
 

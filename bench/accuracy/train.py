@@ -9,7 +9,6 @@ Reproducibility: every epoch reseeds all RNGs (and the loader's workers) from (s
 epoch), and checkpoints are written at epoch ends, so a run resumed from `last.pth` takes the
 same steps as one that was never interrupted.
 """
-import contextlib
 import dataclasses
 import json
 import math
@@ -27,6 +26,7 @@ from tqdm import tqdm
 import models
 from bench.accuracy import distributed, factory
 from bench.accuracy.data import BadFileLog, install_randaugment_fix, log
+from bench.accuracy.distributed import cpu_threads
 from bench.accuracy.evaluate import evaluate
 from bench.accuracy.optimisation import Optimisation
 from bench.accuracy.train_data import scan_samples, train_data
@@ -171,18 +171,6 @@ RUN_FOLDER = OutputFolder(
     is_marked=is_run_config,
     written=(CONFIG_FILE, LAST, BEST, SUMMARY, METRICS_JSONL, METRICS_CSV),
 )
-
-
-@contextlib.contextmanager
-def cpu_threads(threads):
-    """torch's intra-op thread count set to `threads` (None: unchanged) and restored afterwards."""
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def resume_config(out, given):
