@@ -19,7 +19,7 @@ from timm.models import register_model
 
 from .backbone import VisionTransformer
 from .errors import ConfigError, UnknownModelError
-from .tokenizers import REFERENCE_T2T_STAGES, PatchTokenizer, T2TTokenizer
+from .tokenizers import DEFAULT_IMG_SIZE, REFERENCE_T2T_STAGES, PatchTokenizer, T2TTokenizer
 
 
 def _t2t(block, embed_dim, depth, num_heads, mlp_ratio, **extra):
@@ -88,7 +88,6 @@ PUBLISHED_EQUIVALENTS = {
     "deit_tiny_patch16_224": "vb_vit_tiny_patch16_224",
 }
 
-DEFAULT_IMG_SIZE = 224  # every named model's image size unless overridden
 
 # The model families every table, sweep, study and plot speaks of, and the names they are shown by.
 FAMILIES = {

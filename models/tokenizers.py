@@ -14,6 +14,8 @@ from torch import nn
 from .errors import ConfigError, InputShapeError
 
 REFERENCE_T2T_STAGES = ((7, 4, 2), (3, 2, 1), (3, 2, 1))  # (kernel, stride, padding) per soft split
+DEFAULT_IMG_SIZE = 224  # every named model's image size unless overridden
+ImageSize = int | tuple[int, int]
 
 
 def to_2tuple_size(size, name="img_size"):
@@ -76,7 +78,8 @@ class PatchTokenizer(Tokenizer):
 
     kind = "patch"
 
-    def __init__(self, img_size=224, patch_size=16, in_chans=3, embed_dim=768):
+    def __init__(self, img_size: ImageSize = DEFAULT_IMG_SIZE, patch_size: int = 16, in_chans: int = 3,
+                 embed_dim: int = 768):
         if not isinstance(patch_size, int) or patch_size < 1:
             raise ConfigError(f"patch_size={patch_size!r} must be a positive integer, e.g. 16")
         self.patch_size = patch_size
@@ -230,13 +233,13 @@ class T2TTokenizer(Tokenizer):
 
     def __init__(
         self,
-        img_size=224,
-        in_chans=3,
-        embed_dim=768,
-        token_dim=64,
-        block="performer",
-        stages=REFERENCE_T2T_STAGES,
-        drop=None,
+        img_size: ImageSize = DEFAULT_IMG_SIZE,
+        in_chans: int = 3,
+        embed_dim: int = 768,
+        token_dim: int = 64,
+        block: str = "performer",
+        stages: tuple = REFERENCE_T2T_STAGES,
+        drop: float | None = None,
     ):
         if block not in T2T_BLOCKS:
             raise ConfigError(f"unknown t2t_block={block!r}; choose one of {sorted(T2T_BLOCKS)}")
