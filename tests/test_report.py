@@ -6,6 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
+from bench import suite
 from bench.cost.sweep import SweepSpec, run_sweep
 from bench.report.build import build_report, load_inputs
 from models import ResultsError
@@ -70,7 +71,8 @@ def test_report_from_sweep_and_benchmarks(tmp_path, benchmark_json):
     assert build_report([benchmark_json], out, overwrite=True) == index
     assert not (out / "cost_sweep-tiny.csv").exists()  # nothing stale survives an overwrite
     ratios = pd.read_csv(out / "speed_ratios_benchmarks.csv")
-    assert len(ratios) == 4 and (ratios.speedup > 0).all()
+    assert len(ratios) == 2 * len(suite.SIZES["smoke"]["pair_case"]) and (ratios.speedup > 0).all()  # both modes
+    assert (ratios.mac_efficiency > 0).all() and set(ratios["mode"]) == {"inference", "train"}
     assert json.loads(benchmark_json.read_text())["ratios"].keys() == set(ratios.pair)
 
 
