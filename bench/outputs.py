@@ -78,26 +78,14 @@ class OutputFolder:
         raise self.error(f"{out} already holds {self.holds}; pass {hint}--overwrite to "
                          f"{'start over' if self.resume_hint else 'replace it'}, or choose another --out")
 
-    def ours(self, out):
-        """Relative paths (files and symlinks) under `out` that vitbench wrote."""
+    def foreign(self, out):
+        """Relative paths (files and symlinks) under `out` that vitbench did not write, sorted."""
         out = Path(out)
         listed = self.listed(out) if self.listed else set()
-        found = set()
-        for path in out.rglob("*"):
-            if path.is_dir() and not path.is_symlink():
-                continue
-            relative = path.relative_to(out).as_posix()
-            patterns = (*self.written, TEMPORARY, f"*/{TEMPORARY}", LOCK, f"*/{LOCK}")
-            if relative in listed or any(fnmatch.fnmatch(relative, pattern) for pattern in patterns):
-                found.add(relative)
-        return found
-
-    def foreign(self, out):
-        """Relative paths under `out` that vitbench did not write, sorted."""
-        out = Path(out)
-        ours = self.ours(out)
-        return sorted(relative for relative in (p.relative_to(out).as_posix() for p in out.rglob("*")
-                                                if not p.is_dir() or p.is_symlink()) if relative not in ours)
+        patterns = (*self.written, TEMPORARY, f"*/{TEMPORARY}", LOCK, f"*/{LOCK}")
+        files = (p.relative_to(out).as_posix() for p in out.rglob("*") if not p.is_dir() or p.is_symlink())
+        return sorted(relative for relative in files
+                      if relative not in listed and not any(fnmatch.fnmatch(relative, p) for p in patterns))
 
     def refuse_foreign(self, out):
         foreign = self.foreign(out)
@@ -144,7 +132,7 @@ def is_alive(pid):
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, another user's
-        return True
+        pass
     return True
 
 

@@ -13,7 +13,7 @@ import torch
 from timm.models.vision_transformer import VisionTransformer as TimmViT
 
 import models
-from bench.cost.build import build_model, input_size, is_ours
+from bench.cost.build import build_model, input_size
 from bench.cost.flops import analytic_macs, any_model_macs, count_params
 from bench.cost.sweep import FAMILY_BASES, SweepSpec, configurations
 from bench.cost.timing import TimingSetup
@@ -127,7 +127,7 @@ SIZES = {
 
 def model_macs(model):
     """MACs per image: by formula for ours, by fvcore (fused attention counted) for any other model."""
-    if is_ours(getattr(model, "model_name", "")) and isinstance(model, models.VisionTransformer):
+    if isinstance(model, models.VisionTransformer):
         return analytic_macs(model)["total"]
     return any_model_macs(model)
 

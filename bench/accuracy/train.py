@@ -158,8 +158,7 @@ def seed_everything(seed):
 def is_run_config(path):
     """A config.json that vitbench wrote: TrainConfig's fields (an older vitbench wrote fewer) and no others."""
     saved = json.loads(Path(path).read_text())
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    return isinstance(saved, dict) and REQUIRED_RUN_KEYS <= set(saved) <= fields
+    return isinstance(saved, dict) and REQUIRED_RUN_KEYS <= set(saved) <= config_fields()
 
 
 RUN_FOLDER = OutputFolder(
@@ -171,6 +170,10 @@ RUN_FOLDER = OutputFolder(
     is_marked=is_run_config,
     written=(CONFIG_FILE, LAST, BEST, SUMMARY, METRICS_JSONL, METRICS_CSV),
 )
+
+
+def write_config(out, config):
+    atomic_write_text(Path(out) / CONFIG_FILE, json.dumps(jsonable(dataclasses.asdict(config)), indent=1) + "\n")
 
 
 def resume_config(out, given):
@@ -197,7 +200,7 @@ def peak_memory_mb(device):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def plateau_causes(config, lr, classes, history):
+def plateau_causes(config, lr, history):
     """What the suite can check when a run never left the initial loss plateau."""
     causes = []
     if lr > 1e-3 * config.batch_size / 128:
@@ -219,7 +222,8 @@ class Trainer:
     def __init__(self, config, context, progress=True, warn=log):
         self.config, self.context, self.progress, self.warn = config, context, progress, warn
         self.out = Path(config.out)
-        samples = scan_samples(config, warn if context.is_main else print_nothing)
+        quiet_unless_main = warn if context.is_main else print_nothing
+        samples = scan_samples(config, quiet_unless_main)
         self.ignored_files = samples.ignored
         seed_everything(config.seed)  # same initial weights on every rank
         self.model = factory.create(
@@ -246,7 +250,7 @@ class Trainer:
             context,
             self.data.steps_per_epoch,
             len(samples.classes),
-            warn if context.is_main else print_nothing,
+            quiet_unless_main,
         )
         self.epoch, self.history, self.best, self.final_eval = 0, [], None, None
 
@@ -397,7 +401,7 @@ class Trainer:
             "plateau": bool(plateau),
             "final_loss_vs_chance": ratio,
             "chance_top1": chance,
-            "likely_causes": plateau_causes(self.config, self.opt.lr, len(self.data.classes), self.history)
+            "likely_causes": plateau_causes(self.config, self.opt.lr, self.history)
             if plateau
             else [],
         }
@@ -468,7 +472,7 @@ def start(config: TrainConfig, overwrite: bool = False, progress: bool = True, w
         distributed.barrier(context)
         if context.is_main:
             RUN_FOLDER.start(out, overwrite=overwrite)
-            atomic_write_text(out / CONFIG_FILE, json.dumps(jsonable(dataclasses.asdict(config)), indent=1) + "\n")
+            write_config(out, config)
         distributed.barrier(context)
         try:
             with cpu_threads(config.threads):
@@ -494,9 +498,7 @@ def resume(out: str | Path, given: dict | None = None, progress: bool = True, wa
             raise ConfigError(f"{out} already trained {trainer.epoch} epochs; pass --epochs {trainer.epoch} or more")
         if context.is_main:
             if config.epochs != json.loads((Path(out) / CONFIG_FILE).read_text())["epochs"]:
-                atomic_write_text(
-                    Path(out) / CONFIG_FILE, json.dumps(jsonable(dataclasses.asdict(config)), indent=1) + "\n"
-                )
+                write_config(out, config)
             warn(f"resuming {out} after epoch {trainer.epoch} of {config.epochs}")
         return trainer.fit()
 

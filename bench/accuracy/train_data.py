@@ -36,7 +36,6 @@ class Samples:
     val: list
     ignored: list  # files without an image extension: reported, never loaded
     splits: dict  # the scanned splits, {"train": Split, "val": Split}
-    splits: dict  # the scanned splits, {"train": Split, "val": Split}
 
 
 def scan_samples(config, warn):

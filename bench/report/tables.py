@@ -23,8 +23,8 @@ def published_counts():
 
 
 def published_family(row):
-    return models.family_of({"tokenizer": "patch"} if row["t2t_block"] == "patch16" else
-                            {"tokenizer": "t2t", "t2t_block": row["t2t_block"]})
+    """The family of a published row (its `t2t_block` is "patch16" for the ViTs)."""
+    return tokenizer_family("patch" if row["t2t_block"] == "patch16" else row["t2t_block"])
 
 
 def paper_table(counts):
