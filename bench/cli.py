@@ -102,6 +102,7 @@ def cmd_profile(args):
 SWEEP_FLAGS = {  # sweep spec key -> argparse dest
     "families": "families",
     "models": "models",
+    "timm": "timm",
     "depth": "depth",
     "num_heads": "heads",
     "embed_dim": "embed_dim",
@@ -298,6 +299,8 @@ def cmd_study(args):
 
 
 def add_cost_commands(sub):
+    from bench.cost.sweep import MEASUREMENTS
+
     p = sub.add_parser("list", help="list the named models with their sizes and parameter counts")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style name filter, e.g. 't2t_vit_t_*'")
     p.add_argument("--json", action="store_true", help="print one JSON array")
@@ -305,7 +308,7 @@ def add_cost_commands(sub):
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("profile", help="params, MACs (three counters), throughput and peak memory of one model")
-    p.add_argument("model", help="a name from `vitbench list`")
+    p.add_argument("model", help="a name from `vitbench list`, or any timm model name")
     p.add_argument("--img-size", type=int, help="square image size (default: the model's)")
     p.add_argument("--train", action="store_true", help="also time and measure a full training step")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -316,13 +319,15 @@ def add_cost_commands(sub):
     p.add_argument("--config", help="TOML file with the grid (flags override its keys)")
     p.add_argument("--families", nargs="+", help=", ".join(f for f in models.FAMILIES if f != "cnn"))
     p.add_argument("--models", nargs="+", help="named models to measure as they are")
+    p.add_argument("--timm", nargs="+", metavar="NAME",
+                   help="any timm models to measure beside ours as baselines, e.g. deit_tiny_patch16_224 resnet50")
     p.add_argument("--depth", nargs="+", type=int)
     p.add_argument("--heads", nargs="+", type=int)
     p.add_argument("--embed-dim", nargs="+", type=int)
     p.add_argument("--mlp-ratio", nargs="+", type=float)
     p.add_argument("--patch-size", nargs="+", type=int, help="ViT only")
     p.add_argument("--img-size", nargs="+", type=int)
-    p.add_argument("--measure", nargs="+", help="params, macs, throughput, memory, max_batch")
+    p.add_argument("--measure", nargs="+", help=", ".join(MEASUREMENTS))
     p.add_argument("--modes", nargs="+", help="inference, train")
     p.add_argument("--out", help="run folder (default results/sweep-<date>)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep in --out")

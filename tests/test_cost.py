@@ -1,4 +1,5 @@
 """Cost harness: timing, memory, batch search, sweeps (resume, skip, oom), profile CLI."""
+import functools
 import json
 import os
 import signal
@@ -8,14 +9,17 @@ import time
 
 import pandas as pd
 import pytest
+import timm
 import torch
 
 import models
 from bench.cli import main as cli
-from bench.cost import memory, sweep
+from bench.cost import memory, sweep, timing
 from bench.cost.sweep import SweepSpec, load_sweep_spec, run_sweep
 from bench.cost.timing import TimingSetup, measure_throughput
+from bench.report import tables
 from models import ConfigError, ResultsError
+from models.errors import VitbenchError
 
 from .conftest import REPO
 
@@ -126,6 +130,11 @@ def test_sweep_refuses_to_overwrite_and_resumes(tmp_path):
     assert measured == []
     with pytest.raises(ResultsError, match="another spec"):
         run_sweep(SweepSpec.from_flat({**SPEC, "depth": [2]}), out, resume=True)
+    saved = json.loads((out / "spec.json").read_text())
+    del saved["timm"]  # a sweep begun before the key existed resumes with its default
+    (out / "spec.json").write_text(json.dumps(saved))
+    run_sweep(SweepSpec.from_flat(SPEC), out, resume=True, progress=measured.append)
+    assert measured == []
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "data.csv").write_text("a,b\n")
     with pytest.raises(ResultsError, match="not a vitbench sweep folder"):
@@ -207,6 +216,7 @@ def test_profile_cli_json(capsys):
         (["profile", "t2t_vit14"], "unknown model 't2t_vit14'; did you mean t2t_vit_14"),
         (["profile", "t2t_vit_7", "--img-size", "200"], "200x200 is not divisible by the T2T stride 16"),
         (["sweep", "--families", "cnn", "--out", "unused"], "unknown families value 'cnn'"),
+        (["sweep", "--timm", "resnet_18", "--out", "unused"], "unknown model 'resnet_18'; did you mean resnet18"),
     ],
 )
 @pytest.mark.slow
@@ -239,6 +249,55 @@ def test_sweep_records_oom_and_goes_on(tmp_path, monkeypatch):
     assert list(throughput.status) == ["ok", "oom", "ok"]
     assert throughput.loc[2, "reason"] == "out of memory at batch 2" and pd.isna(throughput.loc[2, "value"])
     assert len(released) == 3 + 1  # once per configuration (its model leaves the GPU), once for the OOM
+
+
+def test_sweep_measures_timm_baselines_beside_ours(tmp_path):
+    spec = SweepSpec.from_flat({**SPEC, "families": ["vit"], "num_heads": [2], "patch_size": [8],
+                                "timm": ["resnet18", "deit_tiny_patch16_224"],
+                                "measure": ["params", "macs", "throughput", "tokenizer_time"]})
+    table = run_sweep(spec, tmp_path / "run", progress=lambda _: None)
+    values = table.pivot_table(index="model", columns="measurement", values="value")
+    resnet = timm.create_model("resnet18")
+    assert values.loc["resnet18", "params"] == sum(p.numel() for p in resnet.parameters())
+    assert set(table[table.model == "resnet18"].config_family) == {"timm"}
+    assert set(table[table.model == "resnet18"].tokenizer) == {"timm"}
+    for name in ("resnet18", "deit_tiny_patch16_224"):  # fvcore and the torch counter agree on a baseline too
+        assert values.loc[name, "macs"] == pytest.approx(values.loc[name, "macs_torch"], rel=0.02)
+    # MACs scale with the 32 px input: resnet18 is 1.82 G at 224 px, about (32/224)^2 of it here
+    assert values.loc["resnet18", "macs"] == pytest.approx(1.82e9 * (32 / 224) ** 2, rel=0.2)
+    deit = table[table.model == "deit_tiny_patch16_224"].iloc[0]
+    assert (deit.depth, deit.num_heads, deit.embed_dim, deit.patch_size, deit.tokens) == (12, 3, 192, 16, 5)
+    ours = values.loc["vb_vit_small_patch16_224", "tokenizer_time_share_inference"]
+    assert 0 < ours < 1 and pd.isna(values.loc["resnet18"].get("tokenizer_time_share_inference"))
+
+    wide = tables.sweep_wide(table)  # the report keeps a CNN's row although it has no depth or patches
+    assert list(wide.family) == ["vit", "timm", "timm"]
+    cost = tables.cost_table(wide).set_index("model")
+    assert pd.isna(cost.loc["resnet18", "depth"])
+    assert cost.loc["resnet18", "params (M)"] == pytest.approx(11.69, abs=0.01)
+    assert 0 < cost.loc["vb_vit_small_patch16_224", "tokenizer time share, inference"] < 1
+
+
+@pytest.mark.parametrize("name, message", [
+    ("resnet_18", "unknown model 'resnet_18'; did you mean resnet18"),
+    ("t2t_vit_7", "one of ours; list it under models"),
+    (7, "unknown model 7"),
+])
+def test_sweep_refuses_bad_timm_names(name, message):
+    with pytest.raises(VitbenchError, match=message):
+        SweepSpec(timm=[name])
+
+
+def test_compiled_sweep_reports_compile_time_apart(tmp_path, monkeypatch):
+    eager = functools.partial(torch.compile, backend="eager")  # dynamo's tracing without inductor's minutes
+    monkeypatch.setattr(timing.torch, "compile", eager)
+    spec = SweepSpec.from_flat({**SPEC, "families": ["vit"], "num_heads": [2], "patch_size": [8], "compile": True,
+                                "measure": ["throughput"]})
+    rows = run_sweep(spec, tmp_path / "run", progress=lambda _: None).set_index("measurement")
+    assert rows.loc["throughput_inference", "value"] > 0 and rows.loc["compile_s_inference", "value"] >= 0
+    assert rows.loc["compile_s_inference", "unit"] == "s"
+    wide = tables.sweep_wide(rows.reset_index())
+    assert wide["compile_s_inference"].notna().all()
 
 
 @pytest.mark.slow

@@ -17,15 +17,21 @@ def is_ours(name):
     return name in models.MODEL_CONFIGS
 
 
+def check_timm_name(name):
+    """`name` if timm can build it, else an UnknownModelError suggesting close names (ours and timm's)."""
+    if not isinstance(name, str) or not timm.is_model(name):
+        close = difflib.get_close_matches(str(name), [*models.list_models(), *timm.list_models()], n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}?" if close else "run `vitbench list` or pick any timm model name"
+        raise UnknownModelError(f"unknown model {name!r}; {hint}")
+    return name
+
+
 def build_model(name, overrides=None):
     """A randomly initialised model `name` with `overrides`; its pretrained_cfg holds its input size."""
     overrides = dict(overrides or {})
     if is_ours(name):
         return models.create_model(name, **overrides)
-    if not isinstance(name, str) or not timm.is_model(name):
-        close = difflib.get_close_matches(str(name), [*models.list_models(), *timm.list_models()], n=3, cutoff=0.6)
-        hint = f"did you mean {', '.join(close)}?" if close else "run `vitbench list` or pick any timm model name"
-        raise UnknownModelError(f"unknown model {name!r}; {hint}")
+    check_timm_name(name)
     img_size = overrides.pop("img_size", None)
     try:
         model = timm.create_model(name, **overrides, **({"img_size": img_size} if img_size else {}))

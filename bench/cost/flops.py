@@ -288,6 +288,19 @@ def mac_counts(model, img_size=None):
     }
 
 
+def params_of(model):
+    """Parameter counts of any model: ours broken down by part (`param_breakdown`), any other total and trainable."""
+    if isinstance(model, VisionTransformer):
+        return param_breakdown(model)
+    return {"params": count_params(model), "params_trainable": count_params(model, trainable_only=True)}
+
+
+def macs_of(model):
+    """MAC counts of any model: ours by the three counters with the analytic breakdown (`mac_counts`),
+    any other (a timm model) by fvcore and the torch counter (`any_model_counts`)."""
+    return mac_counts(model) if isinstance(model, VisionTransformer) else any_model_counts(model)
+
+
 def count_params(model, trainable_only=False):
     """Parameters of `model` (fixed tables included), or only those that train."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -5,7 +5,7 @@ import statistics
 import torch
 
 from bench.cost.build import build_model, input_size, is_ours
-from bench.cost.flops import any_model_counts, count_params, mac_counts, param_breakdown
+from bench.cost.flops import macs_of, params_of
 from bench.cost.memory import activation_estimate_bytes, measure_peak_memory
 from bench.cost.timing import TimingSetup, measure_throughput, prepare, timed_call
 from bench.provenance import device_name
@@ -41,15 +41,9 @@ def profile_model(name: str, overrides: dict | None = None, setup: TimingSetup =
     model = build_model(name, overrides)
     ours = is_ours(name)
     channels, height, width = input_size(model)
-    if ours:
-        counts = mac_counts(model)
-        params = param_breakdown(model)
-        shape = {"tokens": model.tokenizer.num_tokens + 1,
-                 "tokenizer_mac_share": counts["macs_tokenizer"] / counts["macs"]}
-    else:
-        counts = any_model_counts(model)
-        params = {"params": count_params(model), "params_trainable": count_params(model, trainable_only=True)}
-        shape = {}
+    params, counts = params_of(model), macs_of(model)
+    shape = {"tokens": model.tokenizer.num_tokens + 1,
+             "tokenizer_mac_share": counts["macs_tokenizer"] / counts["macs"]} if ours else {}
     result = {
         "model": name,
         **params,

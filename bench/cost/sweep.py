@@ -1,5 +1,8 @@
 """Cost sweeps: a grid over family, depth, heads, width, patch and image size -> one tidy table.
 
+Named models (ours) and any timm models (the `timm` family: DeiT, ResNet, Swin, ...) are measured
+as they are beside the grid, with image size still crossed, so a baseline sits in the same table.
+
 A run folder `results/<run-id>/` holds `spec.json`, `provenance.json`, `rows.jsonl` (appended
 one configuration at a time, so an interrupted sweep resumes and skips finished
 configurations) and, when done, `sweep.csv` / `sweep.json` with one row per configuration
@@ -18,8 +21,10 @@ import pandas as pd
 import tomllib
 
 import models
-from bench.cost.flops import mac_counts, param_breakdown
+from bench.cost.build import build_model, check_timm_name, input_size, is_ours
+from bench.cost.flops import macs_of, params_of
 from bench.cost.memory import activation_estimate_bytes, is_oom, largest_batch, measure_peak_memory, release_memory
+from bench.cost.profile import tokenizer_time_share
 from bench.cost.timing import MODES, TimingSetup, measure_throughput
 from bench.outputs import RESUME, OutputFolder, folder_lock
 from bench.provenance import provenance
@@ -28,7 +33,8 @@ from models.errors import ConfigError, ResultsError
 
 FAMILY_BASES = {"vit": "vb_vit_small_patch16_224", "t2t-performer": "t2t_vit_14", "t2t-transformer": "t2t_vit_t_14"}
 assert set(FAMILY_BASES) <= set(models.FAMILIES)
-MEASUREMENTS = ("params", "macs", "throughput", "memory", "max_batch")
+TIMM_FAMILY = "timm"  # rows of timm models: what a user would pick instead of ours
+MEASUREMENTS = ("params", "macs", "throughput", "tokenizer_time", "memory", "max_batch")
 TOOL_MARK = "vitbench sweep"
 
 
@@ -36,7 +42,7 @@ GRID_KEYS = ("depth", "num_heads", "embed_dim", "mlp_ratio", "patch_size", "img_
 CHOICES = {"families": FAMILY_BASES, "measure": MEASUREMENTS, "modes": MODES, "models": models.list_models}
 EXAMPLES = {"depth": "[7, 14]", "num_heads": "[4, 8]", "embed_dim": "[256, 384]", "mlp_ratio": "[2.0, 3.0]",
             "patch_size": "[16]", "img_size": "[224, 384]", "families": '["vit"]', "measure": '["params"]',
-            "modes": '["inference"]', "models": '["t2t_vit_7"]'}
+            "modes": '["inference"]', "models": '["t2t_vit_7"]', "timm": '["deit_tiny_patch16_224", "resnet50"]'}
 
 
 def is_size(value, kind):
@@ -51,19 +57,20 @@ class SweepSpec:
 
     families: list = field(default_factory=lambda: ["vit", "t2t-performer"])
     models: list = field(default_factory=list)  # named models, measured as they are (img_size still crossed)
+    timm: list = field(default_factory=list)  # any timm model names, measured as baselines (img_size crossed)
     depth: list = field(default_factory=list)
     num_heads: list = field(default_factory=list)
     embed_dim: list = field(default_factory=list)
     mlp_ratio: list = field(default_factory=list)
     patch_size: list = field(default_factory=list)
     img_size: list = field(default_factory=list)
-    measure: list = field(default_factory=lambda: ["params", "macs", "throughput"])
+    measure: list = field(default_factory=lambda: ["params", "macs", "throughput", "tokenizer_time"])
     modes: list = field(default_factory=lambda: ["inference"])
     timing: TimingSetup = field(default_factory=TimingSetup)
     max_batch_limit: int = 1024
 
     def __post_init__(self):
-        for key in GRID_KEYS + tuple(CHOICES):
+        for key in GRID_KEYS + tuple(CHOICES) + ("timm",):
             if not isinstance(getattr(self, key), list | tuple):
                 raise ConfigError(f"sweep {key}={getattr(self, key)!r} must be a list, e.g. {key} = {EXAMPLES[key]}")
         for key in GRID_KEYS:
@@ -76,8 +83,12 @@ class SweepSpec:
             for value in getattr(self, key):
                 if value not in known:
                     raise ConfigError(f"unknown {key} value {value!r}; choose from {sorted(known)}")
-        if not self.families and not self.models:
-            raise ConfigError("the sweep has nothing to measure (no families and no models); list some, "
+        for name in self.timm:
+            if is_ours(name):
+                raise ConfigError(f"timm value {name!r} is one of ours; list it under models = [{name!r}]")
+            check_timm_name(name)
+        if not self.families and not self.models and not self.timm:
+            raise ConfigError("the sweep has nothing to measure (no families, models or timm models); list some, "
                               "e.g. families = [\"vit\", \"t2t-performer\"]")
 
     @classmethod
@@ -128,9 +139,10 @@ def configurations(spec):
             if family != "vit":
                 overrides["t2t_block"] = family.split("-")[1]
             yield from _once(seen, family, FAMILY_BASES[family], overrides)
-    for name in spec.models:
-        for img_size in spec.img_size or [None]:
-            yield from _once(seen, "named", name, {"img_size": img_size} if img_size else {})
+    for family, names in (("named", spec.models), (TIMM_FAMILY, spec.timm)):
+        for name in names:
+            for img_size in spec.img_size or [None]:
+                yield from _once(seen, family, name, {"img_size": img_size} if img_size else {})
 
 
 def _once(seen, family, name, overrides):
@@ -146,6 +158,8 @@ def config_key(label):
 
 def config_columns(model):
     """Columns that say what was measured, resolved from the built model."""
+    if not isinstance(model, models.VisionTransformer):
+        return timm_columns(model)
     config = model.config
     return {
         "model": model.model_name,
@@ -160,41 +174,66 @@ def config_columns(model):
     }
 
 
+def timm_columns(model):
+    """The same columns for a timm model, filled where it has the part (a ViT's blocks and patches;
+    a CNN has none of them)."""
+    blocks = getattr(model, "blocks", None)
+    patches = getattr(model, "patch_embed", None)
+    height, width = input_size(model)[1:]
+    return {
+        "model": model.model_name,
+        "tokenizer": TIMM_FAMILY,
+        "depth": len(blocks) if blocks is not None else None,
+        "num_heads": getattr(getattr(blocks[0], "attn", None), "num_heads", None) if blocks else None,
+        "embed_dim": getattr(model, "embed_dim", None),
+        "mlp_ratio": None,
+        "patch_size": patches.patch_size[0] if patches is not None else None,
+        "img_size": f"{height}x{width}",
+        "tokens": patches.num_patches + model.num_prefix_tokens if hasattr(model, "num_prefix_tokens") else None,
+    }
+
+
 def measure_config(spec, name, overrides):
     """All rows for one configuration: (measurement, value, unit, extra)."""
-    model = models.create_model(name, **overrides)
+    model = build_model(name, overrides)
+    ours = isinstance(model, models.VisionTransformer)
     rows = []
     if "params" in spec.measure:
-        rows += [(key, value, "count", {}) for key, value in param_breakdown(model).items()]
+        rows += [(key, value, "count", {}) for key, value in params_of(model).items()]
     if "macs" in spec.measure:
-        counts = mac_counts(model)
-        rows += [(key, value, "MACs", {}) for key, value in counts.items() if key.startswith("macs")]
+        rows += [(key, value, "MACs", {}) for key, value in macs_of(model).items() if key.startswith("macs")]
     for mode in spec.modes:
         if "throughput" in spec.measure:
-            rows.append(guard_oom(f"throughput_{mode}", "img/s", spec.timing.batch_size,
-                                  lambda mode=mode: throughput_row(model, spec, mode)))
+            rows += throughput_rows(model, spec, mode)
+        if "tokenizer_time" in spec.measure and ours:
+            rows.append(guard_oom(f"tokenizer_time_share_{mode}", "fraction", spec.timing.batch_size,
+                                  lambda mode=mode: (tokenizer_time_share(model, spec.timing, mode), {})))
     model.cpu()  # off the GPU before memory is measured: its weights would count in the peak
     release_memory()
     for mode in spec.modes:
         if "memory" in spec.measure:
             rows.append(guard_oom(f"peak_memory_{mode}", "bytes", spec.timing.batch_size,
                                   lambda mode=mode: memory_row(name, overrides, spec, mode)))
-            rows.append(
-                (
-                    f"activation_estimate_{mode}",
-                    activation_estimate_bytes(model, spec.timing.batch_size, mode),
-                    "bytes",
-                    {"method": "analytic"},
-                )
-            )
+            if ours:
+                estimate = activation_estimate_bytes(model, spec.timing.batch_size, mode)
+                rows.append((f"activation_estimate_{mode}", estimate, "bytes", {"method": "analytic"}))
         if "max_batch" in spec.measure:
             rows.append((f"max_batch_{mode}", max_batch(name, overrides, spec, mode), "images", {}))
     return config_columns(model), rows
 
 
-def throughput_row(model, spec, mode):
-    result = measure_throughput(model, spec.timing, mode)
-    return result["img_s"], {"q1": result["img_s_q1"], "q3": result["img_s_q3"], "threads": result["threads"]}
+def throughput_rows(model, spec, mode):
+    """Images/s for `mode`; compiled, also the compile time (first call less a steady one) as its own row."""
+    result = {}
+
+    def measure():
+        result.update(measure_throughput(model, spec.timing, mode))
+        return result["img_s"], {"q1": result["img_s_q1"], "q3": result["img_s_q3"], "threads": result["threads"]}
+
+    rows = [guard_oom(f"throughput_{mode}", "img/s", spec.timing.batch_size, measure)]
+    if spec.timing.compile and result:
+        rows.append((f"compile_s_{mode}", result["compile_s"], "s", {}))
+    return rows
 
 
 def memory_row(name, overrides, spec, mode):
@@ -234,6 +273,14 @@ SWEEP_FOLDER = OutputFolder(
 )
 
 
+def saved_spec(path):
+    """The flat spec a run folder was started with, keys added since filled with their defaults."""
+    try:
+        return SweepSpec.from_flat(json.loads(path.read_text())).flat()
+    except (ValueError, TypeError, ConfigError):
+        return None
+
+
 class SweepRun:
     """The run folder under the output policy of `bench.outputs`: ours only, resumed or redone on request."""
 
@@ -242,7 +289,7 @@ class SweepRun:
         self.rows_path = self.out / "rows.jsonl"
         spec_json = json.dumps(spec.flat(), sort_keys=True, indent=2)
         mode = SWEEP_FOLDER.prepare(self.out, resume, overwrite)
-        if mode == RESUME and (self.out / "spec.json").read_text() != spec_json:
+        if mode == RESUME and saved_spec(self.out / "spec.json") != spec.flat():
             raise ResultsError(f"{self.out} was run with another spec; resume with the same flags or use a new --out")
         SWEEP_FOLDER.start(self.out, resume, overwrite)
         atomic_write_text(self.out / "spec.json", spec_json)

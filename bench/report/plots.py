@@ -65,7 +65,7 @@ def sweep_axis(wide, axis, measurement, ylabel, scale=1):
     """`measurement` against one sweep axis: a line per family and patch size, median over other axes."""
     fig, ax = new_figure(6, 4)
     keys = ["family"] + (["patch_size"] if axis != "patch_size" else [])
-    for (family, *patch), group in wide.groupby(keys):
+    for (family, *patch), group in wide.groupby(keys, dropna=False):  # a timm CNN has no patch size
         series = group.groupby(axis)[measurement].median().dropna() * scale
         multi_patch = bool(patch) and wide.loc[wide.family == family, "patch_size"].nunique() > 1
         style = "--" if multi_patch and patch[0] != wide.loc[wide.family == family, "patch_size"].min() else "-"

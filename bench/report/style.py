@@ -8,9 +8,11 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 import models
+from bench.cost.sweep import TIMM_FAMILY
 from models.atomic import atomic_write
 
-FAMILY_COLORS = dict(zip(models.FAMILIES, ("tab:blue", "tab:orange", "tab:green", "tab:red")))
+FAMILY_COLORS = {**dict(zip(models.FAMILIES, ("tab:blue", "tab:orange", "tab:green", "tab:red"))),
+                 TIMM_FAMILY: "tab:purple"}
 
 
 def family_order(family):

@@ -10,6 +10,8 @@ import torch
 import models
 from bench.cost.flops import analytic_macs, any_model_macs, count_params
 from bench.cost.published import build_published, published_cifar10, published_model_name, published_rows
+from bench.cost.sweep import TIMM_FAMILY
+from bench.report.style import family_order
 
 
 def published_counts():
@@ -59,7 +61,9 @@ def mac_breakdown(counts):
 
 
 def tokenizer_family(tokenizer):
-    """The family of a sweep row from its `tokenizer` column (patch, performer or transformer)."""
+    """The family of a sweep row from its `tokenizer` column (patch, performer, transformer or timm)."""
+    if tokenizer == TIMM_FAMILY:
+        return TIMM_FAMILY
     return models.family_of(
         {"tokenizer": "patch"} if tokenizer == "patch" else {"tokenizer": "t2t", "t2t_block": tokenizer}
     )
@@ -81,10 +85,11 @@ def sweep_wide(table):
         "batch_size",
         "dtype",
     ]
-    wide = ok.pivot_table(index=keys, columns="measurement", values="value", aggfunc="first").reset_index()
-    wide.columns.name = None
+    wide = ok.groupby([*keys, "measurement"], dropna=False)["value"].first().unstack("measurement").reset_index()
+    wide.columns.name = None  # timm rows keep their empty keys (a CNN has no depth or patches)
     wide["img_side"] = [round((h * w) ** 0.5) for h, w in (map(int, size.split("x")) for size in wide.img_size)]
-    wide = wide.sort_values(["family", "patch_size", "depth", "num_heads", "img_side"], ignore_index=True)
+    wide = wide.sort_values(["family", "patch_size", "depth", "num_heads", "img_side"], ignore_index=True,
+                            key=lambda column: column.map(family_order) if column.name == "family" else column)
     if {"macs_tokenizer", "macs"} <= set(wide.columns):
         wide["tokenizer_mac_share"] = wide["macs_tokenizer"] / wide["macs"]
     return wide
@@ -94,17 +99,21 @@ COST_COLUMNS = {  # readable cost table: column -> (header, scale)
     "params": ("params (M)", 1e-6),
     "macs": ("MACs (G)", 1e-9),
     "tokenizer_mac_share": ("tokenizer MAC share", 1),
+    "tokenizer_time_share_inference": ("tokenizer time share, inference", 1),
+    "tokenizer_time_share_train": ("tokenizer time share, train", 1),
     "throughput_inference": ("inference (img/s)", 1),
     "throughput_train": ("train step (img/s)", 1),
     "peak_memory_inference": ("inference peak mem (MB)", 1e-6),
     "peak_memory_train": ("train peak mem (MB)", 1e-6),
     "activation_estimate_train": ("train activations, analytic (MB)", 1e-6),
+    "compile_s_inference": ("compile, inference (s)", 1),
+    "compile_s_train": ("compile, train (s)", 1),
 }
 
 
 def cost_table(wide):
     """The columns a reader compares, in units they read; the full table stays in the CSV."""
-    keys = ["family", "depth", "num_heads", "embed_dim", "patch_size", "img_size", "tokens", "batch_size"]
+    keys = ["family", "model", "depth", "num_heads", "embed_dim", "patch_size", "img_size", "tokens", "batch_size"]
     shown = wide[keys].copy()
     for column, (header, scale) in COST_COLUMNS.items():
         if column in wide:
