@@ -126,10 +126,28 @@ class TokenMlp(nn.Module):
         return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
 
 
+def patch_feature_order(channels, kernel, device=None):
+    """Where each value of a patch gathered as (i, j, c) sits in nn.Unfold's (c, i, j) order:
+    `unfold_patch[..., order]` is the gathered patch."""
+    order = torch.arange(channels * kernel * kernel, device=device)
+    return order.view(channels, kernel, kernel).permute(1, 2, 0).flatten()
+
+
+def norm_then_linear(norm, linear, x, patch=None):
+    """`linear(norm(x))`; for soft-split patches of `patch = (channels, kernel)` gathered in (i, j, c)
+    order, the same values with the weights read in that order instead of x put back in Unfold's."""
+    if patch is None:
+        return linear(norm(x))
+    order = patch_feature_order(*patch, device=x.device)
+    x = F.layer_norm(x, norm.normalized_shape, norm.weight[order], norm.bias[order], norm.eps)
+    return F.linear(x, linear.weight[:, order], linear.bias)
+
+
 class TokenAttention(nn.Module):
     """The reference T2T single-head attention: widths d_in -> d_out, scale d_in ** -0.5.
 
-    The residual is taken on v (the input has another width), as in the reference.
+    Takes the `qkv` projection of the normed tokens; the residual is taken on v (the input has
+    another width), as in the reference.
     """
 
     def __init__(self, dim, out_dim):
@@ -139,30 +157,39 @@ class TokenAttention(nn.Module):
         self.qkv = nn.Linear(dim, out_dim * 3, bias=False)
         self.proj = nn.Linear(out_dim, out_dim)
 
-    def forward(self, x):
-        B, N, _ = x.shape
-        q, k, v = self.qkv(x).reshape(B, N, 3, 1, self.out_dim).permute(2, 0, 3, 1, 4)  # (B, 1, N, d_out)
+    def forward(self, qkv):
+        B, N, _ = qkv.shape
+        q, k, v = qkv.reshape(B, N, 3, 1, self.out_dim).permute(2, 0, 3, 1, 4)  # (B, 1, N, d_out)
         y = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
         y = self.proj(y.transpose(1, 2).reshape(B, N, self.out_dim))
         return v.squeeze(1) + y
 
 
-class TokenTransformer(nn.Module):
+class TokenBlock(nn.Module):
+    """What both T2T blocks share: their inputs may be soft-split patches of `patch = (channels,
+    kernel)` gathered in (i, j, c) order (see `norm_then_linear`)."""
+
+    def __init__(self, patch=None):
+        super().__init__()
+        self.patch = tuple(patch) if patch else None
+
+
+class TokenTransformer(TokenBlock):
     """T2T block of the `*_t_*` models: attention with a v residual, then a width-d_out MLP."""
 
-    def __init__(self, dim, out_dim, drop=0.0):
-        super().__init__()
+    def __init__(self, dim, out_dim, drop=0.0, patch=None):
+        super().__init__(patch)
         self.norm1 = nn.LayerNorm(dim)
         self.attn = TokenAttention(dim, out_dim)
         self.norm2 = nn.LayerNorm(out_dim)
         self.mlp = TokenMlp(out_dim, drop=(drop, drop))
 
     def forward(self, x):
-        x = self.attn(self.norm1(x))
+        x = self.attn(norm_then_linear(self.norm1, self.attn.qkv, x, self.patch))
         return x + self.mlp(self.norm2(x))
 
 
-class TokenPerformer(nn.Module):
+class TokenPerformer(TokenBlock):
     """T2T block of the default models: Performer attention with positive random features.
 
     phi(x) = exp(w x - |x|^2 / 2) / sqrt(m) with a fixed orthogonal w of m = d_out * kernel_ratio
@@ -172,8 +199,8 @@ class TokenPerformer(nn.Module):
 
     epsilon = 1e-8
 
-    def __init__(self, dim, out_dim, kernel_ratio=0.5, drop=0.1):
-        super().__init__()
+    def __init__(self, dim, out_dim, kernel_ratio=0.5, drop=0.1, patch=None):
+        super().__init__(patch)
         self.out_dim = out_dim
         self.norm1 = nn.LayerNorm(dim)
         self.kqv = nn.Linear(dim, 3 * out_dim)
@@ -192,8 +219,9 @@ class TokenPerformer(nn.Module):
         offset = (x * x).sum(dim=-1, keepdim=True) / 2 + math.log(self.num_features) / 2  # (B*T, 1)
         return torch.exp(torch.addmm(offset, x, self.w.t(), beta=-1)).view(B, T, -1)  # exp(w x - offset)
 
-    def attention(self, x):
-        k, q, v = self.kqv(x).split(self.out_dim, dim=-1)  # reference order: k, q, v
+    def attention(self, kqv):
+        """From the `kqv` projection of the normed tokens."""
+        k, q, v = kqv.split(self.out_dim, dim=-1)  # reference order: k, q, v
         kp, qp = self.random_features(k), self.random_features(q)  # (B, T, m)
         normaliser = qp @ kp.sum(dim=1).unsqueeze(-1)  # (B, T, 1)
         kv = v.float().transpose(1, 2) @ kp  # (B, d_out, m)
@@ -201,7 +229,7 @@ class TokenPerformer(nn.Module):
         return v + self.proj_drop(self.proj(y.to(v.dtype)))
 
     def forward(self, x):
-        x = self.attention(self.norm1(x))
+        x = self.attention(norm_then_linear(self.norm1, self.kqv, x, self.patch))
         return x + self.mlp(self.norm2(x))
 
 
@@ -251,15 +279,19 @@ class T2TTokenizer(Tokenizer):
             drop = 0.1 if block == "performer" else 0.0
         widths = [in_chans] + [token_dim] * (len(self.stages) - 1)  # channels entering each split
         self.blocks = nn.ModuleList(
-            T2T_BLOCKS[block](width * kernel**2, token_dim, drop=drop)
+            T2T_BLOCKS[block](width * kernel**2, token_dim, drop=drop, patch=(width, kernel))
             for width, (kernel, _, _) in zip(widths[:-1], self.stages[:-1])
         )
         self.project = nn.Linear(widths[-1] * self.stages[-1][0] ** 2, embed_dim)
 
     def soft_split(self, x, stage):
-        """(B, C, H, W) -> (B, h*w, C*k*k): nn.Unfold's patches, one token per row."""
+        """(B, H, W, C) -> (B, h, w, k*k*C): each token's overlapping patch, nn.Unfold's values
+        gathered in (i, j, c) order: from channels-last tokens that copies runs of k*C adjacent
+        values, where Unfold's (c, i, j) would gather them one by one and transpose after."""
         kernel, stride, padding = self.stages[stage]
-        return F.unfold(x, kernel, padding=padding, stride=stride).transpose(1, 2)
+        x = F.pad(x, (0, 0, padding, padding, padding, padding))  # zero border around H and W
+        x = x.unfold(1, kernel, stride).unfold(2, kernel, stride)  # (B, h, w, C, k, k), a view
+        return x.permute(0, 1, 2, 4, 5, 3).flatten(3)  # (B, h, w, k*k*C), one copy
 
     def split_and_project(self, x):
         """The last soft split and `project` as one strided convolution: (B, C, H, W) -> (B, N, D).
@@ -273,9 +305,8 @@ class T2TTokenizer(Tokenizer):
 
     def forward(self, x):
         self.check_input(x)
-        height, width = x.shape[-2:]
+        x = x.permute(0, 2, 3, 1)  # (B, H, W, C), a view
         for stage, block in enumerate(self.blocks):
-            x = block(self.soft_split(x, stage))  # (B, h*w, token_dim)
-            height, width = height // self.stages[stage][1], width // self.stages[stage][1]
-            x = x.view(x.shape[0], height, width, self.token_dim).permute(0, 3, 1, 2)  # (B, C, h, w), channels-last
-        return self.split_and_project(x)
+            patches = self.soft_split(x, stage)  # (B, h, w, k*k*C)
+            x = block(patches.flatten(1, 2)).view(*patches.shape[:3], self.token_dim)  # (B, h, w, token_dim)
+        return self.split_and_project(x.permute(0, 3, 1, 2))  # (B, C, h, w), channels-last

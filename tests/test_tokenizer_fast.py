@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import models
-from models.tokenizers import MaskDropout, TokenPerformer
+from models.tokenizers import MaskDropout, TokenPerformer, patch_feature_order
 
 TOL = 1e-4
 CONFIGS = [
@@ -133,3 +133,17 @@ def test_dropout_in_train_mode_changes_the_output_only_in_train_mode():
     assert torch.equal(tok(x), tok(x))
     tok.train()
     assert not torch.equal(tok(x), tok(x))
+
+
+@pytest.mark.parametrize("stage", [(7, 4, 2), (3, 2, 1), (3, 1, 1), (2, 2, 0)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_soft_split_gathers_unfold_patches_in_channels_last_order(stage, channels_last):
+    kernel, stride, padding = stage
+    tokenizer = models.T2TTokenizer(img_size=(16, 24), in_chans=5, embed_dim=8, token_dim=4, stages=(stage, (1, 1, 0)))
+    x = torch.randn(2, 5, 16, 24)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    gathered = tokenizer.soft_split(x.permute(0, 2, 3, 1), 0)  # (B, h, w, k*k*C)
+    unfolded = F.unfold(x, kernel, padding=padding, stride=stride).transpose(1, 2)  # (B, h*w, C*k*k)
+    assert gathered.shape == (2, 16 // stride, 24 // stride, 5 * kernel * kernel)
+    assert torch.equal(gathered.flatten(1, 2), unfolded[..., patch_feature_order(5, kernel)])

@@ -11,7 +11,7 @@ ones behind `macs_reference` in bench/cost/published.csv, so our totals compare 
   phi(k)^T v and phi(q).(phi(k)^T v) (m x d each), with m random features of width d.
 - LayerNorm: 5 per element (4 without affine weights), fvcore's estimate.
 - Free, as fvcore treats them: elementwise ops and reductions (add, mul, div, exp, GELU,
-  softmax, sum, the attention scale), Unfold/reshape/concat, dropout.
+  softmax, sum, the attention scale), padding, Unfold/reshape/concat, dropout.
 
 The three counters are `analytic_macs` (formulas over the model's structure), `fvcore_macs`
 (fvcore's traced count plus a handler for fused attention) and `torch_macs`
@@ -41,7 +41,7 @@ with warnings.catch_warnings():  # fvcore scripts a loss at import, which torch 
 MODULE_GROUPS = ("tokenizer", "attention", "mlp", "norm", "head")
 FVCORE_FREE_OPS = (  # elementwise, reductions and data movement: no MACs by fvcore's rules
     "aten::add", "aten::sub", "aten::mul", "aten::div", "aten::exp", "aten::sum",
-    "aten::gelu", "aten::im2col",
+    "aten::gelu", "aten::im2col", "aten::pad", "aten::unfold",
 )
 aten = torch.ops.aten
 
