@@ -8,13 +8,16 @@
 
 Every benchmark's `extra_info` holds model, params, MACs, image size, batch, tokens, device, dtype
 and compile, so `--benchmark-json` is a complete record. Pairs (ours vs a baseline) are timed
-interleaved; their ratios are printed at the end and stored in the JSON under "ratios".
+interleaved; their ratios are printed at the end and stored in the JSON under "ratios". Uncompiled
+pairs also time our tokenizer alone in each round: `front_share` (its part of our step) and
+`speedup_bound` (baseline / (ours - front): the speed-up if our front end took no time at all).
 """
 import statistics
 
 import pytest
 
 from bench import suite
+from bench.cost.profile import pass_steps
 from bench.cost.timing import DEVICES, DTYPES, TimingSetup, make_step, timed_call
 
 
@@ -75,38 +78,46 @@ def run_pair(benchmark, timing):
         ours, baseline = pair.build()
         (ours_step, device, ours_compile), (base_step, _, base_compile) = (
             compiled_step(ours, timing, mode), compiled_step(baseline, timing, mode))
+        steps = {"ours": ours_step, "baseline": base_step}
+        if not timing.compile:  # ours' tokenizer alone too: what bounds any front-end speed-up
+            steps["front"] = pass_steps(ours, timing, mode)[1]
         seconds = []
 
         def one_round():
-            first, second = (ours_step, base_step) if len(seconds) % 2 == 0 else (base_step, ours_step)
-            a, b = timed_call(first, device), timed_call(second, device)
-            seconds.append((a, b) if first is ours_step else (b, a))  # (ours, baseline)
+            order = list(steps) if len(seconds) % 2 == 0 else list(steps)[::-1]
+            seconds.append({role: timed_call(steps[role], device) for role in order})
 
         benchmark.group = f"pairs: {mode}"
         benchmark.pedantic(one_round, rounds=timing.repeats, warmup_rounds=timing.warmup, iterations=1)
         timed = seconds[timing.warmup:]
-        speedup = statistics.median(base / own for own, base in timed)
+        speedup = statistics.median(r["baseline"] / r["ours"] for r in timed)
         info = suite.benchmark_info(ours, timing, mode)
         base_info = suite.benchmark_info(baseline, timing, mode)
         benchmark.extra_info.update(
             info, pair=pair.id, baseline=base_info["model"], baseline_macs=base_info["macs"],
             baseline_params=base_info["params"], speedup=speedup,
             mac_efficiency=speedup * info["macs"] / base_info["macs"],
-            ours_median_s=statistics.median(own for own, _ in timed),
-            baseline_median_s=statistics.median(base for _, base in timed),
+            ours_median_s=statistics.median(r["ours"] for r in timed),
+            baseline_median_s=statistics.median(r["baseline"] for r in timed),
             round_seconds=timed, compile_s=ours_compile, baseline_compile_s=base_compile,
         )
+        if "front" in steps:
+            benchmark.extra_info.update(
+                front_share=statistics.median(r["front"] / r["ours"] for r in timed),
+                speedup_bound=statistics.median(r["baseline"] / (r["ours"] - r["front"]) for r in timed),
+            )
 
     return run
 
 
-RATIO_KEYS = ("speedup", "mac_efficiency", "ours_median_s", "baseline_median_s", "mode", "baseline")
+RATIO_KEYS = ("speedup", "mac_efficiency", "ours_median_s", "baseline_median_s", "mode", "baseline",
+              "front_share", "speedup_bound")
 
 
 def speed_ratios(benchmarks):
     """{'<pair> [<mode>]': speedup (baseline time / ours, median of interleaved rounds), mac_efficiency
     (speedup x ours' MACs / the baseline's: images/s x MACs relative to the baseline), medians}."""
-    return {f"{b['extra_info']['pair']} [{b['extra_info']['mode']}]": {k: b["extra_info"][k] for k in RATIO_KEYS}
+    return {f"{b['extra_info']['pair']} [{b['extra_info']['mode']}]": {k: b["extra_info"].get(k) for k in RATIO_KEYS}
             for b in benchmarks if "speedup" in b["extra_info"]}
 
 
@@ -122,5 +133,6 @@ def pytest_terminal_summary(terminalreporter, config):
     if ratios:
         terminalreporter.section("ours vs baseline (interleaved; speedup > 1: ours faster; efficiency: img/s x MACs)")
         for pair, ratio in sorted(ratios.items()):
+            bound = f"  bound {ratio['speedup_bound']:.3f}x" if ratio["speedup_bound"] else ""
             terminalreporter.write_line(
-                f"{pair:<90} {ratio['speedup']:6.3f}x  efficiency {ratio['mac_efficiency']:.3f}")
+                f"{pair:<90} {ratio['speedup']:6.3f}x  efficiency {ratio['mac_efficiency']:.3f}{bound}")

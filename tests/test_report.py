@@ -73,6 +73,7 @@ def test_report_from_sweep_and_benchmarks(tmp_path, benchmark_json):
     ratios = pd.read_csv(out / "speed_ratios_benchmarks.csv")
     assert len(ratios) == 2 * len(suite.SIZES["smoke"]["pair_case"]) and (ratios.speedup > 0).all()  # both modes
     assert (ratios.mac_efficiency > 0).all() and set(ratios["mode"]) == {"inference", "train"}
+    assert ratios.front_share.notna().all() and ratios.speedup_bound.notna().all()  # our tokenizer timed alone too
     assert json.loads(benchmark_json.read_text())["ratios"].keys() == set(ratios.pair)
 
 

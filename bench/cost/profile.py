@@ -11,11 +11,13 @@ from bench.cost.timing import TimingSetup, measure_throughput, prepare, timed_ca
 from bench.provenance import device_name
 
 
-def tokenizer_time_share(model, setup, mode, rounds=5):
-    """Median over interleaved rounds of (tokenizer time / whole-model time): a forward pass
-    (inference) or a forward and backward pass (train) of the tokenizer alone against the model's."""
+def pass_steps(model, setup, mode):
+    """(whole, front, device): a forward pass (inference) or a forward and backward pass (train) of
+    the model and of its tokenizer alone, on the same random images; no optimizer step."""
     runnable, device = prepare(model, setup)
     images = torch.randn(setup.batch_size, *input_size(model), device=device)
+    if setup.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
 
     def run(module):
         def step():
@@ -23,15 +25,20 @@ def tokenizer_time_share(model, setup, mode, rounds=5):
                 out = module(images)
             if mode == "train":
                 out.float().sum().backward()
+                module.zero_grad(set_to_none=True)
         return step
 
     model.train(mode == "train")
-    whole, front = run(runnable), run(model.tokenizer)
+    return run(runnable), run(model.tokenizer), device
+
+
+def tokenizer_time_share(model, setup, mode, rounds=5):
+    """Median over interleaved rounds of (tokenizer time / whole-model time): a forward pass
+    (inference) or a forward and backward pass (train) of the tokenizer alone against the model's."""
+    whole, front, device = pass_steps(model, setup, mode)
     for _ in range(max(setup.warmup, 1)):
         whole(), front()
-    shares = [timed_call(front, device) / timed_call(whole, device) for _ in range(rounds)]
-    model.zero_grad(set_to_none=True)
-    return statistics.median(shares)
+    return statistics.median(timed_call(front, device) / timed_call(whole, device) for _ in range(rounds))
 
 
 def profile_model(name: str, overrides: dict | None = None, setup: TimingSetup = TimingSetup(),
