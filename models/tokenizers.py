@@ -161,8 +161,7 @@ class TokenAttention(nn.Module):
         B, N, _ = qkv.shape
         q, k, v = qkv.reshape(B, N, 3, 1, self.out_dim).permute(2, 0, 3, 1, 4)  # (B, 1, N, d_out)
         y = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
-        y = self.proj(y.transpose(1, 2).reshape(B, N, self.out_dim))
-        return v.squeeze(1) + y
+        return self.proj(y.transpose(1, 2).reshape(B, N, self.out_dim)).add_(v.squeeze(1))
 
 
 class TokenBlock(nn.Module):
@@ -186,7 +185,7 @@ class TokenTransformer(TokenBlock):
 
     def forward(self, x):
         x = self.attn(norm_then_linear(self.norm1, self.attn.qkv, x, self.patch))
-        return x + self.mlp(self.norm2(x))
+        return self.mlp(self.norm2(x)).add_(x)
 
 
 class TokenPerformer(TokenBlock):
@@ -194,7 +193,8 @@ class TokenPerformer(TokenBlock):
 
     phi(x) = exp(w x - |x|^2 / 2) / sqrt(m) with a fixed orthogonal w of m = d_out * kernel_ratio
     rows; y = phi(q) (phi(k)^T v) / (phi(q) . sum_t phi(k) + 1e-8). The products are batched
-    matmuls (the reference writes them as einsums) and run in float32 like the reference.
+    matmuls (the reference writes them as einsums) and run in float32 like the reference, under
+    autocast too.
     """
 
     epsilon = 1e-8
@@ -217,20 +217,22 @@ class TokenPerformer(TokenBlock):
         B, T, d = x.shape
         x = x.float().reshape(B * T, d)  # a view: k and q are row-strided slices of kqv's output
         offset = (x * x).sum(dim=-1, keepdim=True) / 2 + math.log(self.num_features) / 2  # (B*T, 1)
-        return torch.exp(torch.addmm(offset, x, self.w.t(), beta=-1)).view(B, T, -1)  # exp(w x - offset)
+        return torch.addmm(offset, x, self.w.t(), beta=-1).exp_().view(B, T, -1)  # exp(w x - offset)
 
     def attention(self, kqv):
-        """From the `kqv` projection of the normed tokens."""
+        """From the `kqv` projection of the normed tokens; float32 inside, autocast or not (exp
+        turns a bfloat16 rounding of w x into a ~1% error of the feature)."""
         k, q, v = kqv.split(self.out_dim, dim=-1)  # reference order: k, q, v
-        kp, qp = self.random_features(k), self.random_features(q)  # (B, T, m)
-        normaliser = qp @ kp.sum(dim=1).unsqueeze(-1)  # (B, T, 1)
-        kv = v.float().transpose(1, 2) @ kp  # (B, d_out, m)
-        y = (qp @ kv.transpose(1, 2)) / (normaliser + self.epsilon)  # (B, T, d_out)
-        return v + self.proj_drop(self.proj(y.to(v.dtype)))
+        with torch.autocast(kqv.device.type, enabled=False):
+            kp, qp = self.random_features(k), self.random_features(q)  # (B, T, m)
+            normaliser = qp @ kp.sum(dim=1).unsqueeze(-1)  # (B, T, 1)
+            kv = v.float().transpose(1, 2) @ kp  # (B, d_out, m)
+            y = (qp @ kv.transpose(1, 2)).div_(normaliser + self.epsilon)  # (B, T, d_out)
+        return self.proj_drop(self.proj(y.to(v.dtype))).add_(v)
 
     def forward(self, x):
         x = self.attention(norm_then_linear(self.norm1, self.kqv, x, self.patch))
-        return x + self.mlp(self.norm2(x))
+        return self.mlp(self.norm2(x)).add_(x)
 
 
 T2T_BLOCKS = {"performer": TokenPerformer, "transformer": TokenTransformer}

@@ -147,3 +147,15 @@ def test_soft_split_gathers_unfold_patches_in_channels_last_order(stage, channel
     unfolded = F.unfold(x, kernel, padding=padding, stride=stride).transpose(1, 2)  # (B, h*w, C*k*k)
     assert gathered.shape == (2, 16 // stride, 24 // stride, 5 * kernel * kernel)
     assert torch.equal(gathered.flatten(1, 2), unfolded[..., patch_feature_order(5, kernel)])
+
+
+def test_performer_features_and_products_stay_float32_under_autocast():
+    torch.manual_seed(0)
+    block = TokenPerformer(12, 8, drop=0.0).eval()
+    block.proj = torch.nn.Identity()  # what remains is the random features, their products and v
+    kqv = torch.randn(2, 50, 24) * 3
+    exact = block.attention(kqv)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = block.attention(kqv)
+    assert autocast.dtype == torch.float32
+    assert (autocast - exact).abs().max() <= 1e-5 * exact.abs().max()  # bfloat16 anywhere inside: ~1e-2

@@ -39,9 +39,9 @@ with warnings.catch_warnings():  # fvcore scripts a loss at import, which torch 
     from fvcore.nn.jit_handles import get_shape
 
 MODULE_GROUPS = ("tokenizer", "attention", "mlp", "norm", "head")
-FVCORE_FREE_OPS = (  # elementwise, reductions and data movement: no MACs by fvcore's rules
-    "aten::add", "aten::sub", "aten::mul", "aten::div", "aten::exp", "aten::sum",
-    "aten::gelu", "aten::im2col", "aten::pad", "aten::unfold",
+FVCORE_FREE_OPS = (  # elementwise (in place too), reductions and data movement: no MACs by fvcore's rules
+    "aten::add", "aten::add_", "aten::sub", "aten::mul", "aten::div", "aten::div_", "aten::exp", "aten::exp_",
+    "aten::sum", "aten::gelu", "aten::im2col", "aten::pad", "aten::unfold",
 )
 aten = torch.ops.aten
 
