@@ -270,6 +270,7 @@ def test_sweep_measures_timm_baselines_beside_ours(tmp_path):
     ours = values.loc["vb_vit_small_patch16_224", "tokenizer_time_share_inference"]
     assert 0 < ours < 1 and pd.isna(values.loc["resnet18"].get("tokenizer_time_share_inference"))
 
+    assert tables.crossed_axes(table) == []  # models of other depths are not a depth axis to plot along
     wide = tables.sweep_wide(table)  # the report keeps a CNN's row although it has no depth or patches
     assert list(wide.family) == ["vit", "timm", "timm"]
     cost = tables.cost_table(wide).set_index("model")

@@ -95,6 +95,14 @@ def sweep_wide(table):
     return wide
 
 
+def crossed_axes(table):
+    """The grid axes a sweep crossed with two values or more (its `config_<key>` columns): named and
+    timm models measured as they are vary in depth or heads too, but along no axis."""
+    keys = {"depth": "depth", "num_heads": "num_heads", "patch_size": "patch_size", "img_side": "img_size"}
+    return [axis for axis, key in keys.items()
+            if f"config_{key}" in table and table[f"config_{key}"].dropna().nunique() > 1]
+
+
 COST_COLUMNS = {  # readable cost table: column -> (header, scale)
     "params": ("params (M)", 1e-6),
     "macs": ("MACs (G)", 1e-9),
