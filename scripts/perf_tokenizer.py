@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import models  # noqa: E402
 from bench.cost.flops import analytic_macs  # noqa: E402
-from bench.suite import build_baseline  # noqa: E402
+from bench.suite import build_reference  # noqa: E402
 
 CIFAR_T2T = dict(img_size=32, num_classes=10, t2t_stages=((3, 2, 1), (3, 2, 1)), token_dim=64)
 CIFAR_VIT = dict(img_size=32, patch_size=4, embed_dim=256, depth=7, num_heads=4, mlp_ratio=2.0, num_classes=10)
@@ -81,7 +81,7 @@ def build_contenders(comparison, before_module):
         if baseline == "before":
             contenders["before"] = with_old_tokenizer(ours, name, overrides, before_module)
         elif baseline == "ref":
-            contenders["ref"] = build_baseline(ours)
+            contenders["ref"] = build_reference(ours)
         elif baseline == "vit":
             vit = (models.create_model("vit_s16_t2t_paper", **CIFAR_VIT) if img_size == 32 else
                    models.create_model("vb_vit_tiny_patch16_224", **VIT_LIKE_T2T_7))

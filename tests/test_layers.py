@@ -4,6 +4,7 @@
             <-  bench.cli and the pytest-benchmark suite (conftest, bench_*.py, suite, reference_t2t)
 """
 import ast
+import importlib
 
 import pytest
 
@@ -54,3 +55,14 @@ def test_imports_point_down_the_layers(path):
 def test_the_rule_catches_an_upward_import():
     assert layer("bench.report.tables") > layer("bench.cost.sweep") > layer("models.registry")
     assert layer("bench.cli") == TOP and layer("timm") is None
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "scripts").glob("*.py")), ids=lambda p: p.name)
+def test_scripts_import_only_what_the_package_has(path):
+    """The scripts are not run by the tests; at least every name they take from the package exists."""
+    missing = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("models", "bench"):
+            module = importlib.import_module(node.module)
+            missing += [f"{node.module}.{alias.name}" for alias in node.names if not hasattr(module, alias.name)]
+    assert not missing, f"{path.name} imports names the package no longer has: {missing}"
