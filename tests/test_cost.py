@@ -217,6 +217,7 @@ def test_profile_cli_json(capsys):
         (["profile", "t2t_vit_7", "--img-size", "200"], "200x200 is not divisible by the T2T stride 16"),
         (["sweep", "--families", "cnn", "--out", "unused"], "unknown families value 'cnn'"),
         (["sweep", "--timm", "resnet_18", "--out", "unused"], "unknown model 'resnet_18'; did you mean resnet18"),
+        (["profile", "inception_v3", "--img-size", "32"], "timm model 'inception_v3' cannot run on 32x32 images"),
     ],
 )
 @pytest.mark.slow
@@ -277,6 +278,15 @@ def test_sweep_measures_timm_baselines_beside_ours(tmp_path):
     assert pd.isna(cost.loc["resnet18", "depth"])
     assert cost.loc["resnet18", "params (M)"] == pytest.approx(11.69, abs=0.01)
     assert 0 < cost.loc["vb_vit_small_patch16_224", "tokenizer time share, inference"] < 1
+
+
+def test_a_timm_model_that_cannot_take_the_size_is_a_skipped_row(tmp_path):
+    spec = SweepSpec.from_flat({**SPEC, "families": [], "timm": ["inception_v3", "resnet18"], "measure": ["params"]})
+    table = run_sweep(spec, tmp_path / "run", progress=lambda _: None)
+    skipped = table[table.status == "skipped"]
+    assert list(skipped.config_base) == ["inception_v3"]
+    assert "cannot run on 32x32 images (Calculated padded input size" in skipped.reason.iloc[0]
+    assert set(table[table.status == "ok"].model) == {"resnet18"}  # the sweep went on
 
 
 @pytest.mark.parametrize("name, message", [

@@ -8,6 +8,7 @@ it and otherwise only sets the input size the measurement feeds it.
 import difflib
 
 import timm
+import torch
 
 import models
 from models.errors import ConfigError, UnknownModelError
@@ -52,3 +53,19 @@ def build_model(name, overrides=None):
 def input_size(model):
     """(C, H, W) the model is measured at."""
     return tuple(model.pretrained_cfg["input_size"])
+
+
+def check_runs(model):
+    """A ConfigError, not a traceback, when a timm model cannot take its input size: one zero image
+    through it (CPU, no grad), its train/eval mode kept. Ours check their sizes when built."""
+    channels, height, width = input_size(model)
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, channels, height, width, device=next(model.parameters()).device))
+    except (RuntimeError, ValueError, AssertionError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(f"timm model {model.model_name!r} cannot run on {height}x{width} images ({reason}); "
+                          "pick another image size") from None
+    finally:
+        model.train(was_training)

@@ -4,7 +4,7 @@ import statistics
 
 import torch
 
-from bench.cost.build import build_model, input_size, is_ours
+from bench.cost.build import build_model, check_runs, input_size, is_ours
 from bench.cost.flops import macs_of, params_of
 from bench.cost.memory import activation_estimate_bytes, measure_peak_memory
 from bench.cost.timing import TimingSetup, measure_throughput, prepare, timed_call
@@ -47,6 +47,8 @@ def profile_model(name: str, overrides: dict | None = None, setup: TimingSetup =
     overrides = overrides or {}
     model = build_model(name, overrides)
     ours = is_ours(name)
+    if not ours:
+        check_runs(model)
     channels, height, width = input_size(model)
     params, counts = params_of(model), macs_of(model)
     shape = {"tokens": model.tokenizer.num_tokens + 1,

@@ -21,7 +21,7 @@ import pandas as pd
 import tomllib
 
 import models
-from bench.cost.build import build_model, check_timm_name, input_size, is_ours
+from bench.cost.build import build_model, check_runs, check_timm_name, input_size, is_ours
 from bench.cost.flops import macs_of, params_of
 from bench.cost.memory import activation_estimate_bytes, is_oom, largest_batch, measure_peak_memory, release_memory
 from bench.cost.profile import tokenizer_time_share
@@ -197,6 +197,8 @@ def measure_config(spec, name, overrides):
     """All rows for one configuration: (measurement, value, unit, extra)."""
     model = build_model(name, overrides)
     ours = isinstance(model, models.VisionTransformer)
+    if not ours:
+        check_runs(model)
     rows = []
     if "params" in spec.measure:
         rows += [(key, value, "count", {}) for key, value in params_of(model).items()]
