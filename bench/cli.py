@@ -317,7 +317,8 @@ def add_cost_commands(sub):
 
     p = sub.add_parser("sweep", help="measure a grid of configurations into results/<run-id>/")
     p.add_argument("--config", help="TOML file with the grid (flags override its keys)")
-    p.add_argument("--families", nargs="+", help=", ".join(f for f in models.FAMILIES if f != "cnn"))
+    p.add_argument("--families", nargs="*", help=", ".join(f for f in models.FAMILIES if f != "cnn")
+                   + " (--families alone: none, e.g. to measure only --models or --timm)")
     p.add_argument("--models", nargs="+", help="named models to measure as they are")
     p.add_argument("--timm", nargs="+", metavar="NAME",
                    help="any timm models to measure beside ours as baselines, e.g. deit_tiny_patch16_224 resnet50")
