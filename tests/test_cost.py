@@ -17,7 +17,7 @@ from bench.cli import main as cli
 from bench.cost import memory, sweep, timing
 from bench.cost.sweep import SweepSpec, load_sweep_spec, run_sweep
 from bench.cost.timing import TimingSetup, measure_throughput
-from bench.report import tables
+from bench.report import plots, tables
 from models import ConfigError, ResultsError
 from models.errors import VitbenchError
 
@@ -271,7 +271,7 @@ def test_sweep_measures_timm_baselines_beside_ours(tmp_path):
     ours = values.loc["vb_vit_small_patch16_224", "tokenizer_time_share_inference"]
     assert 0 < ours < 1 and pd.isna(values.loc["resnet18"].get("tokenizer_time_share_inference"))
 
-    assert tables.crossed_axes(table) == []  # models of other depths are not a depth axis to plot along
+    assert tables.crossed_axes(table, plots.AXES) == []  # models of other depths are not a depth axis to plot along
     wide = tables.sweep_wide(table)  # the report keeps a CNN's row although it has no depth or patches
     assert list(wide.family) == ["vit", "timm", "timm"]
     cost = tables.cost_table(wide).set_index("model")

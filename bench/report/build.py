@@ -241,7 +241,7 @@ def add_sweep(writer, tag, table, prov):
         f"Cost per configuration ({tag}; every measurement in [cost_{tag}_all.csv](cost_{tag}_all.csv))",
         source_line(prov),
     )
-    for axis in tables.crossed_axes(table):
+    for axis in tables.crossed_axes(table, plots.AXES):
         for measurement, (label, scale) in plots.SWEEP_PLOTS.items():
             if measurement in wide and wide[measurement].notna().any():
                 writer.figure(

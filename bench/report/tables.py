@@ -95,12 +95,12 @@ def sweep_wide(table):
     return wide
 
 
-def crossed_axes(table):
-    """The grid axes a sweep crossed with two values or more (its `config_<key>` columns): named and
-    timm models measured as they are vary in depth or heads too, but along no axis."""
-    keys = {"depth": "depth", "num_heads": "num_heads", "patch_size": "patch_size", "img_side": "img_size"}
-    return [axis for axis, key in keys.items()
-            if f"config_{key}" in table and table[f"config_{key}"].dropna().nunique() > 1]
+def crossed_axes(table, axes):
+    """Those of `axes` (columns of `sweep_wide`) the sweep crossed with two values or more, read from
+    its `config_<key>` columns (`img_side` from `config_img_size`): named and timm models measured as
+    they are vary in depth or heads too, but along no axis."""
+    columns = {axis: f"config_{'img_size' if axis == 'img_side' else axis}" for axis in axes}
+    return [axis for axis, column in columns.items() if column in table and table[column].dropna().nunique() > 1]
 
 
 COST_COLUMNS = {  # readable cost table: column -> (header, scale)
