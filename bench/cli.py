@@ -137,6 +137,7 @@ def cmd_report(args):
 
 def add_timing_flags(p, defaults=True):
     """TimingSetup's fields as flags, shared by profile and sweep (sweep: None = keep the spec's value)."""
+    from bench.allocator import POLICIES
     from bench.cost.timing import DEVICES, DTYPES, TimingSetup
 
     def default(name):
@@ -150,6 +151,8 @@ def add_timing_flags(p, defaults=True):
     p.add_argument("--compile", action="store_true", help="torch.compile the model first")
     p.add_argument("--warmup", type=int, default=default("warmup"), help="untimed steps first" + shown)
     p.add_argument("--repeats", type=int, default=default("repeats"), help="timed steps (median and IQR)" + shown)
+    p.add_argument("--allocator", choices=POLICIES, default=default("allocator"),
+                   help="steady: keep freed CPU memory for the next step; system: the C library's defaults" + shown)
 
 
 # ----------------------------------------------------------------------------- accuracy

@@ -5,9 +5,10 @@
                       the timm baselines, and the ours-vs-baseline pairs at batch 8
 --bench-size full     the full grid and GPU batch sizes
 --bench-compile       torch.compile every model first (compile time recorded apart, as compile_s)
+--bench-allocator     steady (default: freed CPU memory kept for the next step) or system
 
 Every benchmark's `extra_info` holds model, params, MACs, image size, batch, tokens, device, dtype
-and compile, so `--benchmark-json` is a complete record. Pairs (ours vs a baseline) are timed
+compile and allocator, so `--benchmark-json` is a complete record. Pairs (ours vs a baseline) are timed
 interleaved; their ratios are printed at the end and stored in the JSON under "ratios". Uncompiled
 pairs also time our tokenizer alone in each round: `front_share` (its part of our step) and
 `speedup_bound` (baseline / (ours - front): the speed-up if our front end took no time at all).
@@ -17,6 +18,7 @@ import statistics
 import pytest
 
 from bench import suite
+from bench.allocator import POLICIES
 from bench.cost.profile import pass_steps
 from bench.cost.timing import DEVICES, DTYPES, TimingSetup, make_step, timed_call
 
@@ -27,6 +29,8 @@ def pytest_addoption(parser):
     group.addoption("--bench-device", choices=DEVICES, default="cpu", help="device to time on")
     group.addoption("--bench-dtype", choices=list(DTYPES), default="float32")
     group.addoption("--bench-compile", action="store_true", help="torch.compile each model (compile time apart)")
+    group.addoption("--bench-allocator", choices=POLICIES, default=TimingSetup.allocator,
+                    help="what freed CPU memory does between steps (bench/allocator.py)")
 
 
 def pytest_generate_tests(metafunc):
@@ -45,7 +49,7 @@ def timing(request):
     return TimingSetup(
         batch_size=size[f"{prefix}batch_size"], device=request.config.getoption("--bench-device"),
         dtype=request.config.getoption("--bench-dtype"), compile=request.config.getoption("--bench-compile"),
-        warmup=size["warmup"], repeats=size[f"{prefix}rounds"],
+        warmup=size["warmup"], repeats=size[f"{prefix}rounds"], allocator=request.config.getoption("--bench-allocator"),
     )
 
 

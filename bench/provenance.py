@@ -1,4 +1,4 @@
-"""Where a number came from: date, code version, library versions, device, threads, command."""
+"""Where a number came from: date, code version, library versions, device, threads, allocator, command."""
 import datetime
 import platform
 import shlex
@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import torch
+
+from bench.allocator import allocator_in_effect
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,6 +62,7 @@ def provenance(device="cpu", argv=None):
         "versions": library_versions(),
         "device": device_name(device),
         "threads": torch.get_num_threads(),
+        "allocator": allocator_in_effect(),
         "command": shlex.join(argv if argv is not None else [Path(sys.argv[0]).name, *sys.argv[1:]]),
         "platform": platform.platform(),
     }

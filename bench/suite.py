@@ -149,6 +149,7 @@ def benchmark_info(model, timing: TimingSetup, mode):
         "device": timing.device,
         "dtype": timing.dtype,
         "compile": timing.compile,
+        "allocator": timing.allocator,
         "mode": mode,
         "threads": torch.get_num_threads(),
     }

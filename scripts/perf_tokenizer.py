@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import models  # noqa: E402
+from bench.allocator import POLICIES, allocator_in_effect, use_allocator  # noqa: E402
 from bench.cost.flops import analytic_macs  # noqa: E402
 from bench.suite import build_reference  # noqa: E402
 
@@ -158,7 +159,8 @@ def provenance(args):
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
     return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__, "timm": timm.__version__,
             "date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": commit.strip(),
-            "command": " ".join(sys.argv), "rounds": args.rounds, "steps": args.steps}
+            "command": " ".join(sys.argv), "rounds": args.rounds, "steps": args.steps,
+            "allocator": allocator_in_effect()}
 
 
 def markdown(rows):
@@ -178,9 +180,11 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--before", default="9182ad9", help="commit whose models/tokenizers.py is `before`")
+    parser.add_argument("--allocator", choices=POLICIES, default="steady", help="see bench/allocator.py")
     parser.add_argument("--csv", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    use_allocator(args.allocator)
     torch.manual_seed(0)
     before_module = load_before_tokenizers(args.before)
     rows = []

@@ -116,7 +116,7 @@ def test_sweep_writes_a_tidy_table_with_skips_and_provenance(tmp_path):
     assert {"params", "params_trainable", "throughput_inference"} <= set(ok.measurement)
     assert ok[ok.measurement == "throughput_inference"].value.gt(0).all()
     saved = json.loads((tmp_path / "run" / "provenance.json").read_text())
-    assert {"date", "git_commit", "versions", "device", "threads", "command"} <= set(saved)
+    assert {"date", "git_commit", "versions", "device", "threads", "allocator", "command"} <= set(saved)
     assert len(json.loads((tmp_path / "run" / "sweep.json").read_text())) == len(table)
 
 
@@ -128,12 +128,18 @@ def test_sweep_refuses_to_overwrite_and_resumes(tmp_path):
     measured = []
     run_sweep(SweepSpec.from_flat(SPEC), out, resume=True, progress=measured.append)
     assert measured == []
-    with pytest.raises(ResultsError, match="another spec"):
+    with pytest.raises(ResultsError, match=r"another spec \(depth: \[1\] there, \[2\] now\)"):
         run_sweep(SweepSpec.from_flat({**SPEC, "depth": [2]}), out, resume=True)
     saved = json.loads((out / "spec.json").read_text())
     del saved["timm"]  # a sweep begun before the key existed resumes with its default
     (out / "spec.json").write_text(json.dumps(saved))
     run_sweep(SweepSpec.from_flat(SPEC), out, resume=True, progress=measured.append)
+    assert measured == []
+    del saved["allocator"]  # ... and with what it was measured with where that was not the default
+    (out / "spec.json").write_text(json.dumps(saved))
+    with pytest.raises(ResultsError, match="allocator: 'system' there, 'steady' now"):
+        run_sweep(SweepSpec.from_flat(SPEC), out, resume=True)
+    run_sweep(SweepSpec.from_flat({**SPEC, "allocator": "system"}), out, resume=True, progress=measured.append)
     assert measured == []
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "data.csv").write_text("a,b\n")

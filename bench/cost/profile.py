@@ -4,6 +4,7 @@ import statistics
 
 import torch
 
+from bench.allocator import allocator_in_effect
 from bench.cost.build import build_model, check_runs, input_size, is_ours
 from bench.cost.flops import macs_of, params_of
 from bench.cost.memory import activation_estimate_bytes, measure_peak_memory
@@ -81,4 +82,5 @@ def profile_model(name: str, overrides: dict | None = None, setup: TimingSetup =
             result[f"activation_estimate_bytes{suffix}"] = activation_estimate_bytes(model, setup.batch_size, mode)
             result[f"tokenizer_time_share{suffix}"] = tokenizer_time_share(model, setup, mode)
     result["threads"] = timing["threads"]
+    result["allocator"] = allocator_in_effect()
     return result

@@ -275,12 +275,24 @@ SWEEP_FOLDER = OutputFolder(
 )
 
 
+MEASURED_BEFORE_KEY = {"allocator": "system"}  # keys added since: what a spec.json without them was measured with
+
+
 def saved_spec(path):
-    """The flat spec a run folder was started with, keys added since filled with their defaults."""
+    """The flat spec a run folder was started with, keys added since filled with what it was measured
+    with, else their defaults."""
     try:
-        return SweepSpec.from_flat(json.loads(path.read_text())).flat()
+        return SweepSpec.from_flat({**MEASURED_BEFORE_KEY, **json.loads(path.read_text())}).flat()
     except (ValueError, TypeError, ConfigError):
         return None
+
+
+def spec_changes(saved, spec):
+    """'key: saved there, now here' for each key that differs, for the resume error."""
+    if saved is None:
+        return "unreadable spec.json"
+    return ", ".join(f"{key}: {saved.get(key)!r} there, {value!r} now" for key, value in spec.items()
+                     if saved.get(key) != value)
 
 
 class SweepRun:
@@ -291,8 +303,10 @@ class SweepRun:
         self.rows_path = self.out / "rows.jsonl"
         spec_json = json.dumps(spec.flat(), sort_keys=True, indent=2)
         mode = SWEEP_FOLDER.prepare(self.out, resume, overwrite)
-        if mode == RESUME and saved_spec(self.out / "spec.json") != spec.flat():
-            raise ResultsError(f"{self.out} was run with another spec; resume with the same flags or use a new --out")
+        saved = saved_spec(self.out / "spec.json") if mode == RESUME else None
+        if mode == RESUME and saved != spec.flat():
+            raise ResultsError(f"{self.out} was run with another spec ({spec_changes(saved, spec.flat())}); "
+                               "resume with the same flags or use a new --out")
         SWEEP_FOLDER.start(self.out, resume, overwrite)
         atomic_write_text(self.out / "spec.json", spec_json)
         atomic_write_text(

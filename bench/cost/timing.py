@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from timm.optim import create_optimizer_v2
 
+from bench.allocator import check_policy, use_allocator
 from models.errors import ConfigError
 
 # What a measurement can run on, in which precision and mode: the one list the CLI, the sweep and
@@ -46,6 +47,7 @@ class TimingSetup:
     compile: bool = False
     warmup: int = 2
     repeats: int = 5
+    allocator: str = "steady"  # what freed CPU memory does: see bench/allocator.py
 
     def __post_init__(self):
         resolve_dtype(self.dtype)
@@ -58,6 +60,7 @@ class TimingSetup:
         for name in ("channels_last", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be true or false")
+        check_policy(self.allocator)
         if self.batch_size < 1 or self.repeats < 1 or self.warmup < 0:
             raise ConfigError(f"batch_size={self.batch_size} and repeats={self.repeats} must be >= 1 and "
                               f"warmup={self.warmup} >= 0; pass positive sizes")
@@ -94,8 +97,10 @@ def sample_batch(model, setup, device):
 
 
 def prepare(model, setup):
-    """Move, format and optionally compile the model; returns (runnable model, device)."""
+    """Move, format and optionally compile the model under the setup's allocator policy; returns
+    (runnable model, device)."""
     device = resolve_device(setup.device)
+    use_allocator(setup.allocator)
     model = model.to(device)
     if setup.channels_last:
         model = model.to(memory_format=torch.channels_last)
