@@ -1,12 +1,12 @@
 """What the C allocator does with the CPU memory a step frees: the policy every timing runs under.
 
-With glibc's defaults a block above the mmap threshold (128 KiB, rising with use to at most
-32 MiB) gets a fresh mapping and is unmapped when freed, and free memory at the heap's top goes
-back to the kernel: each large activation of the next step page-faults in again. On the 2-core
-VM that is a fifth of a T2T-ViT-7 inference step at batch 8, and more, changing from process to
-process, for the reference implementation's 315 MB attention matrices (results/pairs-20261126-
-allocator). `steady` keeps freed memory in the process for the next step, as the jemalloc and
+With glibc's defaults a block above the mmap threshold gets a fresh mapping and is unmapped when
+freed. The threshold rises with use, but never above 32 MiB, so every activation larger than that
+is page-faulted in again at every step: a batch-32 ViT-S/16's MLP activations, the reference
+T2T-ViT_t-14's 315 MB attention matrices (which then ran at a speed that changed from process to
+process). `steady` keeps freed memory in the process for the next step, as the jemalloc and
 tcmalloc that PyTorch's CPU tuning guide recommends do; `system` leaves the C library as it is.
+Measured: results/pairs-20261126-allocator.
 
 The policy is the process's: memory once kept is not given back, so a process that has timed
 `steady` cannot time `system` after it.

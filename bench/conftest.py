@@ -115,7 +115,7 @@ def run_pair(benchmark, timing):
 
 
 RATIO_KEYS = ("speedup", "mac_efficiency", "ours_median_s", "baseline_median_s", "mode", "baseline",
-              "front_share", "speedup_bound")
+              "front_share", "speedup_bound", "allocator")
 
 
 def speed_ratios(benchmarks):

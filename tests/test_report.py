@@ -74,6 +74,7 @@ def test_report_from_sweep_and_benchmarks(tmp_path, benchmark_json):
     assert len(ratios) == 2 * len(suite.SIZES["smoke"]["pair_case"]) and (ratios.speedup > 0).all()  # both modes
     assert (ratios.mac_efficiency > 0).all() and set(ratios["mode"]) == {"inference", "train"}
     assert ratios.front_share.notna().all() and ratios.speedup_bound.notna().all()  # our tokenizer timed alone too
+    assert set(ratios.allocator) == {"steady"} and "allocator steady, pytest-benchmark" in index.read_text()
     assert json.loads(benchmark_json.read_text())["ratios"].keys() == set(ratios.pair)
 
 

@@ -4,7 +4,8 @@
   state and activations included).
 - CPU: measured in a fresh subprocess as the growth of peak RSS (VmHWM, reset through
   /proc/self/clear_refs) over the process before the model was built: the same things the
-  CUDA figure holds, plus allocator slack. Labelled `cpu_peak_rss_growth`.
+  CUDA figure holds, plus allocator slack (glibc's defaults, not the `steady` policy of timings).
+  Labelled `cpu_peak_rss_growth`.
 - Both: an analytic estimate of the activations a training step saves for backward, or the
   largest live activations of an inference pass (fused attention assumed: no N x N matrix kept).
 """
@@ -70,7 +71,9 @@ def measure_peak_memory(name: str, overrides: dict | None = None, setup: TimingS
     Returns {"peak_memory_bytes", "memory_method"} or, when the step ran out of memory,
     {"oom": True, "error": ...}.
     """
-    request = {"name": name, "overrides": overrides or {}, "setup": asdict(setup), "mode": mode}
+    # glibc's own policy in the subprocess, whatever the timings use: memory kept for reuse would count as peak
+    request = {"name": name, "overrides": overrides or {}, "setup": {**asdict(setup), "allocator": "system"},
+               "mode": mode}
     if setup.device == "cuda":
         try:
             return measure_in_process(name, overrides or {}, setup, mode)

@@ -193,8 +193,10 @@ def source_line(prov):
 def benchmark_source(data):
     machine, commit = data["machine_info"], data.get("commit_info", {})
     cpu = machine.get("cpu", {}).get("brand_raw", machine.get("processor", "?"))
+    # a suite run from before the allocator policy existed ran under glibc's defaults
+    allocators = sorted({b["extra_info"].get("allocator", "system") for b in data["benchmarks"]})
     return (f"{cpu}, {machine.get('python_version')}, {data['datetime']}, commit {commit.get('id', '?')[:10]}, "
-            "pytest-benchmark")
+            f"allocator {'/'.join(allocators)}, pytest-benchmark")
 
 
 def study_source(record):
