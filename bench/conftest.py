@@ -7,11 +7,11 @@
 --bench-compile       torch.compile every model first (compile time recorded apart, as compile_s)
 --bench-allocator     steady (default: freed CPU memory kept for the next step) or system
 
-Every benchmark's `extra_info` holds model, params, MACs, image size, batch, tokens, device, dtype
-compile and allocator, so `--benchmark-json` is a complete record. Pairs (ours vs a baseline) are timed
-interleaved; their ratios are printed at the end and stored in the JSON under "ratios". Uncompiled
-pairs also time our tokenizer alone in each round: `front_share` (its part of our step) and
-`speedup_bound` (baseline / (ours - front): the speed-up if our front end took no time at all).
+Every benchmark's `extra_info` holds model, params, MACs, image size, batch, tokens, device, dtype,
+compile, allocator and dropout rates, so `--benchmark-json` is a complete record. Pairs (ours vs a
+baseline) are timed interleaved; their ratios are printed at the end and stored in the JSON under
+"ratios". Uncompiled pairs also time our tokenizer alone in each round: `front_share` (its part of
+our step) and `speedup_bound` (baseline / (ours - front): the speed-up if our front end took no time).
 """
 import statistics
 
@@ -99,7 +99,7 @@ def run_pair(benchmark, timing):
         base_info = suite.benchmark_info(baseline, timing, mode)
         benchmark.extra_info.update(
             info, pair=pair.id, baseline=base_info["model"], baseline_macs=base_info["macs"],
-            baseline_params=base_info["params"], speedup=speedup,
+            baseline_params=base_info["params"], baseline_dropout=base_info["dropout"], speedup=speedup,
             mac_efficiency=speedup * info["macs"] / base_info["macs"],
             ours_median_s=statistics.median(r["ours"] for r in timed),
             baseline_median_s=statistics.median(r["baseline"] for r in timed),

@@ -13,7 +13,7 @@ import torch
 from timm.models.vision_transformer import VisionTransformer as TimmViT
 
 import models
-from bench.cost.build import build_model, input_size
+from bench.cost.build import build_model, dropout_rates, input_size
 from bench.cost.flops import analytic_macs, any_model_macs, count_params
 from bench.cost.sweep import FAMILY_BASES, SweepSpec, configurations
 from bench.cost.timing import TimingSetup
@@ -150,6 +150,7 @@ def benchmark_info(model, timing: TimingSetup, mode):
         "dtype": timing.dtype,
         "compile": timing.compile,
         "allocator": timing.allocator,
+        "dropout": dropout_rates(model),  # in effect in train mode only
         "mode": mode,
         "threads": torch.get_num_threads(),
     }

@@ -13,6 +13,7 @@ import timm
 import torch
 
 import models
+from bench import suite
 from bench.cli import main as cli
 from bench.cost import memory, sweep, timing
 from bench.cost.sweep import SweepSpec, load_sweep_spec, run_sweep
@@ -214,6 +215,17 @@ def test_profile_cli_json(capsys):
     assert expected <= set(result)
     assert result["params"] == sum(p.numel() for p in models.create_model("t2t_vit_7", img_size=32).parameters())
     assert result["img_size"] == 32 and result["batch_size"] == 2 and result["throughput_img_s"] > 0
+    assert result["dropout"] == {"tokenizer": 0.1}  # the reference's Performer dropout, kept by default
+    assert result["allocator"].startswith("steady")
+
+
+def test_benchmarks_record_the_dropout_each_side_runs_with():
+    ours = models.create_model("t2t_vit_7", img_size=32, depth=2, drop_path_rate=0.1)  # rates 0, 0.1
+    info = suite.benchmark_info(ours, TimingSetup(), "train")
+    assert info["dropout"] == {"tokenizer": 0.1, "blocks": 0.1} and info["allocator"] == "steady"
+    assert suite.benchmark_info(suite.build_reference(ours), TimingSetup(), "train")["dropout"] == {
+        "tokens_to_token": 0.1}
+    assert suite.benchmark_info(models.create_model("t2t_vit_7", t2t_drop=0.0), TimingSetup(), "train")["dropout"] == {}
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ import statistics
 import torch
 
 from bench.allocator import allocator_in_effect
-from bench.cost.build import build_model, check_runs, input_size, is_ours
+from bench.cost.build import build_model, check_runs, dropout_rates, input_size, is_ours
 from bench.cost.flops import macs_of, params_of
 from bench.cost.memory import activation_estimate_bytes, measure_peak_memory
 from bench.cost.timing import TimingSetup, measure_throughput, prepare, timed_call
@@ -63,6 +63,7 @@ def profile_model(name: str, overrides: dict | None = None, setup: TimingSetup =
         "dtype": setup.dtype,
         "batch_size": setup.batch_size,
         "compile": setup.compile,
+        "dropout": dropout_rates(model),
         "img_size": height if height == width else [height, width],
         **shape,
     }
