@@ -12,6 +12,7 @@ The policy is the process's: memory once kept is not given back, so a process th
 `steady` cannot time `system` after it.
 """
 import ctypes
+import functools
 import os
 import platform
 
@@ -23,6 +24,13 @@ KEEP_BYTES = 2**31 - 1  # mallopt takes an int: blocks up to 2 GiB come from the
 PRELOADED = ("jemalloc", "tcmalloc", "mimalloc")
 
 _kept = False  # whether this process already keeps freed memory
+
+
+@functools.cache
+def libc_name():
+    """'glibc', or what else the C library is ('' when unknown): `platform.libc_ver` reads the
+    interpreter's binary, so once per process."""
+    return platform.libc_ver()[0]
 
 
 def preloaded_allocator():
@@ -46,7 +54,7 @@ def use_allocator(policy):
             raise ConfigError("this process already keeps freed memory (allocator 'steady'); "
                               "time allocator 'system' in a new process")
         return
-    if _kept or preloaded_allocator() or platform.libc_ver()[0] != "glibc":
+    if _kept or preloaded_allocator() or libc_name() != "glibc":
         return
     libc = ctypes.CDLL(None)
     if not (libc.mallopt(M_MMAP_THRESHOLD, KEEP_BYTES) and libc.mallopt(M_TRIM_THRESHOLD, KEEP_BYTES)):
@@ -60,4 +68,4 @@ def allocator_in_effect():
         return f"{preloaded} (LD_PRELOAD)"
     if _kept:
         return "steady (glibc, freed memory kept: no mmap, no trim)"
-    return f"system ({platform.libc_ver()[0] or 'C library'} defaults)"
+    return f"system ({libc_name() or 'C library'} defaults)"

@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 import models  # noqa: E402
 from bench.allocator import POLICIES, allocator_in_effect, use_allocator  # noqa: E402
 from bench.cost.flops import analytic_macs  # noqa: E402
+from bench.cost.timing import TimingSetup  # noqa: E402
 from bench.suite import build_reference  # noqa: E402
 
 CIFAR_T2T = dict(img_size=32, num_classes=10, t2t_stages=((3, 2, 1), (3, 2, 1)), token_dim=64)
@@ -180,7 +181,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--before", default="9182ad9", help="commit whose models/tokenizers.py is `before`")
-    parser.add_argument("--allocator", choices=POLICIES, default="steady", help="see bench/allocator.py")
+    parser.add_argument("--allocator", choices=POLICIES, default=TimingSetup.allocator, help="see bench/allocator.py")
     parser.add_argument("--csv", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
