@@ -379,12 +379,18 @@ def add_data_commands(sub):
 
 TRAIN_FLAGS = [  # (flag, type or action, help); help may use {default}, read from TrainConfig
     ("--epochs", int, "default {default} (the paper)"),
+    ("--budget-pflop", float, "train for this much compute instead of --epochs: forward MACs x 6 x images seen, "
+                              "in PFLOP; the cosine ends there"),
+    ("--budget-minutes", float, "or for this many minutes (a measured step time converted to updates once)"),
+    ("--holdout", float, "validation images carved from train/: a fraction in (0, 1) or a count, e.g. 5000; "
+                         "then val/ is the test split, scored once at the end"),
+    ("--holdout-seed", int, "seed of the holdout, default {default} (the same for every --seed)"),
     ("--batch-size", int, "per process; default {default}"),
     ("--img-size", int, "default {default}"),
     ("--lr", float, "absolute learning rate (default: --base-lr x global batch / 512)"),
     ("--base-lr", float, "lr at global batch 512; default 1e-3 (T2T-ViT-7/10/12) or 5e-4 (paper)"),
     ("--weight-decay", float, "default .03 (T2T-ViT-7/10/12) or .05"),
-    ("--warmup-epochs", int, "default {default}"),
+    ("--warmup-epochs", float, "default {default}; at most 20%% of the run (a longer one is shortened)"),
     ("--min-lr", float, "floor of the cosine (default 1e-5, scaled down with an lr below 5e-4)"),
     ("--warmup-lr", float, "start of the warm-up, default {default} (capped at the lr)"),
     ("--clip-grad", float, "max gradient norm (default: none, as the paper)"),

@@ -110,11 +110,13 @@ def test_min_lr_follows_a_small_lr_and_a_min_lr_above_the_peak_warns():
     assert "above the peak lr" in warnings[0]
 
 
-def test_resume_with_more_epochs_extends_a_finished_run(data, tmp_path):
+@pytest.mark.parametrize("longer", [{"epochs": 2}, {"budget_pflop": 1.0}])
+def test_a_finished_run_is_never_extended_into_a_warm_restart(data, tmp_path, longer):
     out = tmp_path / "run"
     train.start(tiny_config(data, out, model="vb_vit_tiny_patch16_224", epochs=1), progress=False)
-    summary = train.resume(out, {"epochs": 2}, progress=False)
-    assert summary["epochs"] == 2 and len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    with pytest.raises(ConfigError, match="cannot resume with other settings.*--init"):
+        train.resume(out, longer, progress=False)
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when CUDA is absent")
@@ -366,10 +368,10 @@ def test_a_truncated_or_foreign_last_pth_is_one_checkpoint_error(one_epoch_run, 
     last = copy / "last.pth"
     last.write_bytes(last.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
-        train.resume(copy, {"epochs": 2}, progress=False)
+        train.resume(copy, progress=False)
     torch.save({"state_dict": {}}, last)
     with pytest.raises(CheckpointError, match="not a resumable vitbench checkpoint.*--overwrite"):
-        train.resume(copy, {"epochs": 2}, progress=False)
+        train.resume(copy, progress=False)
 
 
 def test_eval_on_other_classes_names_them(one_epoch_run, tmp_path):

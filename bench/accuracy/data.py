@@ -6,6 +6,7 @@ raises `DatasetError` with one line that names the fix. Decoding converts graysc
 palette images to RGB; a file that cannot be decoded becomes a `BadImage` record that the loop
 reports by path and either skips (counted in the run summary) or turns into an error (strict).
 """
+import hashlib
 import os
 import sys
 from dataclasses import dataclass
@@ -263,6 +264,34 @@ def select_per_class(samples, classes, per_class=None, fraction=None, seed=0):
             )
         keep.extend(rng.permutation(positions)[:want].tolist())
     return [samples[position] for position in sorted(keep)]
+
+
+def carve_holdout(samples, classes, holdout, seed, root):
+    """(train samples, holdout samples, record): a class-balanced validation split carved out of the training
+    images before any train cut, so every run of a study with the same seed validates on the same images.
+
+    `holdout` is a fraction of each class in (0, 1) or a whole image count that divides evenly over the
+    classes. The record names it for config and summary: images, per class, seed and the SHA-256 of its
+    sorted file list (relative to `root`, so the hash does not depend on where the data lies).
+    """
+    if 0 < holdout < 1:
+        held = select_per_class(samples, classes, fraction=holdout, seed=seed)
+    elif holdout >= 1 and float(holdout).is_integer() and holdout % len(classes) == 0:
+        held = select_per_class(samples, classes, per_class=int(holdout) // len(classes), seed=seed)
+    else:
+        even = max(1, round(holdout / len(classes))) * len(classes)
+        raise DatasetError(f"holdout={holdout:g} is neither a fraction in (0, 1) nor an image count that splits "
+                           f"evenly over {len(classes)} classes; use e.g. 0.1 or {even}")
+    chosen = set(held)
+    rest = [sample for sample in samples if sample not in chosen]
+    left = np.bincount([target for _, target in rest], minlength=len(classes))
+    if left.min() < 1:
+        raise DatasetError(f"holdout={holdout:g} leaves class {classes[int(left.argmin())]} no training image; "
+                           "hold out fewer images")
+    names = sorted(os.path.relpath(path, root) for path, _ in held)
+    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()
+    record = {"images": len(held), "per_class": len(held) // len(classes), "seed": seed, "sha256": digest}
+    return rest, held, record
 
 
 def posterize_zero_bits_safe(img, bits_to_keep, **__):

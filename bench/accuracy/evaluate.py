@@ -18,16 +18,24 @@ from models.checkpoint import extract_state_dict, read_checkpoint
 from models.errors import CheckpointError, ConfigError, DatasetError, short_list
 
 
-@torch.no_grad()
 def evaluate(model, loader, num_classes, context, bad_files, amp_dtype=None, class_index=None):
-    """Metrics over the whole split, summed across ranks: every rank returns the same dict.
+    """Metrics of `model` over the whole split, summed across ranks: every rank returns the same dict.
 
     `class_index` selects logit columns (a 1000-class model scored on a subset's classes).
     """
-    model.eval()
+    return evaluate_together({"model": model}, loader, num_classes, context, bad_files, amp_dtype, class_index)["model"]
+
+
+@torch.no_grad()
+def evaluate_together(named_models, loader, num_classes, context, bad_files, amp_dtype=None, class_index=None):
+    """{name: metrics} of several models over one pass of `loader`: each batch is read once and scored by
+    every model (a run scores its final and its best weights on the test split in one reading)."""
     device = context.device
-    confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)  # (true, pred) flattened
-    totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, top-5 hits, images
+    counts = {}
+    for name, model in named_models.items():
+        model.eval()
+        counts[name] = (torch.zeros(num_classes * num_classes, dtype=torch.long, device=device),  # (true, pred)
+                        torch.zeros(3, dtype=torch.float64, device=device))  # loss sum, top-5 hits, images
     columns = None if class_index is None else torch.as_tensor(class_index, device=device)
     top_k = min(5, num_classes)
     for images, targets, bad in loader:
@@ -35,16 +43,21 @@ def evaluate(model, loader, num_classes, context, bad_files, amp_dtype=None, cla
         if images is None:
             continue
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = model(images)
-        logits = logits.float() if columns is None else logits.float()[:, columns]  # (B, num_classes)
-        hits5 = (logits.topk(top_k, dim=1).indices == targets[:, None]).any(dim=1)
-        totals += torch.stack([F.cross_entropy(logits, targets, reduction="sum").double(), hits5.sum().double(),
-                               torch.tensor(float(len(targets)), dtype=torch.float64, device=device)])
-        confusion += torch.bincount(targets * num_classes + logits.argmax(dim=1), minlength=num_classes**2)
-    distributed.all_reduce_sum(confusion, context)
-    distributed.all_reduce_sum(totals, context)
-    return metrics_from_counts(confusion.view(num_classes, num_classes).cpu(), totals.cpu())
+        for name, model in named_models.items():
+            confusion, totals = counts[name]
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                logits = model(images)
+            logits = logits.float() if columns is None else logits.float()[:, columns]  # (B, num_classes)
+            hits5 = (logits.topk(top_k, dim=1).indices == targets[:, None]).any(dim=1)
+            totals += torch.stack([F.cross_entropy(logits, targets, reduction="sum").double(), hits5.sum().double(),
+                                   torch.tensor(float(len(targets)), dtype=torch.float64, device=device)])
+            confusion += torch.bincount(targets * num_classes + logits.argmax(dim=1), minlength=num_classes**2)
+    results = {}
+    for name, (confusion, totals) in counts.items():
+        distributed.all_reduce_sum(confusion, context)
+        distributed.all_reduce_sum(totals, context)
+        results[name] = metrics_from_counts(confusion.view(num_classes, num_classes).cpu(), totals.cpu())
+    return results
 
 
 def metrics_from_counts(confusion, totals):

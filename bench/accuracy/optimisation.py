@@ -11,7 +11,7 @@ import torch
 from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
-from timm.scheduler import create_scheduler_v2
+from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
 
 from models.errors import ConfigError, VitbenchError
@@ -44,22 +44,21 @@ def loss_functions(config, num_classes):
 class Optimisation:
     """Model, optimiser, schedule, AMP, EMA and loss of one run; `update` takes one training step."""
 
-    def __init__(self, config, model, context, steps_per_epoch, num_classes, warn):
+    def __init__(self, config, model, context, plan, num_classes, warn):
         self.config, self.model = config, model
         self.lr = config.resolved_lr(context.world_size)
         min_lr, warmup_lr = config.resolved_min_lr(self.lr, warn), config.resolved_warmup_lr(self.lr)
         self.optimizer = create_optimizer_v2(
             model, opt="adamw", lr=self.lr, weight_decay=config.resolved_weight_decay()
         )
-        self.scheduler, _ = create_scheduler_v2(
+        # the cosine reaches min_lr exactly at the plan's last update, whatever its budget
+        self.scheduler = CosineLRScheduler(
             self.optimizer,
-            sched="cosine",
-            num_epochs=config.epochs,
-            warmup_epochs=config.warmup_epochs,
-            min_lr=min_lr,
-            warmup_lr=warmup_lr,
-            step_on_epochs=False,
-            updates_per_epoch=steps_per_epoch,
+            t_initial=plan.total_updates,
+            lr_min=min_lr,
+            warmup_t=plan.warmup_updates,
+            warmup_lr_init=warmup_lr,
+            t_in_epochs=False,
         )
         self.amp_dtype = amp_dtype(config, context.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
@@ -114,8 +113,7 @@ class Optimisation:
         }
 
     def load_state_dict(self, state):
-        """Continue from `state`. The schedule is not restored but recomputed from the update count, so
-        a finished run extended to more epochs follows the cosine re-planned for its new length."""
+        """Continue from `state`; the schedule is a function of the update count, set from it."""
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.num_updates = state["num_updates"]

@@ -9,6 +9,7 @@ Reproducibility: every epoch reseeds all RNGs (and the loader's workers) from (s
 epoch), and checkpoints are written at epoch ends, so a run resumed from `last.pth` takes the
 same steps as one that was never interrupted.
 """
+import copy
 import dataclasses
 import json
 import math
@@ -27,10 +28,11 @@ import models
 from bench.accuracy import distributed, factory
 from bench.accuracy.data import BadFileLog, install_randaugment_fix, log
 from bench.accuracy.distributed import cpu_threads
-from bench.accuracy.evaluate import evaluate
-from bench.accuracy.optimisation import Optimisation
+from bench.accuracy.evaluate import evaluate, evaluate_together
+from bench.accuracy.optimisation import Optimisation, amp_dtype
+from bench.accuracy.plan import WARMUP_MAX_SHARE, Plan, plan_run, train_pflop
 from bench.accuracy.train_data import scan_samples, train_data
-from bench.cost.flops import count_params
+from bench.cost.flops import any_model_macs, count_params
 from bench.outputs import OutputFolder, folder_lock
 from models.atomic import atomic_write_text
 from models.checkpoint import read_checkpoint
@@ -53,7 +55,9 @@ class TrainConfig:
     data: str
     out: str
     model_args: dict = field(default_factory=dict)  # overrides for the model, e.g. {"depth": 4}
-    epochs: int = 310
+    epochs: int = 310  # the run's length, unless a budget below is given
+    budget_pflop: float = None  # or: train for this much compute (forward MACs x 6 x images seen, in PFLOP)
+    budget_minutes: float = None  # or: for this many minutes, converted to updates once from a measured step time
     batch_size: int = 128  # per process; the global batch is batch_size x world size
     img_size: int = models.DEFAULT_IMG_SIZE
     lr: float = None  # absolute learning rate; None: base_lr x global batch / 512
@@ -61,7 +65,7 @@ class TrainConfig:
     weight_decay: float = None  # None: .03 for small T2T, .05 others
     min_lr: float = None  # floor of the cosine; None: 1e-5, scaled down with an lr below the paper's 5e-4
     warmup_lr: float = 1e-6  # start of the warm-up (capped at the lr)
-    warmup_epochs: int = 5
+    warmup_epochs: float = 5  # shortened to plan.WARMUP_MAX_SHARE of the run when longer
     clip_grad: float = None  # max gradient norm; None: no clipping (the paper's recipe)
     drop_path: float = 0.1
     smoothing: float = 0.1
@@ -80,7 +84,9 @@ class TrainConfig:
     compile: bool = False
     seed: int = 0
     workers: int = 2
-    train_fraction: float = None  # keep this fraction of each class's train images
+    holdout: float = None  # validation carved from train/: a fraction in (0, 1) or an image count; None: none
+    holdout_seed: int = 0  # the same holdout for every seed of a study
+    train_fraction: float = None  # keep this fraction of each class's train images (after the holdout)
     train_per_class: int = None  # or keep K train images per class
     subset_seed: int = None  # seed of that cut; None: the run's seed
     strict: bool = False  # stop at the first unreadable image instead of skipping it
@@ -100,6 +106,14 @@ class TrainConfig:
             raise ConfigError(f"amp={self.amp!r} is not one of auto, bf16, fp16, off")
         if self.workers < 0 or (self.threads is not None and self.threads < 1):
             raise ConfigError(f"workers={self.workers} must be >= 0 and threads={self.threads} >= 1")
+        for name in ("budget_pflop", "budget_minutes", "holdout"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name}={value} must be a positive number (or left unset)")
+        if self.budget_pflop is not None and self.budget_minutes is not None:
+            raise ConfigError("budget_pflop and budget_minutes both set; give one budget (or --epochs alone)")
+        if not (math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0):
+            raise ConfigError(f"warmup_epochs={self.warmup_epochs} must be a number >= 0")
 
     @classmethod
     def default(cls, name):
@@ -177,8 +191,9 @@ def write_config(out, config):
 
 
 def resume_config(out, given):
-    """The run's saved config with `given` applied. Settings that would change the run are refused;
-    `epochs` may grow (a finished run is extended, its schedule re-planned) and `strict` may change."""
+    """The run's saved config with `given` applied. Settings that would change the run are refused (its length
+    too: the schedule was planned for it, and extending a finished cosine would be a warm restart); only
+    `strict` may change."""
     out = Path(out)
     RUN_FOLDER.prepare(out, resume=True)
     saved = {"data_mode": "files", **json.loads((out / CONFIG_FILE).read_text())}  # runs from before data_mode
@@ -186,10 +201,11 @@ def resume_config(out, given):
     conflicts = [
         f"{key}={value!r} (run has {saved.get(key)!r})"
         for key, value in given.items()
-        if jsonable(value) != saved.get(key) and key not in ("strict", "epochs")
+        if jsonable(value) != saved.get(key) and key != "strict"
     ]
     if conflicts:
-        raise ConfigError(f"cannot resume with other settings: {', '.join(conflicts)}; drop them or start a new --out")
+        raise ConfigError(f"cannot resume with other settings: {', '.join(conflicts)}; drop them or start a new --out "
+                          "(a longer run: a new --out, with --init OUT/last.pth to start from these weights)")
     return TrainConfig(**{**saved, **given, "out": str(out)})
 
 
@@ -200,13 +216,19 @@ def peak_memory_mb(device):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def plateau_causes(config, lr, history):
+def plateau_causes(config, lr, plan):
     """What the suite can check when a run never left the initial loss plateau."""
     causes = []
     if lr > 1e-3 * config.batch_size / 128:
         causes.append(f"lr {lr:g} is high for batch {config.batch_size} (T2T-ViT often stalls above 5e-4 at batch 128)")
-    if config.warmup_epochs < max(1, len(history) // 10):
-        causes.append(f"warm-up of {config.warmup_epochs} epochs is short for {len(history)} epochs")
+    if plan.warmup_shortened_from and plan.warmup_shortened_from >= plan.total_updates / 2:
+        causes.append(f"the warm-up asked for covered {plan.warmup_shortened_from / plan.total_updates:.0%} of the run "
+                      f"(shortened to {plan.warmup_updates} of {plan.total_updates} updates): the run is too short "
+                      "for its recipe; give it more epochs or a shorter --warmup-epochs")
+    elif plan.warmup_updates < min(max(plan.updates_per_epoch, plan.total_updates // 10),
+                                   math.floor(WARMUP_MAX_SHARE * plan.total_updates)):
+        causes.append(f"warm-up of {plan.warmup_updates} updates is short for {plan.total_updates} updates "
+                      "(less than an epoch or a tenth of the run)")
     settings = models.MODEL_CONFIGS.get(config.model, {})
     if {**settings, **config.model_args}.get("pos_embed") == "sinusoid":
         causes.append(
@@ -217,14 +239,22 @@ def plateau_causes(config, lr, history):
 
 
 class Trainer:
-    """Runs the epochs of one run: train, evaluate, checkpoint, metrics; `fit` ends with summary.json."""
+    """Runs the epochs of one run: train, evaluate, checkpoint, metrics; `fit` ends with summary.json.
 
-    def __init__(self, config, context, progress=True, warn=log):
+    With a holdout, every per-epoch score, best.pth, the EMA choice and the plateau flag use it, and the
+    test split (the data folder's val/) is read once, at the end, to score the final weights and, labelled
+    as such, best.pth. `resume_from` is a last.pth payload: the run continues on the plan saved in it.
+    """
+
+    def __init__(self, config, context, progress=True, warn=log, resume_from=None):
         self.config, self.context, self.progress, self.warn = config, context, progress, warn
         self.out = Path(config.out)
         quiet_unless_main = warn if context.is_main else print_nothing
         samples = scan_samples(config, quiet_unless_main)
-        self.ignored_files = samples.ignored
+        self.ignored_files, self.holdout = samples.ignored, samples.holdout_record
+        if self.holdout is None and resume_from is None:
+            quiet_unless_main("notice: no --holdout, so the per-epoch scores, best.pth and the plateau check use the "
+                              "test split (val/); pass --holdout 0.1 to choose on held-out training images")
         seed_everything(config.seed)  # same initial weights on every rank
         self.model = factory.create(
             config.model, len(samples.classes), config.img_size, config.drop_path, config.model_args
@@ -234,6 +264,7 @@ class Trainer:
         overrides = dict(config.model_args)
         if config.init and factory.load_weights(self.model, config.init).get("layout") == "reference-t2t":
             overrides["qk_scale"] = self.model.embed_dim**-0.5  # the scale the reference weights need, kept for eval
+        forward_macs = any_model_macs(self.model, config.img_size)
         self.model.to(context.device)
         self.build = {
             "model": config.model,
@@ -244,15 +275,38 @@ class Trainer:
             "eval_transform": {"interpolation": config.interpolation,  # memory mode evaluates whole images
                                "crop_pct": 1.0 if self.data.mode == "memory" else config.crop_pct},
         }
-        self.opt = Optimisation(
-            config,
-            self.model,
-            context,
-            self.data.steps_per_epoch,
-            len(samples.classes),
-            quiet_unless_main,
-        )
+        global_batch = config.batch_size * context.world_size
+        if resume_from is not None and "plan" in resume_from:
+            self.plan = Plan(**{k: v for k, v in resume_from["plan"].items() if k in Plan.__dataclass_fields__})
+        else:
+            step_time = self.seconds_per_update() if config.budget_minutes is not None else None
+            self.plan = plan_run(config, self.data.steps_per_epoch, global_batch, forward_macs, step_time,
+                                 quiet_unless_main)
+        self.opt = Optimisation(config, self.model, context, self.plan, len(samples.classes), quiet_unless_main)
         self.epoch, self.history, self.best, self.final_eval = 0, [], None, None
+
+    def seconds_per_update(self, steps=6):
+        """Median time of a training step (data, forward, backward, AdamW) on a copy of the model, measured once
+        to turn a minutes budget into updates; the run itself starts from the untouched model."""
+        probe = copy.deepcopy(self.model)
+        optimizer = torch.optim.AdamW(probe.parameters(), lr=1e-6)
+        amp = amp_dtype(self.config, self.context.device)
+        times, start = [], time.perf_counter()
+        for _, (images, targets, _bad) in zip(range(steps), self.data.train_loader(0, self.config.seed)):
+            if images is None:
+                continue
+            images, targets = images.to(self.context.device), targets.to(self.context.device)
+            with torch.autocast(self.context.device.type, dtype=amp, enabled=amp is not None):
+                loss = torch.nn.functional.cross_entropy(probe(images), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if self.context.device.type == "cuda":
+                torch.cuda.synchronize(self.context.device)
+            times.append(time.perf_counter() - start)
+            start = time.perf_counter()
+        measured = float(np.median(times[2:] or times))  # the first steps pay for warming caches up
+        return distributed.all_gather_objects(measured, self.context)[0]  # rank 0's plan for every rank
 
     # --- state -------------------------------------------------------------------------------
     def save(self, path, full):
@@ -266,11 +320,12 @@ class Trainer:
                 best=self.best,
                 skipped_files=self.bad_files.seen,
                 train_config=jsonable(dataclasses.asdict(self.config)),
+                plan=self.plan.record(),
+                holdout=self.holdout,
             )
         models.save_checkpoint(self.model, path, **extra)
 
-    def restore(self, path):
-        payload = read_checkpoint(path)
+    def restore(self, path, payload):
         needed = {"state_dict", "optimizer", "scaler", "num_updates", "epoch", "history", "best", "skipped_files"}
         if (
             not isinstance(payload, dict)
@@ -280,6 +335,11 @@ class Trainer:
             raise CheckpointError(
                 f"{path} is not a resumable vitbench checkpoint (it lacks the optimiser state); "
                 "start the run again with --overwrite"
+            )
+        if payload.get("holdout", self.holdout) != self.holdout:
+            raise CheckpointError(
+                f"{path} was validated on another holdout than {self.config.data} gives now (the training images "
+                "changed); resume with the data it was trained on, or start the run again with --overwrite"
             )
         try:
             self.model.load_state_dict(payload["state_dict"])
@@ -295,6 +355,7 @@ class Trainer:
 
     # --- one epoch -----------------------------------------------------------------------------
     def train_one_epoch(self):
+        """One pass over the data, or what is left of the plan's updates in the last (partial) pass."""
         config, context, device = self.config, self.context, self.context.device
         epoch_seed = derive_seed(config.seed, context.rank, self.epoch)
         seed_everything(epoch_seed)
@@ -304,12 +365,14 @@ class Trainer:
         updates, start = 0, time.perf_counter()
         bar = tqdm(
             loader,
-            desc=f"epoch {self.epoch + 1}/{config.epochs}",
+            desc=f"epoch {self.epoch + 1}/{self.plan.epochs}",
             leave=False,
             disable=not (self.progress and context.is_main),
             dynamic_ncols=True,
         )
         for step, (images, targets, bad) in enumerate(bar):
+            if self.opt.num_updates >= self.plan.total_updates:
+                break
             self.bad_files.record(bad)
             if images is None:
                 continue
@@ -344,29 +407,33 @@ class Trainer:
             "loss_vs_chance": train_loss / math.log(len(self.data.classes)),
         }
 
-    def evaluate(self, model):
-        return evaluate(
-            model, self.data.val_loader(), len(self.data.classes), self.context, self.bad_files, self.opt.amp_dtype
-        )
+    def evaluate(self, model, loader):
+        return evaluate(model, loader, len(self.data.classes), self.context, self.bad_files, self.opt.amp_dtype)
 
     # --- the run -------------------------------------------------------------------------------
     def fit(self):
-        config, context = self.config, self.context
-        while self.epoch < config.epochs:
+        context = self.context
+        while self.epoch < self.plan.epochs:
             start = time.perf_counter()
             if context.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(context.device)
             row = {"epoch": self.epoch + 1, "lr": self.opt.current_lr(), **self.train_one_epoch()}
-            result = self.evaluate(self.opt.compiled)  # not through DDP: ranks may run different batch counts
+            # not through DDP: ranks may run different batch counts
+            result = self.evaluate(self.opt.compiled, self.data.val_loader())
             row.update(val_loss=result["loss"], top1=result["top1"], top5=result["top5"], val_images=result["images"])
             if self.opt.ema:
-                ema_result = self.evaluate(self.opt.ema.module)
+                ema_result = self.evaluate(self.opt.ema.module, self.data.val_loader())
                 row.update(ema_top1=ema_result["top1"], ema_top5=ema_result["top5"])
+            seen = sum(r["train_images"] for r in self.history) + row["train_images"]
             row.update(
                 epoch_time_s=time.perf_counter() - start,
+                elapsed_s=sum(r["epoch_time_s"] for r in self.history) + time.perf_counter() - start,
+                updates=self.opt.num_updates,
+                images_seen=seen,
+                train_pflop=train_pflop(seen, self.plan.forward_macs),
                 peak_mem_mb=peak_memory_mb(context.device),
                 skipped_files=len(self.bad_files),
-                planned_epochs=config.epochs,
+                planned_epochs=self.plan.epochs,
             )
             self.epoch += 1
             self.history.append(row)
@@ -380,9 +447,10 @@ class Trainer:
                     self.save(self.out / BEST, full=False)
                 self.write_metrics()
             if context.is_main and self.progress:
+                split = "holdout" if self.holdout else "test"
                 self.warn(
-                    f"epoch {row['epoch']}/{config.epochs}: train loss {row['train_loss']:.4f}, val loss "
-                    f"{row['val_loss']:.4f}, top-1 {row['top1']:.2f}%, top-5 {row['top5']:.2f}%, "
+                    f"epoch {row['epoch']}/{self.plan.epochs}: train loss {row['train_loss']:.4f}, {split} loss "
+                    f"{row['val_loss']:.4f}, {split} top-1 {row['top1']:.2f}%, top-5 {row['top5']:.2f}%, "
                     f"{row['train_images_per_s']:.0f} img/s, {row['epoch_time_s']:.1f} s"
                 )
         return self.finish()
@@ -401,15 +469,34 @@ class Trainer:
             "plateau": bool(plateau),
             "final_loss_vs_chance": ratio,
             "chance_top1": chance,
-            "likely_causes": plateau_causes(self.config, self.opt.lr, self.history)
-            if plateau
-            else [],
+            "likely_causes": plateau_causes(self.config, self.opt.lr, self.plan) if plateau else [],
         }
 
+    def final_weights(self):
+        """("ema" or "raw", model): the EMA weights when they scored higher on the last validation, else the raw."""
+        last = self.history[-1]
+        if self.opt.ema and last.get("ema_top1", -1) > last["top1"]:
+            return "ema", self.opt.ema.module
+        return "raw", self.opt.compiled
+
+    def score_test(self):
+        """The test split, read once: the final weights and best.pth's, which the holdout chose."""
+        chosen, final = self.final_weights()
+        distributed.barrier(self.context)  # rank 0 has written best.pth
+        best = copy.deepcopy(self.model)
+        best.load_state_dict(read_checkpoint(self.out / BEST)["state_dict"])
+        scores = evaluate_together({"final": final, "best": best}, self.data.test_loader(), len(self.data.classes),
+                                   self.context, self.bad_files, self.opt.amp_dtype)
+        return chosen, scores["final"], scores["best"]
+
     def finish(self):
-        """Check the ranks agree, write summary.json (rank 0) and return the summary."""
+        """Score the test split (with a holdout), check the ranks agree, write summary.json (rank 0)."""
         if self.final_eval is None:  # resumed a run whose last epoch was already done
-            self.final_eval = self.evaluate(self.opt.compiled)
+            self.final_eval = self.evaluate(self.opt.compiled, self.data.val_loader())
+        if self.holdout:
+            chosen, test, test_best = self.score_test()
+        else:  # the per-epoch evaluation was the test split; best.pth was chosen on it
+            chosen, test, test_best = "raw", self.final_eval, self.best
         checksums = distributed.all_gather_objects(
             sum(p.double().sum().item() for p in self.model.parameters()), self.context
         )
@@ -417,6 +504,7 @@ class Trainer:
         for seen in distributed.all_gather_objects(self.bad_files.seen, self.context):
             skipped.update(seen)
         last = self.history[-1]
+        images_seen = sum(r["train_images"] for r in self.history)
         summary = {
             "model": self.config.model,
             "model_args": self.config.model_args,
@@ -424,14 +512,29 @@ class Trainer:
             "classes": len(self.data.classes),
             "data_mode": self.data.mode,
             "train_images": self.data.train_images,
+            "selection": "holdout" if self.holdout else "test",  # the split best.pth and the per-epoch scores use
+            "holdout": self.holdout,
             "val_images": self.data.val_images,
             "params": count_params(self.model),
             "params_trainable": count_params(self.model, trainable_only=True),
+            "forward_macs": self.plan.forward_macs,
+            "plan": self.plan.record(),
             "epochs": self.epoch,
+            "epochs_trained": images_seen / self.data.train_images,
+            "updates": self.opt.num_updates,
+            "images_seen": images_seen,
+            "train_pflop": train_pflop(images_seen, self.plan.forward_macs),
             "top1": last["top1"],
             "top5": last["top5"],
             "val_loss": last["val_loss"],
             "best": self.best,
+            "final_weights": chosen,
+            "test_top1": test["top1"],
+            "test_top5": test["top5"],
+            "test_loss": test["loss"],
+            "test_images": test["images"],
+            "test_best": {"epoch": self.best["epoch"], "top1": test_best["top1"], "top5": test_best["top5"],
+                          "chosen_on": "holdout" if self.holdout else "test"},
             "train_images_per_s": float(np.mean([r["train_images_per_s"] for r in self.history])),
             "train_time_s": float(sum(r["train_time_s"] for r in self.history)),
             "peak_mem_mb": max(r["peak_mem_mb"] for r in self.history),
@@ -443,8 +546,8 @@ class Trainer:
             "amp": str(self.opt.amp_dtype).removeprefix("torch.") if self.opt.amp_dtype else "off",
             "ranks_in_sync": max(checksums) == min(checksums),
             "health": self.health(),
-            "per_class_top1": dict(zip(self.data.classes, self.final_eval["per_class_top1"])),
-            "confusion": self.final_eval["confusion"],
+            "per_class_top1": dict(zip(self.data.classes, test["per_class_top1"])),  # test, final weights
+            "confusion": test["confusion"],
             "skipped_files": skipped,
             "ignored_non_image_files": len(self.ignored_files),
         }
@@ -484,22 +587,18 @@ def start(config: TrainConfig, overwrite: bool = False, progress: bool = True, w
 
 
 def resume(out: str | Path, given: dict | None = None, progress: bool = True, warn=log) -> dict:
-    """Continue the run in `out` from its last checkpoint; it ends as an uninterrupted run would.
-
-    Given a larger `epochs`, a finished run is extended, its schedule re-planned for the new length.
-    """
+    """Continue the run in `out` from its last checkpoint, on the plan saved there; it ends as an uninterrupted
+    run would."""
     config = resume_config(out, given or {})
     install_randaugment_fix()
     context = distributed.setup(config.device)
+    last = Path(out) / LAST
     with folder_lock(out, "run", take=context.is_main), cpu_threads(config.threads):
-        trainer = Trainer(config, context, progress, warn)
-        trainer.restore(Path(out) / LAST)
-        if trainer.epoch > config.epochs:
-            raise ConfigError(f"{out} already trained {trainer.epoch} epochs; pass --epochs {trainer.epoch} or more")
+        payload = read_checkpoint(last)
+        trainer = Trainer(config, context, progress, warn, resume_from=payload if isinstance(payload, dict) else None)
+        trainer.restore(last, payload)
         if context.is_main:
-            if config.epochs != json.loads((Path(out) / CONFIG_FILE).read_text())["epochs"]:
-                write_config(out, config)
-            warn(f"resuming {out} after epoch {trainer.epoch} of {config.epochs}")
+            warn(f"resuming {out} after epoch {trainer.epoch} of {trainer.plan.epochs}")
         return trainer.fit()
 
 

@@ -11,12 +11,13 @@ run sees exactly the batches an uninterrupted one would:
   random erasing; eval on the whole image. Mixup/CutMix and label smoothing are the loop's in both.
 """
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bench.accuracy import distributed
 from bench.accuracy.data import (
     ImageFolderDataset,
     build_loader,
+    carve_holdout,
     eval_transform,
     model_data_config,
     scan_dataset,
@@ -33,7 +34,9 @@ DATA_MODES = ("auto", "memory", "files")
 class Samples:
     classes: list
     train: list  # [(path, class index)] after the run's cut
-    val: list
+    val: list  # the data folder's val/: the test split, scored once at the end when there is a holdout
+    holdout: list  # validation images carved out of train/ (empty without --holdout)
+    holdout_record: dict  # images, per class, seed, sha256 of its file list; None without a holdout
     ignored: list  # files without an image extension: reported, never loaded
     splits: dict  # the scanned splits, {"train": Split, "val": Split}
 
@@ -52,11 +55,14 @@ def scan_samples(config, warn):
         )
     if ignored:
         warn(f"warning: ignoring {len(ignored)} non-image files in {config.data}, e.g. {ignored[0]}")
-    samples = train.samples
+    samples, holdout, record = train.samples, [], None
+    if config.holdout is not None:
+        samples, holdout, record = carve_holdout(samples, train.classes, config.holdout, config.holdout_seed,
+                                                 config.data)
     if config.train_fraction is not None or config.train_per_class is not None:
         seed = config.seed if config.subset_seed is None else config.subset_seed
         samples = select_per_class(samples, train.classes, config.train_per_class, config.train_fraction, seed)
-    return Samples(train.classes, samples, val.samples, ignored, scanned)
+    return Samples(train.classes, samples, val.samples, holdout, record, ignored, scanned)
 
 
 def steps_per_epoch(train_images, config, context):
@@ -79,17 +85,17 @@ def train_data(config, samples, model, context, bad_files):
 
 
 class FolderData:
-    """Training and validation datasets decoded per image with the model's timm transforms."""
+    """Training, validation and test datasets decoded per image with the model's timm transforms."""
 
     mode = "files"
 
     def __init__(self, config, samples, model, context, bad_files):
         self.config, self.context, self.classes = config, context, samples.classes
         self.train = ImageFolderDataset(samples.train, samples.classes, train_transform(model, config.img_size, config))
-        self.val = ImageFolderDataset(
-            samples.val, samples.classes, eval_transform(model, config.img_size, config.interpolation, config.crop_pct)
-        )
-        self.train_images, self.val_images = len(self.train), len(self.val)
+        transform = eval_transform(model, config.img_size, config.interpolation, config.crop_pct)
+        self.test = ImageFolderDataset(samples.val, samples.classes, transform)  # files are read only when loaded
+        self.val = ImageFolderDataset(samples.holdout, samples.classes, transform) if samples.holdout else self.test
+        self.train_images, self.val_images, self.test_images = len(self.train), len(self.val), len(self.test)
         self.steps_per_epoch = steps_per_epoch(self.train_images, config, context)
 
     def train_loader(self, epoch, epoch_seed):
@@ -100,9 +106,16 @@ class FolderData:
             self.train, self.config.batch_size, sampler, self.config.workers, drop_last=True, seed=epoch_seed
         )
 
+    def eval_loader(self, dataset):
+        sampler = distributed.ShardSampler(len(dataset), self.context)
+        return build_loader(dataset, self.config.batch_size, sampler, self.config.workers)
+
     def val_loader(self):
-        sampler = distributed.ShardSampler(len(self.val), self.context)
-        return build_loader(self.val, self.config.batch_size, sampler, self.config.workers)
+        """The split scored after every epoch: the holdout, or test without one."""
+        return self.eval_loader(self.val)
+
+    def test_loader(self):
+        return self.eval_loader(self.test)
 
 
 def tensor_augment(config):
@@ -123,35 +136,53 @@ def tensor_augment(config):
 
 
 class MemoryData:
-    """Both splits decoded once into cached uint8 tensors on the training device, batches augmented as tensors."""
+    """The splits decoded once into cached uint8 tensors on the training device, batches augmented as tensors.
+
+    With a holdout, the test split (val/) is decoded only when `test_loader` is first asked for.
+    """
 
     mode = "memory"
 
     def __init__(self, config, samples, model, context, bad_files):
         self.config, self.context, self.classes = config, context, samples.classes
+        self.samples, self.bad_files = samples, bad_files
         self.augment = tensor_augment(config)
         data_config = model_data_config(model)
         self.mean, self.std = data_config["mean"], data_config["std"]
-        self.decoded = {}
-        for split in ("train", "val"):  # rank 0 decodes first; the others then read its cache
-            if not context.is_main:
-                distributed.barrier(context)
-            self.decoded[split] = decoded_split(samples.splits[split], config.img_size, strict=config.strict)
-            if context.is_main:
-                distributed.barrier(context)
-            bad_files.record(self.decoded[split].bad)
-            self.decoded[split] = self.decoded[split].to(context.device)
-        self.train_indices = self.decoded["train"].indices(samples.train)
-        self.train_images, self.val_images = len(self.train_indices), len(self.decoded["val"])
+        self.train = self.decode("train")
+        self.train_indices = self.train.indices(samples.train)
+        if samples.holdout:
+            held = self.train.indices(samples.holdout)
+            self.val = replace(self.train, images=self.train.images[held], targets=self.train.targets[held])
+        else:
+            self.val = self.decode("val")
+        self.train_images, self.val_images = len(self.train_indices), len(self.val.images)
+        self.test_images = len(samples.val)  # files; decodable ones are counted when the test split is scored
         self.steps_per_epoch = steps_per_epoch(self.train_images, config, context)
 
+    def decode(self, split):
+        """One split from the decoded cache, on the training device; rank 0 decodes first, the others read."""
+        if not self.context.is_main:
+            distributed.barrier(self.context)
+        decoded = decoded_split(self.samples.splits[split], self.config.img_size, strict=self.config.strict)
+        if self.context.is_main:
+            distributed.barrier(self.context)
+        self.bad_files.record(decoded.bad)
+        return decoded.to(self.context.device)
+
     def train_loader(self, epoch, epoch_seed):
-        train = self.decoded["train"]
-        return TensorLoader(train.images, train.targets, self.config.batch_size, self.train_indices,
+        return TensorLoader(self.train.images, self.train.targets, self.config.batch_size, self.train_indices,
                             seed=self.config.seed, epoch=epoch, rank=self.context.rank,
                             world_size=self.context.world_size, augment=self.augment, mean=self.mean, std=self.std)
 
-    def val_loader(self):
-        val = self.decoded["val"]
-        return TensorEvalLoader(val.images, val.targets, self.config.batch_size, self.context.rank,
+    def eval_loader(self, split):
+        return TensorEvalLoader(split.images, split.targets, self.config.batch_size, self.context.rank,
                                 self.context.world_size, mean=self.mean, std=self.std)
+
+    def val_loader(self):
+        """The split scored after every epoch: the holdout, or test without one."""
+        return self.eval_loader(self.val)
+
+    def test_loader(self):
+        test = self.val if not self.samples.holdout else self.decode("val")
+        return self.eval_loader(test)
