@@ -278,6 +278,9 @@ def cmd_study(args):
         arms=args.arms,
         train={
             "epochs": args.epochs,
+            "budget_pflop": args.budget_pflop,
+            "budget_minutes": args.budget_minutes,
+            "holdout": args.holdout,
             "batch_size": args.batch_size,
             "device": args.device,
             "workers": args.workers,
@@ -495,7 +498,12 @@ def add_study_command(sub):
     p.add_argument("--fractions", type=float, nargs="+", help="training-set fractions, e.g. 0.1 0.25 0.5 1")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds, e.g. 0 1 2")
     p.add_argument("--arms", nargs="+", help="keep only these arms: " + " ".join(models.FAMILIES))
-    p.add_argument("--epochs", type=int, help="epochs per run (same for every run)")
+    p.add_argument("--epochs", type=int, help="epochs per run, the same for every arm (replaces the spec's length)")
+    p.add_argument("--budget-pflop", type=float, help="training compute per run, the same for every arm (PFLOP: "
+                   "forward MACs x 6 x images seen); replaces the spec's length")
+    p.add_argument("--budget-minutes", type=float, help="wall-clock minutes per run; replaces the spec's length")
+    p.add_argument("--holdout", type=float, help="validation carved from train/ (fraction or image count; "
+                   "default: the spec's, else 0.1)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--device")
     p.add_argument("--workers", type=int)

@@ -26,6 +26,7 @@ TINY_SPEC = {
         "cutmix": 0.0,
         "auto_augment": "",
         "crop_pct": 1.0,
+        "holdout": 3,  # one validation image per class
     },
     "arms": [
         {
@@ -60,7 +61,8 @@ def test_study_writes_results_table_curves_and_report(finished_study):
     out = root / "out"
     results = pd.read_csv(out / "results.csv")
     assert len(results) == 8 and set(results["arm"]) == {"t2t-performer", "cnn"}
-    assert sorted(results.loc[results["arm"] == "cnn", "train_images"].unique()) == [6, 12]  # half and all of 3 x 4
+    cnn_images = sorted(results.loc[results["arm"] == "cnn", "train_images"].unique())
+    assert cnn_images == [6, 9]  # half and all of 3 classes x (4 images - 1 held out)
     assert (results["macs"] > 0).all() and (results["params"] > 0).all()
     table = pd.read_csv(out / "table.csv")
     assert len(table) == 4 and (table["seeds"] == 2).all()
@@ -87,7 +89,7 @@ def test_study_resumes_only_unfinished_runs(finished_study, capsys):
     (redo / "summary.json").unlink()
     study.run_study(spec, data, out, resume=True, warn=print)
     printed = capsys.readouterr().out
-    assert "[1/8] t2t-performer-d1-f0.5-s0" in printed and printed.count("top-1") == 1
+    assert "[1/8] t2t-performer-d1-f0.5-s0" in printed and printed.count("test top-1") == 1
     assert kept.stat().st_mtime_ns == before and (redo / "summary.json").is_file()
 
     with pytest.raises(ResultsError, match="already holds a study; pass --resume to finish it or --overwrite"):

@@ -1,6 +1,13 @@
 """The from-scratch data-efficiency study: ViT vs T2T-ViT (Performer and transformer T2T blocks)
-vs a CNN baseline, at several training-set fractions, depths and seeds, with the same epochs
-and augmentation for every run.
+vs a CNN baseline, at several training-set fractions, depths and seeds, with the same recipe for
+every run, under the protocol a reviewer accepts:
+
+- validation on a class-balanced holdout carved from the training images (`holdout`, on by
+  default); the data folder's val/ is the test split, scored once per run at the end;
+- arms matched by training compute (`budget_pflop`: every arm the same FLOPs, so a cheaper model
+  sees more images) rather than by epochs, and every fraction the same number of updates;
+- a MAC-matched ViT arm (`match_macs`): the patch-4 ViT of the same depth whose width the suite
+  chooses so its MACs are within 5% of another arm's, to tell "more compute" from "better tokens".
 
 A study is a spec (a preset or a JSON file) expanded into runs; each run is a `vitbench train`
 run folder under OUT/runs/, so an interrupted study resumes run by run. The results are one
@@ -11,11 +18,12 @@ import json
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 
+import models
 from bench.accuracy import distributed, factory, train
 from bench.accuracy.data import log, scan_dataset
 from bench.accuracy.tensor_data import decoded_split
@@ -32,6 +40,9 @@ STUDY_FILE, RESULTS, TABLE = "study.json", "results.csv", "table"
 # so the transformer arms differ only in their tokenizer. Both use learned positions: at this
 # width the paper's fixed sinusoid table (rms .71) swamps the tokens (rms .03-.14 at init) and
 # leaves every transformer near chance for most of a short run (results/study-synthetic/README.md).
+LENGTHS = ("epochs", "budget_pflop", "budget_minutes")  # how long each run trains: one of them
+STUDY_HOLDOUT = 0.1  # studies hold out 10% of each class unless their spec says otherwise
+MAC_MATCH_TOLERANCE = 0.05
 TINY_TRANSFORMER = {"embed_dim": 64, "num_heads": 2, "mlp_ratio": 2.0, "pos_embed": "learn"}
 TINY_T2T = {**TINY_TRANSFORMER, "token_dim": 32, "t2t_stages": [[3, 2, 1], [3, 2, 1]]}
 NARROW_RESNET = {"channels": [16, 32, 64, 128], "stem_width": 16}
@@ -40,13 +51,17 @@ FLIP_ONLY = {  # few epochs on little data: resampling would blur 5x5 motifs, so
     "mixup": 0.0, "cutmix": 0.0, "smoothing": 0.1, "crop_pct": 1.0, "interpolation": "bicubic",
 }
 PAPER_AUGMENTATION = {"crop_pct": 0.875, "interpolation": "bicubic"}  # the rest: TrainConfig's paper defaults
+CIFAR_HOLDOUT = 5000  # 500 training images per class: CIFAR-10's usual 45k / 5k split
 CIFAR_CPU_TRAIN = {
-    "epochs": 6, "batch_size": 128, "img_size": 32, "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 1,
-    "min_lr": 1e-5, "drop_path": 0.0, "smoothing": 0.1, "mixup": 0.0, "cutmix": 0.0, "auto_augment": "", "reprob": 0.0,
-    "hflip": 0.5, "crop_padding": 4, "data_mode": "memory", "workers": 0, "threads": 1,
+    "budget_pflop": 0.015, "holdout": CIFAR_HOLDOUT, "batch_size": 128, "img_size": 32, "lr": 1e-3,
+    "weight_decay": 0.05, "warmup_epochs": 0.5, "min_lr": 1e-5, "drop_path": 0.0, "smoothing": 0.1, "mixup": 0.0,
+    "cutmix": 0.0, "auto_augment": "", "reprob": 0.0, "hflip": 0.5, "crop_padding": 4, "data_mode": "memory",
+    "workers": 0, "threads": 1,
 }
+# ViT-Lite-7/4's 200 epochs of 45k images (0.2557 GMACs counted x 6 x 9M images): every arm gets that compute
 CIFAR_GPU_TRAIN = {
-    "epochs": 200, "batch_size": 128, "img_size": 32, "lr": 5.5e-4, "weight_decay": 0.06, "warmup_epochs": 10,
+    "budget_pflop": 13.8, "holdout": CIFAR_HOLDOUT, "batch_size": 128, "img_size": 32, "lr": 5.5e-4,
+    "weight_decay": 0.06, "warmup_epochs": 10,
     "min_lr": 1e-5, "drop_path": 0.1, "smoothing": 0.1, "mixup": 0.8, "cutmix": 1.0, "auto_augment": "cifar10",
     "reprob": 0.25, "hflip": 0.5, "crop_padding": 4, "data_mode": "memory", "workers": 0, "amp": "bf16",
 }
@@ -153,24 +168,29 @@ PRESETS = {
     # CIFAR-10 (../shared/data/cifar10), decoded once and augmented as tensors. Each preset's transformer
     # arms share one backbone (models/registry.py: vit_lite_*, t2t_vit_lite_*, t2t_vit_t_lite_*) and differ
     # only in the tokenizer; the CNN is timm's ResNet with a CIFAR stem (models/cnn.py).
-    # cpu: the tiny siblings (4 blocks of width 64, 8 x 8 tokens), 6 epochs of a light recipe (crop + flip,
-    # label smoothing) that fits 2 hours on a 2-core CPU with --jobs 2; fractions .1/.25/1, seeds 0-1.
+    # cpu: the tiny siblings (4 blocks of width 64, 8 x 8 tokens) and a ViT widened to the Performer T2T's
+    # MACs, all data less the 5,000-image holdout, 0.015 PFLOP each (ViT ~5 epochs, T2T ~3-4) of a light
+    # recipe (crop + flip, label smoothing), 3 seeds: 15 runs in under 2 hours on 2 cores with --jobs 2.
+    # No arm has dropout (the reference's Performer T2T blocks would keep 0.1).
     "cifar10-cpu": {
-        "fractions": [0.1, 0.25, 1.0],
-        "seeds": [0, 1],
+        "fractions": [1.0],
+        "seeds": [0, 1, 2],
         "train": {**CIFAR_CPU_TRAIN},
         "arms": [
             {"name": "vit", "label": "ViT-Lite tiny (patch 4)", "model": "vit_lite_tiny", "depths": [4]},
+            {"name": "vit-mac-matched", "label": "ViT-Lite tiny, widened to T2T's MACs", "model": "vit_lite_tiny",
+             "depths": [4], "match_macs": "t2t-performer"},
             {"name": "t2t-performer", "label": "T2T-ViT-Lite tiny (Performer T2T)", "model": "t2t_vit_lite_tiny",
-             "depths": [4]},
+             "overrides": {"t2t_drop": 0.0}, "depths": [4]},
             {"name": "t2t-transformer", "label": "T2T-ViT-Lite tiny (transformer T2T)", "model": "t2t_vit_t_lite_tiny",
-             "depths": [4]},
+             "overrides": {"t2t_drop": 0.0}, "depths": [4]},
             {"name": "cnn", "label": "ResNet tiny (CIFAR stem)", "model": "resnet_cifar_tiny",
              "variants": [{"depth": 10}]},
         ],
     },
-    # gpu: Compact Transformers' scale: ViT-Lite-7/4 and its T2T counterparts vs ResNet-18 (CIFAR stem), full
-    # data, 3 seeds, 200 epochs of their recipe (AdamW 5.5e-4 at batch 128, wd .06, 10 warm-up epochs,
+    # gpu: Compact Transformers' scale: ViT-Lite-7/4 (and widened to the Performer T2T's MACs) and its T2T
+    # counterparts vs ResNet-18 (CIFAR stem), all data less the holdout, 3 seeds, ViT-Lite's 200 epochs of compute
+    # for every arm, their recipe (AdamW 5.5e-4 at batch 128, wd .06, 10 warm-up epochs,
     # AutoAugment CIFAR-10, Mixup .8 / CutMix 1, erasing .25, label smoothing .1, drop path .1), bf16.
     "cifar10-gpu": {
         "fractions": [1.0],
@@ -178,10 +198,12 @@ PRESETS = {
         "train": {**CIFAR_GPU_TRAIN},
         "arms": [
             {"name": "vit", "label": "ViT-Lite-7/4", "model": "vit_lite_7_4", "depths": [7]},
+            {"name": "vit-mac-matched", "label": "ViT-Lite-7/4, widened to T2T's MACs", "model": "vit_lite_7_4",
+             "depths": [7], "match_macs": "t2t-performer"},
             {"name": "t2t-performer", "label": "T2T-ViT-Lite-7 (Performer T2T)", "model": "t2t_vit_lite_7_4",
-             "depths": [7]},
+             "overrides": {"t2t_drop": 0.0}, "depths": [7]},
             {"name": "t2t-transformer", "label": "T2T-ViT-Lite-7 (transformer T2T)", "model": "t2t_vit_t_lite_7_4",
-             "depths": [7]},
+             "overrides": {"t2t_drop": 0.0}, "depths": [7]},
             {"name": "cnn", "label": "ResNet-18 (CIFAR stem)", "model": "resnet18_cifar", "variants": [{"depth": 18}]},
         ],
     },
@@ -197,6 +219,7 @@ class Variant:
     model: str
     depth: int
     overrides: dict = field(hash=False)
+    match_macs: str = None  # an arm whose MACs (at this depth) this ViT's width is chosen to match
 
 
 @dataclass
@@ -224,7 +247,10 @@ def expand_arm(arm):
         )
     base = arm.get("overrides", {})
     if "depths" in arm:
-        return [Variant(arm["name"], arm["label"], arm["model"], d, {**base, "depth": d}) for d in arm["depths"]]
+        return [Variant(arm["name"], arm["label"], arm["model"], d, {**base, "depth": d}, arm.get("match_macs"))
+                for d in arm["depths"]]
+    if "match_macs" in arm:
+        raise ConfigError(f"study arm {arm['name']!r}: match_macs widens one of our ViTs; give it depths, not variants")
     return [
         Variant(arm["name"], arm["label"], v.get("model", arm["model"]), v["depth"], {**base, **v.get("overrides", {})})
         for v in arm["variants"]
@@ -254,7 +280,12 @@ def load_study_spec(preset="cpu-tiny", config=None, **changes):
         if unknown:
             raise ConfigError(f"unknown study arm(s) {unknown}; this spec has {[a['name'] for a in raw['arms']]}")
         raw["arms"] = [a for a in raw["arms"] if a["name"] in changes["arms"]]
-    raw["train"] = {**raw.get("train", {}), **{k: v for k, v in changes.get("train", {}).items() if v is not None}}
+    raw["train"] = {"holdout": STUDY_HOLDOUT, **raw.get("train", {}),
+                    **{k: v for k, v in changes.get("train", {}).items() if v is not None}}
+    given = {k for k, v in changes.get("train", {}).items() if v is not None}
+    for length in LENGTHS:  # a length given replaces the spec's
+        if length in given:
+            raw["train"] = {k: v for k, v in raw["train"].items() if k not in LENGTHS or k == length}
     if not all(0 < f <= 1 for f in raw["fractions"]):
         raise ConfigError(f"study fractions {raw['fractions']} must lie in (0, 1]")
     unknown = sorted(set(raw["train"]) - train.config_fields())
@@ -276,20 +307,70 @@ def run_folder_name(arm, depth, fraction, seed):
     return f"{arm}-d{depth}-f{fraction:g}-s{seed}"
 
 
+def study_img_size(spec):
+    return spec.train.get("img_size", train.TrainConfig.default("img_size"))
+
+
+def variant_cost(variant, num_classes, img_size, overrides=None):
+    """(params, MACs per image) of `variant`, with `overrides` on top of its own."""
+    model = factory.create(variant.model, num_classes, img_size, overrides={**variant.overrides, **(overrides or {})})
+    return count_params(model), any_model_macs(model, img_size)
+
+
 def architecture_costs(spec, num_classes):
     """{variant: (params, macs)} at the study's image size."""
-    img_size = spec.train.get("img_size", train.TrainConfig.default("img_size"))
-    costs = {}
+    return {variant: variant_cost(variant, num_classes, study_img_size(spec)) for variant in spec.variants}
+
+
+def matching_width(variant, target_macs, num_classes, img_size):
+    """(width, MACs) of `variant` closest to `target_macs`: widths step by 8 x heads (heads a multiple of 8 wide)
+    unless none comes within the tolerance, then by the head count. MACs grow with width, so each search stops
+    once past the target."""
+    heads = variant.overrides.get("num_heads") or models.MODEL_CONFIGS[variant.model]["num_heads"]
+    for step in (8 * heads, heads):
+        best = None
+        for width in range(step, 512 * heads + 1, step):
+            macs = variant_cost(variant, num_classes, img_size, {"embed_dim": width})[1]
+            if best is None or abs(macs - target_macs) < abs(best[1] - target_macs):
+                best = (width, macs)
+            if macs > target_macs:
+                break
+        if abs(best[1] / target_macs - 1) <= MAC_MATCH_TOLERANCE:
+            break
+    return best
+
+
+def resolve_mac_matched(spec, num_classes):
+    """`spec` with each `match_macs` variant widened to the MACs of the arm it names at its depth (within 5%)."""
+    img_size, resolved = study_img_size(spec), []
     for variant in spec.variants:
-        model = factory.create(variant.model, num_classes, img_size, overrides=variant.overrides)
-        costs[variant] = (count_params(model), any_model_macs(model, img_size))
-    return costs
+        if variant.match_macs is None:
+            resolved.append(variant)
+            continue
+        target = next((v for v in spec.variants if v.arm == variant.match_macs and v.depth == variant.depth), None)
+        if target is None or not factory.is_ours(variant.model) or target.match_macs:
+            raise ConfigError(f"study arm {variant.arm!r} matches the MACs of {variant.match_macs!r} at depth "
+                              f"{variant.depth}, which this study lacks (or is not one of our ViTs); keep that arm "
+                              "or drop match_macs")
+        target_macs = variant_cost(target, num_classes, img_size)[1]
+        width, macs = matching_width(variant, target_macs, num_classes, img_size)
+        if abs(macs / target_macs - 1) > MAC_MATCH_TOLERANCE:
+            raise ConfigError(f"no width of {variant.model} at depth {variant.depth} comes within "
+                              f"{MAC_MATCH_TOLERANCE:.0%} of {variant.match_macs}'s {target_macs / 1e6:.1f} M MACs "
+                              f"(closest: width {width}, {macs / 1e6:.1f} M); set its embed_dim by hand")
+        resolved.append(replace(variant, overrides={**variant.overrides, "embed_dim": width}))
+    return replace(spec, variants=resolved)
+
+
+def data_classes(data):
+    return len(scan_dataset(data)["train"].classes)
 
 
 def spec_record(spec, data):
     """What makes two studies the same study: data, fractions, seeds, training settings, architectures."""
     variants = [
-        {"arm": v.arm, "label": v.label, "model": v.model, "depth": v.depth, "overrides": v.overrides}
+        {"arm": v.arm, "label": v.label, "model": v.model, "depth": v.depth, "overrides": v.overrides,
+         **({"match_macs": v.match_macs} if v.match_macs else {})}
         for v in spec.variants
     ]
     return {
@@ -334,9 +415,11 @@ def run_study(spec: Spec, data: str | Path, out: str | Path, resume: bool = Fals
     """
     out = Path(out)
     context = distributed.setup(spec.train.get("device"))
-    record = spec_record(spec, data)
     with folder_lock(out, "study", take=context.is_main):
         mode = STUDY_FOLDER.prepare(out, resume, overwrite)  # every rank checks, so all stop on a refusal
+        if any(variant.match_macs for variant in spec.variants):
+            spec = resolve_mac_matched(spec, data_classes(data))
+        record = spec_record(spec, data)
         if mode == RESUME and json.loads((out / STUDY_FILE).read_text())["spec"] != json.loads(json.dumps(record)):
             raise ConfigError(
                 f"{out} holds a study with other settings; resume it with the same options or use a new --out"
@@ -388,36 +471,48 @@ def train_run(config, warn=log):
 def report_run(index, name, summary, total, warn):
     if warn:
         flag = " [stayed on the initial plateau]" if summary["health"]["plateau"] else ""
-        warn(f"[{index}/{total}] {name}: top-1 {summary['top1']:.1f}% ({summary['train_images']} train images, "
-             f"{summary['wall_s']:.0f} s){flag}")
+        warn(f"[{index}/{total}] {name}: {summary['selection']} top-1 {summary['top1']:.1f}%, test top-1 "
+             f"{summary['test_top1']:.1f}% ({summary['train_images']} train images, {summary['epochs_trained']:.2f} "
+             f"epochs, {summary['train_pflop']:.4f} PFLOP, {summary['wall_s']:.0f} s){flag}")
 
 
 def collect(spec, out):
     """One row per finished run, with its architecture's params and MACs."""
     rows = []
     costs = None
+    resolved = {}
     for variant, fraction, seed in spec.runs():
         path = Path(out) / "runs" / run_name(variant, fraction, seed) / train.SUMMARY
         if not path.is_file():
             continue
         summary = json.loads(path.read_text())
-        costs = costs or architecture_costs(spec, summary["classes"])
+        if costs is None:
+            resolved = dict(zip(spec.variants, resolve_mac_matched(spec, summary["classes"]).variants))
+            costs = architecture_costs(replace(spec, variants=list(resolved.values())), summary["classes"])
+        actual = resolved[variant]
         rows.append(
             {
                 "arm": variant.arm,
                 "label": variant.label,
                 "model": variant.model,
                 "depth": variant.depth,
+                "embed_dim": actual.overrides.get("embed_dim"),
                 "fraction": fraction,
                 "seed": seed,
                 "classes": summary["classes"],
                 "train_images": summary["train_images"],
-                "epochs": summary["epochs"],
-                "params": costs[variant][0],
-                "macs": costs[variant][1],
-                "top1": summary["top1"],
-                "top5": summary["top5"],
-                "best_top1": summary["best"]["top1"],
+                "selection": summary.get("selection", "test"),  # studies before the holdout chose on test
+                "val_images": summary["val_images"],
+                "epochs": summary.get("epochs_trained", summary["epochs"]),
+                "updates": summary.get("updates"),
+                "train_pflop": summary.get("train_pflop"),
+                "params": costs[actual][0],
+                "macs": costs[actual][1],
+                "val_top1": summary["top1"],
+                "top1": summary.get("test_top1", summary["top1"]),
+                "top5": summary.get("test_top5", summary["top5"]),
+                "test_images": summary.get("test_images", summary["val_images"]),
+                "test_best_top1": summary.get("test_best", summary["best"])["top1"],
                 "train_images_per_s": summary["train_images_per_s"],
                 "train_time_s": summary["train_time_s"],
                 "skipped_files": len(summary["skipped_files"]),
