@@ -53,7 +53,7 @@ FLIP_ONLY = {  # few epochs on little data: resampling would blur 5x5 motifs, so
 PAPER_AUGMENTATION = {"crop_pct": 0.875, "interpolation": "bicubic"}  # the rest: TrainConfig's paper defaults
 CIFAR_HOLDOUT = 5000  # 500 training images per class: CIFAR-10's usual 45k / 5k split
 CIFAR_CPU_TRAIN = {
-    "budget_pflop": 0.015, "holdout": CIFAR_HOLDOUT, "batch_size": 128, "img_size": 32, "lr": 1e-3,
+    "budget_pflop": 0.03, "holdout": CIFAR_HOLDOUT, "batch_size": 128, "img_size": 32, "lr": 1e-3,
     "weight_decay": 0.05, "warmup_epochs": 0.5, "min_lr": 1e-5, "drop_path": 0.0, "smoothing": 0.1, "mixup": 0.0,
     "cutmix": 0.0, "auto_augment": "", "reprob": 0.0, "hflip": 0.5, "crop_padding": 4, "data_mode": "memory",
     "workers": 0, "threads": 1,
@@ -169,8 +169,8 @@ PRESETS = {
     # arms share one backbone (models/registry.py: vit_lite_*, t2t_vit_lite_*, t2t_vit_t_lite_*) and differ
     # only in the tokenizer; the CNN is timm's ResNet with a CIFAR stem (models/cnn.py).
     # cpu: the tiny siblings (4 blocks of width 64, 8 x 8 tokens) and a ViT widened to the Performer T2T's
-    # MACs, all data less the 5,000-image holdout, 0.015 PFLOP each (ViT ~5 epochs, T2T ~3-4) of a light
-    # recipe (crop + flip, label smoothing), 3 seeds: 15 runs in under 2 hours on 2 cores with --jobs 2.
+    # MACs, all data less the 5,000-image holdout, 0.03 PFLOP each (ViT 10 epochs, T2T 5.5-7, ResNet 6) of a
+    # light recipe (crop + flip, label smoothing), 3 seeds: 15 runs in under 2 hours on 2 cores with --jobs 2.
     # No arm has dropout (the reference's Performer T2T blocks would keep 0.1).
     "cifar10-cpu": {
         "fractions": [1.0],
