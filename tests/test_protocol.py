@@ -1,0 +1,206 @@
+"""The study protocol: a held-out validation split, the test split read once per run, budgets in
+epochs / PFLOP / minutes with the cosine ending at the budget, the warm-up cap, the MAC-matched ViT."""
+import json
+import math
+
+import pytest
+import torch
+
+from bench.accuracy import data as data_module
+from bench.accuracy import factory, study, train, train_data
+from bench.accuracy import plan as plan_module
+from bench.accuracy.data import carve_holdout, scan_dataset
+from bench.accuracy.optimisation import Optimisation
+from bench.accuracy.plan import Plan, plan_run, train_pflop
+from bench.accuracy.train import TrainConfig, plateau_causes
+from bench.cost.flops import any_model_macs
+from models.errors import ConfigError, DatasetError
+from tests.harness_helpers import tiny_config, tiny_synthetic
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return tiny_synthetic(tmp_path_factory.mktemp("protocol") / "d", classes=3, train_per_class=8, val_per_class=3)
+
+
+def quiet(message):
+    pass
+
+
+# --- the holdout --------------------------------------------------------------------------------------------
+def test_holdout_is_class_balanced_seeded_disjoint_and_recorded(data):
+    split = scan_dataset(data)["train"]
+    rest, held, record = carve_holdout(split.samples, split.classes, 6, seed=0, root=data)
+    assert [t for _, t in held].count(0) == [t for _, t in held].count(1) == [t for _, t in held].count(2) == 2
+    assert not set(rest) & set(held) and sorted(rest + held) == sorted(split.samples)
+    assert record == {"images": 6, "per_class": 2, "seed": 0, "sha256": record["sha256"]}
+    assert len(record["sha256"]) == 64
+    again = carve_holdout(split.samples, split.classes, 6, seed=0, root=data)
+    other = carve_holdout(split.samples, split.classes, 6, seed=1, root=data)
+    assert again[1] == held and again[2]["sha256"] == record["sha256"]
+    assert other[1] != held and other[2]["sha256"] != record["sha256"]
+    by_fraction = carve_holdout(split.samples, split.classes, 0.25, seed=0, root=data)
+    assert by_fraction[2]["images"] == 6 and by_fraction[1] == held  # 25% of 8 per class: the same cut
+
+
+@pytest.mark.parametrize("holdout, expected", [(7, "splits evenly over 3 classes; use e.g. 0.1 or 6"),
+                                               (24, "leaves class"), (2.5, "neither a fraction")])
+def test_a_holdout_that_cannot_be_carved_is_one_line(data, holdout, expected):
+    split = scan_dataset(data)["train"]
+    with pytest.raises(DatasetError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        carve_holdout(split.samples, split.classes, holdout, seed=0, root=data)
+
+
+@pytest.mark.parametrize("field", ["holdout", "budget_pflop", "budget_minutes"])
+@pytest.mark.parametrize("value", [0, -1.0, math.nan, math.inf])
+def test_holdout_and_budgets_must_be_positive_finite(field, value):
+    with pytest.raises(ConfigError, match=f"{field}=.* must be a positive number"):
+        tiny_config("d", "o", **{field: value})
+
+
+def test_train_cut_applies_after_the_holdout(data):
+    samples = train_data.scan_samples(tiny_config(data, "o", holdout=6, train_fraction=0.5), quiet)
+    assert len(samples.holdout) == 6 and len(samples.train) == 9  # half of the 6 left per class
+    assert not {path for path, _ in samples.train} & {path for path, _ in samples.holdout}
+
+
+def counting_reads(monkeypatch):
+    reads = {}
+    real = data_module.load_rgb
+
+    def load_rgb(path):
+        reads[path] = reads.get(path, 0) + 1
+        return real(path)
+
+    monkeypatch.setattr(data_module, "load_rgb", load_rgb)
+    return reads
+
+
+def test_with_a_holdout_the_test_split_is_read_once_and_chosen_on_nothing(data, tmp_path, monkeypatch):
+    reads = counting_reads(monkeypatch)
+    out = tmp_path / "run"
+    summary = train.start(tiny_config(data, out, holdout=6, epochs=3, model="vb_vit_tiny_patch16_224"),
+                          progress=False, warn=quiet)
+    split = scan_dataset(data)
+    test_paths = [path for path, _ in split["val"].samples]
+    held = train_data.scan_samples(TrainConfig(**json.loads((out / "config.json").read_text())), quiet).holdout
+    assert [reads.get(path, 0) for path in test_paths] == [1] * len(test_paths)  # final and best: one reading
+    assert {reads.get(path, 0) for path, _ in held} == {3}  # once per epoch, never in a training batch
+    assert summary["selection"] == "holdout" and summary["val_images"] == 6 and summary["test_images"] == 9
+    assert summary["holdout"]["images"] == 6 and summary["test_best"]["chosen_on"] == "holdout"
+    assert summary["best"]["epoch"] == summary["test_best"]["epoch"]
+    assert {"test_top1", "test_top5", "test_loss"} <= set(summary)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(row["val_images"] == 6 for row in rows)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["holdout"] == 6 and saved["holdout_seed"] == 0
+
+
+def test_memory_mode_decodes_the_test_split_only_at_the_end(data, tmp_path, monkeypatch):
+    events = []
+    real_decode, real_test = train_data.decoded_split, train_data.MemoryData.test_loader
+    monkeypatch.setattr(train_data, "decoded_split",
+                        lambda split, *a, **k: events.append(split.root.name) or real_decode(split, *a, **k))
+    monkeypatch.setattr(train_data.MemoryData, "test_loader", lambda self: events.append("test") or real_test(self))
+    monkeypatch.setattr(train.Trainer, "train_one_epoch",
+                        lambda self, real=train.Trainer.train_one_epoch: events.append("epoch") or real(self))
+    monkeypatch.setenv("VITBENCH_CACHE", str(tmp_path / "cache"))
+    summary = train.start(tiny_config(data, tmp_path / "run", holdout=6, data_mode="memory"), progress=False,
+                          warn=quiet)
+    assert events == ["train", "epoch", "epoch", "test", "val"]
+    assert summary["test_images"] == 9 and summary["data_mode"] == "memory"
+
+
+def test_without_a_holdout_the_run_says_it_chose_on_test(data, tmp_path):
+    notices = []
+    summary = train.start(tiny_config(data, tmp_path / "run", epochs=1), progress=False, warn=notices.append)
+    assert summary["selection"] == "test" and summary["holdout"] is None
+    assert summary["test_top1"] == summary["top1"] and any("no --holdout" in n for n in notices)
+
+
+# --- budgets and the schedule ------------------------------------------------------------------------------
+def test_equal_pflop_budgets_give_each_model_the_same_compute_within_five_percent():
+    config = tiny_config("d", "o", budget_pflop=0.03)
+    for macs in (11_067_328, 16_304_832, 20_100_800, 17_939_712):  # the cifar10-cpu arms
+        plan = plan_run(config, updates_per_epoch=351, global_batch=128, forward_macs=macs, warn=quiet)
+        assert plan.pflop == pytest.approx(0.03, rel=0.05) and plan.budget == "pflop"
+        assert plan.images == pytest.approx(0.03e15 / (6 * macs), rel=0.05)
+
+
+def test_minutes_budget_converts_a_step_time_into_updates():
+    plan = plan_run(tiny_config("d", "o", budget_minutes=2.0), 10, 8, 1000, seconds_per_update=0.5, warn=quiet)
+    assert plan.total_updates == 240 and plan.budget == "minutes" and plan.seconds_per_update == 0.5
+
+
+def test_a_budget_below_one_update_is_refused():
+    with pytest.raises(ConfigError, match="less than one update"):
+        plan_run(tiny_config("d", "o", budget_pflop=1e-12), 10, 8, 1_000_000, warn=quiet)
+
+
+def test_the_cosine_ends_at_the_budget_and_peaks_after_the_warm_up():
+    config = tiny_config("d", "o", lr=1e-3, min_lr=1e-5, warmup_epochs=1)
+    plan = Plan("pflop", 1.0, total_updates=40, warmup_updates=5, updates_per_epoch=10, global_batch=8,
+                forward_macs=1)
+    model = torch.nn.Linear(4, 2)
+    opt = Optimisation(config, model, train.distributed.setup("cpu"), plan, 2, quiet)
+    rates = []
+    for update in range(1, plan.total_updates + 1):
+        opt.num_updates = update
+        opt.scheduler.step_update(update)
+        rates.append(opt.current_lr())
+    assert rates[3] == pytest.approx(1e-6 + 4 / 5 * (1e-3 - 1e-6))  # linear warm-up from warmup_lr
+    assert max(rates) == rates[plan.warmup_updates - 1] > 0.95e-3  # the peak right after warm-up
+    assert rates[-1] == pytest.approx(1e-5)  # the floor exactly at the last update of the budget
+    assert all(a >= b for a, b in zip(rates[plan.warmup_updates:], rates[plan.warmup_updates + 1:]))
+
+
+def test_a_pflop_run_stops_at_its_budget_mid_epoch_and_records_its_compute(data, tmp_path):
+    config = tiny_config(data, tmp_path / "run", model="vb_vit_tiny_patch16_224", holdout=6, warmup_epochs=0)
+    macs = any_model_macs(factory.create(config.model, 3, config.img_size, overrides=config.model_args), 32)
+    config.budget_pflop = train_pflop(8 * 5, macs)  # 5 updates of 8 images: two epochs of 2 and one of 1
+    summary = train.start(config, progress=False, warn=quiet)
+    assert summary["updates"] == 5 and summary["epochs"] == 3 and summary["images_seen"] == 40
+    assert summary["plan"]["total_updates"] == 5 and summary["train_pflop"] == pytest.approx(config.budget_pflop)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["train_images"] for row in rows] == [16, 16, 8]
+    assert rows[-1]["train_pflop"] == pytest.approx(config.budget_pflop)
+
+
+def test_a_minutes_run_plans_once_and_resumes_on_that_plan(data, tmp_path):
+    out = tmp_path / "run"
+    summary = train.start(tiny_config(data, out, holdout=6, budget_minutes=0.02), progress=False, warn=quiet)
+    plan = summary["plan"]
+    assert plan["budget"] == "minutes" and plan["seconds_per_update"] > 0
+    assert plan["total_updates"] == math.floor(0.02 * 60 / plan["seconds_per_update"]) == summary["updates"]
+    assert train.resume(out, progress=False, warn=quiet)["plan"] == plan  # not measured again
+
+
+# --- warm-up ---------------------------------------------------------------------------------------------
+def test_a_warm_up_longer_than_its_share_is_shortened_with_a_notice_and_named_on_a_plateau():
+    notices = []
+    config = tiny_config("d", "o", epochs=2, warmup_epochs=5)
+    plan = plan_run(config, 10, 8, 1000, warn=notices.append)
+    assert plan.warmup_updates == math.floor(plan_module.WARMUP_MAX_SHARE * 20) and plan.warmup_shortened_from == 50
+    assert len(notices) == 1 and "shortened to 4 updates" in notices[0]
+    assert any("warm-up asked for covered 250% of the run" in cause for cause in plateau_causes(config, 1e-4, plan))
+    fine = plan_run(tiny_config("d", "o", epochs=20, warmup_epochs=1), 10, 8, 1000, warn=notices.append)
+    assert fine.warmup_updates == 10 and fine.warmup_shortened_from is None and len(notices) == 1
+
+
+# --- the study's arms ------------------------------------------------------------------------------------
+def test_the_mac_matched_vit_is_within_five_percent_of_the_arm_it_matches():
+    spec = study.resolve_mac_matched(study.load_study_spec("cifar10-cpu"), num_classes=10)
+    costs = {v.arm: macs for v, (_, macs) in study.architecture_costs(spec, 10).items()}
+    matched = next(v for v in spec.variants if v.arm == "vit-mac-matched")
+    assert matched.overrides["embed_dim"] != 64 and matched.model == "vit_lite_tiny"
+    assert costs["vit-mac-matched"] == pytest.approx(costs["t2t-performer"], rel=study.MAC_MATCH_TOLERANCE)
+    assert all(v.overrides.get("t2t_drop") == 0.0 for v in spec.variants if v.arm.startswith("t2t"))
+
+
+def test_a_study_holds_out_by_default_and_a_given_length_replaces_the_spec_budget():
+    spec = study.load_study_spec("cpu-tiny")
+    assert spec.train["holdout"] == study.STUDY_HOLDOUT
+    cifar = study.load_study_spec("cifar10-cpu", train={"epochs": 3})
+    assert cifar.train["epochs"] == 3 and "budget_pflop" not in cifar.train and cifar.train["holdout"] == 5000
+    with pytest.raises(ConfigError, match="lacks"):
+        study.resolve_mac_matched(study.load_study_spec("cifar10-cpu", arms=["vit", "vit-mac-matched"]), 10)
