@@ -68,9 +68,9 @@ def test_study_writes_results_table_curves_and_report(finished_study):
     assert len(table) == 4 and (table["seeds"] == 2).all()
     for _, row in table.iterrows():
         runs = results[(results["arm"] == row["arm"]) & (results["fraction"] == row["fraction"])]
-        assert row["top1_mean"] == pytest.approx(runs["top1"].mean())
-        assert row["top1_std"] == pytest.approx(runs["top1"].std(), nan_ok=True)
-    for name in ("top1_vs_fraction.png", "top1_vs_macs.png", "top1_vs_throughput.png"):
+        assert row["test_top1_mean"] == pytest.approx(runs["test_top1"].mean())
+        assert row["test_top1_std"] == pytest.approx(runs["test_top1"].std(), nan_ok=True)
+    for name in ("top1_vs_fraction.png", "top1_vs_macs.png", "top1_vs_throughput.png", "top1_vs_pflop.png"):
         with Image.open(out / name) as image:
             assert image.size[0] > 300
     report = (out / "report.md").read_text()
@@ -176,7 +176,7 @@ def test_aggregate_reports_mean_spread_and_single_seed_nan():
             "classes": 10,
             "params": 5,
             "macs": 7,
-            "top1": t,
+            "top1": t,  # a study from before the holdout: its test score was called top1
             "top5": 90.0,
             "train_images_per_s": 100.0,
         }
@@ -186,9 +186,30 @@ def test_aggregate_reports_mean_spread_and_single_seed_nan():
     table = aggregate(pd.DataFrame(rows))
     assert table["arm"].tolist() == ["vit", "cnn"]
     vit = table.iloc[0]
-    assert vit["top1_mean"] == 45.0 and vit["top1_std"] == pytest.approx(7.0711, abs=1e-4) and vit["seeds"] == 2
-    assert pd.isna(table.iloc[1]["top1_std"])
+    assert vit["test_top1_mean"] == 45.0 and vit["test_top1_std"] == pytest.approx(7.0711, abs=1e-4)
+    assert vit["seeds"] == 2 and vit["test_top1_ci_high"] - 45.0 == pytest.approx(12.706205 * 5.0)  # t(.975, 1)
+    assert pd.isna(table.iloc[1]["test_top1_std"])
     assert "45.0 ± 7.1" in markdown_table(table) and "70.0" in pivot_table(table)
+
+
+def test_paired_differences_and_sentences_follow_the_interval_rule():
+    from bench.report.study import comparison_sentences
+
+    rows = [{"arm": arm, "label": label, "model": "m", "depth": 4, "fraction": 1.0, "seed": seed,
+             "test_top1": base + gain + noise}
+            for seed, (base, noise) in enumerate(((50.0, 0.1), (53.0, -0.2), (48.0, 0.1)))
+            for arm, label, gain in (("vit", "ViT", 0.0), ("t2t-performer", "T2T", 2.0), ("cnn", "CNN", 0.5))]
+    for row in rows:  # the CNN's gain flips sign with the seed: no difference is detectable
+        if row["arm"] == "cnn":
+            row["test_top1"] += (-1.5, 2.0, -1.0)[row["seed"]]
+    table = aggregate(pd.DataFrame(rows).assign(train_images=10, classes=10, params=5, macs=7,
+                                                train_images_per_s=1.0))
+    t2t = table[table["arm"] == "t2t-performer"].iloc[0]
+    assert t2t["vs_vit"] == pytest.approx(2.0) and t2t["paired_seeds"] == 3  # the seeds' noise cancels when paired
+    assert t2t["test_top1_ci_high"] - t2t["test_top1_ci_low"] > 5  # while the unpaired interval is wide
+    sentences = comparison_sentences(pd.DataFrame(rows))
+    assert "T2T is ahead of ViT by 2.0 points" in sentences[0]
+    assert "No difference between CNN and ViT is detectable at this budget" in sentences[1]
 
 
 def test_report_turns_the_study_and_its_runs_into_tables_and_plots(finished_study):

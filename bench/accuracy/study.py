@@ -496,7 +496,8 @@ def collect(spec, out):
                 "label": variant.label,
                 "model": variant.model,
                 "depth": variant.depth,
-                "embed_dim": actual.overrides.get("embed_dim"),
+                "embed_dim": actual.overrides.get("embed_dim", models.MODEL_CONFIGS.get(variant.model, {}).get(
+                    "embed_dim")),  # None for a CNN
                 "fraction": fraction,
                 "seed": seed,
                 "classes": summary["classes"],
@@ -508,9 +509,9 @@ def collect(spec, out):
                 "train_pflop": summary.get("train_pflop"),
                 "params": costs[actual][0],
                 "macs": costs[actual][1],
-                "val_top1": summary["top1"],
-                "top1": summary.get("test_top1", summary["top1"]),
-                "top5": summary.get("test_top5", summary["top5"]),
+                "val_top1": summary["top1"],  # the last per-epoch score: holdout (or test, before the holdout)
+                "test_top1": summary.get("test_top1", summary["top1"]),
+                "test_top5": summary.get("test_top5", summary["top5"]),
                 "test_images": summary.get("test_images", summary["val_images"]),
                 "test_best_top1": summary.get("test_best", summary["best"])["top1"],
                 "train_images_per_s": summary["train_images_per_s"],

@@ -1,42 +1,101 @@
-"""The from-scratch study's presentation: mean and spread over seeds, its tables, curves and report.md."""
+"""The from-scratch study's presentation: per arm the seeds' mean, spread and 95% t-interval of test
+top-1, the seed-paired difference to the ViT arm, the sentences those intervals allow, time-to-accuracy,
+the curves (test top-1 against data, MACs, speed; validation top-1 against training PFLOP and wall time
+with seed bands) and report.md.
+
+Test top-1 is the score of each run's final weights on the test split, read once at the end of the run;
+validation curves are the holdout's. Studies from before the holdout (their `selection` is "test")
+read as they were recorded.
+"""
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench.accuracy.study import RESULTS, STUDY_FILE, TABLE, collect, run_folder_name
+from bench.report.stats import arm_summary, binomial_se, difference_sentence, paired_differences, threshold_crossing
 from bench.report.style import FAMILY_COLORS, chance_line, family_order, new_figure, save_figure
 from models.atomic import atomic_write_text
 
+KEYS = ["arm", "label", "model", "depth", "fraction"]
+BASELINE = "vit"  # every arm is compared with the ViT; T2T arms also with the MAC-matched ViT
+MAC_MATCHED = "vit-mac-matched"
+THRESHOLDS = (50, 60)  # validation top-1 (%) for time-to-accuracy
+ARM_COLORS = {**FAMILY_COLORS, MAC_MATCHED: "tab:cyan"}
+PER_ARCHITECTURE = {  # table column: (results column, how the seeds' values combine); absent columns are skipped
+    "classes": ("classes", "first"), "params": ("params", "first"), "macs": ("macs", "first"),
+    "embed_dim": ("embed_dim", "first"), "train_images": ("train_images", "mean"), "epochs": ("epochs", "mean"),
+    "train_pflop": ("train_pflop", "mean"), "val_top1_mean": ("val_top1", "mean"),
+    "test_best_top1_mean": ("test_best_top1", "mean"), "test_top5_mean": ("test_top5", "mean"),
+    "train_images_per_s": ("train_images_per_s", "mean"), "train_time_s": ("train_time_s", "mean"),
+}
 
-def aggregate(results):
-    """Mean and spread over seeds per architecture and fraction (std is NaN with one seed)."""
-    keys = ["arm", "label", "model", "depth", "fraction"]
+
+def upgraded(results):
+    """`results` in today's columns: a study from before the holdout called its test score `top1`."""
+    results = results.rename(columns={"top1": "test_top1", "top5": "test_top5"})
     if "plateau" not in results:  # studies from before training health was recorded
         results = results.assign(plateau=False)
-    table = results.groupby(keys, sort=False).agg(
-        seeds=("seed", "count"), classes=("classes", "first"), train_images=("train_images", "mean"),
-        params=("params", "first"), macs=("macs", "first"),
-        top1_mean=("top1", "mean"), top1_std=("top1", "std"), top1_min=("top1", "min"), top1_max=("top1", "max"),
-        top5_mean=("top5", "mean"), train_images_per_s=("train_images_per_s", "mean"),
-        plateau_runs=("plateau", "sum"),
-    ).reset_index()
-    return table.sort_values(["fraction", "arm", "depth"], key=lambda c: c.map(family_order) if c.name == "arm" else c,
+    return results
+
+
+def aggregate(results):
+    """One row per architecture and fraction: costs, and test top-1 over seeds (mean, std, 95% t-interval),
+    with the seed-paired difference to the ViT arm."""
+    results = upgraded(results)
+    stats = arm_summary(results, "test_top1", KEYS).rename(
+        columns={"mean": "test_top1_mean", "std": "test_top1_std", "ci_low": "test_top1_ci_low",
+                 "ci_high": "test_top1_ci_high"})
+    columns = {name: (column, how) for name, (column, how) in PER_ARCHITECTURE.items() if column in results}
+    table = results.groupby(KEYS, sort=False).agg(**columns, plateau_runs=("plateau", "sum")).reset_index()
+    table = stats.merge(table, on=KEYS)
+    if (results["arm"] == BASELINE).any():
+        diffs = paired_differences(results, BASELINE, "test_top1")[["arm", "fraction", "seeds", "diff_mean",
+                                                                   "ci_low", "ci_high"]]
+        table = table.merge(diffs.rename(columns={"seeds": "paired_seeds", "diff_mean": "vs_vit",
+                                                  "ci_low": "vs_vit_ci_low", "ci_high": "vs_vit_ci_high"}),
+                            on=["arm", "fraction"], how="left")
+    return table.sort_values(["fraction", "arm", "depth"], key=lambda c: c.map(arm_order) if c.name == "arm" else c,
                              ignore_index=True)
+
+
+def arm_order(arm):
+    """ViT, the MAC-matched ViT, then the other families in models.FAMILIES order."""
+    return 0.5 if arm == MAC_MATCHED else family_order(arm)
+
+
+def interval(low, high):
+    return "–" if pd.isna(low) else f"[{low:.1f}, {high:.1f}]"
 
 
 def mean_std(mean, std):
     return f"{mean:.1f}" if pd.isna(std) else f"{mean:.1f} ± {std:.1f}"
 
 
+def signed_interval(mean, low, high):
+    if pd.isna(mean):
+        return "–"
+    return f"{mean:+.1f}" if pd.isna(low) else f"{mean:+.1f} [{low:+.1f}, {high:+.1f}]"
+
+
+def optional(table, column, digits):
+    return table[column].round(digits) if column in table else "–"
+
+
 def markdown_table(table):
     shown = pd.DataFrame({
-        "model": table["label"], "depth": table["depth"], "params (k)": (table["params"] / 1e3).round(1),
-        "MMACs": (table["macs"] / 1e6).round(2), "train fraction": table["fraction"],
-        "train images": table["train_images"].round().astype(int), "top-1 % (mean ± std)": [
-            mean_std(m, s) for m, s in zip(table["top1_mean"], table["top1_std"])],
-        "top-1 range": [f"{lo:.1f}–{hi:.1f}" for lo, hi in zip(table["top1_min"], table["top1_max"])],
-        "seeds": table["seeds"], "top-5 %": table["top5_mean"].round(1),
+        "model": table["label"], "depth": table["depth"],
+        "width": table["embed_dim"].map(lambda w: "–" if pd.isna(w) else int(w)) if "embed_dim" in table else "–",
+        "params (k)": (table["params"] / 1e3).round(1), "MMACs": (table["macs"] / 1e6).round(2),
+        "train fraction": table["fraction"], "train images": table["train_images"].round().astype(int),
+        "epochs": optional(table, "epochs", 2), "PFLOP": optional(table, "train_pflop", 4),
+        "test top-1 % (mean ± std)": [mean_std(m, s) for m, s in zip(table["test_top1_mean"], table["test_top1_std"])],
+        "95% CI": [interval(lo, hi) for lo, hi in zip(table["test_top1_ci_low"], table["test_top1_ci_high"])],
+        "vs ViT, paired [95% CI]": [signed_interval(m, lo, hi) for m, lo, hi in zip(
+            table["vs_vit"], table["vs_vit_ci_low"], table["vs_vit_ci_high"])] if "vs_vit" in table else "–",
+        "seeds": table["seeds"], "val top-1 %": optional(table, "val_top1_mean", 1),
+        "test top-1 of best.pth %": optional(table, "test_best_top1_mean", 1),
         "train img/s": table["train_images_per_s"].round().astype(int),
         "runs on the initial plateau": table["plateau_runs"].astype(int),
     })
@@ -44,11 +103,79 @@ def markdown_table(table):
 
 
 def pivot_table(table):
-    """Fractions down, architectures across: the direct answer to the study's question."""
+    """Fractions down, architectures across, test top-1 mean ± std [95% CI]: the direct answer to the question."""
     table = table.assign(column=[f"{label} d{depth}" for label, depth in zip(table["label"], table["depth"])],
-                         cell=[mean_std(m, s) for m, s in zip(table["top1_mean"], table["top1_std"])])
+                         cell=[f"{mean_std(m, s)} {interval(lo, hi)}" if not pd.isna(lo) else mean_std(m, s)
+                               for m, s, lo, hi in zip(table["test_top1_mean"], table["test_top1_std"],
+                                                       table["test_top1_ci_low"], table["test_top1_ci_high"])])
     pivot = table.pivot(index="fraction", columns="column", values="cell")
     return pivot[list(dict.fromkeys(table["column"]))].reset_index().to_markdown(index=False, disable_numparse=True)
+
+
+def comparison_sentences(results):
+    """Every arm against the ViT, and each T2T arm against the MAC-matched ViT, by the interval rule."""
+    results = upgraded(results)
+    labels = results.drop_duplicates("arm").set_index("arm")["label"]
+    multiple = results["fraction"].nunique() > 1
+    lines = []
+    for baseline in (BASELINE, MAC_MATCHED):
+        if not (results["arm"] == baseline).any():
+            continue
+        compared = results if baseline == BASELINE else results[results["arm"].str.startswith("t2t")
+                                                                | (results["arm"] == baseline)]
+        for row in paired_differences(compared, baseline, "test_top1").to_dict("records"):
+            where = f"At fraction {row['fraction']:g}: " if multiple else ""
+            lines.append(f"- {where}{difference_sentence(labels[row['arm']], labels[baseline], row)}")
+    return lines
+
+
+def test_noise_line(results):
+    """The test set's own sampling noise, stated once: the floor under every seed spread in the table."""
+    results = upgraded(results)
+    images = int(results["test_images"].max()) if "test_images" in results else None
+    if not images:
+        return "The number of test images was not recorded for this study."
+    mean = float(results["test_top1"].mean())
+    return (f"Each run is scored on {images:,} test images, so one run's test top-1 has a binomial standard error "
+            f"of {binomial_se(mean, images):.2f} points at this study's mean accuracy ({mean:.1f}%), "
+            f"at most {binomial_se(50.0, images):.2f} (at 50%).")
+
+
+def histories(results, out):
+    """Per epoch of every run in `results`: validation top-1, wall time and training PFLOP since the start."""
+    frames = []
+    for row in results.itertuples():
+        metrics = Path(out) / "runs" / run_folder_name(row.arm, row.depth, row.fraction, row.seed) / "metrics.jsonl"
+        if metrics.is_file():
+            history = pd.read_json(metrics, lines=True)
+            frames.append(pd.DataFrame({
+                "arm": row.arm, "label": row.label, "depth": row.depth, "fraction": row.fraction, "seed": row.seed,
+                "epoch": history["epoch"], "val_top1": history["top1"],
+                "elapsed_s": history["elapsed_s"] if "elapsed_s" in history else history["epoch_time_s"].cumsum(),
+                "train_pflop": history["train_pflop"] if "train_pflop" in history else np.nan,
+            }))
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def time_to_accuracy(history):
+    """Per arm (largest fraction): mean minutes and PFLOP to reach each threshold of validation top-1, over the
+    seeds that reached it (how many did is in the cell)."""
+    full = history[history["fraction"] == history["fraction"].max()]
+    rows = []
+    for (_, label, depth), group in full.groupby(["arm", "label", "depth"], sort=False):
+        row = {"model": label, "depth": depth}
+        runs = [run.sort_values("epoch") for _, run in group.groupby("seed")]
+        for threshold in THRESHOLDS:
+            for column, name, scale in (("elapsed_s", "min", 60), ("train_pflop", "PFLOP", 1)):
+                if run_values := [threshold_crossing(run, threshold, column) / scale for run in runs
+                                  if run[column].notna().all()]:
+                    reached = [v for v in run_values if not np.isnan(v)]
+                    cell = "not reached" if not reached else f"{np.mean(reached):.3g}"
+                    if reached and len(reached) < len(run_values):
+                        cell += f" ({len(reached)} of {len(run_values)} seeds)"
+                    row[f"{name} to {threshold}%"] = cell
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def top1_vs_fraction(table):
@@ -57,12 +184,12 @@ def top1_vs_fraction(table):
     markers = "osD^v"
     for (arm, label, depth), group in table.groupby(["arm", "label", "depth"], sort=False):
         depths = sorted(table.loc[table["arm"] == arm, "depth"].unique())
-        ax.errorbar(group["fraction"], group["top1_mean"], yerr=group["top1_std"].fillna(0), capsize=3,
-                    color=FAMILY_COLORS.get(arm), marker=markers[depths.index(depth) % len(markers)],
+        ax.errorbar(group["fraction"], group["test_top1_mean"], yerr=half_widths(group), capsize=3,
+                    color=ARM_COLORS.get(arm), marker=markers[depths.index(depth) % len(markers)],
                     linestyle="-" if depths.index(depth) == 0 else "--", label=f"{label} d{depth}")
     fractions = sorted(table["fraction"].unique())
-    ax.set(xscale="log", xlabel="fraction of the training set", ylabel="val top-1 (%)",
-           title="top-1 vs training data (mean ± std over seeds)")
+    ax.set(xscale="log", xlabel="fraction of the training set", ylabel="test top-1 (%)",
+           title="test top-1 vs training data (mean, 95% t-interval over seeds)")
     ax.minorticks_off()
     ax.set_xticks(fractions, [f"{f:g}" for f in fractions])
     ax.grid(alpha=0.3)
@@ -70,64 +197,66 @@ def top1_vs_fraction(table):
     return fig
 
 
+def half_widths(group):
+    """Error-bar lengths: the 95% t-interval's half width, 0 where one seed gives none."""
+    return ((group["test_top1_ci_high"] - group["test_top1_ci_low"]) / 2).fillna(0)
+
+
 def top1_vs_cost(table, column, xlabel):
-    """Top-1 against a cost column at the largest training fraction, a line per arm through its depths."""
+    """Test top-1 against a cost column at the largest training fraction, a line per arm through its depths."""
     full = table[table["fraction"] == table["fraction"].max()]
     fig, ax = new_figure()
     chance_line(ax, table["classes"].max())
     for (arm, label), group in full.groupby(["arm", "label"], sort=False):
         group = group.sort_values("depth")
-        ax.errorbar(group[column], group["top1_mean"], yerr=group["top1_std"].fillna(0), capsize=3, marker="o",
-                    color=FAMILY_COLORS.get(arm), label=label)
-        for x, y, depth in zip(group[column], group["top1_mean"], group["depth"]):
+        ax.errorbar(group[column], group["test_top1_mean"], yerr=half_widths(group), capsize=3, marker="o",
+                    color=ARM_COLORS.get(arm), label=label)
+        for x, y, depth in zip(group[column], group["test_top1_mean"], group["depth"]):
             ax.annotate(f"d{depth}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set(xscale="log", xlabel=xlabel, ylabel="val top-1 (%)",
-           title=f"top-1 vs {xlabel} (training fraction {full['fraction'].max():g})")
+    ax.set(xscale="log", xlabel=xlabel, ylabel="test top-1 (%)",
+           title=f"test top-1 vs {xlabel} (training fraction {full['fraction'].max():g})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return fig
 
 
-def histories(results, out):
-    """Per epoch of every run in `results`: top-1 and the wall time since the run started (train + eval)."""
-    frames = []
-    for row in results.itertuples():
-        metrics = Path(out) / "runs" / run_folder_name(row.arm, row.depth, row.fraction, row.seed) / "metrics.jsonl"
-        if metrics.is_file():
-            history = pd.read_json(metrics, lines=True)
-            frames.append(pd.DataFrame({
-                "arm": row.arm, "label": row.label, "depth": row.depth, "fraction": row.fraction, "seed": row.seed,
-                "epoch": history["epoch"], "top1": history["top1"], "elapsed_s": history["epoch_time_s"].cumsum(),
-            }))
-    return pd.concat(frames, ignore_index=True) if frames else None
-
-
-def top1_vs_time(history):
-    """Time to accuracy on this machine: val top-1 after each epoch against wall time, per arm at the
-    largest fraction (mean over seeds)."""
+def val_curves(history, table, column, xlabel, scale=1.0):
+    """Validation top-1 after each epoch against `column`, per arm at the largest fraction: the mean over seeds
+    with a min-max band, and the final test top-1 (mean, 95% t-interval) marked at the end of each curve."""
     full = history[history["fraction"] == history["fraction"].max()]
+    final = table[table["fraction"] == table["fraction"].max()]
     fig, ax = new_figure()
     for (arm, label, depth), group in full.groupby(["arm", "label", "depth"], sort=False):
-        curve = group.groupby("epoch")[["elapsed_s", "top1"]].mean()
-        ax.plot(curve["elapsed_s"] / 60, curve["top1"], marker="o", color=FAMILY_COLORS.get(arm),
-                label=f"{label} d{depth}")
-    ax.set(xlabel="wall time since the run started (min; training and evaluation)", ylabel="val top-1 (%)",
-           title=f"top-1 vs wall-clock time (training fraction {full['fraction'].max():g}, mean over seeds)")
+        curve = group.groupby("epoch").agg(x=(column, "mean"), mean=("val_top1", "mean"), low=("val_top1", "min"),
+                                           high=("val_top1", "max"))
+        color = ARM_COLORS.get(arm)
+        ax.plot(curve["x"] / scale, curve["mean"], marker="o", markersize=3, color=color, label=f"{label} d{depth}")
+        ax.fill_between(curve["x"] / scale, curve["low"], curve["high"], color=color, alpha=0.2, linewidth=0)
+        test = final[(final["arm"] == arm) & (final["depth"] == depth)]
+        if len(test):
+            ax.errorbar([curve["x"].iloc[-1] / scale], test["test_top1_mean"], yerr=half_widths(test), color=color,
+                        marker="*", markersize=9, capsize=3, linestyle="none")
+    ax.set(xlabel=xlabel, ylabel="top-1 (%)", title="validation top-1 per epoch (band: seeds' range); "
+           "star: final test top-1 (95% CI)")
+    ax.title.set_fontsize(9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return fig
 
 
 def study_figures(table, history=None):
-    """{name: figure}: top-1 vs fraction; top-1 vs MACs and vs train images/s at the largest fraction;
-    with the runs' per-epoch history, top-1 vs wall-clock time."""
-    figures = {
-        "top1_vs_fraction": top1_vs_fraction(table),
-        "top1_vs_macs": top1_vs_cost(table, "macs", "MACs per image"),
-        "top1_vs_throughput": top1_vs_cost(table, "train_images_per_s", "training images/s"),
-    }
+    """{name: figure}: test top-1 vs fraction (when the study has several), vs MACs and vs train images/s; with
+    the runs' per-epoch history, validation top-1 vs wall-clock time and vs training PFLOP."""
+    figures = {}
+    if table["fraction"].nunique() > 1:
+        figures["top1_vs_fraction"] = top1_vs_fraction(table)
+    figures["top1_vs_macs"] = top1_vs_cost(table, "macs", "MACs per image")
+    figures["top1_vs_throughput"] = top1_vs_cost(table, "train_images_per_s", "training images/s")
     if history is not None:
-        figures["top1_vs_time"] = top1_vs_time(history)
+        figures["top1_vs_time"] = val_curves(history, table, "elapsed_s", "wall time since the run started (min; "
+                                             "training and validation)", scale=60)
+        if history["train_pflop"].notna().all():
+            figures["top1_vs_pflop"] = val_curves(history, table, "train_pflop", "training compute (PFLOP)")
     return figures
 
 
@@ -143,6 +272,29 @@ def health_lines(results, out):
                      "or top-1 at least 1.5 x chance)."]
 
 
+def protocol_lines(study, out, results):
+    """What the runs were chosen and scored on, read from the first run's summary and the study's spec."""
+    train = study["spec"]["train"]
+    first = upgraded(results).iloc[0]
+    summary_path = Path(out) / "runs" / run_folder_name(first.arm, first.depth, first.fraction, first.seed)
+    summary = json.loads((summary_path / "summary.json").read_text())
+    holdout = summary.get("holdout")
+    length = next((f"{train[k]:g} {unit} per run" for k, unit in (("budget_pflop", "PFLOP"),
+                   ("budget_minutes", "minutes"), ("epochs", "epochs")) if k in train), "the default epochs")
+    lines = [f"- Length: {length}, the same for every arm (training compute = forward MACs x 6 x images seen); "
+             "the cosine schedule ends at it."]
+    if holdout:
+        lines += [f"- Validation: {holdout['images']:,} training images held out ({holdout['per_class']} per class, "
+                  f"seed {holdout['seed']}, file list sha256 `{holdout['sha256'][:16]}…`); per-epoch scores, best.pth "
+                  "and the plateau check use it.",
+                  "- Test: the data folder's val/, read once per run at the end; the table's test top-1 is the final "
+                  "weights'; best.pth's test score (chosen on the holdout) is shown beside it."]
+    else:
+        lines.append("- Validation: none held out; the per-epoch scores and best.pth were chosen on the test split "
+                     "(val/), so only the final weights' score is a result.")
+    return lines
+
+
 def write_study_report(spec, out):
     """results.csv, table.csv/.md, the curves and report.md from the finished runs; returns the table."""
     out = Path(out)
@@ -151,8 +303,9 @@ def write_study_report(spec, out):
     atomic_write_text(out / RESULTS, results.to_csv(index=False))
     atomic_write_text(out / f"{TABLE}.csv", table.to_csv(index=False))
     atomic_write_text(out / f"{TABLE}.md", markdown_table(table) + "\n")
+    history = histories(results, out)
     figures = []
-    for name, fig in study_figures(table, histories(results, out)).items():
+    for name, fig in study_figures(table, history).items():
         save_figure(fig, out / name)
         figures.append(f"{name}.png")
     study = json.loads((out / STUDY_FILE).read_text())
@@ -168,14 +321,26 @@ def write_study_report(spec, out):
         f"- code: {prov['git_commit']}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in prov["versions"].items() if v),
         "",
-        "## Top-1 by training fraction (mean ± std over seeds)",
+        "## Protocol",
+        "",
+        *protocol_lines(study, out, results),
+        f"- {test_noise_line(results)}",
+        "",
+        "## Test top-1 by training fraction (mean ± std [95% t-interval] over seeds)",
         "",
         pivot_table(table),
+        "",
+        "## Comparisons (seed-paired differences; a difference is stated only when its 95% interval excludes zero)",
+        "",
+        *(comparison_sentences(results) or ["- One arm only: nothing to compare."]),
         "",
         "## All architectures",
         "",
         markdown_table(table),
         "",
+        *(["## Time to accuracy (validation top-1; mean over the seeds that reached it)", "",
+           time_to_accuracy(history).to_markdown(index=False, disable_numparse=True), ""] if history is not None
+          else []),
         "## Training health",
         "",
         *health_lines(results, out),
