@@ -4,7 +4,8 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+SHARED = REPO.parent / "shared"  # optional reference facts beside the repository; tests never need them
+CIFAR10_SAMPLE = REPO / "tests" / "data" / "cifar10-sample"  # 30 train + 10 test real CIFAR-10 JPEGs per class
 
 
 @pytest.fixture(autouse=True)

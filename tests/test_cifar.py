@@ -1,8 +1,7 @@
-"""Real images through the memory data path: a few hundred CIFAR-10 JPEGs (../shared/data/cifar10) are
+"""Real images through the memory data path: the 400 CIFAR-10 JPEGs shipped in tests/data are
 learned well above chance, an interrupted run resumes to the uninterrupted weights, and the CIFAR
 models have the published parameter count."""
 import json
-import os
 
 import pytest
 import torch
@@ -11,22 +10,13 @@ import models
 from bench.accuracy import train
 from bench.cost.flops import analytic_macs, count_params
 
-from .conftest import SHARED
-
-CIFAR10 = SHARED / "data" / "cifar10"
-pytestmark = pytest.mark.skipif(not CIFAR10.is_dir(), reason="needs ../shared/data/cifar10")
+from .conftest import CIFAR10_SAMPLE
 
 
 @pytest.fixture(scope="module")
-def cifar_sample(tmp_path_factory):
-    """50 train and 20 val images per class, linked from the shared copy."""
-    root = tmp_path_factory.mktemp("cifar10-sample")
-    for split, count in (("train", 50), ("val", 20)):
-        for name in sorted(os.listdir(CIFAR10 / split)):
-            (root / split / name).mkdir(parents=True)
-            for file in sorted(os.listdir(CIFAR10 / split / name))[:count]:
-                os.symlink(CIFAR10 / split / name / file, root / split / name / file)
-    return root
+def cifar_sample():
+    """30 train and 10 test images per class (read only: the decoded cache goes to a temporary folder)."""
+    return CIFAR10_SAMPLE
 
 
 def config(data, out, **settings):
@@ -38,8 +28,9 @@ def config(data, out, **settings):
 
 def test_a_small_model_learns_real_images_well_above_chance(cifar_sample, tmp_path):
     summary = train.start(config(cifar_sample, tmp_path / "run"), progress=False)
-    assert summary["data_mode"] == "memory" and summary["train_images"] == 500 and summary["val_images"] == 200
-    assert summary["top1"] >= 25.0, f"top-1 {summary['top1']:.1f}% on 10 classes (chance 10%)"
+    assert summary["data_mode"] == "memory" and summary["train_images"] == 300 and summary["val_images"] == 100
+    # 100 test images: at chance (10%) the score's standard error is 3 points, so 20% is 3.3 of them above it
+    assert summary["top1"] >= 20.0, f"top-1 {summary['top1']:.1f}% on 10 classes (chance 10%)"
     assert not summary["health"]["plateau"]
     history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all(row["grad_norm"] > 0 and row["loss_vs_chance"] > 0 for row in history)

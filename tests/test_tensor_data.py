@@ -28,10 +28,10 @@ from bench.accuracy.tensor_data import (
     shard_order,
 )
 from models.errors import ConfigError, DatasetError
-from tests.conftest import SHARED
+from tests.conftest import CIFAR10_SAMPLE
 from tests.harness_helpers import write_image
 
-CIFAR = SHARED / "data" / "cifar10"
+CIFAR = CIFAR10_SAMPLE
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
