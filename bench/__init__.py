@@ -3,6 +3,7 @@
     models  <-  bench.cost  <-  bench.accuracy  <-  bench.report  <-  bench.cli, the pytest-benchmark suite
 
 `bench/` itself holds what `pytest bench --benchmark-only` needs (conftest, `bench_*.py`, `suite.py`,
-the reference-style baseline), the CLI, provenance and the allocator policy timings run under;
-`tests/test_layers.py` enforces the rule.
+the reference-style baseline), the CLI, provenance, the output-folder policy, the allocator policy
+timings run under and the child-process rules (`processes.py`: children die with their parent,
+SIGTERM unwinds like Ctrl-C); `tests/test_layers.py` enforces the rule.
 """

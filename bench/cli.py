@@ -7,6 +7,7 @@ import argparse
 import datetime
 import inspect
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -532,12 +533,14 @@ def build_parser():
 
 def main(argv=None):
     from bench.accuracy.data import install_randaugment_fix
+    from bench.processes import Terminated, sigterm_interrupts
 
     parser = build_parser()
     args = parser.parse_args(argv)
     install_randaugment_fix()  # once per program: timm's posterize op, made safe for Pillow 13
     try:
-        args.func(args)
+        with sigterm_interrupts():  # SIGTERM unwinds like Ctrl-C: locks released, partial writes removed
+            args.func(args)
     except VitbenchError as e:
         if args.debug:
             raise
@@ -549,9 +552,10 @@ def main(argv=None):
         print(f"vitbench {args.command}: error: cannot write {e.filename} ({e.strerror}); free space or choose "
               "another --out", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"vitbench {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, Terminated)
+        print(f"vitbench {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     return 0
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.atomic import is_alive
 from models.errors import ConfigError, ResultsError
 
 NEW, RESUME, OVERWRITE = "new", "resume", "overwrite"
@@ -124,16 +125,6 @@ def lock_holder(path):
         return int(Path(path).read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-
-
-def is_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        pass
-    return True
 
 
 def take_lock(out, kind):

@@ -1,7 +1,15 @@
-"""Atomic file writes: a temporary file beside the target, fsync, then rename over it."""
+"""Atomic file writes: a temporary file beside the target, fsync, then rename over it.
+
+The temporary file's name carries the writer's pid (`.<name>.<pid>.<random>.tmp`), so a file left by a
+writer that was killed (SIGKILL gives it no chance to clean up) is recognised and removed later by
+`remove_stale_temporaries`, while one that a live process is still writing is left alone.
+"""
 import os
+import re
 import tempfile
 from pathlib import Path
+
+TEMPORARY_NAME = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")  # .<target name>.<pid>.<random>.tmp
 
 
 def atomic_write(path, write, mode="wb"):
@@ -19,7 +27,7 @@ def atomic_write(path, write, mode="wb"):
 
 def replace_with_written(path, write, mode):
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
@@ -34,3 +42,25 @@ def replace_with_written(path, write, mode):
 
 def atomic_write_text(path, text):
     return atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+def is_alive(pid):
+    """Does process `pid` exist (on this host)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        pass
+    return True
+
+
+def remove_stale_temporaries(folder):
+    """Remove the temporary files in `folder` whose writer is no longer alive; returns their paths."""
+    removed = []
+    for entry in os.scandir(folder) if Path(folder).is_dir() else ():
+        match = TEMPORARY_NAME.match(entry.name)
+        if match and entry.is_file() and not is_alive(int(match[1])):
+            Path(entry.path).unlink(missing_ok=True)
+            removed.append(Path(entry.path))
+    return removed

@@ -15,9 +15,7 @@ row per run (`collect`); its tables, curves and report.md are `bench.report.stud
 """
 import copy
 import json
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from bench.accuracy.data import log, scan_dataset
 from bench.accuracy.tensor_data import decoded_split
 from bench.cost.flops import any_model_macs, count_params
 from bench.outputs import RESUME, OutputFolder, folder_lock
+from bench.processes import worker_pool
 from bench.provenance import provenance
 from models.atomic import atomic_write_text
 from models.errors import ConfigError, ResultsError
@@ -435,10 +434,9 @@ def run_study(spec: Spec, data: str | Path, out: str | Path, resume: bool = Fals
                 if not (out / "runs" / run_name(variant, fraction, seed) / train.SUMMARY).is_file()]
         if jobs > 1 and not context.distributed:
             decode_once(spec, data)
-            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = {pool.submit(train_run, config): (index, name) for index, name, config in todo}
-                for future in as_completed(futures):
-                    report_run(*futures[future], future.result(), len(spec.runs()), warn)
+            with worker_pool(jobs) as pool:  # an interrupt or a failed run stops every run at once
+                for index, name, summary in pool.imap_unordered(train_job, todo):
+                    report_run(index, name, summary, len(spec.runs()), warn)
         else:
             for index, name, config in todo:
                 report_run(index, name, train_run(config, warn), len(spec.runs()), warn if context.is_main else None)
@@ -466,6 +464,12 @@ def train_run(config, warn=log):
     else:
         summary = train.start(config, overwrite=True, progress=False, warn=warn)
     return {**summary, "wall_s": time.perf_counter() - start}
+
+
+def train_job(job):
+    """(index, name, summary) of one (index, name, TrainConfig) job, in a worker process."""
+    index, name, config = job
+    return index, name, train_run(config)
 
 
 def report_run(index, name, summary, total, warn):

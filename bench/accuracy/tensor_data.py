@@ -27,7 +27,6 @@ import math
 import os
 import random
 from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from hashlib import sha256
 from pathlib import Path
@@ -40,7 +39,8 @@ from torchvision.transforms import v2
 
 from bench.accuracy.data import BadFileLog, BadImage, describe_failure, load_rgb, log
 from bench.accuracy.distributed import cpu_threads
-from models.atomic import atomic_write
+from bench.processes import worker_pool
+from models.atomic import atomic_write, remove_stale_temporaries
 from models.errors import ConfigError, DatasetError
 
 CACHE_VERSION = 1
@@ -149,8 +149,8 @@ def decode_images(paths, size, workers=None):
     if workers <= 1:
         results = (decode_chunk(chunk, size) for chunk in chunks)
         return fill(images, chunks, results)
-    with ProcessPoolExecutor(workers) as pool:
-        return fill(images, chunks, pool.map(decode_chunk, chunks, [size] * len(chunks)))
+    with worker_pool(workers) as pool:
+        return fill(images, chunks, pool.starmap(decode_chunk, [(chunk, size) for chunk in chunks]))
 
 
 def fill(images, chunks, results):
@@ -218,6 +218,8 @@ def decoded_split(split, size, cache_dir=None, workers=None, strict=False, warn=
     reports them once, e.g. `BadFileLog.record`); `strict` raises `DatasetError` for the first.
     """
     directory = Path(cache_dir) if cache_dir else default_cache_dir()
+    for stale in remove_stale_temporaries(directory):  # left by a decode that was killed mid-write
+        warn(f"removed {stale}, a partial cache file whose writer is gone")
     key = cache_key(split, size)
     path = directory / f"{cache_prefix(split, size)}{key[:16]}.pt"
     payload = read_cache(path, key, size)

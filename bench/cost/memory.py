@@ -19,6 +19,7 @@ import torch
 
 from bench.cost.build import build_model
 from bench.cost.timing import TimingSetup, make_step, resolve_device
+from bench.processes import set_parent_death_signal
 
 OOM_ERRORS = (torch.cuda.OutOfMemoryError, MemoryError)
 
@@ -84,7 +85,8 @@ def measure_peak_memory(name: str, overrides: dict | None = None, setup: TimingS
         release_memory()  # outside the handler: the traceback no longer pins the step's tensors
         return {"oom": True, "error": error}
     child = subprocess.run(
-        [sys.executable, "-m", "bench.cost.memory", json.dumps(request)], capture_output=True, text=True
+        [sys.executable, "-m", "bench.cost.memory", json.dumps(request)], capture_output=True, text=True,
+        preexec_fn=set_parent_death_signal,  # never outlives this process
     )
     if child.returncode != 0:
         lines = child.stderr.strip().splitlines() or [f"killed by signal {-child.returncode}"]

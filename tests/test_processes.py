@@ -1,0 +1,128 @@
+"""Children never outlive their parent, whatever the signal; SIGTERM unwinds like Ctrl-C; partial files of a
+killed writer are reclaimed. Real processes and real signals."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.accuracy.data import scan_split
+from bench.accuracy.tensor_data import decoded_split
+from models.atomic import atomic_write_text, is_alive, remove_stale_temporaries
+from tests.conftest import CIFAR10_SAMPLE, REPO
+from tests.harness_helpers import TINY_T2T, tiny_synthetic
+
+POOL_SCRIPT = """
+import time
+from bench.processes import worker_pool
+with worker_pool(2) as pool:
+    print("ready", flush=True)
+    pool.map(time.sleep, [120, 120])
+"""
+
+
+def children(pid):
+    """Pids whose parent is `pid` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def running(pid):
+    """Alive and not a zombie (a zombie has finished; only its exit status waits to be collected)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_until(condition, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return condition()
+
+
+def environment():
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc (Linux)")]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_pool_workers_die_with_their_parent_whatever_the_signal(signum):
+    parent = subprocess.Popen([sys.executable, "-c", POOL_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=environment())
+    try:
+        assert parent.stdout.readline().strip() == "ready"
+        assert wait_until(lambda: len(children(parent.pid)) >= 2, 30), "the pool's workers never started"
+        time.sleep(2)  # the workers have run their initializer and are inside their task
+        workers = children(parent.pid)
+        os.kill(parent.pid, signum)
+        parent.wait(timeout=30)
+        assert wait_until(lambda: not any(running(pid) for pid in workers), 15), \
+            f"{[pid for pid in workers if running(pid)]} outlived their parent after signal {signum}"
+    finally:
+        parent.kill()
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_study_with_jobs_stops_every_run_at_once_and_leaves_no_lock_or_partial_file(tmp_path, signum, code):
+    data = tiny_synthetic(tmp_path / "data", classes=3, train_per_class=16, val_per_class=2)
+    spec = {"fractions": [1.0], "seeds": [0, 1, 2], "train": {
+        "epochs": 500, "batch_size": 4, "img_size": 32, "lr": 1e-3, "warmup_epochs": 0, "workers": 0,
+        "threads": 1, "mixup": 0.0, "cutmix": 0.0, "auto_augment": "", "crop_pct": 1.0, "holdout": 3},
+        "arms": [{"name": "t2t-performer", "label": "T2T", "model": "t2t_vit_7",
+                  "overrides": {k: v for k, v in TINY_T2T.items() if k != "depth"}, "depths": [1]}]}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    out = tmp_path / "study"
+    parent = subprocess.Popen([sys.executable, "-m", "bench.cli", "study", "--config", str(tmp_path / "spec.json"),
+                               "--data", str(data), "--out", str(out), "--jobs", "2"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment())
+    try:
+        started = lambda: len(list(out.glob("runs/*/last.pth"))) >= 2  # both runs finished an epoch
+        assert wait_until(started, 120), parent.stderr.read() if parent.poll() is not None else "no run started"
+        workers = children(parent.pid)
+        os.kill(parent.pid, signum)
+        assert parent.wait(timeout=30) == code
+        assert wait_until(lambda: not any(running(pid) for pid in workers), 15)
+        assert len(list(out.glob("runs/*/summary.json"))) == 0  # the queued third run never started either
+        assert not list(out.rglob("*.tmp")) and not list(out.rglob(".vitbench.lock"))
+    finally:
+        parent.kill()
+
+
+def dead_pid():
+    pid = 4_000_000
+    while is_alive(pid):
+        pid -= 1
+    return pid
+
+
+def test_partial_files_of_dead_writers_are_reclaimed_and_live_ones_kept(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    stale = cache / f".cifar10-sample-train-32px-x.pt.{dead_pid()}.k3j2.tmp"
+    live = cache / f".cifar10-sample-train-32px-y.pt.{os.getpid()}.a8f1.tmp"
+    stale.write_bytes(b"half a cache")
+    live.write_bytes(b"being written")
+    warnings = []
+    decoded_split(scan_split(CIFAR10_SAMPLE, "val"), 32, cache_dir=cache, workers=1, warn=warnings.append)
+    assert not stale.exists() and live.exists() and any("partial cache file" in w for w in warnings)
+    atomic_write_text(tmp_path / "x.json", "{}")  # a finished write leaves no temporary file
+    assert remove_stale_temporaries(tmp_path) == [] and [p.name for p in tmp_path.iterdir() if p.is_file()] == [
+        "x.json"]
