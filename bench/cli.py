@@ -268,33 +268,37 @@ def cmd_eval(args):
         print(f"wrote {args.out}")
 
 
+STUDY_SPEC_FLAGS = ("preset", "config", "fractions", "seeds", "arms", "epochs", "budget_pflop", "budget_minutes",
+                    "holdout", "batch_size", "device", "workers", "threads")
+
+
 def cmd_study(args):
     from bench.accuracy import distributed
-    from bench.accuracy.study import load_study_spec, run_study
+    from bench.accuracy.study import STUDY_FILE, load_study_spec, recorded_spec, refuse_other_spec, run_study
     from bench.report.study import pivot_table, write_study_report
 
-    spec = load_study_spec(
-        args.preset,
-        args.config,
-        fractions=args.fractions,
-        seeds=args.seeds,
-        arms=args.arms,
-        train={
-            "epochs": args.epochs,
-            "budget_pflop": args.budget_pflop,
-            "budget_minutes": args.budget_minutes,
-            "holdout": args.holdout,
-            "batch_size": args.batch_size,
-            "device": args.device,
-            "workers": args.workers,
-            "threads": args.threads,
-        },
-    )
+    given = [f"--{name.replace('_', '-')}" for name in STUDY_SPEC_FLAGS if getattr(args, name) is not None]
+    train_settings = {key: getattr(args, key) for key in STUDY_SPEC_FLAGS[5:]}
+
+    def flags_spec():
+        return load_study_spec(args.preset or "cpu-tiny", args.config, fractions=args.fractions, seeds=args.seeds,
+                               arms=args.arms, train=train_settings)
+
+    data = args.data
+    if (args.report_only or args.resume) and (Path(args.out) / STUDY_FILE).is_file():
+        spec, data = recorded_spec(args.out)  # the study's own record is the truth for every later command
+        if given:
+            refuse_other_spec(args.out, spec, given, flags_spec() if args.preset or args.config else None,
+                              args.fractions, args.seeds, args.arms, train_settings)
+        if args.data and str(args.data) != data:
+            raise ConfigError(f"{args.out} was run on {data}, not {args.data}; drop --data to use the study's own")
+    else:
+        spec = flags_spec()
     if not args.report_only:
-        if not args.data:
+        if not data:
             raise ConfigError("--data is required to run a study (or pass --report-only to rebuild its report)")
         try:
-            writes = run_study(spec, args.data, args.out, args.resume, args.overwrite, jobs=args.jobs)
+            writes = run_study(spec, data, args.out, args.resume, args.overwrite, jobs=args.jobs)
         finally:
             distributed.teardown()
         if not writes:  # not rank 0
@@ -496,7 +500,8 @@ def add_study_command(sub):
     )
     p.add_argument("--data", help="ImageNet-style folder (train/<class>, val/<class>)")
     p.add_argument("--out", required=True, help="study folder (runs/, results.csv, table.md, curves, report.md)")
-    p.add_argument("--preset", default="cpu-tiny", help=f"one of {', '.join(PRESETS)} (default %(default)s)")
+    p.add_argument("--preset", help=f"one of {', '.join(PRESETS)} (default cpu-tiny; with --resume or --report-only "
+                   "the study's own record in study.json)")
     p.add_argument("--config", help="a JSON study spec (fractions, seeds, train, arms); overrides --preset")
     p.add_argument("--fractions", type=float, nargs="+", help="training-set fractions, e.g. 0.1 0.25 0.5 1")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds, e.g. 0 1 2")

@@ -108,6 +108,29 @@ def test_report_only_rebuilds_from_finished_runs(finished_study, capsys):
     assert (root / "out" / "table.md").is_file() and "T2T-ViT d1" in capsys.readouterr().out
 
 
+def test_a_study_folder_s_own_record_drives_report_only_and_resume(finished_study, capsys, tmp_path):
+    root, data = finished_study
+    out = root / "out"
+    before = pd.read_csv(out / "results.csv")
+    assert main(["study", "--out", str(out), "--report-only"]) == 0  # no --config: the record, not cpu-tiny
+    after = pd.read_csv(out / "results.csv")
+    assert after[["arm", "model", "macs", "params"]].equals(before[["arm", "model", "macs", "params"]])
+    assert "other seeds than given by --seeds;" in cli_error(capsys, "study", "--out", str(out), "--report-only",
+                                                        "--seeds", "5")
+    other = cli_error(capsys, "study", "--out", str(out), "--report-only", "--preset", "cifar10-cpu")
+    assert "other fractions, seeds, train, variants than given by --preset" in other
+    assert "drop --data" in cli_error(capsys, "study", "--out", str(out), "--resume", "--data", str(tmp_path))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "study.json").write_text('{"spec": {"fractions": [1.0]')
+    assert "study.json is unreadable" in cli_error(capsys, "study", "--out", str(broken), "--report-only")
+
+
+def test_repeated_seeds_and_fractions_name_one_run_once():
+    spec = study.load_study_spec("cifar10-cpu", seeds=[0, 0, 1], fractions=[1, 1.0])
+    assert spec.seeds == [0, 1] and spec.fractions == [1.0] and len(spec.runs()) == 2 * len(spec.variants)
+
+
 def test_presets_expand_to_every_arm_and_depth():
     spec = study.load_study_spec("cpu-tiny")
     assert [(v.arm, v.depth) for v in spec.variants] == [

@@ -274,6 +274,9 @@ def load_study_spec(preset="cpu-tiny", config=None, **changes):
     for key in ("fractions", "seeds"):
         if changes.get(key):
             raw[key] = changes[key]
+    # a run is named by (arm, depth, fraction, seed): repeats (0 0, or 1 and 1.0) would count one run twice
+    raw["fractions"] = list(dict.fromkeys(float(f) for f in raw["fractions"]))
+    raw["seeds"] = list(dict.fromkeys(int(seed) for seed in raw["seeds"]))
     if changes.get("arms"):
         unknown = sorted(set(changes["arms"]) - {a["name"] for a in raw["arms"]})
         if unknown:
@@ -381,6 +384,49 @@ def spec_record(spec, data):
     }
 
 
+def recorded_spec(out):
+    """(Spec, data) of the study in `out`, read from its study.json: the study's own record, which every later
+    command (--resume, --report-only) follows instead of the command line's defaults."""
+    path = Path(out) / STUDY_FILE
+    try:
+        record = json.loads(path.read_text())["spec"]
+        variants = [Variant(v["arm"], v["label"], v["model"], v["depth"], dict(v["overrides"]), v.get("match_macs"))
+                    for v in record["variants"]]
+        return Spec(variants, list(record["fractions"]), list(record["seeds"]), dict(record["train"])), record["data"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ResultsError(f"{path} is unreadable ({type(error).__name__}: {error}); it cannot be repaired by hand "
+                           "reliably: run the study again into a new --out (or --overwrite this one)") from None
+
+
+def comparable(record):
+    """A spec record without what the suite chose itself (a MAC-matched width) or where the data lies."""
+    variants = [{**v, "overrides": {k: x for k, x in v["overrides"].items() if not (v.get("match_macs")
+                                                                                   and k == "embed_dim")}}
+                for v in record["variants"]]
+    return train.jsonable({**record, "variants": variants, "data": None})
+
+
+def refuse_other_spec(out, recorded, flags, whole=None, fractions=None, seeds=None, arms=None, train_settings=None):
+    """One line naming what differs when options given with --resume / --report-only disagree with the record:
+    a preset or config (`whole`) is compared whole; fractions, seeds, arms and train settings one by one."""
+    differ = []
+    if whole is not None:
+        ours, theirs = comparable(spec_record(whole, "")), comparable(spec_record(recorded, ""))
+        differ += [key for key in theirs if ours.get(key) != theirs[key]]
+    if fractions and list(dict.fromkeys(map(float, fractions))) != recorded.fractions:
+        differ.append("fractions")
+    if seeds and list(dict.fromkeys(map(int, seeds))) != recorded.seeds:
+        differ.append("seeds")
+    if arms and set(arms) != {variant.arm for variant in recorded.variants}:
+        differ.append("arms")
+    differ += [key for key, value in (train_settings or {}).items()
+               if value is not None and recorded.train.get(key) != value]
+    if differ:
+        raise ConfigError(f"{out} was run with other {', '.join(dict.fromkeys(differ))} than given by "
+                          f"{' '.join(flags)}; drop those options (the study's own record in study.json is used) or "
+                          "choose another --out")
+
+
 def is_study_record(path):
     record = json.loads(Path(path).read_text())
     return isinstance(record, dict) and {"spec", "provenance"} <= set(record)
@@ -419,7 +465,7 @@ def run_study(spec: Spec, data: str | Path, out: str | Path, resume: bool = Fals
         if any(variant.match_macs for variant in spec.variants):
             spec = resolve_mac_matched(spec, data_classes(data))
         record = spec_record(spec, data)
-        if mode == RESUME and json.loads((out / STUDY_FILE).read_text())["spec"] != json.loads(json.dumps(record)):
+        if mode == RESUME and json.loads((out / STUDY_FILE).read_text())["spec"] != train.jsonable(record):
             raise ConfigError(
                 f"{out} holds a study with other settings; resume it with the same options or use a new --out"
             )
