@@ -238,10 +238,13 @@ def cmd_train(args):
 def cmd_eval(args):
     from bench.accuracy import distributed
     from bench.accuracy.evaluate import format_report, run_eval
+    from bench.outputs import refuse_overlap
     from models.atomic import atomic_write_text
 
     if args.out and Path(args.out).exists() and not args.overwrite:
         raise ConfigError(f"{args.out} already exists; pass --overwrite to replace it or choose another --out")
+    if args.out:
+        refuse_overlap(args.out, (args.data, args.checkpoint), ConfigError)
     try:
         result = run_eval(
             args.checkpoint,

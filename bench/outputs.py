@@ -49,9 +49,11 @@ class OutputFolder:
         except (OSError, ValueError, KeyError, TypeError):  # unreadable or foreign marker content
             return False
 
-    def prepare(self, out, resume=False, overwrite=False):
-        """Check `out` against the policy; returns NEW, RESUME or OVERWRITE. Foreign folders raise."""
+    def prepare(self, out, resume=False, overwrite=False, reads=()):
+        """Check `out` against the policy; returns NEW, RESUME or OVERWRITE. Foreign folders raise, and so does an
+        `out` that overlaps any of the paths the command `reads`."""
         out = Path(out)
+        refuse_overlap(out, reads, self.error)
         if resume and overwrite:
             raise ConfigError("--resume and --overwrite contradict each other; pick one")
         if out.exists() and not out.is_dir():
@@ -104,9 +106,9 @@ class OutputFolder:
             elif path.name != LOCK:
                 path.unlink()
 
-    def start(self, out, resume=False, overwrite=False):
+    def start(self, out, resume=False, overwrite=False, reads=()):
         """`prepare`, then clear an overwritten folder and create it; returns NEW, RESUME or OVERWRITE."""
-        mode = self.prepare(out, resume, overwrite)
+        mode = self.prepare(out, resume, overwrite, reads)
         if mode == OVERWRITE:
             self.clear(out)
         Path(out).mkdir(parents=True, exist_ok=True)
@@ -117,6 +119,23 @@ class OutputFolder:
         out = Path(out)
         if out.is_dir() and (self.is_ours(out) or is_empty(out)) and not self.foreign(out):
             shutil.rmtree(out)
+
+
+def refuse_overlap(out, reads, error=ResultsError):
+    """An output is never what a command reads, inside it, or around it (compared as resolved real paths, so links
+    and `..` cannot hide it): writing there would change the input, and --overwrite would delete it."""
+    target = os.path.realpath(out)
+    for source in reads:
+        source_real = os.path.realpath(source)
+        if target == source_real:
+            where = "is"
+        elif target.startswith(os.path.join(source_real, "")):
+            where = "is inside"
+        elif source_real.startswith(os.path.join(target, "")):
+            where = "contains"
+        else:
+            continue
+        raise error(f"--out {out} {where} the input {source}; choose an --out outside what the command reads")
 
 
 def lock_holder(path):

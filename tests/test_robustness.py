@@ -405,3 +405,34 @@ def test_report_of_a_results_folder_reports_each_and_keeps_same_named_inputs_apa
     build_report([results], tmp_path / "report")
     first, second = ((tmp_path / "report" / f"cost_{tag}_all.csv").read_text() for tag in ("sw", "sw-2"))
     assert first != second
+
+
+# --- outputs never overlap their inputs ------------------------------------------------------------------------
+def overlap_cases(data, run):
+    """(argv, input it overlaps) for every command that reads a folder or file and writes another."""
+    train_args = ["train", *tiny_cli_args(), "--data", str(data)]
+    return [
+        (["subset", "random-2", "--root", str(data), "--out", str(data), "--overwrite"], "is the input"),
+        (["subset", "random-2", "--root", str(data), "--out", str(data / "train" / "extra")], "is inside the input"),
+        (["subset", "random-2", "--root", str(data), "--out", str(data.parent)], "contains the input"),
+        ([*train_args, "--out", str(data / "runs" / "x")], "is inside the input"),
+        ([*train_args, "--out", str(data.parent)], "contains the input"),
+        ([*train_args, "--out", str(run), "--init", str(run / "last.pth"), "--overwrite"], "contains the input"),
+        (["study", "--data", str(data), "--out", str(data / "study")], "is inside the input"),
+        (["report", str(run), "--out", str(run / "report")], "is inside the input"),
+        (["report", str(run), "--out", str(run.parent), "--overwrite"], "contains the input"),
+        (["eval", "--checkpoint", str(run / "best.pth"), "--data", str(data), "--out", str(run / "best.pth"),
+          "--overwrite"], "is the input"),
+        (["eval", "--checkpoint", str(run / "best.pth"), "--data", str(data), "--out", str(data / "r.json")],
+         "is inside the input"),
+    ]
+
+
+def test_no_command_writes_into_what_it_reads(data, one_epoch_run, tmp_path, capsys):
+    run, _ = one_epoch_run
+    (tmp_path / "link").symlink_to(data)  # a link cannot hide the overlap: paths are compared resolved
+    before = sorted(str(p) for p in data.rglob("*"))
+    for argv, where in [*overlap_cases(data, run), *overlap_cases(tmp_path / "link", run)[:2]]:
+        message = cli_error(capsys, *argv)
+        assert f"{where}" in message and "choose an --out outside" in message, (argv, message)
+    assert sorted(str(p) for p in data.rglob("*")) == before  # nothing was added to or removed from the input

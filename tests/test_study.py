@@ -181,7 +181,7 @@ def test_study_cli_errors(tmp_path, capsys):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.md").write_text("x")
     assert "not a vitbench study folder" in cli_error(
-        capsys, "study", "--data", str(tmp_path), "--out", str(tmp_path / "mine")
+        capsys, "study", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "mine")
     )
     assert "has no finished runs" in cli_error(capsys, "study", "--out", str(tmp_path / "empty"), "--report-only")
 

@@ -461,7 +461,7 @@ def run_study(spec: Spec, data: str | Path, out: str | Path, resume: bool = Fals
     out = Path(out)
     context = distributed.setup(spec.train.get("device"))
     with folder_lock(out, "study", take=context.is_main):
-        mode = STUDY_FOLDER.prepare(out, resume, overwrite)  # every rank checks, so all stop on a refusal
+        mode = STUDY_FOLDER.prepare(out, resume, overwrite, reads=(data,))  # every rank checks: all stop on a refusal
         if any(variant.match_macs for variant in spec.variants):
             spec = resolve_mac_matched(spec, data_classes(data))
         record = spec_record(spec, data)
@@ -471,7 +471,7 @@ def run_study(spec: Spec, data: str | Path, out: str | Path, resume: bool = Fals
             )
         distributed.barrier(context)
         if context.is_main:
-            STUDY_FOLDER.start(out, resume, overwrite)
+            STUDY_FOLDER.start(out, resume, overwrite, reads=(data,))
             study_record = {"spec": record, "provenance": provenance(context.device)}
             atomic_write_text(out / STUDY_FILE, json.dumps(study_record, indent=1) + "\n")
         distributed.barrier(context)

@@ -120,11 +120,11 @@ DATASET_FOLDER = OutputFolder(
 
 
 @contextlib.contextmanager
-def staged(out, overwrite):
-    """A staging folder beside `out` (checked against the output policy first) that becomes `out` only
-    when the body finishes; a dataset replaced with `overwrite` is removed just before."""
+def staged(out, overwrite, reads=()):
+    """A staging folder beside `out` (checked against the output policy first, `reads` included) that becomes `out`
+    only when the body finishes; a dataset replaced with `overwrite` is removed just before."""
     out = Path(out)
-    mode = DATASET_FOLDER.prepare(out, overwrite=overwrite)
+    mode = DATASET_FOLDER.prepare(out, overwrite=overwrite, reads=reads)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -147,7 +147,7 @@ def build_subset(root: str | Path, name: str, out: str | Path, per_class: int | 
     cut = per_class is not None or fraction is not None
     if cut:
         check_cut(per_class, fraction)
-    DATASET_FOLDER.prepare(out, overwrite=overwrite)  # refuse before scanning a large root
+    DATASET_FOLDER.prepare(out, overwrite=overwrite, reads=(root,))  # refuse before scanning a large root
     scanned = scan_dataset(root)
     classes = resolve_classes(name, scanned["train"].classes, seed)
     chosen = set(classes)
@@ -163,7 +163,7 @@ def build_subset(root: str | Path, name: str, out: str | Path, per_class: int | 
         "counts": {},
         "files": {},
     }
-    with staged(out, overwrite) as staging:
+    with staged(out, overwrite, reads=(root,)) as staging:
         for split in SPLITS:
             found = scanned[split]
             samples = [

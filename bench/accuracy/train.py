@@ -33,7 +33,7 @@ from bench.accuracy.optimisation import Optimisation, amp_dtype
 from bench.accuracy.plan import WARMUP_MAX_SHARE, Plan, plan_run, train_pflop
 from bench.accuracy.train_data import scan_samples, train_data
 from bench.cost.flops import any_model_macs, count_params
-from bench.outputs import OutputFolder, folder_lock
+from bench.outputs import OutputFolder, folder_lock, refuse_overlap
 from models.atomic import atomic_write_text
 from models.checkpoint import read_checkpoint
 from models.errors import CheckpointError, ConfigError
@@ -186,6 +186,11 @@ RUN_FOLDER = OutputFolder(
 )
 
 
+def reads_of(settings):
+    """What a run reads: its data folder and the checkpoint it starts from."""
+    return tuple(settings[key] for key in ("data", "init") if settings.get(key))
+
+
 def write_config(out, config):
     atomic_write_text(Path(out) / CONFIG_FILE, json.dumps(jsonable(dataclasses.asdict(config)), indent=1) + "\n")
 
@@ -197,6 +202,7 @@ def resume_config(out, given):
     out = Path(out)
     RUN_FOLDER.prepare(out, resume=True)
     saved = {"data_mode": "files", **json.loads((out / CONFIG_FILE).read_text())}  # runs from before data_mode
+    refuse_overlap(out, reads_of(saved))
     given = {k: v for k, v in given.items() if k != "out"}
     conflicts = [
         f"{key}={value!r} (run has {saved.get(key)!r})"
@@ -570,11 +576,11 @@ def start(config: TrainConfig, overwrite: bool = False, progress: bool = True, w
     install_randaugment_fix()
     context = distributed.setup(config.device)
     out = Path(config.out)
-    RUN_FOLDER.prepare(out, overwrite=overwrite)  # on every rank, so that all of them stop on a refusal
+    RUN_FOLDER.prepare(out, overwrite=overwrite, reads=reads_of(dataclasses.asdict(config)))  # on every rank
     with folder_lock(out, "run", take=context.is_main):  # rank 0 writes
         distributed.barrier(context)
         if context.is_main:
-            RUN_FOLDER.start(out, overwrite=overwrite)
+            RUN_FOLDER.start(out, overwrite=overwrite, reads=reads_of(dataclasses.asdict(config)))
             write_config(out, config)
         distributed.barrier(context)
         try:

@@ -138,9 +138,10 @@ def unique_tags(paths, name=lambda path: path.name):
 class ReportWriter:
     """Writes tables and figures into `out` and remembers what to list in index.md."""
 
-    def __init__(self, out, overwrite=False):
+    def __init__(self, out, overwrite=False, reads=()):
         self.out = Path(out)
-        REPORT_FOLDER.start(self.out, overwrite=overwrite)  # a stale plot from an earlier report must not survive
+        # a stale plot from an earlier report must not survive; nor may the report overlap what it reads
+        REPORT_FOLDER.start(self.out, overwrite=overwrite, reads=reads)
         self.sections = []
 
     def table(self, name, frame, title, source):
@@ -307,7 +308,7 @@ def add_study(writer, path, tag, results, record):
 def build_report(paths: list, out: str | Path, argv: list[str] | None = None, overwrite: bool = False) -> Path:
     """Write every table and plot the inputs allow into `out`; returns the index path."""
     inputs = load_inputs(paths)
-    writer = ReportWriter(out, overwrite)
+    writer = ReportWriter(out, overwrite, reads=paths)
     prov = provenance("cpu", argv)
     add_paper_tables(writer, prov["date"])
     for tag, (_, table, sweep_prov) in zip(unique_tags(p for p, *_ in inputs.sweeps), inputs.sweeps):
