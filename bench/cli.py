@@ -120,7 +120,9 @@ def cmd_sweep(args):
     from bench.cost.timing import TimingSetup
 
     flags = {key: getattr(args, dest) for key, dest in SWEEP_FLAGS.items()}
-    flags.update({name: getattr(args, name) or None for name in TimingSetup.field_names()})  # store_true: False = unset
+    # a store_true flag left off is False: unset, so the TOML or default holds; 0 stays 0 and is refused as 0
+    flags.update({name: None if getattr(args, name) is False else getattr(args, name)
+                  for name in TimingSetup.field_names()})
     spec = load_sweep_spec(args.config, **flags) if args.config else SweepSpec.from_flat(flags)
     out = args.out or f"results/sweep-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     table = run_sweep(

@@ -436,3 +436,22 @@ def test_no_command_writes_into_what_it_reads(data, one_epoch_run, tmp_path, cap
         message = cli_error(capsys, *argv)
         assert f"{where}" in message and "choose an --out outside" in message, (argv, message)
     assert sorted(str(p) for p in data.rglob("*")) == before  # nothing was added to or removed from the input
+
+
+@pytest.mark.parametrize("flag, value", [("--batch-size", "0"), ("--repeats", "0"), ("--warmup", "-1"),
+                                         ("--batch-size", "-3")])
+def test_sweep_zero_sizes_are_errors_not_defaults(tmp_path, capsys, flag, value):
+    grid = ["--families", "vit", "--depth", "1", "--heads", "2", "--embed-dim", "32", "--patch-size", "16",
+            "--img-size", "32", "--measure", "params"]
+    message = cli_error(capsys, "sweep", *grid, flag, value, "--out", str(tmp_path / "sw"))
+    assert f"{flag[2:].replace('-', '_')}={value}" in message and not (tmp_path / "sw" / "spec.json").exists()
+
+
+@pytest.mark.slow
+def test_sweep_provenance_names_the_allocator_its_timings_use(tmp_path):
+    """In a fresh process (the policy is process-wide): provenance.json is written before the first timing."""
+    grid = ["--families", "vit", "--depth", "1", "--heads", "2", "--embed-dim", "32", "--patch-size", "16",
+            "--img-size", "32", "--measure", "params", "throughput", "--repeats", "1", "--warmup", "0"]
+    subprocess.run([sys.executable, "-m", "bench.cli", "sweep", *grid, "--out", str(tmp_path / "sw")], check=True,
+                   capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert json.loads((tmp_path / "sw" / "provenance.json").read_text())["allocator"].startswith("steady")
