@@ -455,3 +455,20 @@ def test_sweep_provenance_names_the_allocator_its_timings_use(tmp_path):
     subprocess.run([sys.executable, "-m", "bench.cli", "sweep", *grid, "--out", str(tmp_path / "sw")], check=True,
                    capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert json.loads((tmp_path / "sw" / "provenance.json").read_text())["allocator"].startswith("steady")
+
+
+def test_a_class_without_readable_test_images_is_na_not_zero(data, tmp_path, capsys):
+    broken = tmp_path / "data"
+    shutil.copytree(data, broken)
+    lost = sorted(p.name for p in (broken / "val").iterdir())[0]
+    for image in (broken / "val" / lost).iterdir():
+        image.write_bytes(b"not an image")
+    warnings = []
+    summary = train.start(tiny_config(broken, tmp_path / "run", epochs=1), progress=False, warn=warnings.append)
+    assert summary["per_class_top1"][lost] is None and summary["classes_without_test_images"] == [lost]
+    assert any(f"no readable image of {lost}" in w and "n/a" in w for w in warnings)
+    assert main(["eval", "--checkpoint", str(tmp_path / "run" / "best.pth"), "--data", str(broken)]) == 0
+    shown = capsys.readouterr()
+    assert f"{lost}" in shown.out and "n/a" in shown.out and f"no readable image of {lost}" in shown.err
+    with pytest.raises(DatasetError, match="not an image|cannot|decode"):
+        train.start(tiny_config(broken, tmp_path / "strict", epochs=1, strict=True), progress=False, warn=quiet)

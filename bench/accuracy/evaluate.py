@@ -61,9 +61,11 @@ def evaluate_together(named_models, loader, num_classes, context, bad_files, amp
 
 
 def metrics_from_counts(confusion, totals):
+    """Scores from a (true, predicted) confusion matrix; a class with no image has no accuracy (None), not 0."""
     loss_sum, hits5, images = totals.tolist()
     per_class_images = confusion.sum(dim=1)
-    per_class = (confusion.diag() / per_class_images.clamp(min=1) * 100).tolist()
+    per_class = [None if n == 0 else hits / n * 100
+                 for hits, n in zip(confusion.diag().tolist(), per_class_images.tolist())]
     return {
         "images": int(images),
         "loss": loss_sum / images if images else float("nan"),
@@ -73,6 +75,19 @@ def metrics_from_counts(confusion, totals):
         "per_class_images": per_class_images.tolist(),
         "confusion": confusion.tolist(),
     }
+
+
+def unmeasured_classes(classes, metrics):
+    """Names of the classes that had no (readable) image in a split: their accuracy is n/a."""
+    return [name for name, n in zip(classes, metrics["per_class_images"]) if n == 0]
+
+
+def warn_unmeasured(classes, metrics, split, warn):
+    missing = unmeasured_classes(classes, metrics)
+    if missing:
+        warn(f"warning: {split} has no readable image of {short_list(missing)}; their accuracy is n/a and top-1 is "
+             f"over the other {len(classes) - len(missing)} classes")
+    return missing
 
 
 def imagenet_synsets():
@@ -169,6 +184,7 @@ def run_eval(
     )
     if result["images"] == 0:
         raise DatasetError(f"no image in {found.root} could be decoded; check the files")
+    warn_unmeasured(found.classes, result, found.root, warn if context.is_main else lambda message: None)
     skipped = distributed.all_gather_objects(bad_files.seen, context)
     return {
         "checkpoint": str(checkpoint),
@@ -189,7 +205,7 @@ def format_report(result, max_confusion=20):
     ]
     width = max(len(name) for name in result["classes"])
     lines += [
-        f"  {name:<{width}}  {acc:6.2f}%  ({n} images)"
+        f"  {name:<{width}}  {'n/a' if acc is None else f'{acc:6.2f}%':>7}  ({n} images)"
         for name, acc, n in zip(result["classes"], result["per_class_top1"], result["per_class_images"])
     ]
     if len(result["classes"]) <= max_confusion:

@@ -28,7 +28,7 @@ import models
 from bench.accuracy import distributed, factory
 from bench.accuracy.data import BadFileLog, install_randaugment_fix, log
 from bench.accuracy.distributed import cpu_threads
-from bench.accuracy.evaluate import evaluate, evaluate_together
+from bench.accuracy.evaluate import evaluate, evaluate_together, warn_unmeasured
 from bench.accuracy.optimisation import Optimisation, amp_dtype
 from bench.accuracy.plan import WARMUP_MAX_SHARE, Plan, plan_run, train_pflop
 from bench.accuracy.train_data import scan_samples, train_data
@@ -552,7 +552,9 @@ class Trainer:
             "amp": str(self.opt.amp_dtype).removeprefix("torch.") if self.opt.amp_dtype else "off",
             "ranks_in_sync": max(checksums) == min(checksums),
             "health": self.health(),
-            "per_class_top1": dict(zip(self.data.classes, test["per_class_top1"])),  # test, final weights
+            "per_class_top1": dict(zip(self.data.classes, test["per_class_top1"])),  # test, final weights; None: n/a
+            "classes_without_test_images": warn_unmeasured(self.data.classes, test, "the test split",
+                                                           self.warn if self.context.is_main else print_nothing),
             "confusion": test["confusion"],
             "skipped_files": skipped,
             "ignored_non_image_files": len(self.ignored_files),
