@@ -5,6 +5,7 @@ Layouts understood by `load_checkpoint`:
 - the reference T2T-ViT `.pth.tar` (`state_dict` / `state_dict_ema`, `tokens_to_token.*` keys);
 - a timm `VisionTransformer` state dict (`patch_embed.proj.weight` as a (D, C, P, P) conv).
 """
+import argparse
 import logging
 import math
 import pickle
@@ -21,6 +22,9 @@ from .errors import CheckpointError, short_list
 log = logging.getLogger(__name__)
 
 STATE_DICT_KEYS = ("state_dict", "model", "module")  # where training scripts nest the weights
+# Harmless types training scripts save beside the weights, rebuilt without running their code: timm's train.py
+# (and the reference T2T-ViT release, saved by it) keeps its command line as an argparse.Namespace under "args".
+SAFE_GLOBALS = [argparse.Namespace]
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, **extra) -> Path:
@@ -42,12 +46,15 @@ def read_checkpoint(path):
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes); the file was not written completely")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "weights_only" in str(e) or "Unsupported global" in str(e):
+            found = re.search(r"GLOBAL ([\w.]+)", str(e))
+            needed = found[1] if found else "a Python object"
             raise CheckpointError(
-                f"checkpoint {path} asks to execute code on load, which weights_only=True refuses; "
-                "re-save it as a plain state dict from a trusted environment"
+                f"checkpoint {path} needs `{needed}` to be rebuilt, which runs code on load (weights_only=True "
+                "refuses it); re-save it as a plain state dict from a trusted environment"
             ) from None
         raise CheckpointError(f"{path} is not a torch checkpoint ({first_line(e)}); check the file") from None
     except Exception as e:  # torch raises RuntimeError, EOFError, KeyError... for damaged files
@@ -128,6 +135,17 @@ def saved_as(payload):
     return f" (saved from {name})" if isinstance(name, str) else ""
 
 
+def saved_by(payload):
+    """Which program wrote a checkpoint, as far as its top-level keys tell."""
+    if not isinstance(payload, dict):
+        return "unknown"
+    if "build" in payload:
+        return "vitbench"
+    if "args" in payload and "arch" in payload:
+        return f"timm train.py ({payload['arch']}, epoch {payload.get('epoch', '?')})"
+    return "a state dict" if all(isinstance(v, torch.Tensor) for v in payload.values()) else "a training script"
+
+
 def load_checkpoint(model: VisionTransformer, path: str | Path, use_ema: bool = False, strict: bool = True,
                     reference_qk_scale: bool = True) -> dict:
     """Load a local checkpoint into `model`, adapting positions and head; returns what was done.
@@ -140,7 +158,8 @@ def load_checkpoint(model: VisionTransformer, path: str | Path, use_ema: bool = 
     state_dict = extract_state_dict(payload, path, use_ema)
     layout = detect_layout(state_dict)
     state_dict = {"reference-t2t": convert_reference_t2t, "timm-vit": convert_timm_vit}.get(layout, dict)(state_dict)
-    report = {"layout": layout, "use_ema": use_ema, "resized_pos_embed": False, "new_head": False}
+    report = {"layout": layout, "saved_by": saved_by(payload), "use_ema": use_ema, "resized_pos_embed": False,
+              "new_head": False}
     own = model.state_dict()
 
     table = state_dict.get("pos_embed")

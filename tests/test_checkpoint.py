@@ -1,4 +1,5 @@
 """Checkpoint conversion proven by equivalence, and every bad file refused with a clear error."""
+import argparse
 import pickle
 
 import pytest
@@ -126,7 +127,8 @@ def test_bad_files_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="not a"):
         models.load_checkpoint(model, tmp_path / "notes.txt")
     torch.save({"state_dict": model.state_dict(), "hook": Payload()}, tmp_path / "evil.pth")
-    with pytest.raises(CheckpointError, match="execute code.*weights_only=True refuses"):
+    with pytest.raises(CheckpointError, match=r"needs `[\w.]+` to be rebuilt, which runs code on load "
+                                              r"\(weights_only=True refuses it\)"):
         models.load_checkpoint(model, tmp_path / "evil.pth")
     torch.save([1, 2, 3], tmp_path / "list.pth")
     with pytest.raises(CheckpointError, match="holds a list"):
@@ -137,3 +139,16 @@ def test_bad_files_are_refused(tmp_path):
         pickle.dump({"a": 1}, f)
     with pytest.raises(CheckpointError):
         models.load_checkpoint(model, tmp_path / "pickled.pkl")
+
+
+def test_a_timm_train_py_checkpoint_with_its_argparse_namespace_loads_and_says_who_wrote_it(tmp_path):
+    """timm's train.py (which saved the reference T2T-ViT release too) keeps its arguments as a Namespace."""
+    model = models.create_model("vb_vit_tiny_patch16_224", img_size=32, depth=1)
+    args = argparse.Namespace(model="vit_tiny_patch16_224", lr=5e-4, smoothing=0.1, aa="rand-m9-mstd0.5-inc1",
+                              input_size=None, drop_path=0.1, epochs=300)
+    torch.save({"epoch": 299, "arch": "vit_tiny_patch16_224", "state_dict": model.state_dict(), "args": args,
+                "version": 2, "metric": 72.2}, tmp_path / "model_best.pth.tar")
+    fresh = models.create_model("vb_vit_tiny_patch16_224", img_size=32, depth=1)
+    report = models.load_checkpoint(fresh, tmp_path / "model_best.pth.tar")
+    assert report["saved_by"] == "timm train.py (vit_tiny_patch16_224, epoch 299)"
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))
