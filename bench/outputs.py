@@ -11,11 +11,14 @@ writes into a folder for long (a sweep, a run, a study) holds `folder_lock(out, 
 """
 import contextlib
 import fnmatch
+import json
 import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import pandas as pd
 
 from models.atomic import is_alive
 from models.errors import ConfigError, ResultsError
@@ -49,6 +52,18 @@ class OutputFolder:
         except (OSError, ValueError, KeyError, TypeError):  # unreadable or foreign marker content
             return False
 
+    def has_damaged_marker(self, out):
+        """Is `out` ours with its marker damaged: a marker that cannot be read, beside other files vitbench
+        writes, and nothing else? (A lone unreadable file of the marker's name is not taken for ours.)"""
+        marker = Path(out) / self.marker
+        if not marker.is_file() or self.foreign(out):
+            return False
+        try:
+            self.is_marked(marker)
+            return False
+        except (OSError, ValueError, KeyError, TypeError):
+            return any(path.name not in (self.marker, LOCK) for path in Path(out).iterdir())
+
     def prepare(self, out, resume=False, overwrite=False, reads=()):
         """Check `out` against the policy; returns NEW, RESUME or OVERWRITE. Foreign folders raise, and so does an
         `out` that overlaps any of the paths the command `reads`."""
@@ -63,6 +78,11 @@ class OutputFolder:
                 raise self.error(f"{out} holds no {self.kind} to resume; start it without --resume")
             return NEW
         if not self.is_ours(out):
+            if self.has_damaged_marker(out):
+                if overwrite:
+                    return OVERWRITE
+                raise self.error(f"{out / self.marker} is unreadable (truncated or corrupt), so this {self.kind} "
+                                 "cannot be continued; pass --overwrite to start it over, or choose another --out")
             raise self.error(f"{out} is not a vitbench {self.kind} folder (no {self.marker}) and already holds "
                              "other files; choose another --out")
         resumable = bool(self.resume_hint) and self.resumable(out)
@@ -119,6 +139,27 @@ class OutputFolder:
         out = Path(out)
         if out.is_dir() and (self.is_ours(out) or is_empty(out)) and not self.foreign(out):
             shutil.rmtree(out)
+
+
+def read_back(path, fix, kind="json"):
+    """A file vitbench wrote, read back: a dict from JSON, a list of dicts from JSON lines, or a DataFrame from CSV.
+    A missing, truncated or corrupt file is one ResultsError naming it, what is wrong, and `fix`: the command
+    that recovers."""
+    path = Path(path)
+    try:
+        if kind == "csv":
+            return pd.read_csv(path)
+        text = path.read_text()
+        value = json.loads(text) if kind == "json" else [json.loads(line) for line in text.splitlines() if line.strip()]
+        shape = list if kind == "jsonl" else dict
+        if not isinstance(value, shape) or (kind == "jsonl" and not all(isinstance(row, dict) for row in value)):
+            raise ValueError(f"holds {type(value).__name__} where a {shape.__name__} of records belongs")
+        return value
+    except FileNotFoundError:
+        raise ResultsError(f"{path} is missing; {fix}") from None
+    except (OSError, ValueError) as error:  # JSONDecodeError, UnicodeDecodeError and pandas' parser errors too
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ResultsError(f"{path} is unreadable ({reason}); {fix}") from None
 
 
 def refuse_overlap(out, reads, error=ResultsError):

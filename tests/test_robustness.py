@@ -472,3 +472,71 @@ def test_a_class_without_readable_test_images_is_na_not_zero(data, tmp_path, cap
     assert f"{lost}" in shown.out and "n/a" in shown.out and f"no readable image of {lost}" in shown.err
     with pytest.raises(DatasetError, match="not an image|cannot|decode"):
         train.start(tiny_config(broken, tmp_path / "strict", epochs=1, strict=True), progress=False, warn=quiet)
+
+
+# --- every file vitbench reads back: damaged, it is one line naming the file and the command that recovers -----
+STUDY_SPEC = {"fractions": [1.0], "seeds": [0], "train": {
+    "epochs": 1, "batch_size": 4, "img_size": 32, "lr": 1e-3, "warmup_epochs": 0, "workers": 0, "threads": 1,
+    "mixup": 0.0, "cutmix": 0.0, "auto_augment": "", "crop_pct": 1.0, "holdout": 3},
+    "arms": [{"name": "vit", "label": "ViT", "model": "vb_vit_tiny_patch16_224",
+              "overrides": {k: v for k, v in TINY_VIT.items() if k != "depth"}, "depths": [1]}]}
+
+
+@pytest.fixture(scope="module")
+def finished(data, tmp_path_factory):
+    """A finished run, study and sweep to damage copies of."""
+    root = tmp_path_factory.mktemp("finished")
+    train.start(tiny_config(data, root / "run", model="vb_vit_tiny_patch16_224", epochs=1), progress=False,
+                warn=quiet)
+    (root / "spec.json").write_text(json.dumps(STUDY_SPEC))
+    assert main(["study", "--config", str(root / "spec.json"), "--data", str(data), "--out", str(root / "study")]) == 0
+    sweep(root / "sweep")
+    return root
+
+
+def damage(path):
+    text = path.read_text()
+    path.write_text('"an unterminated quote\n' if path.suffix == ".csv" else text[: len(text) // 2])
+
+
+RUN_IN_STUDY = "study/runs/vit-d1-f1-s0"
+READ_BACK = [  # (damaged file, command, what the error says to do)
+    ("run/config.json", ["report", "{root}/run"], "train it again with --overwrite"),
+    ("run/config.json", ["train", "--resume", "--out", "{root}/run"], "pass --overwrite to start it over"),
+    ("run/summary.json", ["report", "{root}/run"], "--resume --out"),
+    ("run/metrics.jsonl", ["report", "{root}/run"], "--resume --out"),
+    (f"{RUN_IN_STUDY}/summary.json", ["study", "--out", "{root}/study", "--report-only"], "--resume"),
+    (f"{RUN_IN_STUDY}/metrics.jsonl", ["study", "--out", "{root}/study", "--report-only"], "--resume"),
+    ("study/study.json", ["study", "--out", "{root}/study", "--report-only"], "new --out"),
+    ("study/study.json", ["report", "{root}/study"], "new --out"),
+    ("study/results.csv", ["report", "{root}/study"], "--report-only"),
+    ("sweep/sweep.csv", ["report", "{root}/sweep"], "sweep --resume"),
+    ("sweep/provenance.json", ["report", "{root}/sweep"], "--overwrite"),
+    ("sweep/spec.json", ["sweep", "--config", "{root}/sweep.toml", "--resume", "--out", "{root}/sweep"], "--overwrite"),
+]
+
+
+@pytest.mark.parametrize("damaged, argv, fix", READ_BACK, ids=[f"{d}:{a[0]}" for d, a, _ in READ_BACK])
+def test_a_damaged_file_read_back_is_one_line_naming_it_and_the_fix(finished, tmp_path, capsys, damaged, argv, fix):
+    root = tmp_path / "copy"
+    shutil.copytree(finished, root, symlinks=True)
+    (root / "sweep.toml").write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in SPEC.items()))
+    damage(root / damaged)
+    message = cli_error(capsys, *[part.format(root=root) for part in argv], "--out", str(tmp_path / "report")) \
+        if argv[0] == "report" else cli_error(capsys, *[part.format(root=root) for part in argv])
+    assert damaged.split("/")[-1] in message and fix in message, message
+
+
+def test_damaged_files_are_recovered_by_the_command_the_error_names(finished, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(finished, root, symlinks=True)
+    for name in ("summary.json", "metrics.jsonl"):
+        damage(root / RUN_IN_STUDY / name)
+    assert main(["study", "--out", str(root / "study"), "--resume"]) == 0  # the run is finished again
+    summary = json.loads((root / RUN_IN_STUDY / "summary.json").read_text())
+    assert summary["epochs"] == 1 and len((root / RUN_IN_STUDY / "metrics.jsonl").read_text().splitlines()) == 1
+    damage(root / "run" / "config.json")  # the folder's marker: still recognised as ours, so --overwrite may redo it
+    assert train.RUN_FOLDER.prepare(root / "run", overwrite=True) == "overwrite"
+    (root / "run" / "notes.txt").write_text("mine")  # but never while it holds a file vitbench did not write
+    with pytest.raises(ResultsError, match="not a vitbench run folder"):
+        train.RUN_FOLDER.prepare(root / "run", overwrite=True)

@@ -26,7 +26,7 @@ from bench.accuracy import distributed, factory, train
 from bench.accuracy.data import log, scan_dataset
 from bench.accuracy.tensor_data import decoded_split
 from bench.cost.flops import any_model_macs, count_params
-from bench.outputs import RESUME, OutputFolder, folder_lock
+from bench.outputs import RESUME, OutputFolder, folder_lock, read_back
 from bench.processes import worker_pool
 from bench.provenance import provenance
 from models.atomic import atomic_write_text
@@ -465,10 +465,12 @@ def run_study(spec: Spec, data: str | Path, out: str | Path, resume: bool = Fals
         if any(variant.match_macs for variant in spec.variants):
             spec = resolve_mac_matched(spec, data_classes(data))
         record = spec_record(spec, data)
-        if mode == RESUME and json.loads((out / STUDY_FILE).read_text())["spec"] != train.jsonable(record):
-            raise ConfigError(
-                f"{out} holds a study with other settings; resume it with the same options or use a new --out"
-            )
+        if mode == RESUME:
+            recorded = read_back(out / STUDY_FILE, "the study's record is lost: run it again into a new --out")
+            if recorded.get("spec") != train.jsonable(record):
+                raise ConfigError(
+                    f"{out} holds a study with other settings; resume it with the same options or use a new --out"
+                )
         distributed.barrier(context)
         if context.is_main:
             STUDY_FOLDER.start(out, resume, overwrite, reads=(data,))
@@ -477,7 +479,7 @@ def run_study(spec: Spec, data: str | Path, out: str | Path, resume: bool = Fals
         distributed.barrier(context)
         todo = [(index, run_name(variant, fraction, seed), run_config(spec, data, out, variant, fraction, seed))
                 for index, (variant, fraction, seed) in enumerate(spec.runs(), 1)
-                if not (out / "runs" / run_name(variant, fraction, seed) / train.SUMMARY).is_file()]
+                if not finished(out / "runs" / run_name(variant, fraction, seed))]
         if jobs > 1 and not context.distributed:
             decode_once(spec, data)
             with worker_pool(jobs) as pool:  # an interrupt or a failed run stops every run at once
@@ -512,6 +514,20 @@ def train_run(config, warn=log):
     return {**summary, "wall_s": time.perf_counter() - start}
 
 
+def read_summary(run, out):
+    return read_back(run / train.SUMMARY, f"remove it and run `vitbench study --out {out} --resume`: the run is "
+                                          "finished again from its checkpoint")
+
+
+def finished(run):
+    """Has the run written a readable summary? (One that is damaged is finished again from its checkpoint.)"""
+    try:
+        read_back(run / train.SUMMARY, "")
+        return True
+    except ResultsError:
+        return False
+
+
 def train_job(job):
     """(index, name, summary) of one (index, name, TrainConfig) job, in a worker process."""
     index, name, config = job
@@ -535,7 +551,7 @@ def collect(spec, out):
         path = Path(out) / "runs" / run_name(variant, fraction, seed) / train.SUMMARY
         if not path.is_file():
             continue
-        summary = json.loads(path.read_text())
+        summary = read_summary(path.parent, out)
         if costs is None:
             resolved = dict(zip(spec.variants, resolve_mac_matched(spec, summary["classes"]).variants))
             costs = architecture_costs(replace(spec, variants=list(resolved.values())), summary["classes"])

@@ -33,7 +33,7 @@ from bench.accuracy.optimisation import Optimisation, amp_dtype
 from bench.accuracy.plan import WARMUP_MAX_SHARE, Plan, plan_run, train_pflop
 from bench.accuracy.train_data import scan_samples, train_data
 from bench.cost.flops import any_model_macs, count_params
-from bench.outputs import OutputFolder, folder_lock, refuse_overlap
+from bench.outputs import OutputFolder, folder_lock, read_back, refuse_overlap
 from models.atomic import atomic_write_text
 from models.checkpoint import read_checkpoint
 from models.errors import CheckpointError, ConfigError
@@ -201,7 +201,8 @@ def resume_config(out, given):
     `strict` may change."""
     out = Path(out)
     RUN_FOLDER.prepare(out, resume=True)
-    saved = {"data_mode": "files", **json.loads((out / CONFIG_FILE).read_text())}  # runs from before data_mode
+    saved = {"data_mode": "files",  # runs from before data_mode
+             **read_back(out / CONFIG_FILE, "the run's settings are lost: start it again with --overwrite")}
     refuse_overlap(out, reads_of(saved))
     given = {k: v for k, v in given.items() if k != "out"}
     conflicts = [
@@ -560,6 +561,7 @@ class Trainer:
             "ignored_non_image_files": len(self.ignored_files),
         }
         if self.context.is_main:
+            self.write_metrics()  # again, so a resumed finished run repairs a damaged metrics file
             atomic_write_text(self.out / SUMMARY, json.dumps(summary, indent=1) + "\n")
             if summary["health"]["plateau"]:
                 self.warn(

@@ -305,6 +305,9 @@ class SweepRun:
         spec_json = json.dumps(spec.flat(), sort_keys=True, indent=2)
         mode = SWEEP_FOLDER.prepare(self.out, resume, overwrite)
         saved = saved_spec(self.out / "spec.json") if mode == RESUME else None
+        if mode == RESUME and saved is None:
+            raise ResultsError(f"{self.out / 'spec.json'} is unreadable (truncated or corrupt), so the sweep cannot be "
+                               "continued; pass --overwrite to measure it again")
         if mode == RESUME and saved != spec.flat():
             raise ResultsError(f"{self.out} was run with another spec ({spec_changes(saved, spec.flat())}); "
                                "resume with the same flags or use a new --out")

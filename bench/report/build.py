@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.outputs import OutputFolder
+from bench.outputs import OutputFolder, read_back
 from bench.provenance import provenance
 from bench.report import plots, study, tables
 from bench.report.style import save_figure
@@ -51,28 +51,34 @@ def print_warning(message):
 
 
 def load_run(path):
-    config = json.loads((path / "config.json").read_text())
-    summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").is_file() else None
-    metrics = pd.read_json(path / "metrics.jsonl", lines=True)
+    rewrite = f"`vitbench train --resume --out {path}` writes it again from the run's checkpoint"
+    config = read_back(path / "config.json", "the run's settings are lost: train it again with --overwrite")
+    summary = read_back(path / "summary.json", rewrite) if (path / "summary.json").is_file() else None
+    metrics = pd.DataFrame(read_back(path / "metrics.jsonl", rewrite, kind="jsonl"))
     if metrics.empty:
         raise ResultsError(f"{path} has no finished epoch yet; train it first")
     return path, config, summary, metrics
 
 
 def load_sweep(path, inputs):
-    prov = json.loads((path / "provenance.json").read_text())
+    prov = read_back(path / "provenance.json", f"measure the sweep again: `vitbench sweep --overwrite --out {path}` "
+                     "with its flags")
     if prov.get("tool") != "vitbench sweep":
         return False
     if not (path / "sweep.csv").is_file():
         raise ResultsError(f"{path} is an unfinished sweep; finish it with `vitbench sweep --resume --out {path}`")
-    inputs.sweeps.append((path, pd.read_csv(path / "sweep.csv"), prov))
+    table = read_back(path / "sweep.csv", f"`vitbench sweep --resume --out {path}` writes it again", kind="csv")
+    inputs.sweeps.append((path, table, prov))
     return True
 
 
 def load_study(path, inputs):
     if not (path / "results.csv").is_file():
         raise ResultsError(f"{path} is a study without results.csv; run `vitbench study --report-only` on it")
-    inputs.studies.append((path, pd.read_csv(path / "results.csv"), json.loads((path / "study.json").read_text())))
+    results = read_back(path / "results.csv", f"`vitbench study --out {path} --report-only` writes it again",
+                        kind="csv")
+    record = read_back(path / "study.json", "the study's record is lost: run the study again into a new --out")
+    inputs.studies.append((path, results, record))
     return True
 
 

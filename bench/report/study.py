@@ -7,13 +7,13 @@ Test top-1 is the score of each run's final weights on the test split, read once
 validation curves are the holdout's. Studies from before the holdout (their `selection` is "test")
 read as they were recorded.
 """
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bench.accuracy.study import RESULTS, STUDY_FILE, TABLE, collect, run_folder_name
+from bench.accuracy.study import RESULTS, STUDY_FILE, TABLE, collect, read_summary, run_folder_name
+from bench.outputs import read_back
 from bench.report.stats import arm_summary, binomial_se, difference_sentence, paired_differences, threshold_crossing
 from bench.report.style import FAMILY_COLORS, chance_line, family_order, new_figure, save_figure
 from models.atomic import atomic_write_text
@@ -147,7 +147,8 @@ def histories(results, out):
     for row in results.itertuples():
         metrics = Path(out) / "runs" / run_folder_name(row.arm, row.depth, row.fraction, row.seed) / "metrics.jsonl"
         if metrics.is_file():
-            history = pd.read_json(metrics, lines=True)
+            history = pd.DataFrame(read_back(metrics, f"remove the run's summary.json and run `vitbench study --out "
+                                                      f"{out} --resume`: both are written again", kind="jsonl"))
             frames.append(pd.DataFrame({
                 "arm": row.arm, "label": row.label, "depth": row.depth, "fraction": row.fraction, "seed": row.seed,
                 "epoch": history["epoch"], "val_top1": history["top1"],
@@ -265,7 +266,7 @@ def health_lines(results, out):
     lines = []
     for row in results[results.get("plateau", False) == True].itertuples():  # noqa: E712 (pandas mask)
         name = run_folder_name(row.arm, row.depth, row.fraction, row.seed)
-        health = json.loads((Path(out) / "runs" / name / "summary.json").read_text()).get("health", {})
+        health = read_summary(Path(out) / "runs" / name, out).get("health", {})
         lines.append(f"- `{name}`: final train loss {health.get('final_loss_vs_chance', float('nan')):.2f} x chance; "
                      f"likely: {'; '.join(health.get('likely_causes', []))}")
     return lines or ["No run stayed on the initial loss plateau (final train loss below 95% of chance's, "
@@ -277,7 +278,7 @@ def protocol_lines(study, out, results):
     train = study["spec"]["train"]
     first = upgraded(results).iloc[0]
     summary_path = Path(out) / "runs" / run_folder_name(first.arm, first.depth, first.fraction, first.seed)
-    summary = json.loads((summary_path / "summary.json").read_text())
+    summary = read_summary(summary_path, out)
     holdout = summary.get("holdout")
     length = next((f"{train[k]:g} {unit} per run" for k, unit in (("budget_pflop", "PFLOP"),
                    ("budget_minutes", "minutes"), ("epochs", "epochs")) if k in train), "the default epochs")
@@ -308,7 +309,7 @@ def write_study_report(spec, out):
     for name, fig in study_figures(table, history).items():
         save_figure(fig, out / name)
         figures.append(f"{name}.png")
-    study = json.loads((out / STUDY_FILE).read_text())
+    study = read_back(out / STUDY_FILE, "the study's record is lost: run it again into a new --out")
     prov = study["provenance"]
     lines = [
         "# Study report",
