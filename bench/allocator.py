@@ -64,8 +64,14 @@ def use_allocator(policy):
 
 def allocator_in_effect():
     """One line for provenance: which allocator served this process's CPU memory, and how."""
+    return describe_policy("steady" if _kept else "system")
+
+
+def describe_policy(policy):
+    """One line for provenance: the allocator that `policy` gives this process (a preloaded one wins; the steady
+    policy keeps freed memory only under glibc)."""
     if preloaded := preloaded_allocator():
         return f"{preloaded} (LD_PRELOAD)"
-    if _kept:
+    if check_policy(policy) == "steady" and libc_name() == "glibc":
         return "steady (glibc, freed memory kept: no mmap, no trim)"
     return f"system ({libc_name() or 'C library'} defaults)"

@@ -21,7 +21,7 @@ import pandas as pd
 import tomllib
 
 import models
-from bench.allocator import use_allocator
+from bench.allocator import describe_policy
 from bench.cost.build import build_model, check_runs, check_timm_name, input_size, is_ours
 from bench.cost.flops import macs_of, params_of
 from bench.cost.memory import activation_estimate_bytes, is_oom, largest_batch, measure_peak_memory, release_memory
@@ -312,12 +312,11 @@ class SweepRun:
             raise ResultsError(f"{self.out} was run with another spec ({spec_changes(saved, spec.flat())}); "
                                "resume with the same flags or use a new --out")
         SWEEP_FOLDER.start(self.out, resume, overwrite)
-        use_allocator(spec.timing.allocator)  # now, so that provenance records the policy the timings run under
         atomic_write_text(self.out / "spec.json", spec_json)
-        atomic_write_text(
-            self.out / "provenance.json",
-            json.dumps({"tool": TOOL_MARK, **provenance(spec.timing.device, argv)}, indent=2),
-        )
+        # the policy the timings will run under (set at the first timing), not the process's state right now
+        record = {"tool": TOOL_MARK, **provenance(spec.timing.device, argv),
+                  "allocator": describe_policy(spec.timing.allocator)}
+        atomic_write_text(self.out / "provenance.json", json.dumps(record, indent=2))
 
     def finished(self):
         """Keys of configurations whose rows are all in rows.jsonl; rows of a torn block (killed or disk
