@@ -540,3 +540,32 @@ def test_damaged_files_are_recovered_by_the_command_the_error_names(finished, tm
     (root / "run" / "notes.txt").write_text("mine")  # but never while it holds a file vitbench did not write
     with pytest.raises(ResultsError, match="not a vitbench run folder"):
         train.RUN_FOLDER.prepare(root / "run", overwrite=True)
+
+
+# --- reports: interrupted ones are replaced, concurrent ones refused ----------------------------------------
+def test_an_interrupted_report_is_marked_unfinished_and_overwrite_replaces_it(one_epoch_run, tmp_path, monkeypatch):
+    import bench.report.build as build
+
+    run, _ = one_epoch_run
+    out = tmp_path / "report"
+    real_figure = build.ReportWriter.figure
+
+    def interrupted(writer, name, *args):
+        if name == "mac_breakdown":  # a few tables and figures in: Ctrl-C
+            raise KeyboardInterrupt
+        return real_figure(writer, name, *args)
+
+    monkeypatch.setattr(build.ReportWriter, "figure", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_report([run], out, argv=["vitbench", "report"])
+    assert "**Unfinished**" in (out / "index.md").read_text() and not (out / LOCK).exists()
+    monkeypatch.undo()
+    index = build_report([run], out, argv=["vitbench", "report"], overwrite=True)
+    assert "**Unfinished**" not in index.read_text() and (out / "mac_breakdown.png").is_file()
+
+
+def test_a_second_report_into_a_folder_in_use_is_refused(one_epoch_run, tmp_path):
+    run, _ = one_epoch_run
+    out = tmp_path / "report"
+    with folder_lock(out, "report"), pytest.raises(ResultsError, match="in use by another vitbench process"):
+        build_report([run], out, argv=["vitbench", "report"])

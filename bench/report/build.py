@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.outputs import OutputFolder, read_back
+from bench.outputs import OutputFolder, folder_lock, read_back
 from bench.provenance import provenance
 from bench.report import plots, study, tables
 from bench.report.style import save_figure
@@ -142,34 +142,38 @@ def unique_tags(paths, name=lambda path: path.name):
 
 
 class ReportWriter:
-    """Writes tables and figures into `out` and remembers what to list in index.md."""
+    """Writes tables and figures into `out`, listing each in index.md before it is written: a report that is
+    interrupted still has an index (marked unfinished) naming every file it began, so `--overwrite` replaces it."""
 
-    def __init__(self, out, overwrite=False, reads=()):
-        self.out = Path(out)
+    def __init__(self, out, prov, sources, overwrite=False, reads=()):
+        self.out, self.prov, self.sources = Path(out), prov, sources
         # a stale plot from an earlier report must not survive; nor may the report overlap what it reads
         REPORT_FOLDER.start(self.out, overwrite=overwrite, reads=reads)
         self.sections = []
+        self.write_index(finished=False)
+
+    def add(self, section):
+        self.sections.append(section)
+        self.write_index(finished=False)
 
     def table(self, name, frame, title, source):
         frame = frame.round(4)
+        self.add((title, source, f"[{name}.md]({name}.md) ([csv]({name}.csv), [tex]({name}.tex))",
+                  frame.head(20).to_markdown(index=False)))
         atomic_write_text(self.out / f"{name}.csv", frame.to_csv(index=False))
         atomic_write_text(self.out / f"{name}.md", frame.to_markdown(index=False) + "\n")
         atomic_write_text(self.out / f"{name}.tex", frame.to_latex(index=False, float_format="%.4g"))
-        self.sections.append(
-            (
-                title,
-                source,
-                f"[{name}.md]({name}.md) ([csv]({name}.csv), [tex]({name}.tex))",
-                frame.head(20).to_markdown(index=False),
-            )
-        )
 
     def figure(self, name, fig, title, source):
         fig.tight_layout()
+        self.add((title, source, f"![{title}]({name}.png) ([svg]({name}.svg))", None))
         save_figure(fig, self.out / name, formats=("png", "svg"), dpi=120)
-        self.sections.append((title, source, f"![{title}]({name}.png) ([svg]({name}.svg))", None))
 
-    def index(self, prov, inputs):
+    def finish(self):
+        return self.write_index(finished=True)
+
+    def write_index(self, finished):
+        prov = self.prov
         lines = [
             REPORT_TITLE,
             "",
@@ -180,8 +184,11 @@ class ReportWriter:
             + ".",
             "",
         ]
-        if inputs:
-            lines += ["Inputs:", ""] + [f"- `{path}`" for path in inputs] + [""]
+        if not finished:
+            lines += ["**Unfinished**: this report is being written, or was interrupted; run the same command with "
+                      "`--overwrite` to replace it.", ""]
+        if self.sources:
+            lines += ["Inputs:", ""] + [f"- `{path}`" for path in self.sources] + [""]
         for title, source, link, preview in self.sections:
             lines += [f"## {title}", "", f"Source: {source}", "", link, ""]
             if preview:
@@ -243,13 +250,13 @@ def add_paper_tables(writer, date):
 
 def add_sweep(writer, tag, table, prov):
     wide = tables.sweep_wide(table)
-    atomic_write_text(writer.out / f"cost_{tag}_all.csv", wide.to_csv(index=False))
     writer.table(
         f"cost_{tag}",
         tables.cost_table(wide),
         f"Cost per configuration ({tag}; every measurement in [cost_{tag}_all.csv](cost_{tag}_all.csv))",
         source_line(prov),
     )
+    atomic_write_text(writer.out / f"cost_{tag}_all.csv", wide.to_csv(index=False))  # listed by the table above
     for axis in tables.crossed_axes(table, plots.AXES):
         for measurement, (label, scale) in plots.SWEEP_PLOTS.items():
             if measurement in wide and wide[measurement].notna().any():
@@ -312,17 +319,20 @@ def add_study(writer, path, tag, results, record):
 
 
 def build_report(paths: list, out: str | Path, argv: list[str] | None = None, overwrite: bool = False) -> Path:
-    """Write every table and plot the inputs allow into `out`; returns the index path."""
+    """Write every table and plot the inputs allow into `out`; returns the index path. The folder is locked
+    meanwhile: a second report into it is refused instead of mixing its files in."""
     inputs = load_inputs(paths)
-    writer = ReportWriter(out, overwrite, reads=paths)
     prov = provenance("cpu", argv)
-    add_paper_tables(writer, prov["date"])
-    for tag, (_, table, sweep_prov) in zip(unique_tags(p for p, *_ in inputs.sweeps), inputs.sweeps):
-        add_sweep(writer, tag, table, sweep_prov)
-    for tag, (_, data) in zip(unique_tags((p for p, _ in inputs.benchmarks), lambda p: p.stem), inputs.benchmarks):
-        add_benchmarks(writer, tag, data)
-    if inputs.runs:
-        add_runs(writer, inputs.runs)
-    for tag, (path, results, record) in zip(unique_tags(p for p, *_ in inputs.studies), inputs.studies):
-        add_study(writer, path, tag, results, record)
-    return writer.index(prov, inputs.sources())
+    with folder_lock(out, "report"):
+        writer = ReportWriter(out, prov, inputs.sources(), overwrite, reads=paths)
+        add_paper_tables(writer, prov["date"])
+        for tag, (_, table, sweep_prov) in zip(unique_tags(p for p, *_ in inputs.sweeps), inputs.sweeps):
+            add_sweep(writer, tag, table, sweep_prov)
+        for tag, (_, data) in zip(unique_tags((p for p, _ in inputs.benchmarks), lambda p: p.stem),
+                                  inputs.benchmarks):
+            add_benchmarks(writer, tag, data)
+        if inputs.runs:
+            add_runs(writer, inputs.runs)
+        for tag, (path, results, record) in zip(unique_tags(p for p, *_ in inputs.studies), inputs.studies):
+            add_study(writer, path, tag, results, record)
+        return writer.finish()
