@@ -74,10 +74,10 @@ def cmd_list(args):
         raise models.UnknownModelError(f"no model matches {args.pattern!r}; try `vitbench list` without a pattern")
     if args.json:
         print(json.dumps(rows, indent=2))
-    else:
-        print(
-            pd.DataFrame(rows).to_markdown(index=False) if args.markdown else pd.DataFrame(rows).to_string(index=False)
-        )
+        return
+    # integer columns stay integers where a CNN row has no depth or heads; its empty cells print as "–"
+    table = pd.DataFrame(rows).convert_dtypes().astype(object).fillna("–")
+    print(table.to_markdown(index=False) if args.markdown else table.to_string(index=False))
 
 
 def cmd_profile(args):

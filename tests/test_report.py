@@ -1,5 +1,6 @@
 """`vitbench report`: every kind of result becomes tables and plots with provenance."""
 import json
+import re
 import subprocess
 import sys
 
@@ -57,6 +58,12 @@ def test_report_from_sweep_and_benchmarks(tmp_path, benchmark_json):
     ):
         assert (out / f"{name}.png").stat().st_size > 1000 and (out / f"{name}.svg").is_file()
     assert "torch" in text and "Source:" in text and str(sweep_dir) in text
+    for table in out.glob("*.tex"):  # tables that compile: every name and header escaped, booktabs rules
+        tex = table.read_text()
+        assert "\\toprule" in tex and "\\bottomrule" in tex and not re.search(r"(?<!\\)[_%#]", tex), table.name
+        assert not re.search(r"\bnan\b", tex), table.name
+    for table in out.glob("*.md"):  # a missing cell is "–", never "nan"
+        assert not re.search(r"\|\s*nan\s*\|", table.read_text()), table.name
 
     paper = pd.read_csv(out / "paper_models.csv")
     assert (paper.params_diff == 0).all() and paper.macs_diff_pct.abs().max() < 2

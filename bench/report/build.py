@@ -141,6 +141,20 @@ def unique_tags(paths, name=lambda path: path.name):
     return tags
 
 
+def markdown(frame):
+    """A Markdown table with "–" for a missing cell (not "nan")."""
+    return frame.astype(object).where(frame.notna(), None).to_markdown(index=False, missingval="–")
+
+
+def latex(frame):
+    """A booktabs table that compiles: names, headers and cells escaped for LaTeX (model names hold "_"),
+    numbers to 4 significant digits, "--" (an en dash) for a missing cell."""
+    styler = frame.style.hide(axis="index").format(
+        lambda value: f"{value:.4g}" if isinstance(value, float) else value, na_rep="--", escape="latex"
+    ).format_index(escape="latex", axis=1)
+    return styler.to_latex(hrules=True)
+
+
 class ReportWriter:
     """Writes tables and figures into `out`, listing each in index.md before it is written: a report that is
     interrupted still has an index (marked unfinished) naming every file it began, so `--overwrite` replaces it."""
@@ -159,10 +173,10 @@ class ReportWriter:
     def table(self, name, frame, title, source):
         frame = frame.round(4)
         self.add((title, source, f"[{name}.md]({name}.md) ([csv]({name}.csv), [tex]({name}.tex))",
-                  frame.head(20).to_markdown(index=False)))
-        atomic_write_text(self.out / f"{name}.csv", frame.to_csv(index=False))
-        atomic_write_text(self.out / f"{name}.md", frame.to_markdown(index=False) + "\n")
-        atomic_write_text(self.out / f"{name}.tex", frame.to_latex(index=False, float_format="%.4g"))
+                  markdown(frame.head(20))))
+        atomic_write_text(self.out / f"{name}.csv", frame.to_csv(index=False))  # missing cells stay empty here
+        atomic_write_text(self.out / f"{name}.md", markdown(frame) + "\n")
+        atomic_write_text(self.out / f"{name}.tex", latex(frame))
 
     def figure(self, name, fig, title, source):
         fig.tight_layout()
