@@ -461,6 +461,7 @@ def add_train_command(sub):
         nargs=2,
         help="random resized crop aspect-ratio range, default {:.2f} {:.2f}".format(*TrainConfig.default("ratio")),
     )
+    p.add_argument("--classes", nargs="+", help="train and test on these class folders only (default: all)")
     p.add_argument(
         "--amp", choices=["auto", "bf16", "fp16", "off"], help="mixed precision; auto = bf16 on CUDA, off on CPU"
     )

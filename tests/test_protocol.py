@@ -204,3 +204,46 @@ def test_a_study_holds_out_by_default_and_a_given_length_replaces_the_spec_budge
     assert cifar.train["epochs"] == 3 and "budget_pflop" not in cifar.train and cifar.train["holdout"] == 5000
     with pytest.raises(ConfigError, match="lacks"):
         study.resolve_mac_matched(study.load_study_spec("cifar10-cpu", arms=["vit", "vit-mac-matched"]), 10)
+
+
+# --- a pretrained arm: pretrain on some classes, fine-tune on others -------------------------------------------
+def test_classes_restrict_train_and_test_and_unknown_ones_are_one_line(tmp_path):
+    data = tiny_synthetic(tmp_path / "d", classes=4, train_per_class=6, val_per_class=2)
+    names = sorted(p.name for p in (data / "train").iterdir())
+    samples = train_data.scan_samples(tiny_config(data, "o", classes=names[2:]), quiet)
+    assert samples.classes == names[2:] and len(samples.train) == 12 and len(samples.val) == 4
+    assert {target for _, target in samples.train} == {0, 1}
+    with pytest.raises(DatasetError, match="classes zebra are not in"):
+        train_data.scan_samples(tiny_config(data, "o", classes=[names[0], "zebra"]), quiet)
+    with pytest.raises(ConfigError, match="at least 2 class folder names"):
+        tiny_config(data, "o", classes=[names[0]])
+
+
+def test_a_pretrained_arm_fine_tunes_another_run_with_a_fresh_head_beside_scratch(tmp_path):
+    data = tiny_synthetic(tmp_path / "d", classes=4, train_per_class=8, val_per_class=2)
+    names = sorted(p.name for p in (data / "train").iterdir())
+    pretrain = tmp_path / "pretrain"
+    train.start(tiny_config(data, pretrain, model="vb_vit_tiny_patch16_224", classes=names[:2], holdout=2),
+                progress=False, warn=quiet)
+    spec = {"fractions": [0.5], "seeds": [0], "train": {
+        "epochs": 1, "batch_size": 4, "img_size": 32, "lr": 1e-3, "warmup_epochs": 0, "workers": 0, "threads": 1,
+        "mixup": 0.0, "cutmix": 0.0, "auto_augment": "", "holdout": 2, "classes": names[2:], "data_mode": "files"},
+        "arms": [{"name": "vit", "label": "ViT from scratch", "model": "vb_vit_tiny_patch16_224", "depths": [1],
+                  "overrides": {"embed_dim": 32, "num_heads": 2, "mlp_ratio": 2.0, "patch_size": 4}},
+                 {"name": "vit-pretrained", "label": "ViT pretrained on two other classes", "depths": [1],
+                  "model": "vb_vit_tiny_patch16_224", "init": str(pretrain / "last.pth"),
+                  "overrides": {"embed_dim": 32, "num_heads": 2, "mlp_ratio": 2.0, "patch_size": 4},
+                  "train": {"lr": 3e-4, "epochs": 2}}]}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    loaded = study.load_study_spec(config=tmp_path / "spec.json")
+    out = tmp_path / "study"
+    study.run_study(loaded, data, out, warn=quiet)
+    tuned = json.loads((out / "runs" / "vit-pretrained-d1-f0.5-s0" / "summary.json").read_text())
+    scratch = json.loads((out / "runs" / "vit-d1-f0.5-s0" / "summary.json").read_text())
+    assert tuned["init"]["trained_on"] == names[:2] and tuned["init"]["new_head"] and scratch["init"] is None
+    assert tuned["epochs"] == 2 and scratch["epochs"] == 1 and tuned["lr"] == 3e-4  # the arm's own recipe
+    assert tuned["classes"] == scratch["classes"] == 2
+    recorded, _ = study.recorded_spec(out)
+    assert [(v.init, v.train) for v in recorded.variants] == [(v.init, v.train) for v in loaded.variants]
+    results = study.collect(recorded, out)
+    assert results.set_index("arm")["init"].to_dict() == {"vit": "", "vit-pretrained": str(pretrain / "last.pth")}

@@ -216,3 +216,31 @@ def test_threshold_crossing_refuses_bad_histories():
         threshold_crossing(pd.DataFrame({"val_top1": [10.0, math.nan], "elapsed_s": [1.0, 2.0]}), 5.0, "elapsed_s")
     with pytest.raises(ValueError, match="decreases"):
         threshold_crossing(pd.DataFrame({"val_top1": [10.0, 20.0], "elapsed_s": [2.0, 1.0]}), 15.0, "elapsed_s")
+
+
+def test_images_to_reach_interpolates_on_log_images():
+    from bench.report.stats import images_to_reach
+
+    images, top1 = [1000, 2000, 4000, 8000], [40.0, 50.0, 60.0, 70.0]  # +10 points per doubling
+    assert images_to_reach(images, top1, 55.0) == pytest.approx(2000 * 2**0.5)  # halfway in log(images)
+    assert images_to_reach(images, top1, 70.0) == pytest.approx(8000)
+    assert math.isnan(images_to_reach(images, top1, 75.0))  # beyond the largest size
+    assert math.isnan(images_to_reach(images, top1, 35.0))  # below the smallest
+
+
+def test_data_multiplier_against_a_known_curve():
+    from bench.report.stats import data_multiplier
+
+    rows = []
+    for seed, (shift, gain) in enumerate(((0.0, 10.0), (1.0, 10.0), (-1.0, 10.0))):
+        for n in (1000, 2000, 4000, 8000):
+            vit = 10 * math.log2(n) - 60 + shift  # the ViT gains 10 points per doubling of the data
+            rows.append({"arm": "vit", "label": "ViT", "fraction": n / 8000, "seed": seed, "train_images": n,
+                         "test_top1": vit})
+            rows.append({"arm": "t2t-performer", "label": "T2T", "fraction": n / 8000, "seed": seed,
+                         "train_images": n, "test_top1": vit + gain})  # = the ViT at twice the data
+    table = data_multiplier(pd.DataFrame(rows), "t2t-performer", "vit")
+    assert table["train_images"].tolist() == [1000, 2000, 4000, 8000]
+    reached = table[table["train_images"] < 8000]
+    assert reached["multiplier"].tolist() == pytest.approx([2.0, 2.0, 2.0]) and (reached["seeds"] == 3).all()
+    assert table.iloc[-1]["beyond"] == 3 and table.iloc[-1]["seeds"] == 0  # at 8000 the ViT never gets there

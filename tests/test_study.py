@@ -1,6 +1,7 @@
 """The data-efficiency study: spec loading, a tiny end-to-end study, resume, aggregation."""
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -251,3 +252,26 @@ def test_report_turns_the_study_and_its_runs_into_tables_and_plots(finished_stud
     for name in ("top1_vs_fraction_out", "top1_vs_macs_out", "training_curves", "training_curves_out"):
         assert (report / f"{name}.png").is_file() and (report / f"{name}.svg").is_file() and f"({name}.png)" in text
     assert "From-scratch study (out)" in text and str(out) in text
+
+
+def test_the_data_multiplier_is_stated_by_its_interval_and_drawn():
+    from bench.report.study import multiplier_lines, multipliers, top1_vs_images
+
+    rows = []
+    for seed, noise in enumerate((0.0, 0.5, -0.5)):
+        for n in (1000, 2000, 4000, 8000):
+            vit = 10 * np.log2(n) - 60 + noise
+            rows += [{"arm": "vit", "label": "ViT", "fraction": n / 8000, "seed": seed, "train_images": n,
+                      "test_top1": vit},
+                     {"arm": "t2t-performer", "label": "T2T", "fraction": n / 8000, "seed": seed, "train_images": n,
+                      "test_top1": vit + 10 * np.log2(1.5) + (0.3 if seed == 1 else 0.0)}]
+    results = pd.DataFrame(rows)
+    table = multipliers(results)
+    lines = multiplier_lines(results, table)
+    assert len(lines) == 1 and "no interval" in lines[0] and "beyond the largest size" in lines[0]  # at 8000
+    at_4000 = table[table["train_images"] == 4000].iloc[0]
+    assert at_4000["multiplier"] == pytest.approx(1.5, rel=0.05) and at_4000["ci_low"] > 1
+    assert multiplier_lines(results, table[table["train_images"] < 8000])[0].startswith(
+        "- ViT needs 1.5")
+    assert len(top1_vs_images(results, table).axes[0].texts) == 0  # no arrow where no seed reached it
+    assert len(top1_vs_images(results, table[table["train_images"] < 8000]).axes[0].texts) == 1

@@ -9,7 +9,7 @@ reports by path and either skips (counted in the run summary) or turns into an e
 import hashlib
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -264,6 +264,17 @@ def select_per_class(samples, classes, per_class=None, fraction=None, seed=0):
             )
         keep.extend(rng.permutation(positions)[:want].tolist())
     return [samples[position] for position in sorted(keep)]
+
+
+def keep_classes(split, names):
+    """`split` restricted to the class folders `names` (in sorted order, renumbered from 0); unknown names raise."""
+    unknown = sorted(set(names) - set(split.classes))
+    if unknown:
+        raise DatasetError(f"classes {short_list(unknown)} are not in {split.root}, which has "
+                           f"{short_list(split.classes)}; name class folders that exist")
+    kept = sorted(set(names))
+    renumber = {split.classes.index(name): index for index, name in enumerate(kept)}
+    return replace(split, classes=kept, samples=[(path, renumber[t]) for path, t in split.samples if t in renumber])
 
 
 def carve_holdout(samples, classes, holdout, seed, root):

@@ -219,6 +219,8 @@ class Variant:
     depth: int
     overrides: dict = field(hash=False)
     match_macs: str = None  # an arm whose MACs (at this depth) this ViT's width is chosen to match
+    init: str = None  # a checkpoint this arm fine-tunes (a pretrained arm); None: from scratch
+    train: dict = field(default_factory=dict, hash=False)  # this arm's own training settings (a fine-tune recipe)
 
 
 @dataclass
@@ -244,16 +246,26 @@ def expand_arm(arm):
         raise ConfigError(
             f"study arm {arm['name']!r} needs exactly one of depths (transformers) or variants (any model)"
         )
-    base = arm.get("overrides", {})
+    base, own = arm.get("overrides", {}), {"init": arm.get("init"), "train": dict(arm.get("train", {}))}
+    check_train_settings(own["train"], f"study arm {arm['name']!r}'s train settings")
     if "depths" in arm:
-        return [Variant(arm["name"], arm["label"], arm["model"], d, {**base, "depth": d}, arm.get("match_macs"))
+        return [Variant(arm["name"], arm["label"], arm["model"], d, {**base, "depth": d}, arm.get("match_macs"), **own)
                 for d in arm["depths"]]
     if "match_macs" in arm:
         raise ConfigError(f"study arm {arm['name']!r}: match_macs widens one of our ViTs; give it depths, not variants")
     return [
-        Variant(arm["name"], arm["label"], v.get("model", arm["model"]), v["depth"], {**base, **v.get("overrides", {})})
+        Variant(arm["name"], arm["label"], v.get("model", arm["model"]), v["depth"], {**base, **v.get("overrides", {})},
+                **own)
         for v in arm["variants"]
     ]
+
+
+def check_train_settings(settings, what):
+    """Training settings of a spec or an arm: TrainConfig fields, none that the study sets per run."""
+    per_run = {"model", "data", "out", "seed", "train_fraction", "init"}
+    if set(settings) - train.config_fields() or per_run & set(settings):
+        raise ConfigError(f"{what} {sorted(settings)} include unknown or per-run keys; use TrainConfig fields other "
+                          f"than {', '.join(sorted(per_run))} (an arm's checkpoint is its `init`)")
 
 
 def load_study_spec(preset="cpu-tiny", config=None, **changes):
@@ -290,12 +302,7 @@ def load_study_spec(preset="cpu-tiny", config=None, **changes):
             raw["train"] = {k: v for k, v in raw["train"].items() if k not in LENGTHS or k == length}
     if not all(0 < f <= 1 for f in raw["fractions"]):
         raise ConfigError(f"study fractions {raw['fractions']} must lie in (0, 1]")
-    unknown = sorted(set(raw["train"]) - train.config_fields())
-    if unknown or {"model", "data", "out", "seed", "train_fraction"} & set(raw["train"]):
-        raise ConfigError(
-            f"study train settings {sorted(raw['train'])} include unknown or per-run keys; "
-            f"use TrainConfig fields other than model, data, out, seed, train_fraction"
-        )
+    check_train_settings(raw["train"], "study train settings")
     variants = [v for arm in raw["arms"] for v in expand_arm(arm)]
     return Spec(variants, list(raw["fractions"]), list(raw["seeds"]), raw["train"])
 
@@ -372,7 +379,8 @@ def spec_record(spec, data):
     """What makes two studies the same study: data, fractions, seeds, training settings, architectures."""
     variants = [
         {"arm": v.arm, "label": v.label, "model": v.model, "depth": v.depth, "overrides": v.overrides,
-         **({"match_macs": v.match_macs} if v.match_macs else {})}
+         **({"match_macs": v.match_macs} if v.match_macs else {}), **({"init": v.init} if v.init else {}),
+         **({"train": v.train} if v.train else {})}
         for v in spec.variants
     ]
     return {
@@ -390,8 +398,8 @@ def recorded_spec(out):
     path = Path(out) / STUDY_FILE
     try:
         record = json.loads(path.read_text())["spec"]
-        variants = [Variant(v["arm"], v["label"], v["model"], v["depth"], dict(v["overrides"]), v.get("match_macs"))
-                    for v in record["variants"]]
+        variants = [Variant(v["arm"], v["label"], v["model"], v["depth"], dict(v["overrides"]), v.get("match_macs"),
+                            v.get("init"), dict(v.get("train", {}))) for v in record["variants"]]
         return Spec(variants, list(record["fractions"]), list(record["seeds"]), dict(record["train"])), record["data"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ResultsError(f"{path} is unreadable ({type(error).__name__}: {error}); it cannot be repaired by hand "
@@ -500,8 +508,11 @@ def decode_once(spec, data):
 
 def run_config(spec, data, out, variant, fraction, seed):
     folder = Path(out) / "runs" / run_name(variant, fraction, seed)
+    # an arm's own recipe (e.g. fine-tuning's) over the study's; its own length replaces the study's
+    own_length = any(key in variant.train for key in LENGTHS)
+    settings = {**{k: v for k, v in spec.train.items() if not (own_length and k in LENGTHS)}, **variant.train}
     return train.TrainConfig(model=variant.model, data=str(data), out=str(folder), model_args=variant.overrides,
-                             seed=seed, train_fraction=fraction, **spec.train)
+                             seed=seed, train_fraction=fraction, init=variant.init, **settings)
 
 
 def train_run(config, warn=log):
@@ -569,6 +580,7 @@ def collect(spec, out):
                 "classes": summary["classes"],
                 "train_images": summary["train_images"],
                 "selection": summary.get("selection", "test"),  # studies before the holdout chose on test
+                "init": variant.init or "",  # the checkpoint a pretrained arm fine-tuned; empty: from scratch
                 "val_images": summary["val_images"],
                 "epochs": summary.get("epochs_trained", summary["epochs"]),
                 "updates": summary.get("updates"),

@@ -86,6 +86,7 @@ class TrainConfig:
     workers: int = 2
     holdout: float = None  # validation carved from train/: a fraction in (0, 1) or an image count; None: none
     holdout_seed: int = 0  # the same holdout for every seed of a study
+    classes: list = None  # train and test on these class folders only, e.g. five of CIFAR-10's; None: all
     train_fraction: float = None  # keep this fraction of each class's train images (after the holdout)
     train_per_class: int = None  # or keep K train images per class
     subset_seed: int = None  # seed of that cut; None: the run's seed
@@ -112,6 +113,9 @@ class TrainConfig:
                 raise ConfigError(f"{name}={value} must be a positive number (or left unset)")
         if self.budget_pflop is not None and self.budget_minutes is not None:
             raise ConfigError("budget_pflop and budget_minutes both set; give one budget (or --epochs alone)")
+        if self.classes is not None and (isinstance(self.classes, str) or len(set(self.classes)) < 2
+                                         or not all(isinstance(name, str) and name for name in self.classes)):
+            raise ConfigError(f"classes={self.classes!r} must list at least 2 class folder names, e.g. cat dog")
         if not (math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0):
             raise ConfigError(f"warmup_epochs={self.warmup_epochs} must be a number >= 0")
 
@@ -258,7 +262,7 @@ class Trainer:
         self.out = Path(config.out)
         quiet_unless_main = warn if context.is_main else print_nothing
         samples = scan_samples(config, quiet_unless_main)
-        self.ignored_files, self.holdout = samples.ignored, samples.holdout_record
+        self.ignored_files, self.holdout, self.init_report = samples.ignored, samples.holdout_record, None
         if self.holdout is None and resume_from is None:
             quiet_unless_main("notice: no --holdout, so the per-epoch scores, best.pth and the plateau check use the "
                               "test split (val/); pass --holdout 0.1 to choose on held-out training images")
@@ -269,8 +273,8 @@ class Trainer:
         self.bad_files = BadFileLog(config.strict, warn)
         self.data = train_data(config, samples, self.model, context, self.bad_files)
         overrides = dict(config.model_args)
-        if config.init and factory.load_weights(self.model, config.init).get("layout") == "reference-t2t":
-            overrides["qk_scale"] = self.model.embed_dim**-0.5  # the scale the reference weights need, kept for eval
+        if config.init:
+            overrides.update(self.start_from(config.init, samples.classes))
         forward_macs = any_model_macs(self.model, config.img_size)
         self.model.to(context.device)
         self.build = {
@@ -291,6 +295,18 @@ class Trainer:
                                  quiet_unless_main)
         self.opt = Optimisation(config, self.model, context, self.plan, len(samples.classes), quiet_unless_main)
         self.epoch, self.history, self.best, self.final_eval = 0, [], None, None
+
+    def start_from(self, path, classes):
+        """Load the weights of `path` to fine-tune them; returns the model overrides evaluation needs. A head
+        trained on other classes (a vitbench run's record says which) starts fresh, even at the same count."""
+        report = factory.load_weights(self.model, path)
+        trained_on = (read_checkpoint(path).get("build") or {}).get("classes")
+        if trained_on is not None and trained_on != list(classes):
+            self.model.reset_classifier(len(classes))
+            report["new_head"] = True
+        self.init_report = {"checkpoint": str(path), **report, "trained_on": trained_on}
+        # the reference release was trained with the attention scale embed_dim ** -0.5; evaluation keeps it
+        return {"qk_scale": self.model.embed_dim**-0.5} if report.get("layout") == "reference-t2t" else {}
 
     def seconds_per_update(self, steps=6):
         """Median time of a training step (data, forward, backward, AdamW) on a copy of the model, measured once
@@ -521,6 +537,7 @@ class Trainer:
             "train_images": self.data.train_images,
             "selection": "holdout" if self.holdout else "test",  # the split best.pth and the per-epoch scores use
             "holdout": self.holdout,
+            "init": self.init_report,  # the checkpoint fine-tuned from, how it was loaded; None: from scratch
             "val_images": self.data.val_images,
             "params": count_params(self.model),
             "params_trainable": count_params(self.model, trainable_only=True),

@@ -19,6 +19,7 @@ from bench.accuracy.data import (
     build_loader,
     carve_holdout,
     eval_transform,
+    keep_classes,
     model_data_config,
     scan_dataset,
     select_per_class,
@@ -44,6 +45,8 @@ class Samples:
 def scan_samples(config, warn):
     """The run's classes and samples, checked for layout problems; non-image files are fatal with `strict`."""
     scanned = scan_dataset(config.data)
+    if config.classes:
+        scanned = {name: keep_classes(split, config.classes) for name, split in scanned.items()}
     train, val = scanned["train"], scanned["val"]
     if len(train.classes) < 2:
         raise DatasetError(f"{config.data} has {len(train.classes)} class folder ({train.classes[0]}); classification "

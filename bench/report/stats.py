@@ -150,3 +150,47 @@ def threshold_crossing(history, threshold, x):
     if i == 0:
         return float(xs[0])
     return float(xs[i - 1] + (threshold - top1[i - 1]) * (xs[i] - xs[i - 1]) / (top1[i] - top1[i - 1]))
+
+
+def images_to_reach(images, top1, target):
+    """Training images at which a curve of top-1 against `images` first reaches `target`, interpolated linearly in
+    log(images) between the two sizes it crosses between; NaN below the smallest size or beyond the largest."""
+    x, y = np.log(np.asarray(images, dtype=float)), np.asarray(top1, dtype=float)
+    order = np.argsort(x)
+    x, y = x[order], y[order]
+    if target <= y[0]:
+        return math.nan  # reached at the smallest size already: how much less would do is not measured
+    for i in range(len(x) - 1):
+        if y[i] < target <= y[i + 1]:
+            return float(np.exp(x[i] + (target - y[i]) * (x[i + 1] - x[i]) / (y[i + 1] - y[i])))
+    return math.nan  # never reached: more than the largest size would be needed
+
+
+def data_multiplier(results, arm, baseline="vit", value="test_top1"):
+    """Per training-set size N of `arm`: how many training images `baseline` needs to match `arm`'s top-1 at N,
+    divided by N. Paired by seed (each seed's baseline curve against the same seed's arm), then mean and 95%
+    t-interval over the seeds where the baseline's curve reaches it; `beyond` counts seeds where it never does
+    within the sizes measured (the multiplier is then larger than the largest size / N), `below` seeds where the
+    baseline's smallest size already matches it."""
+    _refuse_bad_runs(results, value, RUN)
+    rows = []
+    ours = results[results["arm"] == arm]
+    theirs = results[results["arm"] == baseline]
+    for n_images, at_size in ours.groupby("train_images", sort=True):
+        ratios, beyond, below = [], 0, 0
+        for seed, target in zip(at_size["seed"], at_size[value]):
+            curve = theirs[theirs["seed"] == seed]
+            if len(curve) < 2:
+                continue
+            needed = images_to_reach(curve["train_images"], curve[value], target)
+            if math.isnan(needed):
+                beyond += target > curve[value].max()
+                below += target <= curve.sort_values("train_images")[value].iloc[0]
+            else:
+                ratios.append(needed / n_images)
+        ci = t_interval(ratios) if ratios else {"n": 0, "mean": math.nan, "low": math.nan, "high": math.nan}
+        rows.append({"arm": arm, "baseline": baseline, "train_images": int(n_images), "seeds": ci["n"],
+                     "multiplier": ci["mean"], "ci_low": ci["low"], "ci_high": ci["high"], "beyond": int(beyond),
+                     "below": int(below)})
+    return pd.DataFrame(rows, columns=["arm", "baseline", "train_images", "seeds", "multiplier", "ci_low", "ci_high",
+                                       "beyond", "below"])

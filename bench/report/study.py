@@ -14,7 +14,14 @@ import pandas as pd
 
 from bench.accuracy.study import RESULTS, STUDY_FILE, TABLE, collect, read_summary, run_folder_name
 from bench.outputs import read_back
-from bench.report.stats import arm_summary, binomial_se, difference_sentence, paired_differences, threshold_crossing
+from bench.report.stats import (
+    arm_summary,
+    binomial_se,
+    data_multiplier,
+    difference_sentence,
+    paired_differences,
+    threshold_crossing,
+)
 from bench.report.style import FAMILY_COLORS, chance_line, family_order, new_figure, save_figure
 from models.atomic import atomic_write_text
 
@@ -245,6 +252,61 @@ def val_curves(history, table, column, xlabel, scale=1.0):
     return fig
 
 
+def multipliers(results):
+    """The data multiplier of every T2T arm against the ViT, when the study measured several training-set sizes."""
+    results = upgraded(results)
+    if results["train_images"].nunique() < 2 or not (results["arm"] == BASELINE).any():
+        return None
+    arms = [arm for arm in results["arm"].unique() if arm.startswith("t2t")]
+    return pd.concat([data_multiplier(results, arm, BASELINE) for arm in arms], ignore_index=True) if arms else None
+
+
+def multiplier_lines(results, table):
+    """One sentence per T2T arm at its largest training set, by the interval rule (1 = the same data)."""
+    labels = upgraded(results).drop_duplicates("arm").set_index("arm")["label"]
+    lines = []
+    for arm, rows in table.groupby("arm", sort=False):
+        row = rows.iloc[-1]
+        n, vit = f"{row['train_images']:,}", labels[BASELINE]
+        if row["seeds"] < 2:
+            reason = (f"{row['beyond']} seed(s) beyond the largest size measured" if row["beyond"] else
+                      f"{row['below']} seed(s) matched at the smallest size" if row["below"] else "fewer than 2 seeds")
+            lines.append(f"- {labels[arm]} at {n} images: no interval ({reason}), so no multiplier is claimed.")
+        elif row["ci_low"] > 1 or row["ci_high"] < 1:
+            lines.append(f"- {vit} needs {row['multiplier']:.2f}x the training images to match {labels[arm]} at {n} "
+                         f"images (95% CI {row['ci_low']:.2f} to {row['ci_high']:.2f}, {row['seeds']} seeds).")
+        else:
+            lines.append(f"- No data multiplier is detectable between {vit} and {labels[arm]} at {n} images "
+                         f"({row['multiplier']:.2f}x, 95% CI {row['ci_low']:.2f} to {row['ci_high']:.2f}).")
+    return lines
+
+
+def top1_vs_images(results, table):
+    """Test top-1 against training images (log axis), a line per arm with the seeds' range as a band, and each
+    T2T arm's data multiplier marked at its largest size: an arrow to where the ViT's curve reaches its score."""
+    results = upgraded(results)
+    fig, ax = new_figure()
+    for (arm, label), group in results.groupby(["arm", "label"], sort=False):
+        curve = group.groupby("train_images")["test_top1"].agg(["mean", "min", "max"])
+        color = ARM_COLORS.get(arm)
+        ax.plot(curve.index, curve["mean"], marker="o", color=color, label=label)
+        ax.fill_between(curve.index, curve["min"], curve["max"], color=color, alpha=0.2, linewidth=0)
+    for arm, rows in table.groupby("arm", sort=False):
+        row = rows.iloc[-1]
+        if row["seeds"] >= 1 and not np.isnan(row["multiplier"]):
+            n = row["train_images"]
+            y = results[(results["arm"] == arm) & (results["train_images"] == n)]["test_top1"].mean()
+            ax.annotate(f"{row['multiplier']:.2f}x", xy=(n * row["multiplier"], y), xytext=(n, y),
+                        arrowprops={"arrowstyle": "->", "color": ARM_COLORS.get(arm)}, fontsize=8,
+                        color=ARM_COLORS.get(arm))
+    ax.set(xscale="log", xlabel="training images", ylabel="test top-1 (%)",
+           title="test top-1 vs training images (band: seeds' range); arrow: the ViT's data multiplier")
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig
+
+
 def study_figures(table, history=None):
     """{name: figure}: test top-1 vs fraction (when the study has several), vs MACs and vs train images/s; with
     the runs' per-epoch history, validation top-1 vs wall-clock time and vs training PFLOP."""
@@ -305,10 +367,13 @@ def write_study_report(spec, out):
     atomic_write_text(out / f"{TABLE}.csv", table.to_csv(index=False))
     atomic_write_text(out / f"{TABLE}.md", markdown_table(table) + "\n")
     history = histories(results, out)
-    figures = []
-    for name, fig in study_figures(table, history).items():
+    multiplier_table = multipliers(results)
+    figures = {**study_figures(table, history),
+               **({"top1_vs_images": top1_vs_images(results, multiplier_table)} if multiplier_table is not None
+                  else {})}
+    for name, fig in figures.items():
         save_figure(fig, out / name)
-        figures.append(f"{name}.png")
+    figures = [f"{name}.png" for name in figures]
     study = read_back(out / STUDY_FILE, "the study's record is lost: run it again into a new --out")
     prov = study["provenance"]
     lines = [
@@ -339,6 +404,9 @@ def write_study_report(spec, out):
         "",
         markdown_table(table),
         "",
+        *(["## Data multiplier (images the ViT needs to match each T2T arm, interpolated on log(images), paired "
+           "by seed)", "", *multiplier_lines(results, multiplier_table), "",
+           multiplier_table.to_markdown(index=False, floatfmt=".3g"), ""] if multiplier_table is not None else []),
         *(["## Time to accuracy (validation top-1; mean over the seeds that reached it)", "",
            time_to_accuracy(history).to_markdown(index=False, disable_numparse=True), ""] if history is not None
           else []),
