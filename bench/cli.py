@@ -422,6 +422,7 @@ TRAIN_FLAGS = [  # (flag, type or action, help); help may use {default}, read fr
     ("--ema-decay", float, "keep an EMA of the weights with this decay (e.g. 0.99996)"),
     ("--seed", int, "default {default}"),
     ("--workers", int, "data loader processes per rank, default {default}"),
+    ("--labels", str, "train on this column of the data folder's noisy_*.csv, e.g. noisy_labels_5 (Imagenette)"),
     ("--train-fraction", float, "train on this fraction of each class, in (0, 1]"),
     ("--train-per-class", int, "train on K images per class"),
     ("--subset-seed", int, "seed of the train cut (default: --seed)"),

@@ -22,6 +22,7 @@ from bench.accuracy.data import (
 from bench.accuracy.subset import NAMED_SUBSETS, build_subset, sha256
 from bench.accuracy.synthetic import MOTIFS, make_synthetic
 from bench.accuracy.train import TrainConfig
+from bench.accuracy.train_data import scan_samples
 from models.errors import DatasetError
 from tests.harness_helpers import SAMPLES, cli_error, make_imagenet_root, sample_synsets, tiny_synthetic, write_image
 
@@ -270,3 +271,67 @@ def test_synthetic_dataset_is_deterministic(tmp_path):
     assert Image.open(next((first / "train" / "block").iterdir())).size == (32, 32)
     with pytest.raises(DatasetError, match="classes=11 is out of range"):
         make_synthetic(tmp_path / "c", classes=11)
+
+
+# --- ImageNet subsets as they unpack -------------------------------------------------------------------------
+WNIDS = ["n01443537", "n01629819", "n01641577"]
+
+
+def tiny_imagenet(root, per_class=4, val_per_class=2):
+    """A replica of Tiny-ImageNet's layout: train/<wnid>/images/*.JPEG with <wnid>_boxes.txt, val/images/ with
+    val_annotations.txt, an unlabelled test/images/, wnids.txt."""
+    (root / "wnids.txt").parent.mkdir(parents=True)
+    (root / "wnids.txt").write_text("\n".join(WNIDS) + "\n")
+    lines = []
+    for c, wnid in enumerate(WNIDS):
+        for i in range(per_class):
+            write_image(root / "train" / wnid / "images" / f"{wnid}_{i}.JPEG", seed=10 * c + i, size=(64, 64))
+        (root / "train" / wnid / f"{wnid}_boxes.txt").write_text(f"{wnid}_0.JPEG\t0\t0\t63\t63\n")
+        for i in range(val_per_class):
+            name = f"val_{c * val_per_class + i}.JPEG"
+            write_image(root / "val" / "images" / name, seed=100 + 10 * c + i, size=(64, 64))
+            lines.append(f"{name}\t{wnid}\t0\t0\t63\t63")
+    (root / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+    write_image(root / "test" / "images" / "test_0.JPEG", size=(64, 64))
+    return root
+
+
+def imagenette(root, per_class=3):
+    """A replica of Imagenette's layout with its noisy_imagenette.csv (path, noisy_labels_N..., is_valid)."""
+    rows = ["path,noisy_labels_0,noisy_labels_1,noisy_labels_5,noisy_labels_25,noisy_labels_50,is_valid"]
+    for split in ("train", "val"):
+        for c, wnid in enumerate(WNIDS):
+            for i in range(per_class):
+                relative = f"{split}/{wnid}/{wnid}_{i}.JPEG"
+                write_image(root / relative, seed=10 * c + i, size=(40, 40))
+                flipped = WNIDS[(c + 1) % len(WNIDS)] if i == 0 else wnid  # one image per class relabelled at 50%
+                rows.append(f"{relative},{wnid},{wnid},{wnid},{wnid},{flipped},{split == 'val'}")
+    (root / "noisy_imagenette.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_tiny_imagenet_is_read_as_it_unpacks(tmp_path):
+    root = tiny_imagenet(tmp_path / "tiny-imagenet-200")
+    config = TrainConfig(model="resnet18", data=str(root), out=str(tmp_path / "o"), strict=True)
+    samples = scan_samples(config, print)  # strict: the boxes files are known, not stray
+    assert samples.classes == WNIDS and len(samples.train) == 12 and not samples.ignored
+    labels = {Path(path).name: samples.classes[t] for path, t in samples.val}
+    assert labels == {f"val_{c * 2 + i}.JPEG": WNIDS[c] for c in range(3) for i in range(2)}
+    assert samples.splits["val"].layout == "images/ + val_annotations.txt"
+    (root / "val" / "val_annotations.txt").write_text("val_0.JPEG\n")
+    with pytest.raises(DatasetError, match="line 1 is not 'file<TAB>class"):
+        scan_samples(config, print)
+
+
+def test_imagenette_noisy_labels_relabel_the_training_images_only(tmp_path):
+    root = imagenette(tmp_path / "imagenette2-160")
+    clean = scan_samples(TrainConfig(model="resnet18", data=str(root), out="o"), print)
+    noisy = scan_samples(TrainConfig(model="resnet18", data=str(root), out="o", labels="noisy_labels_50"), print)
+    changed = [(Path(p).name, a, b) for (p, a), (_, b) in zip(clean.train, noisy.train) if a != b]
+    assert len(changed) == 3 and all(name.endswith("_0.JPEG") and b == (a + 1) % 3 for name, a, b in changed)
+    assert noisy.val == clean.val and "noisy_imagenette.csv:noisy_labels_50" in noisy.splits["train"].layout
+    with pytest.raises(DatasetError, match="no column 'noisy_labels_7'; choose one of noisy_labels_0"):
+        scan_samples(TrainConfig(model="resnet18", data=str(root), out="o", labels="noisy_labels_7"), print)
+    write_image(root / "train" / WNIDS[0] / "extra.JPEG", size=(40, 40))
+    with pytest.raises(DatasetError, match="1 training images have no row in"):
+        scan_samples(TrainConfig(model="resnet18", data=str(root), out="o", labels="noisy_labels_5"), print)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset, default_collate
@@ -31,6 +32,7 @@ class Split:
     classes: list
     samples: list  # [(path str, class index)]
     ignored: list  # files without an image extension, reported and never loaded
+    layout: str = "class folders"  # how the labels were read: class folders, or an annotation file
 
     def counts(self):
         counts = np.bincount([target for _, target in self.samples], minlength=len(self.classes))
@@ -100,10 +102,13 @@ def class_files(folder, class_dirs):
 
 
 def scan_split(root, split):
-    """Scan `root/split/<class>/**` into a `Split`; layout problems raise `DatasetError`."""
+    """Scan `root/split/<class>/**` (or Tiny-ImageNet's annotated val/) into a `Split`; layout problems raise
+    `DatasetError`."""
     split_dir = Path(root) / split
     if not split_dir.is_dir():
         raise DatasetError(f"{split_dir} not found; a dataset folder needs {split}/<class>/<image> (ImageNet layout)")
+    if (split_dir / TINY_IMAGENET_ANNOTATIONS).is_file():
+        return scan_annotated_split(split_dir)
     entries = sorted((e for e in os.scandir(split_dir) if visible(e.name)), key=lambda e: e.name)
     classes = [e.name for e in entries if e.is_dir()]
     if not classes:
@@ -126,7 +131,7 @@ def scan_split(root, split):
             if is_image_file(path):
                 samples.append((path, index))
                 count += 1
-            else:
+            elif os.path.basename(path) != f"{name}_boxes.txt":  # Tiny-ImageNet's boxes: known, not stray
                 ignored.append(path)
         if count == 0:
             raise DatasetError(
@@ -134,6 +139,67 @@ def scan_split(root, split):
                 "add images or remove the folder"
             )
     return Split(split_dir, classes, samples, ignored)
+
+
+TINY_IMAGENET_ANNOTATIONS = "val_annotations.txt"  # Tiny-ImageNet's val/: images/ plus "file<TAB>wnid<TAB>box"
+
+
+def scan_annotated_split(split_dir):
+    """Tiny-ImageNet's val/ as it unpacks: every image in images/, its class in val_annotations.txt."""
+    annotations = split_dir / TINY_IMAGENET_ANNOTATIONS
+    labels = {}
+    for number, line in enumerate(annotations.read_text().splitlines(), 1):
+        fields = line.split("\t")
+        if len(fields) < 2 or not fields[0] or not fields[1]:
+            raise DatasetError(f"{annotations} line {number} is not 'file<TAB>class...'; restore the file from the "
+                               "dataset's archive")
+        labels[fields[0]] = fields[1]
+    files = sorted(e.name for e in os.scandir(split_dir / "images") if visible(e.name) and is_image_file(e.name))
+    unlabelled = [name for name in files if name not in labels]
+    if unlabelled or not files:
+        raise DatasetError(f"{split_dir / 'images'} holds {len(unlabelled)} images without a line in {annotations} "
+                           f"(e.g. {unlabelled[0] if unlabelled else 'no image at all'}); restore the dataset")
+    classes = sorted(set(labels[name] for name in files))
+    index = {name: i for i, name in enumerate(classes)}
+    samples = [(str(split_dir / "images" / name), index[labels[name]]) for name in files]
+    return Split(split_dir, classes, samples, [], layout=f"images/ + {TINY_IMAGENET_ANNOTATIONS}")
+
+
+def labels_file(root):
+    """The one labels CSV in a data folder (`noisy_imagenette.csv`, `noisy_imagewoof.csv`)."""
+    found = sorted(Path(root).glob("noisy_*.csv"))
+    if len(found) != 1:
+        raise DatasetError(f"{root} holds {len(found)} labels files (noisy_*.csv); --labels needs exactly one, as "
+                           "Imagenette and Imagewoof ship")
+    return found[0]
+
+
+def relabel(split, labels_csv, column):
+    """`split` (a train split) with each image's class read from `column` of a labels CSV such as Imagenette's
+    noisy_imagenette.csv (path relative to the data folder, one column per noise level)."""
+    try:
+        table = pd.read_csv(labels_csv)
+    except (OSError, ValueError) as error:
+        raise DatasetError(f"cannot read the labels file {labels_csv} ({error}); it belongs in the data folder, "
+                           "as in Imagenette's archive") from None
+    if column not in table or "path" not in table:
+        choices = [c for c in table.columns if c not in ("path", "is_valid")]
+        raise DatasetError(f"{labels_csv} has no column {column!r}; choose one of {', '.join(choices)}")
+    label_of = dict(zip(table["path"], table[column]))
+    root = split.root.parent
+    relabelled, missing = [], []
+    for path, _ in split.samples:
+        label = label_of.get(Path(os.path.relpath(path, root)).as_posix())
+        if label is None:
+            missing.append(path)
+        elif label not in split.classes:
+            raise DatasetError(f"{labels_csv} labels {path} as {label!r}, which is no class folder of {split.root}")
+        else:
+            relabelled.append((path, split.classes.index(label)))
+    if missing:
+        raise DatasetError(f"{len(missing)} training images have no row in {labels_csv} (e.g. {missing[0]}); use the "
+                           "labels file that came with this copy of the data")
+    return replace(split, samples=relabelled, layout=f"class folders, labels from {Path(labels_csv).name}:{column}")
 
 
 def scan_dataset(root, splits=SPLITS):

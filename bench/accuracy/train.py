@@ -87,6 +87,7 @@ class TrainConfig:
     holdout: float = None  # validation carved from train/: a fraction in (0, 1) or an image count; None: none
     holdout_seed: int = 0  # the same holdout for every seed of a study
     classes: list = None  # train and test on these class folders only, e.g. five of CIFAR-10's; None: all
+    labels: str = None  # train on this column of the folder's noisy_*.csv (Imagenette's noisy_labels_5...)
     train_fraction: float = None  # keep this fraction of each class's train images (after the holdout)
     train_per_class: int = None  # or keep K train images per class
     subset_seed: int = None  # seed of that cut; None: the run's seed
@@ -263,6 +264,7 @@ class Trainer:
         quiet_unless_main = warn if context.is_main else print_nothing
         samples = scan_samples(config, quiet_unless_main)
         self.ignored_files, self.holdout, self.init_report = samples.ignored, samples.holdout_record, None
+        self.splits = samples.splits
         if self.holdout is None and resume_from is None:
             quiet_unless_main("notice: no --holdout, so the per-epoch scores, best.pth and the plateau check use the "
                               "test split (val/); pass --holdout 0.1 to choose on held-out training images")
@@ -537,6 +539,7 @@ class Trainer:
             "train_images": self.data.train_images,
             "selection": "holdout" if self.holdout else "test",  # the split best.pth and the per-epoch scores use
             "holdout": self.holdout,
+            "layout": {name: split.layout for name, split in self.splits.items()},  # how labels were read
             "init": self.init_report,  # the checkpoint fine-tuned from, how it was loaded; None: from scratch
             "val_images": self.data.val_images,
             "params": count_params(self.model),

@@ -20,7 +20,9 @@ from bench.accuracy.data import (
     carve_holdout,
     eval_transform,
     keep_classes,
+    labels_file,
     model_data_config,
+    relabel,
     scan_dataset,
     select_per_class,
     train_transform,
@@ -45,6 +47,8 @@ class Samples:
 def scan_samples(config, warn):
     """The run's classes and samples, checked for layout problems; non-image files are fatal with `strict`."""
     scanned = scan_dataset(config.data)
+    if config.labels:
+        scanned["train"] = relabel(scanned["train"], labels_file(config.data), config.labels)
     if config.classes:
         scanned = {name: keep_classes(split, config.classes) for name, split in scanned.items()}
     train, val = scanned["train"], scanned["val"]
