@@ -12,6 +12,7 @@ import pickle
 import re
 from pathlib import Path
 
+import safetensors.torch
 import torch
 from torch import nn
 
@@ -25,6 +26,11 @@ STATE_DICT_KEYS = ("state_dict", "model", "module")  # where training scripts ne
 # Harmless types training scripts save beside the weights, rebuilt without running their code: timm's train.py
 # (and the reference T2T-ViT release, saved by it) keeps its command line as an argparse.Namespace under "args".
 SAFE_GLOBALS = [argparse.Namespace]
+FOREIGN_FORMATS = {  # weight files people have that are no PyTorch checkpoint, by suffix: what they are
+    ".npz": "a NumPy archive (the original JAX/Flax ViT and DeiT releases)",
+    ".h5": "a Keras/HDF5 file", ".onnx": "an ONNX graph", ".msgpack": "a Flax msgpack file",
+    ".gguf": "a GGUF file",
+}
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, **extra) -> Path:
@@ -45,6 +51,15 @@ def read_checkpoint(path):
         raise CheckpointError(f"checkpoint not found: {path}; check the path")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes); the file was not written completely")
+    if path.suffix == ".safetensors":  # Hugging Face / timm's safe format: tensors only, no pickle
+        try:
+            return safetensors.torch.load_file(path, device="cpu")
+        except Exception as e:  # safetensors raises its own SafetensorError for a damaged header
+            raise CheckpointError(f"{path} is not a readable safetensors file ({first_line(e)})") from None
+    if foreign := FOREIGN_FORMATS.get(path.suffix.lower()):
+        raise CheckpointError(f"{path} is {foreign}, not a PyTorch checkpoint; load it in timm "
+                              "(`timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=...))`) and "
+                              "save its state_dict as .pth or .safetensors")
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)

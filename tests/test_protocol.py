@@ -247,3 +247,52 @@ def test_a_pretrained_arm_fine_tunes_another_run_with_a_fresh_head_beside_scratc
     assert [(v.init, v.train) for v in recorded.variants] == [(v.init, v.train) for v in loaded.variants]
     results = study.collect(recorded, out)
     assert results.set_index("arm")["init"].to_dict() == {"vit": "", "vit-pretrained": str(pretrain / "last.pth")}
+
+
+def checkpoint_of_kind(kind, tmp_path, data):
+    """(checkpoint path, model, model overrides) for each kind of pretrained file a pretrained arm starts from."""
+    from timm.models.vision_transformer import VisionTransformer as TimmViT
+
+    from bench.reference_t2t import RefT2TViT
+
+    vit = {"embed_dim": 32, "num_heads": 2, "mlp_ratio": 2.0, "patch_size": 8, "depth": 1}
+    if kind == "vitbench run":
+        out = tmp_path / "pretrain"
+        train.start(tiny_config(data, out, model="vb_vit_tiny_patch16_224", model_args=vit, img_size=16),
+                    progress=False, warn=quiet)
+        return out / "last.pth", "vb_vit_tiny_patch16_224", vit
+    if kind == "reference T2T-ViT":
+        t2t = {"embed_dim": 48, "depth": 1, "num_heads": 4, "mlp_ratio": 2.0}
+        reference = RefT2TViT(tokens_type="performer", img_size=16, num_classes=1000, **t2t)
+        torch.save({"epoch": 309, "state_dict": reference.state_dict()}, tmp_path / "T2T_ViT_7.pth.tar")
+        return tmp_path / "T2T_ViT_7.pth.tar", "t2t_vit_7", t2t
+    timm_vit = TimmViT(img_size=16, patch_size=8, embed_dim=32, depth=1, num_heads=2, mlp_ratio=2.0, num_classes=1000)
+    if kind == "timm state dict":
+        torch.save(timm_vit.state_dict(), tmp_path / "pytorch_model.bin")
+        return tmp_path / "pytorch_model.bin", "vb_vit_tiny_patch16_224", vit
+    import safetensors.torch
+
+    safetensors.torch.save_file(timm_vit.state_dict(), tmp_path / "model.safetensors")
+    return tmp_path / "model.safetensors", "vb_vit_tiny_patch16_224", vit
+
+
+@pytest.mark.parametrize("kind", ["vitbench run", "reference T2T-ViT", "timm state dict", "safetensors"])
+def test_each_kind_of_checkpoint_fine_tunes_at_another_size_with_a_new_head(data, tmp_path, kind):
+    path, model, overrides = checkpoint_of_kind(kind, tmp_path, data)
+    summary = train.start(tiny_config(data, tmp_path / "tuned", model=model, model_args=overrides, init=str(path),
+                                      img_size=32, epochs=1, holdout=3), progress=False, warn=quiet)
+    loaded = summary["init"]
+    assert loaded["checkpoint"] == str(path) and loaded["resized_pos_embed"]  # 16 px pretrained, 32 px here
+    # a 1000-class head is replaced; the vitbench run was trained on these very classes, so its head is kept
+    assert loaded["new_head"] == (kind != "vitbench run") and summary["classes"] == 3 and summary["updates"] > 0
+    assert loaded["layout"] == {"vitbench run": "vitbench", "reference T2T-ViT": "reference-t2t"}.get(kind, "timm-vit")
+
+
+@pytest.mark.parametrize("suffix, found", [(".npz", "a NumPy archive"), (".onnx", "an ONNX graph")])
+def test_weight_files_of_other_frameworks_are_one_line_naming_what_they_are(tmp_path, suffix, found):
+    from models.checkpoint import read_checkpoint
+    from models.errors import CheckpointError
+
+    (tmp_path / f"weights{suffix}").write_bytes(b"PK\x03\x04 not torch")
+    with pytest.raises(CheckpointError, match=f"is {found}.*not a PyTorch checkpoint"):
+        read_checkpoint(tmp_path / f"weights{suffix}")
