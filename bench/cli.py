@@ -228,11 +228,11 @@ def cmd_train(args):
         distributed.teardown()
     if main_process:
         chosen = summary["selection"]  # the split best.pth was chosen on: holdout, or test without one
+        holdout = f"holdout top-1 {summary['top1']:.2f}%; " if chosen == "holdout" else ""
         print(
             f"{args.out}: test top-1 {summary['test_top1']:.2f}%, top-5 {summary['test_top5']:.2f}% (final weights); "
             f"best.pth (chosen on {chosen}, epoch {summary['best']['epoch']}) {summary['test_best']['top1']:.2f}% "
-            f"on test; {chosen} top-1 {summary['top1']:.2f}%; {summary['train_pflop']:.3g} PFLOP, "
-            f"{summary['train_images_per_s']:.0f} train img/s"
+            f"on test; {holdout}{summary['train_pflop']:.3g} PFLOP, {summary['train_images_per_s']:.0f} train img/s"
             + (f", {len(summary['skipped_files'])} unreadable files skipped" if summary["skipped_files"] else "")
         )
 

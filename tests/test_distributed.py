@@ -55,7 +55,7 @@ def test_torchrun_two_processes_shard_data_reduce_metrics_and_write_once(tmp_pat
         "metrics.jsonl",
         "summary.json",
     ]
-    assert done.stdout.count("top-1") == 1  # only rank 0 reports
+    assert done.stdout.count("(final weights)") == 1  # only rank 0 reports
 
     single = run_eval(out / "last.pth", data)  # one process, the same final weights
     assert torch.equal(torch.tensor(single["confusion"]), torch.tensor(summary["confusion"]))
