@@ -73,8 +73,8 @@ def test_pool_workers_die_with_their_parent_whatever_the_signal(signum):
         time.sleep(2)  # the workers have run their initializer and are inside their task
         workers = children(parent.pid)
         os.kill(parent.pid, signum)
-        parent.wait(timeout=30)
-        assert wait_until(lambda: not any(running(pid) for pid in workers), 15), \
+        parent.wait(timeout=120)  # generous: a loaded machine may schedule the parent late
+        assert wait_until(lambda: not any(running(pid) for pid in workers), 60), \
             f"{[pid for pid in workers if running(pid)]} outlived their parent after signal {signum}"
     finally:
         parent.kill()
@@ -98,8 +98,8 @@ def test_a_study_with_jobs_stops_every_run_at_once_and_leaves_no_lock_or_partial
         assert wait_until(started, 120), parent.stderr.read() if parent.poll() is not None else "no run started"
         workers = children(parent.pid)
         os.kill(parent.pid, signum)
-        assert parent.wait(timeout=30) == code
-        assert wait_until(lambda: not any(running(pid) for pid in workers), 15)
+        assert parent.wait(timeout=120) == code  # within seconds on a quiet machine; generous for a loaded one
+        assert wait_until(lambda: not any(running(pid) for pid in workers), 60)
         assert len(list(out.glob("runs/*/summary.json"))) == 0  # the queued third run never started either
         assert not list(out.rglob("*.tmp")) and not list(out.rglob(".vitbench.lock"))
     finally:
