@@ -296,3 +296,33 @@ def test_weight_files_of_other_frameworks_are_one_line_naming_what_they_are(tmp_
     (tmp_path / f"weights{suffix}").write_bytes(b"PK\x03\x04 not torch")
     with pytest.raises(CheckpointError, match=f"is {found}.*not a PyTorch checkpoint"):
         read_checkpoint(tmp_path / f"weights{suffix}")
+
+
+# --- progress people can read in a log file ----------------------------------------------------------------
+def test_progress_without_a_terminal_is_plain_lines_with_eta(data, tmp_path, monkeypatch):
+    from bench.accuracy import progress
+
+    monkeypatch.setattr(progress, "STEP_LINES_EVERY", 1)  # pytest's stderr is no terminal: plain lines
+    lines = []
+    train.start(tiny_config(data, tmp_path / "run", holdout=6, epochs=2), progress=True, warn=lines.append)
+    steps = [line for line in lines if " step " in line]
+    epochs = [line for line in lines if line.startswith("epoch ") and ": train loss" in line]
+    assert len(steps) == 4 and all("lr " in line and "img/s" in line and "ETA" in line for line in steps)
+    assert len(epochs) == 2 and all("ETA" in line and "lr " in line for line in epochs)
+    assert not any("\r" in line for line in lines)
+
+
+def test_a_study_tags_its_runs_epoch_lines_and_says_how_far_it_is(data, tmp_path):
+    spec = {"fractions": [1.0], "seeds": [0, 1], "train": {
+        "epochs": 1, "batch_size": 4, "img_size": 32, "lr": 1e-3, "warmup_epochs": 0, "workers": 0, "threads": 1,
+        "mixup": 0.0, "cutmix": 0.0, "auto_augment": "", "holdout": 3, "data_mode": "files"},
+        "arms": [{"name": "vit", "label": "ViT", "model": "vb_vit_tiny_patch16_224", "depths": [1],
+                  "overrides": {"embed_dim": 32, "num_heads": 2, "mlp_ratio": 2.0, "patch_size": 4}}]}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    lines = []
+    study.run_study(study.load_study_spec(config=tmp_path / "spec.json"), data, tmp_path / "study", warn=lines.append)
+    assert any(line.startswith("[vit-d1-f1-s0] epoch 1/1:") and "ETA" in line for line in lines)
+    assert not any("step" in line for line in lines)  # a study shows epochs, not steps
+    tallies = [line for line in lines if line.startswith("[study]")]
+    assert tallies[0].startswith("[study] 1/2 runs done, 1 running, 0 waiting; ETA")
+    assert tallies[1].startswith("[study] 2/2 runs done, 0 running, 0 waiting; ETA 0 s")

@@ -24,6 +24,7 @@ import pandas as pd
 import models
 from bench.accuracy import distributed, factory, train
 from bench.accuracy.data import log, scan_dataset
+from bench.accuracy.progress import duration
 from bench.accuracy.tensor_data import decoded_split
 from bench.cost.flops import any_model_macs, count_params
 from bench.outputs import RESUME, OutputFolder, folder_lock, read_back
@@ -515,14 +516,16 @@ def run_study(spec: Spec, data: str | Path, out: str | Path, resume: bool = Fals
         todo = [(index, run_name(variant, fraction, seed), run_config(spec, data, out, variant, fraction, seed))
                 for index, (variant, fraction, seed) in enumerate(spec.runs(), 1)
                 if not finished(out / "runs" / run_name(variant, fraction, seed))]
+        tally = Tally(len(spec.runs()), len(todo), jobs if jobs > 1 and not context.distributed else 1)
         if jobs > 1 and not context.distributed:
             decode_once(spec, data)
             with worker_pool(jobs) as pool:  # an interrupt or a failed run stops every run at once
                 for index, name, summary in pool.imap_unordered(train_job, todo):
-                    report_run(index, name, summary, len(spec.runs()), warn)
+                    report_run(index, name, summary, tally, warn)
         else:
             for index, name, config in todo:
-                report_run(index, name, train_run(config, warn), len(spec.runs()), warn if context.is_main else None)
+                summary = train_run(config, tagged(warn, name))
+                report_run(index, name, summary, tally, warn if context.is_main else None)
     return context.is_main
 
 
@@ -542,13 +545,19 @@ def run_config(spec, data, out, variant, fraction, seed):
                              seed=seed, train_fraction=fraction, init=variant.init, **settings)
 
 
+def tagged(warn, name):
+    """`warn` with each line tagged by the run it is about (runs in parallel share one stderr)."""
+    return lambda message: warn(f"[{name}] {message}")
+
+
 def train_run(config, warn=log):
-    """One run of a study: resumed from its checkpoint if it has one, else started (replacing a failed start)."""
+    """One run of a study: resumed from its checkpoint if it has one, else started (replacing a failed start);
+    its epoch lines (no per-step lines) go to `warn`."""
     start = time.perf_counter()
     if (Path(config.out) / train.LAST).is_file():
-        summary = train.resume(config.out, progress=False, warn=warn)
+        summary = train.resume(config.out, progress="epochs", warn=warn)
     else:
-        summary = train.start(config, overwrite=True, progress=False, warn=warn)
+        summary = train.start(config, overwrite=True, progress="epochs", warn=warn)
     return {**summary, "wall_s": time.perf_counter() - start}
 
 
@@ -569,15 +578,36 @@ def finished(run):
 def train_job(job):
     """(index, name, summary) of one (index, name, TrainConfig) job, in a worker process."""
     index, name, config = job
-    return index, name, train_run(config)
+    return index, name, train_run(config, tagged(log, name))
 
 
-def report_run(index, name, summary, total, warn):
+@dataclass
+class Tally:
+    """How far a study is: runs in all, left to train when it (re)started, at once; wall time of those done."""
+
+    total: int
+    todo: int
+    jobs: int
+    walls: list = field(default_factory=list)
+
+    def line(self):
+        """'[study] 6/15 runs done, 2 running, 7 waiting; ETA 52 min' (at the mean wall time of this start's runs)."""
+        left = self.todo - len(self.walls)
+        running = min(self.jobs, left)
+        done = self.total - left
+        eta = sum(self.walls) / len(self.walls) * left / self.jobs
+        return (f"[study] {done}/{self.total} runs done, {running} running, {left - running} waiting; "
+                f"ETA {duration(eta)}")
+
+
+def report_run(index, name, summary, tally, warn):
+    tally.walls.append(summary["wall_s"])
     if warn:
         flag = " [stayed on the initial plateau]" if summary["health"]["plateau"] else ""
-        warn(f"[{index}/{total}] {name}: {summary['selection']} top-1 {summary['top1']:.1f}%, test top-1 "
+        warn(f"[{index}/{tally.total}] {name}: {summary['selection']} top-1 {summary['top1']:.1f}%, test top-1 "
              f"{summary['test_top1']:.1f}% ({summary['train_images']} train images, {summary['epochs_trained']:.2f} "
              f"epochs, {summary['train_pflop']:.4f} PFLOP, {summary['wall_s']:.0f} s){flag}")
+        warn(tally.line())
 
 
 def collect(spec, out):

@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 import models
 from bench.accuracy import distributed, factory
@@ -31,6 +30,7 @@ from bench.accuracy.distributed import cpu_threads
 from bench.accuracy.evaluate import evaluate, evaluate_together, warn_unmeasured
 from bench.accuracy.optimisation import Optimisation, amp_dtype
 from bench.accuracy.plan import WARMUP_MAX_SHARE, Plan, plan_run, train_pflop
+from bench.accuracy.progress import StepProgress, duration
 from bench.accuracy.train_data import scan_samples, train_data
 from bench.cost.flops import any_model_macs, count_params
 from bench.outputs import OutputFolder, folder_lock, read_back, refuse_overlap
@@ -387,15 +387,10 @@ class Trainer:
         loader = self.data.train_loader(self.epoch, epoch_seed)
         self.opt.net.train()
         totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, images, grad-norm sum
-        updates, start = 0, time.perf_counter()
-        bar = tqdm(
-            loader,
-            desc=f"epoch {self.epoch + 1}/{self.plan.epochs}",
-            leave=False,
-            disable=not (self.progress and context.is_main),
-            dynamic_ncols=True,
-        )
-        for step, (images, targets, bad) in enumerate(bar):
+        updates, seen, start = 0, 0, time.perf_counter()
+        steps = min(self.data.steps_per_epoch, self.plan.total_updates - self.opt.num_updates)
+        bar = StepProgress(steps, f"epoch {self.epoch + 1}/{self.plan.epochs}", self.step_mode(), self.warn)
+        for step, (images, targets, bad) in enumerate(loader):
             if self.opt.num_updates >= self.plan.total_updates:
                 break
             self.bad_files.record(bad)
@@ -408,14 +403,11 @@ class Trainer:
             images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
             loss, grad_norm = self.opt.update(images, targets, f"epoch {self.epoch + 1}, step {step + 1}")
             totals += torch.tensor([loss * len(images), len(images), grad_norm], dtype=torch.float64, device=device)
-            updates += 1
-            if step % 10 == 0:
-                elapsed = time.perf_counter() - start
-                bar.set_postfix(
-                    loss=f"{loss:.3f}",
-                    lr=f"{self.opt.current_lr():.2e}",
-                    img_s=f"{totals[1].item() * context.world_size / elapsed:.0f}",
-                )
+            updates, seen = updates + 1, seen + len(images)
+            elapsed = time.perf_counter() - start
+            left = self.plan.total_updates - self.opt.num_updates
+            bar.update(updates, loss, self.opt.current_lr(), seen * context.world_size / elapsed,
+                       elapsed / updates * left)
         bar.close()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -431,6 +423,17 @@ class Trainer:
             "grad_norm": grad_norm_sum / max(updates * context.world_size, 1),
             "loss_vs_chance": train_loss / math.log(len(self.data.classes)),
         }
+
+    def step_mode(self):
+        """What each step shows: a bar or plain lines ("auto"), nothing ("epochs": epoch lines only), or None."""
+        if not (self.progress and self.context.is_main):
+            return None
+        return "epochs" if self.progress == "epochs" else "auto"
+
+    def eta_s(self):
+        """Seconds left in the run, at the rate of the epochs so far (training and validation)."""
+        spent = sum(row["epoch_time_s"] for row in self.history)
+        return spent / max(self.opt.num_updates, 1) * (self.plan.total_updates - self.opt.num_updates)
 
     def evaluate(self, model, loader):
         return evaluate(model, loader, len(self.data.classes), self.context, self.bad_files, self.opt.amp_dtype)
@@ -475,8 +478,9 @@ class Trainer:
                 split = "holdout" if self.holdout else "test"
                 self.warn(
                     f"epoch {row['epoch']}/{self.plan.epochs}: train loss {row['train_loss']:.4f}, {split} loss "
-                    f"{row['val_loss']:.4f}, {split} top-1 {row['top1']:.2f}%, top-5 {row['top5']:.2f}%, "
-                    f"{row['train_images_per_s']:.0f} img/s, {row['epoch_time_s']:.1f} s"
+                    f"{row['val_loss']:.4f}, {split} top-1 {row['top1']:.2f}%, top-5 {row['top5']:.2f}%, lr "
+                    f"{self.opt.current_lr():.2e}, {row['train_images_per_s']:.0f} img/s, {row['epoch_time_s']:.1f} s, "
+                    f"ETA {duration(self.eta_s())}"
                 )
         return self.finish()
 
@@ -592,8 +596,11 @@ class Trainer:
         return summary
 
 
-def start(config: TrainConfig, overwrite: bool = False, progress: bool = True, warn=log) -> dict:
+def start(config: TrainConfig, overwrite: bool = False, progress: bool | str = True, warn=log) -> dict:
     """Train `config` from scratch (or from config.init) into config.out; returns the summary dict.
+
+    `progress`: True (per step: a bar on a terminal, plain lines elsewhere; and a line per epoch), "epochs"
+    (the epoch lines only) or False.
 
     A start that fails before its first epoch is saved removes the folder it made, so a retry is not blocked.
     """
@@ -616,7 +623,7 @@ def start(config: TrainConfig, overwrite: bool = False, progress: bool = True, w
             raise
 
 
-def resume(out: str | Path, given: dict | None = None, progress: bool = True, warn=log) -> dict:
+def resume(out: str | Path, given: dict | None = None, progress: bool | str = True, warn=log) -> dict:
     """Continue the run in `out` from its last checkpoint, on the plan saved there; it ends as an uninterrupted
     run would."""
     config = resume_config(out, given or {})
