@@ -466,6 +466,8 @@ def add_train_command(sub):
     p.add_argument(
         "--amp", choices=["auto", "bf16", "fp16", "off"], help="mixed precision; auto = bf16 on CUDA, off on CPU"
     )
+    p.add_argument("--log", choices=["tensorboard"], help="also log per-step loss, lr, grad norm, img/s and per-epoch "
+                   "metrics for TensorBoard in OUT/tensorboard/ (metrics.jsonl/csv are always written)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     p.add_argument("--strict", action="store_true", default=None, help="stop at the first unreadable image")
     p.add_argument(

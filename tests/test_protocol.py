@@ -326,3 +326,20 @@ def test_a_study_tags_its_runs_epoch_lines_and_says_how_far_it_is(data, tmp_path
     tallies = [line for line in lines if line.startswith("[study]")]
     assert tallies[0].startswith("[study] 1/2 runs done, 1 running, 0 waiting; ETA")
     assert tallies[1].startswith("[study] 2/2 runs done, 0 running, 0 waiting; ETA 0 s")
+
+
+def test_tensorboard_logging_writes_step_and_epoch_scalars_when_asked(data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    summary = train.start(tiny_config(data, out, holdout=6, epochs=2, log="tensorboard"), progress=False, warn=quiet)
+    events = EventAccumulator(str(out / "tensorboard")).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "train/grad_norm", "train/images_per_s", "epoch/top1", "epoch/train_loss",
+            "test/top1"} <= tags
+    assert len(events.Scalars("train/loss")) == summary["updates"] and len(events.Scalars("epoch/top1")) == 2
+    assert events.Scalars("test/top1")[0].value == pytest.approx(summary["test_top1"])
+    plain = train.start(tiny_config(data, tmp_path / "plain", epochs=1), progress=False, warn=quiet)
+    assert plain and not (tmp_path / "plain" / "tensorboard").exists()  # only when asked
+    with pytest.raises(ConfigError, match="log='wandb' is not a logger"):
+        tiny_config(data, out, log="wandb")

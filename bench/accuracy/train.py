@@ -40,6 +40,7 @@ from models.errors import CheckpointError, ConfigError
 
 CONFIG_FILE, LAST, BEST, SUMMARY = "config.json", "last.pth", "best.pth", "summary.json"
 METRICS_JSONL, METRICS_CSV = "metrics.jsonl", "metrics.csv"
+TENSORBOARD = "tensorboard"  # RUN/tensorboard/: event files of --log tensorboard
 PAPER_BATCH = 512  # the paper's learning rates are for a global batch of 512
 PAPER_LR, PAPER_MIN_LR = 5e-4, 1e-5  # and its cosine decays from 5e-4 to 1e-5
 SMALL_T2T = ("t2t_vit_7", "t2t_vit_10", "t2t_vit_12")  # lr 1e-3, wd .03 in the paper; larger models 5e-4, .05
@@ -82,6 +83,7 @@ class TrainConfig:
     ema_decay: float = None  # e.g. 0.99996; None: no EMA
     amp: str = "auto"  # auto (bf16 on CUDA, off on CPU), bf16, fp16, off
     compile: bool = False
+    log: str = None  # "tensorboard": per-step loss, lr, grad norm and img/s and per-epoch metrics in RUN/tensorboard/
     seed: int = 0
     workers: int = 2
     holdout: float = None  # validation carved from train/: a fraction in (0, 1) or an image count; None: none
@@ -117,6 +119,8 @@ class TrainConfig:
         if self.classes is not None and (isinstance(self.classes, str) or len(set(self.classes)) < 2
                                          or not all(isinstance(name, str) and name for name in self.classes)):
             raise ConfigError(f"classes={self.classes!r} must list at least 2 class folder names, e.g. cat dog")
+        if self.log not in (None, "tensorboard"):
+            raise ConfigError(f"log={self.log!r} is not a logger vitbench knows; use tensorboard (or leave it unset)")
         if not (math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0):
             raise ConfigError(f"warmup_epochs={self.warmup_epochs} must be a number >= 0")
 
@@ -187,7 +191,7 @@ RUN_FOLDER = OutputFolder(
     resume_hint="continue that run",
     resumable=lambda out: (Path(out) / LAST).is_file(),
     is_marked=is_run_config,
-    written=(CONFIG_FILE, LAST, BEST, SUMMARY, METRICS_JSONL, METRICS_CSV),
+    written=(CONFIG_FILE, LAST, BEST, SUMMARY, METRICS_JSONL, METRICS_CSV, f"{TENSORBOARD}/*"),
 )
 
 
@@ -296,7 +300,7 @@ class Trainer:
             self.plan = plan_run(config, self.data.steps_per_epoch, global_batch, forward_macs, step_time,
                                  quiet_unless_main)
         self.opt = Optimisation(config, self.model, context, self.plan, len(samples.classes), quiet_unless_main)
-        self.epoch, self.history, self.best, self.final_eval = 0, [], None, None
+        self.epoch, self.history, self.best, self.final_eval, self.tb = 0, [], None, None, None
 
     def start_from(self, path, classes):
         """Load the weights of `path` to fine-tune them; returns the model overrides evaluation needs. A head
@@ -406,8 +410,10 @@ class Trainer:
             updates, seen = updates + 1, seen + len(images)
             elapsed = time.perf_counter() - start
             left = self.plan.total_updates - self.opt.num_updates
-            bar.update(updates, loss, self.opt.current_lr(), seen * context.world_size / elapsed,
-                       elapsed / updates * left)
+            rate = seen * context.world_size / elapsed
+            bar.update(updates, loss, self.opt.current_lr(), rate, elapsed / updates * left)
+            self.log_scalars("train", {"loss": loss, "lr": self.opt.current_lr(), "grad_norm": grad_norm,
+                                       "images_per_s": rate})
         bar.close()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -423,6 +429,20 @@ class Trainer:
             "grad_norm": grad_norm_sum / max(updates * context.world_size, 1),
             "loss_vs_chance": train_loss / math.log(len(self.data.classes)),
         }
+
+    def open_log(self):
+        """The TensorBoard writer of `--log tensorboard` (rank 0); a resumed run drops what followed its checkpoint."""
+        if self.config.log != "tensorboard" or not self.context.is_main:
+            return None
+        from torch.utils.tensorboard import SummaryWriter  # only runs that log need tensorboard imported
+
+        return SummaryWriter(self.out / TENSORBOARD, purge_step=self.opt.num_updates or None)
+
+    def log_scalars(self, group, values):
+        if self.tb is not None:
+            for name, value in values.items():
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    self.tb.add_scalar(f"{group}/{name}", value, self.opt.num_updates)
 
     def step_mode(self):
         """What each step shows: a bar or plain lines ("auto"), nothing ("epochs": epoch lines only), or None."""
@@ -441,6 +461,7 @@ class Trainer:
     # --- the run -------------------------------------------------------------------------------
     def fit(self):
         context = self.context
+        self.tb = self.open_log()
         while self.epoch < self.plan.epochs:
             start = time.perf_counter()
             if context.device.type == "cuda":
@@ -465,6 +486,7 @@ class Trainer:
             )
             self.epoch += 1
             self.history.append(row)
+            self.log_scalars("epoch", row)
             improved = self.best is None or row["top1"] > self.best["top1"]
             if improved:
                 self.best = {"epoch": row["epoch"], "top1": row["top1"], "top5": row["top5"]}
@@ -584,6 +606,9 @@ class Trainer:
             "skipped_files": skipped,
             "ignored_non_image_files": len(self.ignored_files),
         }
+        if self.tb is not None:
+            self.log_scalars("test", {"top1": summary["test_top1"], "top5": summary["test_top5"]})
+            self.tb.close()
         if self.context.is_main:
             self.write_metrics()  # again, so a resumed finished run repairs a damaged metrics file
             atomic_write_text(self.out / SUMMARY, json.dumps(summary, indent=1) + "\n")
