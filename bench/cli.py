@@ -399,6 +399,8 @@ TRAIN_FLAGS = [  # (flag, type or action, help); help may use {default}, read fr
     ("--budget-minutes", float, "or for this many minutes (a measured step time converted to updates once)"),
     ("--holdout", float, "validation images carved from train/: a fraction in (0, 1) or a count, e.g. 5000; "
                          "then val/ is the test split, scored once at the end"),
+    ("--validations", int, "validate at most this many times per run, evenly and always at the end (default: "
+                           "every epoch; short epochs of a small training fraction would mostly validate)"),
     ("--holdout-seed", int, "seed of the holdout, default {default} (the same for every --seed)"),
     ("--batch-size", int, "per process; default {default}"),
     ("--img-size", int, "default {default}"),

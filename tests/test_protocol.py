@@ -343,3 +343,16 @@ def test_tensorboard_logging_writes_step_and_epoch_scalars_when_asked(data, tmp_
     assert plain and not (tmp_path / "plain" / "tensorboard").exists()  # only when asked
     with pytest.raises(ConfigError, match="log='wandb' is not a logger"):
         tiny_config(data, out, log="wandb")
+
+
+def test_validations_spread_a_few_evaluations_over_many_short_epochs(data, tmp_path, monkeypatch):
+    reads = counting_reads(monkeypatch)
+    out = tmp_path / "run"
+    summary = train.start(tiny_config(data, out, holdout=6, epochs=5, validations=2), progress=False, warn=quiet)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows if row["val_images"]] == [3, 5]  # every ceil(5 / 2) = 3rd and the last
+    assert all(math.isnan(row["top1"]) for row in rows if not row["val_images"])
+    held = train_data.scan_samples(tiny_config(data, out, holdout=6), quiet).holdout
+    assert {reads[path] for path, _ in held} == {2} and summary["best"]["epoch"] in (3, 5)
+    with pytest.raises(ConfigError, match="validations=0 must be a whole number"):
+        tiny_config(data, out, validations=0)

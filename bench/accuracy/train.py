@@ -88,6 +88,7 @@ class TrainConfig:
     workers: int = 2
     holdout: float = None  # validation carved from train/: a fraction in (0, 1) or an image count; None: none
     holdout_seed: int = 0  # the same holdout for every seed of a study
+    validations: int = None  # validate at most this often per run, evenly and always at the end; None: every epoch
     classes: list = None  # train and test on these class folders only, e.g. five of CIFAR-10's; None: all
     labels: str = None  # train on this column of the folder's noisy_*.csv (Imagenette's noisy_labels_5...)
     train_fraction: float = None  # keep this fraction of each class's train images (after the holdout)
@@ -119,6 +120,8 @@ class TrainConfig:
         if self.classes is not None and (isinstance(self.classes, str) or len(set(self.classes)) < 2
                                          or not all(isinstance(name, str) and name for name in self.classes)):
             raise ConfigError(f"classes={self.classes!r} must list at least 2 class folder names, e.g. cat dog")
+        if self.validations is not None and (not isinstance(self.validations, int) or self.validations < 1):
+            raise ConfigError(f"validations={self.validations!r} must be a whole number >= 1 (or unset: every epoch)")
         if self.log not in (None, "tensorboard"):
             raise ConfigError(f"log={self.log!r} is not a logger vitbench knows; use tensorboard (or leave it unset)")
         if not (math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0):
@@ -444,6 +447,13 @@ class Trainer:
                 if isinstance(value, (int, float)) and math.isfinite(value):
                     self.tb.add_scalar(f"{group}/{name}", value, self.opt.num_updates)
 
+    def validates(self, epoch):
+        """Is epoch `epoch` (1-based) validated? Every one, or with --validations N every ceil(epochs / N)-th and
+        always the last (short epochs of a small fraction would otherwise spend most of the run validating)."""
+        if self.config.validations is None or epoch == self.plan.epochs:
+            return True
+        return epoch % math.ceil(self.plan.epochs / self.config.validations) == 0
+
     def step_mode(self):
         """What each step shows: a bar or plain lines ("auto"), nothing ("epochs": epoch lines only), or None."""
         if not (self.progress and self.context.is_main):
@@ -467,12 +477,16 @@ class Trainer:
             if context.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(context.device)
             row = {"epoch": self.epoch + 1, "lr": self.opt.current_lr(), **self.train_one_epoch()}
-            # not through DDP: ranks may run different batch counts
-            result = self.evaluate(self.opt.compiled, self.data.val_loader())
-            row.update(val_loss=result["loss"], top1=result["top1"], top5=result["top5"], val_images=result["images"])
-            if self.opt.ema:
-                ema_result = self.evaluate(self.opt.ema.module, self.data.val_loader())
-                row.update(ema_top1=ema_result["top1"], ema_top5=ema_result["top5"])
+            validated = self.validates(self.epoch + 1)
+            if validated:  # not through DDP: ranks may run different batch counts
+                result = self.evaluate(self.opt.compiled, self.data.val_loader())
+                row.update(val_loss=result["loss"], top1=result["top1"], top5=result["top5"],
+                           val_images=result["images"])
+                if self.opt.ema:
+                    ema_result = self.evaluate(self.opt.ema.module, self.data.val_loader())
+                    row.update(ema_top1=ema_result["top1"], ema_top5=ema_result["top5"])
+            else:  # a short epoch between two validations (--validations)
+                row.update(val_loss=math.nan, top1=math.nan, top5=math.nan, val_images=0)
             seen = sum(r["train_images"] for r in self.history) + row["train_images"]
             row.update(
                 epoch_time_s=time.perf_counter() - start,
@@ -487,10 +501,11 @@ class Trainer:
             self.epoch += 1
             self.history.append(row)
             self.log_scalars("epoch", row)
-            improved = self.best is None or row["top1"] > self.best["top1"]
+            improved = validated and (self.best is None or row["top1"] > self.best["top1"])
             if improved:
                 self.best = {"epoch": row["epoch"], "top1": row["top1"], "top5": row["top5"]}
-            self.final_eval = result
+            if validated:
+                self.final_eval = result
             if context.is_main:
                 self.save(self.out / LAST, full=True)
                 if improved:
@@ -498,9 +513,10 @@ class Trainer:
                 self.write_metrics()
             if context.is_main and self.progress:
                 split = "holdout" if self.holdout else "test"
+                scores = (f"{split} loss {row['val_loss']:.4f}, {split} top-1 {row['top1']:.2f}%, top-5 "
+                          f"{row['top5']:.2f}%, " if validated else "")
                 self.warn(
-                    f"epoch {row['epoch']}/{self.plan.epochs}: train loss {row['train_loss']:.4f}, {split} loss "
-                    f"{row['val_loss']:.4f}, {split} top-1 {row['top1']:.2f}%, top-5 {row['top5']:.2f}%, lr "
+                    f"epoch {row['epoch']}/{self.plan.epochs}: train loss {row['train_loss']:.4f}, {scores}lr "
                     f"{self.opt.current_lr():.2e}, {row['train_images_per_s']:.0f} img/s, {row['epoch_time_s']:.1f} s, "
                     f"ETA {duration(self.eta_s())}"
                 )

@@ -162,7 +162,8 @@ def histories(results, out):
                 "elapsed_s": history["elapsed_s"] if "elapsed_s" in history else history["epoch_time_s"].cumsum(),
                 "train_pflop": history["train_pflop"] if "train_pflop" in history else np.nan,
             }))
-    return pd.concat(frames, ignore_index=True) if frames else None
+    # epochs between two validations (--validations) have no score: the curves join the validated ones
+    return pd.concat(frames, ignore_index=True).dropna(subset=["val_top1"]) if frames else None
 
 
 def time_to_accuracy(history):
