@@ -13,14 +13,11 @@ baseline) are timed interleaved; their ratios are printed at the end and stored 
 "ratios". Uncompiled pairs also time our tokenizer alone in each round: `front_share` (its part of
 our step) and `speedup_bound` (baseline / (ours - front): the speed-up if our front end took no time).
 """
-import statistics
-
 import pytest
 
 from bench import suite
 from bench.allocator import POLICIES
-from bench.cost.profile import pass_steps
-from bench.cost.timing import DEVICES, DTYPES, TimingSetup, make_step, timed_call
+from bench.cost.timing import DEVICES, DTYPES, TimingSetup, timed_call
 
 
 def pytest_addoption(parser):
@@ -53,19 +50,12 @@ def timing(request):
     )
 
 
-def compiled_step(model, timing, mode):
-    """(step, device, compile seconds or None): with compile, the first call (which compiles) is timed apart."""
-    step, device = make_step(model, timing, mode)
-    compile_s = timed_call(step, device) if timing.compile else None
-    return step, device, compile_s
-
-
 @pytest.fixture
 def run_benchmark(benchmark, timing):
     """Time one step of `model` in `mode` with pytest-benchmark and record what was timed."""
 
     def run(model, mode, group, **info):
-        step, device, compile_s = compiled_step(model, timing, mode)
+        step, device, compile_s = suite.compiled_step(model, timing, mode)
         benchmark.group = group
         benchmark.extra_info.update(suite.benchmark_info(model, timing, mode), compile_s=compile_s, **info)
         benchmark.pedantic(lambda: timed_call(step, device), rounds=timing.repeats, warmup_rounds=timing.warmup,
@@ -76,42 +66,8 @@ def run_benchmark(benchmark, timing):
 
 @pytest.fixture
 def run_pair(benchmark, timing):
-    """Time ours and its baseline round by round, alternating which goes first; record both and the ratios."""
-
-    def run(pair, mode):
-        ours, baseline = pair.build()
-        (ours_step, device, ours_compile), (base_step, _, base_compile) = (
-            compiled_step(ours, timing, mode), compiled_step(baseline, timing, mode))
-        steps = {"ours": ours_step, "baseline": base_step}
-        if not timing.compile:  # ours' tokenizer alone too: what bounds any front-end speed-up
-            steps["front"] = pass_steps(ours, timing, mode)[1]
-        seconds = []
-
-        def one_round():
-            order = list(steps) if len(seconds) % 2 == 0 else list(steps)[::-1]
-            seconds.append({role: timed_call(steps[role], device) for role in order})
-
-        benchmark.group = f"pairs: {mode}"
-        benchmark.pedantic(one_round, rounds=timing.repeats, warmup_rounds=timing.warmup, iterations=1)
-        timed = seconds[timing.warmup:]
-        speedup = statistics.median(r["baseline"] / r["ours"] for r in timed)
-        info = suite.benchmark_info(ours, timing, mode)
-        base_info = suite.benchmark_info(baseline, timing, mode)
-        benchmark.extra_info.update(
-            info, pair=pair.id, baseline=base_info["model"], baseline_macs=base_info["macs"],
-            baseline_params=base_info["params"], baseline_dropout=base_info["dropout"], speedup=speedup,
-            mac_efficiency=speedup * info["macs"] / base_info["macs"],
-            ours_median_s=statistics.median(r["ours"] for r in timed),
-            baseline_median_s=statistics.median(r["baseline"] for r in timed),
-            round_seconds=timed, compile_s=ours_compile, baseline_compile_s=base_compile,
-        )
-        if "front" in steps:
-            benchmark.extra_info.update(
-                front_share=statistics.median(r["front"] / r["ours"] for r in timed),
-                speedup_bound=statistics.median(r["baseline"] / (r["ours"] - r["front"]) for r in timed),
-            )
-
-    return run
+    """Time ours with pytest-benchmark and its baseline in the same rounds (`suite.time_pair`)."""
+    return lambda pair, mode: suite.time_pair(benchmark, timing, pair, mode)
 
 
 RATIO_KEYS = ("speedup", "mac_efficiency", "ours_median_s", "baseline_median_s", "mode", "baseline",

@@ -6,7 +6,11 @@
 - pairs: ours beside a baseline, timed interleaved round by round (the ratio is the result):
   the reference implementation of the same config (timm's ViT, the reference-style T2T-ViT),
   the ViT with the same backbone (efficiency per MAC), and timm's DeiT-Ti.
+
+In every group pytest-benchmark times one call of our model on one batch, so its "OPS" is batches per
+second (images per second = OPS x batch size, in each benchmark's extra_info).
 """
+import statistics
 from dataclasses import dataclass, field
 
 import torch
@@ -15,8 +19,9 @@ from timm.models.vision_transformer import VisionTransformer as TimmViT
 import models
 from bench.cost.build import build_model, dropout_rates, input_size
 from bench.cost.flops import analytic_macs, any_model_macs, count_params
+from bench.cost.profile import pass_steps
 from bench.cost.sweep import FAMILY_BASES, SweepSpec, configurations
-from bench.cost.timing import TimingSetup
+from bench.cost.timing import TimingSetup, make_step, timed_call
 from bench.reference_t2t import RefT2TViT
 
 TIMM_BASELINES = ("deit_tiny_patch16_224", "deit_small_patch16_224", "resnet50")
@@ -154,3 +159,53 @@ def benchmark_info(model, timing: TimingSetup, mode):
         "mode": mode,
         "threads": torch.get_num_threads(),
     }
+
+
+def compiled_step(model, timing, mode):
+    """(step, device, compile seconds or None): with compile, the first call (which compiles) is timed apart."""
+    step, device = make_step(model, timing, mode)
+    compile_s = timed_call(step, device) if timing.compile else None
+    return step, device, compile_s
+
+
+def time_pair(benchmark, timing, pair, mode):
+    """Time ours against its baseline in the same rounds; pytest-benchmark's timed call is ours alone.
+
+    Each round's `setup` (untimed by pytest-benchmark) times the baseline and our tokenizer alone, alternating
+    their order, then the timed call runs our model: so the benchmark's statistics, `--benchmark-compare` and
+    `--benchmark-histogram` describe our model, and the ratios (medians of per-round ratios, a machine slowing
+    down mid-run slows both sides of a round alike) go to extra_info.
+    """
+    ours, baseline = pair.build()
+    (ours_step, device, ours_compile), (base_step, _, base_compile) = (
+        compiled_step(ours, timing, mode), compiled_step(baseline, timing, mode))
+    others = {"baseline": base_step}
+    if not timing.compile:  # ours' tokenizer alone too: what bounds any front-end speed-up
+        others["front"] = pass_steps(ours, timing, mode)[1]
+    seconds = []
+
+    def setup():
+        order = list(others) if len(seconds) % 2 == 0 else list(others)[::-1]
+        seconds.append({role: timed_call(others[role], device) for role in order})
+
+    def ours_alone():
+        seconds[-1]["ours"] = timed_call(ours_step, device)
+
+    benchmark.group = f"pairs: {mode}"
+    benchmark.pedantic(ours_alone, setup=setup, rounds=timing.repeats, warmup_rounds=timing.warmup, iterations=1)
+    timed = seconds[timing.warmup:]
+    speedup = statistics.median(r["baseline"] / r["ours"] for r in timed)
+    info, base_info = benchmark_info(ours, timing, mode), benchmark_info(baseline, timing, mode)
+    benchmark.extra_info.update(
+        info, pair=pair.id, baseline=base_info["model"], baseline_macs=base_info["macs"],
+        baseline_params=base_info["params"], baseline_dropout=base_info["dropout"], speedup=speedup,
+        mac_efficiency=speedup * info["macs"] / base_info["macs"],
+        ours_median_s=statistics.median(r["ours"] for r in timed),
+        baseline_median_s=statistics.median(r["baseline"] for r in timed),
+        round_seconds=timed, compile_s=ours_compile, baseline_compile_s=base_compile, timed_call="ours alone",
+    )
+    if "front" in others:
+        benchmark.extra_info.update(
+            front_share=statistics.median(r["front"] / r["ours"] for r in timed),
+            speedup_bound=statistics.median(r["baseline"] / (r["ours"] - r["front"]) for r in timed),
+        )

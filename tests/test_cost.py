@@ -339,3 +339,35 @@ def test_debug_flag_shows_the_traceback(tmp_path):
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert child.returncode != 0 and "Traceback" in child.stderr and "UnknownModelError" in child.stderr
+
+
+def test_a_pair_s_timed_call_is_ours_alone_and_the_baseline_runs_in_the_same_rounds(monkeypatch):
+    """pytest-benchmark's statistics describe our model; the baseline and our tokenizer are timed in each
+    round's setup, outside the timed call, and give the ratios."""
+    from bench import suite
+
+    calls, inside = [], []
+    real_timed_call = suite.timed_call
+    monkeypatch.setattr(suite, "timed_call", lambda step, device: calls.append((bool(inside), id(step))) or
+                        real_timed_call(step, device))
+
+    class Benchmark:  # the part of pytest-benchmark's fixture that time_pair uses
+        group, extra_info = None, {}
+
+        def pedantic(self, target, setup, rounds, warmup_rounds, iterations):
+            assert iterations == 1
+            for _ in range(warmup_rounds + rounds):
+                setup()
+                inside.append(1)
+                target()
+                inside.clear()
+
+    pair = suite.pairs(32, suite.SMOKE)[0]
+    timing = TimingSetup(batch_size=2, warmup=1, repeats=3)
+    benchmark = Benchmark()
+    suite.time_pair(benchmark, timing, pair, "inference")
+    timed = {step for was_inside, step in calls if was_inside}
+    untimed = {step for was_inside, step in calls if not was_inside}
+    assert len(timed) == 1 and len(untimed) == 2 and not timed & untimed  # ours alone; baseline and tokenizer out
+    assert len(calls) == 3 * (1 + 3) and benchmark.extra_info["timed_call"] == "ours alone"
+    assert len(benchmark.extra_info["round_seconds"]) == 3 and benchmark.extra_info["speedup"] > 0

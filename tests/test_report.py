@@ -103,3 +103,19 @@ def test_report_refuses_what_it_does_not_know(tmp_path):
     (unfinished / "provenance.json").write_text(json.dumps({"tool": "vitbench sweep"}))
     with pytest.raises(ResultsError, match="unfinished sweep.*--resume"):
         load_inputs([unfinished])
+
+
+@pytest.mark.slow
+def test_benchmark_histogram_and_compare_work_on_the_pairs(tmp_path):
+    """--benchmark-histogram (pygal, in the test extras) and --benchmark-compare run on the pairs' JSON."""
+    args = [sys.executable, "-m", "pytest", "bench/bench_pairs.py", "-q", "--bench-size=smoke", "--benchmark-only",
+            "-p", "no:cacheprovider", "-k", "t2t_vit_7 and inference"]
+    first, storage = tmp_path / "first.json", f"--benchmark-storage=file://{tmp_path / 'storage'}"
+    subprocess.run([*args, f"--benchmark-json={first}", f"--benchmark-histogram={tmp_path / 'hist'}", storage,
+                    "--benchmark-autosave"], cwd=REPO, check=True, capture_output=True)
+    assert list(tmp_path.glob("hist*.svg"))
+    compared = subprocess.run([*args, storage, "--benchmark-compare"], cwd=REPO, capture_output=True, text=True)
+    shown = compared.stdout + compared.stderr  # pytest-benchmark names the saved run it compares with on stderr
+    assert compared.returncode == 0 and "Comparing against benchmarks from" in shown, shown[-2000:]
+    data = json.loads(first.read_text())
+    assert all(b["extra_info"]["timed_call"] == "ours alone" for b in data["benchmarks"])
