@@ -119,3 +119,31 @@ def test_benchmark_histogram_and_compare_work_on_the_pairs(tmp_path):
     assert compared.returncode == 0 and "Comparing against benchmarks from" in shown, shown[-2000:]
     data = json.loads(first.read_text())
     assert all(b["extra_info"]["timed_call"] == "ours alone" for b in data["benchmarks"])
+
+
+def test_figures_place_labels_apart_start_throughput_at_zero_and_draw_the_spread():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.collections import PolyCollection
+
+    from bench.report import plots, tables
+
+    paper = tables.paper_table(tables.published_counts())
+    fig = plots.accuracy_vs_macs(paper)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    boxes = [text.get_window_extent(renderer) for text in fig.axes[0].texts]
+    assert len(boxes) >= 10 and not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    wide = pd.DataFrame({"family": ["vit"] * 3, "patch_size": [16] * 3, "depth": [2, 4, 8],
+                         "throughput_inference": [900.0, 500.0, 260.0], "throughput_inference_q1": [880.0, 480, 250],
+                         "throughput_inference_q3": [920.0, 510, 270]})
+    fig = plots.sweep_axis(wide, "depth", "throughput_inference", "images/s", note="batch 8, cpu, 2 threads, float32")
+    ax = fig.axes[0]
+    assert ax.get_ylim()[0] == 0 and any(isinstance(c, PolyCollection) for c in ax.collections)
+    assert any(text.get_text() == "batch 8, cpu, 2 threads, float32" for text in ax.texts)
+
+
+def test_setup_note_reads_how_the_timings_ran():
+    from bench.report.tables import setup_note
+
+    table = pd.DataFrame({"measurement": ["params", "throughput_inference"], "batch_size": [8, 8],
+                          "device": ["cpu", "cpu"], "threads": [None, 2.0], "dtype": ["float32", "float32"]})
+    assert setup_note(table) == "batch 8, cpu, 2 threads, float32"

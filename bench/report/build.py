@@ -276,7 +276,7 @@ def add_sweep(writer, tag, table, prov):
             if measurement in wide and wide[measurement].notna().any():
                 writer.figure(
                     f"{measurement}_vs_{axis}_{tag}",
-                    plots.sweep_axis(wide, axis, measurement, label, scale),
+                    plots.sweep_axis(wide, axis, measurement, label, scale, note=tables.setup_note(table)),
                     f"{label} vs {plots.AXES[axis]} ({tag})",
                     source_line(prov),
                 )

@@ -1,6 +1,11 @@
 """Plots from the tables of `bench.report.tables`: training curves, accuracy vs MACs, where the MACs go,
 and cost against each sweep axis. Each function returns a `matplotlib.figure.Figure`."""
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+
 from bench.report.style import FAMILY_COLORS, new_figure
+
+LABEL_OFFSETS = [(4, 4), (4, -11), (-4, 4), (-4, -11), (4, 13), (4, -20), (-4, 13), (-4, -20), (10, -4), (-10, -4),
+                 (4, 22), (4, -29), (-4, 22), (-4, -29)]  # points: where a point's label may go, nearest first
 
 AXES = {"depth": "depth (blocks)", "num_heads": "attention heads", "patch_size": "patch size / T2T stride (px)",
         "img_side": "image side (px)"}
@@ -14,18 +19,42 @@ SWEEP_PLOTS = {  # measurement -> (axis label, scale)
 
 
 def training_curves(runs, families):
-    """Train loss, val loss and val top-1 per epoch, a line per run, coloured by its family."""
-    fig, axes = new_figure(13, 3.8, columns=3)
-    for (path, _, _, metrics), family in zip(runs, families):
-        style = dict(color=FAMILY_COLORS.get(family), label=path.name, alpha=0.8)
-        for ax, column in zip(axes, ("train_loss", "val_loss", "top1")):
-            ax.plot(metrics["epoch"], metrics[column], **style)
+    """Train loss, val loss and val top-1 per epoch, a line per run, coloured by its family and named by its model
+    (and seed); the legend sits below the panels, where it hides no curve."""
+    fig, axes = new_figure(13, 4.6, columns=3)
+    for (path, config, _, metrics), family in zip(runs, families):
+        label = f"{config.get('model', path.name)} (seed {config['seed']})" if "seed" in config else path.name
+        style = dict(color=FAMILY_COLORS.get(family), label=label, alpha=0.8, marker="o", markersize=2)
+        validated = metrics.dropna(subset=["top1"])  # epochs between validations have no score
+        for ax, frame, column in zip(axes, (metrics, validated, validated), ("train_loss", "val_loss", "top1")):
+            ax.plot(frame["epoch"], frame[column], **style)
     for ax, ylabel in zip(axes, ("training loss (cross-entropy)", "validation loss (cross-entropy)", "val top-1 (%)")):
         ax.set(xlabel="epoch", ylabel=ylabel)
         ax.grid(alpha=0.3)
-    axes[-1].legend(fontsize=6)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
+    fig.subplots_adjust(bottom=0.18 + 0.05 * ((len(labels) - 1) // 4))
     fig.suptitle("Training curves")
     return fig
+
+
+def place_labels(ax, points, texts, fontsize=7):
+    """Annotate each (x, y) with its text at the first offset (nearest first) where the label's box overlaps no
+    label placed before it and no marker, measured with the figure's own renderer."""
+    renderer = FigureCanvasAgg(ax.figure).get_renderer()
+    taken = [ax.transData.transform(point) for point in points]
+    placed = []
+    for point, text in zip(points, texts):
+        for dx, dy in LABEL_OFFSETS:
+            label = ax.annotate(text, point, xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+                                ha="left" if dx >= 0 else "right")
+            box = label.get_window_extent(renderer).expanded(1.05, 1.1)
+            if not any(box.overlaps(other) for other in placed) and not any(box.contains(*xy) for xy in taken):
+                break
+            if (dx, dy) != LABEL_OFFSETS[-1]:
+                label.remove()
+        placed.append(box)
+    return placed
 
 
 def accuracy_vs_macs(paper):
@@ -34,10 +63,6 @@ def accuracy_vs_macs(paper):
     points = paper.dropna(subset=["top1_published"]).sort_values("macs_ours_G")
     for family, group in points.groupby("family"):
         ax.scatter(group.macs_ours_G, group.top1_published, color=FAMILY_COLORS.get(family), label=family)
-        for _, row in group.iterrows():
-            ax.annotate(
-                row.model, (row.macs_ours_G, row.top1_published), fontsize=7, xytext=(3, 3), textcoords="offset points"
-            )
     front = points[points.top1_published >= points.top1_published.cummax()]
     ax.step(front.macs_ours_G, front.top1_published, where="post", color="gray", linestyle="--", label="Pareto front")
     ax.set(
@@ -45,7 +70,8 @@ def accuracy_vs_macs(paper):
         ylabel="ImageNet top-1 (%, published)",
         title="Accuracy vs compute: published top-1, our MAC counts",
     )
-    ax.legend()
+    ax.legend(loc="lower right")
+    place_labels(ax, list(zip(points.macs_ours_G, points.top1_published)), list(points.model))
     return fig
 
 
@@ -61,8 +87,10 @@ def mac_breakdown(frame):
     return fig
 
 
-def sweep_axis(wide, axis, measurement, ylabel, scale=1):
-    """`measurement` against one sweep axis: a line per family and patch size, median over other axes."""
+def sweep_axis(wide, axis, measurement, ylabel, scale=1, note=""):
+    """`measurement` against one sweep axis: a line per family and patch size, median over other axes, with the
+    timings' interquartile range as a band; throughput and memory from zero; `note` (batch, device, threads,
+    dtype) in the corner."""
     fig, ax = new_figure(6, 4)
     keys = ["family"] + (["patch_size"] if axis != "patch_size" else [])
     for (family, *patch), group in wide.groupby(keys, dropna=False):  # a timm CNN has no patch size
@@ -78,6 +106,14 @@ def sweep_axis(wide, axis, measurement, ylabel, scale=1):
                 color=FAMILY_COLORS.get(family),
                 label=f"{family} patch {patch[0]}" if multi_patch else family,
             )
+        if f"{measurement}_q1" in group and group[f"{measurement}_q1"].notna().any():
+            spread = group.groupby(axis)[[f"{measurement}_q1", f"{measurement}_q3"]].median().dropna() * scale
+            ax.fill_between(spread.index, spread.iloc[:, 0], spread.iloc[:, 1], color=FAMILY_COLORS.get(family),
+                            alpha=0.2, linewidth=0)
+    if measurement.startswith(("throughput", "peak_memory")):
+        ax.set_ylim(bottom=0)  # a ratio of heights is a ratio of speeds (or bytes) only from zero
+    if note:
+        ax.text(0.99, 0.01, note, transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="dimgray")
     ax.set(xlabel=AXES[axis], ylabel=ylabel, title=f"{ylabel} vs {AXES[axis]}")
     ax.legend()
     return fig

@@ -87,12 +87,28 @@ def sweep_wide(table):
     ]
     wide = ok.groupby([*keys, "measurement"], dropna=False)["value"].first().unstack("measurement").reset_index()
     wide.columns.name = None  # timm rows keep their empty keys (a CNN has no depth or patches)
+    if {"q1", "q3"} <= set(ok.columns) and ok["q1"].notna().any():  # timings' quartiles: <measurement>_q1 / _q3
+        spread = ok.dropna(subset=["q1"]).groupby([*keys, "measurement"], dropna=False)[["q1", "q3"]].first()
+        spread = spread.unstack("measurement")
+        spread.columns = [f"{measurement}_{quartile}" for quartile, measurement in spread.columns]
+        wide = wide.merge(spread.reset_index(), on=keys, how="left")
     wide["img_side"] = [round((h * w) ** 0.5) for h, w in (map(int, size.split("x")) for size in wide.img_size)]
     wide = wide.sort_values(["family", "patch_size", "depth", "num_heads", "img_side"], ignore_index=True,
                             key=lambda column: column.map(family_order) if column.name == "family" else column)
     if {"macs_tokenizer", "macs"} <= set(wide.columns):
         wide["tokenizer_mac_share"] = wide["macs_tokenizer"] / wide["macs"]
     return wide
+
+
+def setup_note(table):
+    """'batch 8, cpu, 2 threads, float32': how a sweep's timings ran, for a figure's corner."""
+    timed = table[table["measurement"].str.startswith("throughput")] if "measurement" in table else table
+    parts = []
+    for column, shown in (("batch_size", "batch {}"), ("device", "{}"), ("threads", "{} threads"), ("dtype", "{}")):
+        values = timed[column].dropna().unique() if column in timed else []
+        if len(values):
+            parts.append(shown.format("/".join(str(int(v)) if isinstance(v, float) else str(v) for v in values)))
+    return ", ".join(parts)
 
 
 def crossed_axes(table, axes):
