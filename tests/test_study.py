@@ -1,5 +1,8 @@
 """The data-efficiency study: spec loading, a tiny end-to-end study, resume, aggregation."""
 import json
+import re
+import shutil
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -10,6 +13,7 @@ from bench.accuracy import study
 from bench.cli import main
 from bench.report.study import aggregate, markdown_table, pivot_table
 from models.errors import ConfigError, ResultsError
+from tests.conftest import REPO
 from tests.harness_helpers import TINY_RESNET, TINY_T2T, cli_error, tiny_synthetic
 
 TINY_SPEC = {
@@ -275,3 +279,35 @@ def test_the_data_multiplier_is_stated_by_its_interval_and_drawn():
         "- ViT needs 1.5")
     assert len(top1_vs_images(results, table).axes[0].texts) == 0  # no arrow where no seed reached it
     assert len(top1_vs_images(results, table[table["train_images"] < 8000]).axes[0].texts) == 1
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium: ./scripts/test.sh installs it where it may "
+                                         "(root and apt), else install it with `apt-get install chromium`")
+def test_the_html_report_loads_in_a_real_browser_with_every_figure_and_no_script_error(finished_study, tmp_path):
+    from bench.report.build import build_report
+
+    root, _ = finished_study
+    out = root / "out"
+    index = build_report([out, sorted((out / "runs").iterdir())[0]], tmp_path / "report", argv=["vitbench", "report"])
+    page = index.parent / "index.html"
+    text = page.read_text()
+    assert 'class="dataframe sortable"' in text and "data:image/png;base64," in text
+    assert not re.search(r'(src|href)="(https?:|//)', text)  # nothing fetched: readable offline
+    assert "what the intervals allow us to say" in text  # the study's sentences are on the page
+    browser = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000"]
+    dom = subprocess.run([*browser, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=180).stdout
+    body = re.search(r"<body([^>]*)>", dom)
+    assert body, dom[:500]
+    attributes = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body[1]))
+    assert attributes.get("script-errors") == "0" and int(attributes["images"]) >= 4, attributes
+    assert attributes["images-ok"] == attributes["images"], attributes  # every figure decoded
+    artifacts = REPO / ".artifacts"  # kept after the run: what the page looked like
+    artifacts.mkdir(exist_ok=True)
+    shot = artifacts / "report-page.png"
+    subprocess.run([*browser, f"--screenshot={shot}", "--window-size=1280,3000", page.as_uri()], capture_output=True,
+                   timeout=180)
+    assert shot.is_file() and shot.stat().st_size > 10_000

@@ -16,19 +16,19 @@ import pandas as pd
 
 from bench.outputs import OutputFolder, folder_lock, read_back
 from bench.provenance import provenance
-from bench.report import plots, study, tables
+from bench.report import html, plots, study, tables
 from bench.report.style import save_figure
 from models.atomic import atomic_write_text
 from models.errors import ResultsError
 
 REPORT_TITLE = "# vitbench report"
-INDEX = "index.md"
+INDEX, PAGE = "index.md", "index.html"
 
 
 def report_files(out):
     """What a report of ours wrote: its index and every file the index links."""
     text = (Path(out) / INDEX).read_text()
-    return {INDEX, *re.findall(r"\]\(([^)/]+)\)", text)}
+    return {INDEX, PAGE, *re.findall(r"\]\(([^)/]+)\)", text)}
 
 
 REPORT_FOLDER = OutputFolder(kind="report", marker=INDEX, holds="a report",
@@ -163,28 +163,42 @@ class ReportWriter:
         self.out, self.prov, self.sources = Path(out), prov, sources
         # a stale plot from an earlier report must not survive; nor may the report overlap what it reads
         REPORT_FOLDER.start(self.out, overwrite=overwrite, reads=reads)
-        self.sections = []
+        self.sections, self.page_sections = [], []
         self.write_index(finished=False)
 
-    def add(self, section):
+    def add(self, section, page_section):
         self.sections.append(section)
+        self.page_sections.append(page_section)
         self.write_index(finished=False)
 
     def table(self, name, frame, title, source):
         frame = frame.round(4)
         self.add((title, source, f"[{name}.md]({name}.md) ([csv]({name}.csv), [tex]({name}.tex))",
-                  markdown(frame.head(20))))
+                  markdown(frame.head(20))), (title, source, "table", frame))
         atomic_write_text(self.out / f"{name}.csv", frame.to_csv(index=False))  # missing cells stay empty here
         atomic_write_text(self.out / f"{name}.md", markdown(frame) + "\n")
         atomic_write_text(self.out / f"{name}.tex", latex(frame))
 
     def figure(self, name, fig, title, source):
         fig.tight_layout()
-        self.add((title, source, f"![{title}]({name}.png) ([svg]({name}.svg))", None))
+        self.add((title, source, f"![{title}]({name}.png) ([svg]({name}.svg))", None),
+                 (title, source, "figure", self.out / f"{name}.png"))
         save_figure(fig, self.out / name, formats=("png", "svg"), dpi=120)
 
+    def text(self, title, source, lines):
+        """A section of sentences (a study's comparisons, stated by the interval rule)."""
+        self.add((title, source, "\n".join(lines), None), (title, source, "text", lines))
+
     def finish(self):
-        return self.write_index(finished=True)
+        """The final index.md, then index.html: the same sections on one self-contained page."""
+        index = self.write_index(finished=True)
+        prov = self.prov
+        header = [f"Made {prov['date']} by {prov['command']} at commit {prov['git_commit']}.",
+                  f"Report machine: {prov['device']}; versions: "
+                  + ", ".join(f"{k} {v}" for k, v in prov["versions"].items() if v) + ".",
+                  "Inputs: " + ", ".join(str(path) for path in self.sources) if self.sources else "No inputs."]
+        atomic_write_text(self.out / PAGE, html.page("vitbench report", header, self.page_sections))
+        return index
 
     def write_index(self, finished):
         prov = self.prov
@@ -315,6 +329,8 @@ def add_study(writer, path, tag, results, record):
     writer.table(
         f"study_{tag}", table, f"From-scratch study ({tag}): top-1 mean and spread over seeds", study_source(record)
     )
+    writer.text(f"From-scratch study ({tag}): what the intervals allow us to say", study_source(record),
+                [*study.comparison_sentences(results), f"- {study.test_noise_line(results)}"])
     for name, fig in study.study_figures(table, study.histories(results, path)).items():
         writer.figure(f"{name}_{tag}", fig, f"{name.replace('_', ' ')} ({tag})", study_source(record))
     suffix = f"-f{results.fraction.max():g}-s{results.seed.min()}"
