@@ -335,3 +335,20 @@ def test_imagenette_noisy_labels_relabel_the_training_images_only(tmp_path):
     write_image(root / "train" / WNIDS[0] / "extra.JPEG", size=(40, 40))
     with pytest.raises(DatasetError, match="1 training images have no row in"):
         scan_samples(TrainConfig(model="resnet18", data=str(root), out="o", labels="noisy_labels_5"), print)
+
+
+def test_memory_mode_takes_labels_from_the_scan_and_keeps_one_cache_per_class_set(tmp_path):
+    from bench.accuracy.tensor_data import decoded_split
+    from bench.accuracy.train_data import scan_samples
+
+    root = imagenette(tmp_path / "imagenette2-160")
+    cache = tmp_path / "cache"
+    clean = scan_samples(TrainConfig(model="resnet18", data=str(root), out="o"), print)
+    noisy = scan_samples(TrainConfig(model="resnet18", data=str(root), out="o", labels="noisy_labels_50"), print)
+    decoded_clean = decoded_split(clean.splits["train"], 32, cache_dir=cache, workers=1, warn=lambda m: None)
+    decoded_noisy = decoded_split(noisy.splits["train"], 32, cache_dir=cache, workers=1, warn=lambda m: None)
+    assert decoded_noisy.targets.tolist() == [t for _, t in noisy.splits["train"].samples]  # not the cached ones
+    assert decoded_noisy.targets.tolist() != decoded_clean.targets.tolist()
+    two = scan_samples(TrainConfig(model="resnet18", data=str(root), out="o", classes=WNIDS[:2]), print)
+    decoded_split(two.splits["train"], 32, cache_dir=cache, workers=1, warn=lambda m: None)
+    assert len(list(cache.glob("*train*.pt"))) == 2  # the two-class cache did not replace the whole split's

@@ -115,9 +115,10 @@ def cache_key(split, size):
 
 
 def cache_prefix(split, size):
-    """File-name prefix of one folder's split at one size, e.g. `cifar10-train-32px-1a2b3c4d-`."""
+    """File-name prefix of one folder's split, with its classes, at one size, e.g. `cifar10-train-32px-1a2b3c4d-`.
+    A run on some of the classes (--classes) has its own prefix, so its cache never replaces the whole split's."""
     root = Path(split.root).resolve()
-    folder = sha256(str(root).encode()).hexdigest()[:8]
+    folder = sha256(repr((str(root), list(split.classes))).encode()).hexdigest()[:8]
     return f"{root.parent.name}-{root.name}-{size}px-{folder}-"
 
 
@@ -236,10 +237,12 @@ def decoded_split(split, size, cache_dir=None, workers=None, strict=False, warn=
                 "set VITBENCH_CACHE to a writable folder"
             ) from error
         remove_stale(directory, cache_prefix(split, size), path)
+    paths = [os.path.join(split.root, rel) for rel in payload["paths"]]
+    target_of = dict(split.samples)  # the scan's labels, not the cache's: --labels relabels the same files
     decoded = DecodedSplit(
         images=payload["images"],
-        targets=payload["targets"],
-        paths=[os.path.join(split.root, rel) for rel in payload["paths"]],
+        targets=torch.tensor([target_of[path] for path in paths], dtype=torch.long),
+        paths=paths,
         bad=[BadImage(os.path.join(split.root, rel), reason) for rel, reason in payload["bad"]],
         classes=payload["classes"],
     )
