@@ -81,23 +81,41 @@ def cmd_list(args):
 
 
 def cmd_profile(args):
+    from bench.cost.dialect import model_names, shown, timm_row, write_results_file
     from bench.cost.profile import profile_model
     from bench.cost.timing import TimingSetup
 
     if args.img_size is not None and args.img_size < 1:
         raise ConfigError(f"--img-size {args.img_size} must be a positive image side, e.g. 224")
+    names = model_names(args.models, args.model_list)
     overrides = {"img_size": args.img_size} if args.img_size else {}
     modes = ("inference", "train") if args.train else ("inference",)
-    result = profile_model(args.model, overrides, TimingSetup.from_values(args), modes)
-    if args.json:
-        print(json.dumps(result))
-        return
-    for key, value in result.items():
-        if isinstance(value, float):
-            shown = f"{value:.3f}" if abs(value) < 10 else f"{value:,.1f}"
-        else:
-            shown = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else value
-        print(f"{key:>32}  {shown}")
+    setup = TimingSetup.from_values(args)
+    results = []
+    for name in names:
+        result = profile_model(name, overrides, setup, modes)
+        results.append(result)
+        if args.json:
+            print(json.dumps(result))
+            continue
+        if len(names) > 1:
+            print(f"== {name}")
+        for key, value in result.items():
+            print(f"{key:>32}  {shown(key, value)}")
+    if args.results_file:
+        write_results_file(args.results_file, [timm_row(result) for result in results])
+        print(f"wrote {args.results_file} (timm benchmark.py's columns, then ours)", file=sys.stderr)
+
+
+def cmd_macs(args):
+    import pandas as pd
+
+    from bench.cost.dialect import mac_table_row, model_names
+
+    rows = [mac_table_row(name, args.img_size) for name in model_names(args.models, args.model_list)]
+    table = pd.DataFrame(rows)
+    print(table.to_json(orient="records") if args.json else
+          table.astype(object).where(table.notna(), "–").to_string(index=False))
 
 
 SWEEP_FLAGS = {  # sweep spec key -> argparse dest
@@ -325,13 +343,23 @@ def add_cost_commands(sub):
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("profile", help="params, MACs (three counters), throughput and peak memory of one model")
-    p.add_argument("model", help="a name from `vitbench list`, or any timm model name")
+    p = sub.add_parser("profile", help="params, MACs (three counters), throughput and peak memory of models")
+    p.add_argument("models", nargs="*", help="names from `vitbench list` or timm's; wildcards such as 't2t_vit_*' "
+                   "select ours and timm's as timm's benchmark.py does")
+    p.add_argument("--model-list", help="a file of model names, one per line")
     p.add_argument("--img-size", type=int, help="square image size (default: the model's)")
     p.add_argument("--train", action="store_true", help="also time and measure a full training step")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--json", action="store_true", help="print one JSON object per model")
+    p.add_argument("--results-file", help="also write a CSV with timm benchmark.py's column names, then ours")
     add_timing_flags(p)
     p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("macs", help="MACs per image by every counter side by side, and what plain fvcore misses")
+    p.add_argument("models", nargs="*", help="names or wildcards, ours and timm's")
+    p.add_argument("--model-list", help="a file of model names, one per line")
+    p.add_argument("--img-size", type=int, help="square image size (default: the model's)")
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.set_defaults(func=cmd_macs)
 
     p = sub.add_parser("sweep", help="measure a grid of configurations into results/<run-id>/")
     p.add_argument("--config", help="TOML file with the grid (flags override its keys)")

@@ -21,6 +21,7 @@ from bench.cost.timing import TimingSetup, measure_throughput
 from bench.report import plots, tables
 from models import ConfigError, ResultsError
 from models.errors import VitbenchError
+from tests.harness_helpers import cli_error
 
 from .conftest import REPO
 
@@ -371,3 +372,30 @@ def test_a_pair_s_timed_call_is_ours_alone_and_the_baseline_runs_in_the_same_rou
     assert len(timed) == 1 and len(untimed) == 2 and not timed & untimed  # ours alone; baseline and tokenizer out
     assert len(calls) == 3 * (1 + 3) and benchmark.extra_info["timed_call"] == "ours alone"
     assert len(benchmark.extra_info["round_seconds"]) == 3 and benchmark.extra_info["speedup"] > 0
+
+
+def test_profile_speaks_timm_s_dialect_wildcards_list_files_and_results_csv(tmp_path, capsys):
+    from bench.cost.dialect import TIMM_COLUMNS, model_names
+
+    assert model_names(["t2t_vit_t_[0-9]*"]) == ["t2t_vit_t_14", "t2t_vit_t_19", "t2t_vit_t_24"]
+    assert "deit_tiny_patch16_224" in model_names(["deit_tiny*"])
+    (tmp_path / "list.txt").write_text("t2t_vit_7\n\nvb_vit_tiny_patch16_224\nt2t_vit_7\n")
+    assert model_names([], tmp_path / "list.txt") == ["t2t_vit_7", "vb_vit_tiny_patch16_224"]
+    assert "no model matches 'zzz*'" in cli_error(capsys, "profile", "zzz*")
+    results = tmp_path / "bench.csv"
+    assert cli(["profile", "t2t_vit_7", "vb_vit_tiny_patch16_224", "--img-size", "32", "--batch-size", "2",
+                 "--repeats", "1", "--warmup", "0", "--results-file", str(results)]) == 0
+    printed = capsys.readouterr().out
+    assert "== t2t_vit_7" in printed and " img/s" in printed and " GMACs" in printed and "%" in printed
+    table = pd.read_csv(results)
+    assert list(table.columns[:len(TIMM_COLUMNS)]) == list(TIMM_COLUMNS) and len(table) == 2
+    row = table.iloc[0]
+    assert row["infer_step_time"] == pytest.approx(1000 * 2 / row["infer_samples_per_sec"], rel=1e-3)
+    assert row["param_count"] == pytest.approx(row["params"] / 1e6, abs=0.01) and row["infer_batch_size"] == 2
+
+
+def test_macs_shows_every_counter_and_what_plain_fvcore_misses(capsys):
+    assert cli(["macs", "vb_vit_tiny_patch16_224", "--img-size", "64", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["analytic_G"] == pytest.approx(row["fvcore_with_sdpa_G"], rel=1e-4)
+    assert row["fvcore_plain_G"] < row["fvcore_with_sdpa_G"] and row["plain_fvcore_misses_pct"] > 0  # fused attention
