@@ -59,14 +59,19 @@ def cmd_list(args):
     from bench.cost.flops import count_params, param_breakdown
     from bench.cost.sweep import config_columns
 
+    import torch
+
     rows = []
+    meta = torch.device("meta")  # shapes without storage or init: counting parameters needs no weights
     for name in models.list_models(args.pattern):
-        model = models.create_model(name)
+        with meta:
+            model = models.create_model(name)
         params = param_breakdown(model)
         rows.append({**config_columns(model), "family": models.family_of(model.config),
                      "params": params["params"], "params_trainable": params["params_trainable"]})
     for name in fnmatch.filter(models.CNN_BASELINES, args.pattern):  # the CIFAR CNN baselines, built by timm
-        model = timm.create_model(name)
+        with meta:
+            model = timm.create_model(name)
         height, width = model.pretrained_cfg["input_size"][1:]
         rows.append({"model": name, "tokenizer": "-", "img_size": f"{height}x{width}", "family": "cnn",
                      "params": count_params(model), "params_trainable": count_params(model, trainable_only=True)})
