@@ -55,11 +55,10 @@ def cmd_list(args):
 
     import pandas as pd
     import timm
+    import torch
 
     from bench.cost.flops import count_params, param_breakdown
     from bench.cost.sweep import config_columns
-
-    import torch
 
     rows = []
     meta = torch.device("meta")  # shapes without storage or init: counting parameters needs no weights
