@@ -16,9 +16,9 @@ import functools
 import os
 import platform
 
+from bench.configs import ALLOCATORS as POLICIES
 from models.errors import ConfigError
 
-POLICIES = ("steady", "system")
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
 KEEP_BYTES = 2**31 - 1  # mallopt takes an int: blocks up to 2 GiB come from the heap, which is never trimmed
 PRELOADED = ("jemalloc", "tcmalloc", "mimalloc")

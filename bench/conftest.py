@@ -16,8 +16,9 @@ our step) and `speedup_bound` (baseline / (ours - front): the speed-up if our fr
 import pytest
 
 from bench import suite
-from bench.allocator import POLICIES
-from bench.cost.timing import DEVICES, DTYPES, TimingSetup, timed_call
+from bench.configs import ALLOCATORS as POLICIES
+from bench.configs import DEVICES
+from bench.cost.timing import DTYPES, TimingSetup, timed_call
 
 
 def pytest_addoption(parser):

@@ -10,27 +10,31 @@ the marker is ours, which files it writes) and calls `prepare(out, resume, overw
 writes into a folder for long (a sweep, a run, a study) holds `folder_lock(out, kind)` meanwhile.
 """
 import contextlib
+import errno
 import fnmatch
 import json
 import os
 import shutil
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from filelock import FileLock, Timeout
 
-from models.atomic import is_alive
 from models.errors import ConfigError, ResultsError
 
 NEW, RESUME, OVERWRITE = "new", "resume", "overwrite"
 TEMPORARY = ".*.tmp"  # what models.atomic leaves behind when killed mid-write
-LOCK = ".vitbench.lock"  # the pid of the process working in a folder (folder_lock)
+LOCK = ".vitbench.lock"  # locked (flock) by the process working in a folder (folder_lock)
+HOLDER = ".vitbench.lock.json"  # that process's host and pid, for the message that refuses another
+LOCK_FILES = (LOCK, HOLDER)
 
 
 def is_empty(out):
-    """Does folder `out` hold nothing but (maybe) its lock?"""
-    return all(path.name == LOCK for path in Path(out).iterdir())
+    """Does folder `out` hold nothing but (maybe) its lock files?"""
+    return all(path.name in LOCK_FILES for path in Path(out).iterdir())
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ class OutputFolder:
             self.is_marked(marker)
             return False
         except (OSError, ValueError, KeyError, TypeError):
-            return any(path.name not in (self.marker, LOCK) for path in Path(out).iterdir())
+            return any(path.name not in (self.marker, *LOCK_FILES) for path in Path(out).iterdir())
 
     def prepare(self, out, resume=False, overwrite=False, reads=()):
         """Check `out` against the policy; returns NEW, RESUME or OVERWRITE. Foreign folders raise, and so does an
@@ -105,7 +109,7 @@ class OutputFolder:
         """Relative paths (files and symlinks) under `out` that vitbench did not write, sorted."""
         out = Path(out)
         listed = self.listed(out) if self.listed else set()
-        patterns = (*self.written, TEMPORARY, f"*/{TEMPORARY}", LOCK, f"*/{LOCK}")
+        patterns = (*self.written, TEMPORARY, f"*/{TEMPORARY}", *LOCK_FILES, *(f"*/{name}" for name in LOCK_FILES))
         files = (p.relative_to(out).as_posix() for p in out.rglob("*") if not p.is_dir() or p.is_symlink())
         return sorted(relative for relative in files
                       if relative not in listed and not any(fnmatch.fnmatch(relative, p) for p in patterns))
@@ -118,12 +122,12 @@ class OutputFolder:
                              "choose another --out (--overwrite only replaces vitbench's own files)")
 
     def clear(self, out):
-        """Empty a folder of ours for --overwrite, keeping its lock; refuses while anything else is in it."""
+        """Empty a folder of ours for --overwrite, keeping its lock files; refuses while anything else is in it."""
         self.refuse_foreign(out)
         for path in Path(out).iterdir():
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
-            elif path.name != LOCK:
+            elif path.name not in LOCK_FILES:
                 path.unlink()
 
     def start(self, out, resume=False, overwrite=False, reads=()):
@@ -179,38 +183,68 @@ def refuse_overlap(out, reads, error=ResultsError):
         raise error(f"--out {out} {where} the input {source}; choose an --out outside what the command reads")
 
 
-def lock_holder(path):
-    """The pid written in lock file `path`, or None when it is unreadable or gone."""
+def holder_of(out):
+    """'sweep, pid P on host H' from out/HOLDER, or a stand-in while it is missing or unreadable (its holder is
+    just starting)."""
     try:
-        return int(Path(path).read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
+        info = json.loads((Path(out) / HOLDER).read_text())
+        return f"{info['kind']}, pid {int(info['pid'])} on host {info['host']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "holder unknown"
+
+
+def still_at_path(path):
+    """`on_acquired` check: the locked descriptor is still the file at `path`. A releasing holder removes the
+    file while it holds it, so a descriptor opened just before that would lock a file nobody else sees."""
+    def check(fd):
+        if not os.path.samestat(os.fstat(fd), os.stat(path)):
+            raise FileNotFoundError(errno.ENOENT, "the lock file was replaced while it was taken", str(path))
+    return check
 
 
 def take_lock(out, kind):
-    """Create out/LOCK holding our pid (O_EXCL: one process wins); a lock whose pid is dead is taken over."""
+    """Take the OS lock on out/LOCK without waiting and record who holds it in out/HOLDER; returns the lock and
+    the stat of its file."""
     path = out / LOCK
     for _ in range(3):
+        lock = FileLock(path, timeout=0, fallback_to_soft=False, on_acquired=still_at_path(path))
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = lock_holder(path)
-            if holder is not None and is_alive(holder):
-                raise ResultsError(f"{out} is in use by another vitbench process (pid {holder}); wait for it to "
-                                   f"finish or stop it, or choose another --out") from None
-            path.unlink(missing_ok=True)  # stale: its process is gone
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{os.getpid()} {kind}\n")
-        return path
+            lock.acquire()
+        except Timeout:
+            raise ResultsError(f"{out} is in use by another vitbench process ({holder_of(out)}); wait for it to "
+                               "finish or stop it, or choose another --out") from None
+        except FileNotFoundError:
+            continue  # taken while its holder was removing it: open the new file
+        locked = os.stat(path)
+        try:
+            (out / HOLDER).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "kind": kind}))
+        except BaseException:
+            release_lock(out, lock, locked)
+            raise
+        return lock, locked
     raise ResultsError(f"cannot lock {out}: {path} keeps changing; check that no other vitbench works there")
+
+
+def release_lock(out, lock, locked):
+    """Remove HOLDER and LOCK while still holding the lock (so no one takes a file about to vanish), then unlock.
+    They are left alone when LOCK is no longer the `locked` file: the folder was removed and another process may
+    have made it again."""
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.samestat(os.stat(out / LOCK), locked):
+                (out / HOLDER).unlink(missing_ok=True)
+                (out / LOCK).unlink()
+    finally:
+        lock.release()
 
 
 @contextlib.contextmanager
 def folder_lock(out, kind, take=True):
     """Hold `out` (created if needed) for this process while a `kind` ("sweep", "run", "study") works in it;
-    another process gets a one-line ResultsError naming the holder's pid. `take=False` (a DDP rank that does
-    not write) holds nothing."""
+    another process gets a one-line ResultsError naming the holder's pid and host. The lock is the kernel's
+    (flock on out/LOCK), so it is free the moment its process ends, however it ends; out/HOLDER only names the
+    holder for that message and never decides anything. `take=False` (a DDP rank that does not write) holds
+    nothing."""
     if not take:
         yield
         return
@@ -220,14 +254,13 @@ def folder_lock(out, kind, take=True):
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        path = take_lock(out, kind)
+        lock, locked = take_lock(out, kind)
     except OSError as error:
         raise ResultsError(f"cannot write {out} ({error.strerror or error}); choose another --out") from None
     try:
         yield
     finally:
-        if lock_holder(path) == os.getpid():
-            path.unlink(missing_ok=True)
+        release_lock(out, lock, locked)
         if created:
             with contextlib.suppress(OSError):
-                out.rmdir()  # a folder made only for the lock, left empty by a refusal
+                out.rmdir()  # made for this work, which left it empty

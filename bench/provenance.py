@@ -57,7 +57,7 @@ def library_versions():
 
 def provenance(device="cpu", argv=None):
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
         "versions": library_versions(),
         "device": device_name(device),

@@ -5,6 +5,7 @@ tokenizer is identical, which is what makes their comparison fair.
 """
 import torch
 from timm.layers import resample_abs_pos_embed
+from timm.models import checkpoint, checkpoint_seq
 from torch import nn
 
 from .errors import ConfigError, InputShapeError
@@ -12,6 +13,22 @@ from .layers import Block, drop_path_rates, init_weights, sinusoid_table
 from .tokenizers import Tokenizer
 
 POS_EMBED_KINDS = ("sinusoid", "learn")
+
+
+def block_indices(depth, indices=None):
+    """timm's `indices` of `forward_intermediates`: None = every block, n = the last n, a list = those
+    (negative from the end); returns (their absolute indices in the order given, the last block needed)."""
+    if indices is None:
+        indices = depth
+    if isinstance(indices, int):
+        if not 0 < indices <= depth:
+            raise ConfigError(f"indices={indices} asks for the last {indices} of {depth} blocks; pass 1 to {depth}")
+        taken = list(range(depth - indices, depth))
+    else:
+        taken = [i + depth if i < 0 else i for i in indices]
+        if not taken or not all(0 <= i < depth for i in taken):
+            raise ConfigError(f"indices={list(indices)} must name blocks in [-{depth}, {depth - 1}]")
+    return taken, max(taken)
 
 
 def resample_pos_embed(table, new_grid, old_grid):
@@ -84,6 +101,10 @@ class VisionTransformer(nn.Module):
         )
         self.norm = norm_layer(embed_dim)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.grad_checkpointing = False
+        # timm's per-block feature description; every block sees tokens at the tokenizer's stride
+        self.feature_info = [dict(module=f"blocks.{i}", num_chs=embed_dim, reduction=tokenizer.stride)
+                             for i in range(depth)]
 
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         self.apply(init_weights)
@@ -92,14 +113,22 @@ class VisionTransformer(nn.Module):
     def img_size(self):
         return self.tokenizer.img_size
 
-    @property
-    def default_cfg(self):
-        """timm's older name for `pretrained_cfg` (set by `models.create_model`)."""
-        return self.pretrained_cfg
-
     @torch.jit.ignore
     def no_weight_decay(self):
         return {"cls_token", "pos_embed"} if self.pos_embed.requires_grad else {"cls_token"}
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse=False):
+        """timm's parameter groups (layer-wise lr decay): the stem, one group per block, the final norm last.
+
+        Blocks are the coarsest useful unit of a plain transformer, so `coarse` groups the same (as timm's ViT).
+        """
+        return dict(stem=r"^cls_token|^pos_embed|^tokenizer", blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))])
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable=True):
+        """Recompute each block's activations in the backward pass instead of keeping them."""
+        self.grad_checkpointing = enable
 
     def get_classifier(self):
         return self.head
@@ -124,6 +153,7 @@ class VisionTransformer(nn.Module):
         self.pos_embed = nn.Parameter(table, requires_grad=self.pos_embed.requires_grad)
         if hasattr(self, "pretrained_cfg"):
             self.pretrained_cfg = {**self.pretrained_cfg, "input_size": (self.tokenizer.in_chans, *self.img_size)}
+            self.default_cfg = self.pretrained_cfg  # timm's older name, kept the same object as timm does
 
     def cast_input(self, x):
         """A floating batch in the weights' dtype (float64 or float16 inputs are cast); integer pixels raise."""
@@ -135,7 +165,8 @@ class VisionTransformer(nn.Module):
             )
         return x.to(self.cls_token.dtype)
 
-    def forward_features(self, x):
+    def embed(self, x):
+        """(B, C, H, W) images -> (B, 1 + N, D) tokens with the class token and positions."""
         x = self.cast_input(x)
         grid = self.tokenizer.check_input(x)
         if grid != self.tokenizer.grid_size:
@@ -146,10 +177,48 @@ class VisionTransformer(nn.Module):
             )
         x = self.tokenizer(x)  # (B, N, D)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, N+1, D)
-        x = self.pos_drop(x + self.pos_embed)
-        for block in self.blocks:
-            x = block(x)
+        return self.pos_drop(x + self.pos_embed)
+
+    def forward_features(self, x):
+        x = self.embed(x)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            x = checkpoint_seq(self.blocks, x)
+        else:
+            for block in self.blocks:
+                x = block(x)
         return self.norm(x)
+
+    def forward_intermediates(self, x, indices=None, norm=False, stop_early=False, output_fmt="NCHW",
+                              intermediates_only=False):
+        """timm's feature API: the outputs of the blocks in `indices` (see `block_indices`), class token
+        dropped, as (B, D, h, w) maps ("NCHW") or (B, N, D) tokens ("NLC"); `norm` applies the final norm
+        to each. Returns them alone with `intermediates_only` (which, like `stop_early`, skips the blocks
+        after the last index), else (final normed tokens, them)."""
+        if output_fmt not in ("NCHW", "NLC"):
+            raise ConfigError(f"output_fmt={output_fmt!r} is not supported; choose 'NCHW' or 'NLC'")
+        taken, last = block_indices(len(self.blocks), indices)
+        x = self.embed(x)
+        intermediates = []
+        for i, block in enumerate(self.blocks[: last + 1] if stop_early or intermediates_only else self.blocks):
+            x = checkpoint(block, x) if self.grad_checkpointing and not torch.jit.is_scripting() else block(x)
+            if i in taken:
+                intermediates.append((self.norm(x) if norm else x)[:, self.num_prefix_tokens:])
+        if output_fmt == "NCHW":
+            height, width = self.tokenizer.grid_size
+            intermediates = [y.transpose(1, 2).reshape(y.shape[0], -1, height, width) for y in intermediates]
+        if intermediates_only:
+            return intermediates
+        return self.norm(x), intermediates
+
+    def prune_intermediate_layers(self, indices=1, prune_norm=False, prune_head=True):
+        """Drop the blocks after the last of `indices` (and the norm / head); returns the kept indices."""
+        taken, last = block_indices(len(self.blocks), indices)
+        self.blocks = self.blocks[: last + 1]
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.reset_classifier(0)
+        return taken
 
     def forward_head(self, x, pre_logits=False):
         x = x[:, 0]  # class token, (B, D)

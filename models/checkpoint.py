@@ -1,6 +1,7 @@
 """Save our checkpoints and load three layouts into our models, proven by equivalence tests.
 
-Layouts understood by `load_checkpoint`:
+Layouts understood by `load_checkpoint` and by `timm_pretrained_filter` (timm's
+`create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=...))`):
 - ours (`save_checkpoint`): keys as in `VisionTransformer`, plus the model's name and config;
 - the reference T2T-ViT `.pth.tar` (`state_dict` / `state_dict_ema`, `tokens_to_token.*` keys);
 - a timm `VisionTransformer` state dict (`patch_embed.proj.weight` as a (D, C, P, P) conv).
@@ -161,6 +162,40 @@ def saved_by(payload):
     return "a state dict" if all(isinstance(v, torch.Tensor) for v in payload.values()) else "a training script"
 
 
+HEAD_KEYS = ("head.weight", "head.bias")
+CONVERTERS = {"reference-t2t": convert_reference_t2t, "timm-vit": convert_timm_vit}
+
+
+def to_our_layout(state_dict, model, payload=None):
+    """`state_dict` in our keys with its position table resized to `model`'s grid; (state_dict, layout, resized)."""
+    layout = detect_layout(state_dict)
+    state_dict = CONVERTERS.get(layout, dict)(state_dict)
+    own, table = model.pos_embed, state_dict.get("pos_embed")
+    resized = table is not None and table.shape != own.shape and table.shape[-1] == own.shape[-1]
+    if resized:
+        grid = source_grid(payload, table.shape[1] - 1)
+        state_dict["pos_embed"] = resample_pos_embed(table.float(), model.tokenizer.grid_size, grid)
+    return state_dict, layout, resized
+
+
+def misfit(state_dict, own, new_head, strict=True):
+    """What keeps `state_dict` from loading into a model whose state dict is `own`, as message parts."""
+    mismatched = [f"{k} {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+                  for k, v in state_dict.items() if k in own and v.shape != own[k].shape]
+    missing = set(own) - set(state_dict) - (set(HEAD_KEYS) if new_head else set())
+    unexpected = set(state_dict) - set(own)
+    if not (mismatched or (strict and (missing or unexpected))):
+        return []
+    parts = [f"shape mismatch: {short_list(mismatched, limit=6)}"] if mismatched else []
+    parts += [f"missing keys: {short_list(missing, limit=6)}"] if missing else []
+    return parts + ([f"unexpected keys: {short_list(unexpected, limit=6)}"] if unexpected else [])
+
+
+def use_reference_scale(model):
+    model.set_attention_scale(model.embed_dim**-0.5)
+    log.info("set backbone attention scale to embed_dim ** -0.5 as the released T2T-ViT weights were trained")
+
+
 def load_checkpoint(model: VisionTransformer, path: str | Path, use_ema: bool = False, strict: bool = True,
                     reference_qk_scale: bool = True) -> dict:
     """Load a local checkpoint into `model`, adapting positions and head; returns what was done.
@@ -170,35 +205,17 @@ def load_checkpoint(model: VisionTransformer, path: str | Path, use_ema: bool = 
     backbone scale embed_dim ** -0.5, which is set on the model when `reference_qk_scale`.
     """
     payload = read_checkpoint(path)
-    state_dict = extract_state_dict(payload, path, use_ema)
-    layout = detect_layout(state_dict)
-    state_dict = {"reference-t2t": convert_reference_t2t, "timm-vit": convert_timm_vit}.get(layout, dict)(state_dict)
-    report = {"layout": layout, "saved_by": saved_by(payload), "use_ema": use_ema, "resized_pos_embed": False,
+    state_dict, layout, resized = to_our_layout(extract_state_dict(payload, path, use_ema), model, payload)
+    report = {"layout": layout, "saved_by": saved_by(payload), "use_ema": use_ema, "resized_pos_embed": resized,
               "new_head": False}
     own = model.state_dict()
-
-    table = state_dict.get("pos_embed")
-    if table is not None and table.shape != own["pos_embed"].shape and table.shape[-1] == own["pos_embed"].shape[-1]:
-        grid = source_grid(payload, table.shape[1] - 1)
-        state_dict["pos_embed"] = resample_pos_embed(table.float(), model.tokenizer.grid_size, grid)
-        report["resized_pos_embed"] = True
-    head_keys = [k for k in ("head.weight", "head.bias") if k in state_dict]
+    head_keys = [k for k in HEAD_KEYS if k in state_dict]
     if head_keys and any(own.get(k) is None or own[k].shape != state_dict[k].shape for k in head_keys):
         for key in head_keys:
             del state_dict[key]
         report["new_head"] = True
 
-    mismatched = [
-        f"{k} {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-        for k, v in state_dict.items()
-        if k in own and v.shape != own[k].shape
-    ]
-    missing = set(own) - set(state_dict) - ({"head.weight", "head.bias"} if report["new_head"] else set())
-    unexpected = set(state_dict) - set(own)
-    if mismatched or (strict and (missing or unexpected)):
-        parts = [f"shape mismatch: {short_list(mismatched, limit=6)}"] if mismatched else []
-        parts += [f"missing keys: {short_list(missing, limit=6)}"] if missing else []
-        parts += [f"unexpected keys: {short_list(unexpected, limit=6)}"] if unexpected else []
+    if parts := misfit(state_dict, own, report["new_head"], strict):
         raise CheckpointError(
             f"{path} ({layout} layout) does not fit {getattr(model, 'model_name', type(model).__name__)}: "
             + "; ".join(parts)
@@ -206,8 +223,33 @@ def load_checkpoint(model: VisionTransformer, path: str | Path, use_ema: bool = 
         )
     model.load_state_dict(state_dict, strict=False)
     if layout == "reference-t2t" and reference_qk_scale:
-        model.set_attention_scale(model.embed_dim**-0.5)
-        log.info("set backbone attention scale to embed_dim ** -0.5 as the released T2T-ViT weights were trained")
+        use_reference_scale(model)
     if report["new_head"]:
         log.info("%s: head left at random init for %d classes", path, model.num_classes)
     return report
+
+
+def timm_pretrained_filter(state_dict, model):
+    """timm's `pretrained_filter_fn` for our models: a reference T2T-ViT, timm ViT or our state dict (as
+    timm read it from `pretrained_cfg["file"]`) in our layout, positions resized, checked to fit.
+
+    timm drops the head itself when the model's class count differs from the pretrained_cfg's and then loads
+    non-strictly, so every other misfit is refused here.
+    """
+    cfg = model.pretrained_cfg
+    state_dict, layout, _ = to_our_layout(state_dict, model)
+    new_head = model.num_classes != cfg.get("num_classes")
+    if new_head:
+        state_dict = {k: v for k, v in state_dict.items() if k not in HEAD_KEYS}
+    own = model.state_dict()
+    if parts := misfit(state_dict, own, new_head):
+        head, own_head = state_dict.get("head.weight"), own.get("head.weight")
+        hint = (f"its head has {head.shape[0]} classes: pass pretrained_cfg_overlay=dict(file=..., "
+                f"num_classes={head.shape[0]})" if head is not None and own_head is not None
+                and head.shape != own_head.shape else "create the model this checkpoint was trained as")
+        source = cfg.get("file") or "the pretrained state dict"
+        raise CheckpointError(f"{source} ({layout} layout) does not fit {cfg.get('architecture')}: "
+                              + "; ".join(parts) + f"; {hint}")
+    if layout == "reference-t2t":
+        use_reference_scale(model)
+    return state_dict

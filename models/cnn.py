@@ -7,9 +7,10 @@ see 32, 16, 8 and 4 px. `resnet18_cifar` is ResNet-18's widths (64 ... 512) on t
 `resnet_cifar_tiny` sibling (one block per stage, widths 16 ... 128) is the CPU study's CNN arm.
 """
 import timm
+from timm.models import register_model
 from torch import nn
 
-from .registry import register_with_timm
+from .errors import ConfigError
 
 CNN_BASELINES = {  # name -> timm ResNet settings
     "resnet18_cifar": dict(layers=(2, 2, 2, 2), channels=(64, 128, 256, 512)),
@@ -30,5 +31,23 @@ def cifar_resnet(name, num_classes=10, **kwargs):
     return model
 
 
+def register_with_timm(name, settings):
+    """Register `name` as a timm entrypoint built by `cifar_resnet`; it has no pretrained weights."""
+
+    def entrypoint(pretrained=False, pretrained_cfg=None, pretrained_cfg_overlay=None, cache_dir=None, **kwargs):
+        if pretrained:
+            raise ConfigError(
+                f"{name} has no downloadable weights; create it with pretrained=False and load a local file "
+                "with models.load_checkpoint(model, path) or train it with `vitbench train`"
+            )
+        device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+        return cifar_resnet(name, **kwargs).to(device=device, dtype=dtype)
+
+    entrypoint.__name__ = entrypoint.__qualname__ = name
+    entrypoint.__module__ = __name__
+    entrypoint.__doc__ = f"vitbench {name}: timm ResNet {settings} with a CIFAR stem"
+    register_model(entrypoint)
+
+
 for _name, _settings in CNN_BASELINES.items():
-    register_with_timm(_name, cifar_resnet, f"vitbench {_name}: timm ResNet {_settings} with a CIFAR stem")
+    register_with_timm(_name, _settings)

@@ -5,6 +5,10 @@ Every name is a dict of settings over one of two front ends, `tokenizer="patch"`
 `VisionTransformer`. `FAMILIES` is the one vocabulary that tables, sweeps, studies and plots use. Any setting can be
 overridden: `create_model("t2t_vit_14", depth=10, img_size=(64, 96), t2t_block="transformer")`.
 
+Every name is a full timm model: `timm.create_model(name)` builds it through `build_model_with_cfg` with a
+default pretrained cfg (`default_cfgs`), so `pretrained=True, pretrained_cfg_overlay=dict(file=PATH)` loads
+a local reference T2T-ViT, timm ViT or vitbench checkpoint, and `features_only=True` gives per-block maps.
+
 Naming: the T2T-ViT names are the reference's (timm has none of them). Our ViT sizes carry a
 `vb_` prefix (vb_vit_base_patch16_224, ...) so that registering them never shadows timm's own
 `vit_*` models; `vit_s16_t2t_paper` is the ViT-S/16 the T2T-ViT paper compares against.
@@ -13,12 +17,15 @@ import difflib
 import fnmatch
 import inspect
 import numbers
+from pathlib import Path
 
+import timm
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.models import register_model
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model, resolve_pretrained_cfg
 
 from .backbone import VisionTransformer
-from .errors import ConfigError, UnknownModelError
+from .checkpoint import timm_pretrained_filter
+from .errors import CheckpointError, ConfigError, UnknownModelError
 from .tokenizers import DEFAULT_IMG_SIZE, REFERENCE_T2T_STAGES, PatchTokenizer, T2TTokenizer
 
 
@@ -227,51 +234,105 @@ def build_model(
     return VisionTransformer(front, **backbone)
 
 
-def pretrained_cfg(name, config, model):
-    """timm's data config: what `timm.data.resolve_data_config(model=model)` reads."""
-    height, width = model.img_size
+# The reference release's ImageNet-1k checkpoints (github.com/yitu-opensource/T2T-ViT, releases), by file name.
+# timm lists a name as pretrained when its cfg names a weight file; nothing is downloaded: the file must be local.
+T2T_RELEASE = {
+    "t2t_vit_7": "71.7_T2T_ViT_7.pth.tar", "t2t_vit_10": "75.2_T2T_ViT_10.pth.tar",
+    "t2t_vit_12": "76.5_T2T_ViT_12.pth.tar", "t2t_vit_14": "81.5_T2T_ViT_14.pth.tar",
+    "t2t_vit_19": "81.9_T2T_ViT_19.pth.tar", "t2t_vit_24": "82.3_T2T_ViT_24.pth.tar",
+    "t2t_vit_t_14": "81.7_T2T_ViTt_14.pth.tar", "t2t_vit_t_19": "82.4_T2T_ViTt_19.pth.tar",
+    "t2t_vit_t_24": "82.6_T2T_ViTt_24.pth.tar",
+}
+
+
+def default_cfg(name):
+    """timm's pretrained cfg of `name`: data config, head, stem, and for a released T2T-ViT its file.
+
+    The 32 px CIFAR names keep ImageNet's mean, std and crop_pct too: the accuracy harness normalises every
+    arm (the timm CNN's included) and re-evaluates every checkpoint with the model's data config, so CIFAR-10
+    statistics here would change how runs already trained are scored.
+    """
+    config = {"img_size": DEFAULT_IMG_SIZE, "in_chans": 3, **MODEL_CONFIGS[name]}
+    release = T2T_RELEASE.get(name)
+    source = f"the reference release file {release}, not downloaded" if release else "no released weights"
+    notes = (f"{source}; load a local checkpoint with pretrained_cfg_overlay=dict(file=PATH)",)
     return dict(
-        architecture=name,
-        url="",
-        num_classes=model.num_classes,
-        input_size=(config["in_chans"], height, width),
+        file=release,
+        input_size=(config["in_chans"], config["img_size"], config["img_size"]),
         crop_pct=0.9,
-        crop_mode="center",
         interpolation="bicubic",
         mean=IMAGENET_DEFAULT_MEAN,
         std=IMAGENET_DEFAULT_STD,
+        num_classes=config.get("num_classes", 1000),
         first_conv="tokenizer.proj" if config["tokenizer"] == "patch" else "tokenizer.blocks.0",
         classifier="head",
+        license="bsd-3-clause-clear" if release else None,
+        paper_ids="arXiv:2101.11986" if config["tokenizer"] == "t2t" else None,
+        notes=notes,
     )
 
 
-def create_model(name: str, **overrides) -> VisionTransformer:
-    """Build a registered model with random init; `overrides` change any setting."""
-    config = resolve_config(name, **overrides)
-    model = build_model(**config)
-    model.model_name = name
-    model.config = config
-    model.pretrained_cfg = pretrained_cfg(name, config, model)
+# Read by timm's register_model: tag `in1k` for the released weights, no tag for the others.
+default_cfgs = generate_default_cfgs(
+    {f"{name}.in1k" if name in T2T_RELEASE else name: default_cfg(name) for name in MODEL_CONFIGS}
+)
+TIMM_BUILD_OPTIONS = ("features_only", "out_indices", "feature_cls")  # taken by build_model_with_cfg itself
+
+
+def check_weights(name, pretrained_cfg, pretrained_cfg_overlay):
+    """Refuse `pretrained=True` without a local weight file, before timm tries (and fails less clearly)."""
+    cfg = resolve_pretrained_cfg(name, pretrained_cfg, pretrained_cfg_overlay)
+    if cfg.state_dict is not None or cfg.url or cfg.hf_hub_id or (cfg.file and Path(cfg.file).is_file()):
+        return
+    if cfg.file and cfg.file != T2T_RELEASE.get(name):
+        raise CheckpointError(f"checkpoint not found: {cfg.file}; check the path in pretrained_cfg_overlay")
+    release = f" (download the reference release {cfg.file})" if cfg.file else ""
+    raise ConfigError(f"{name} has no downloadable weights; pass pretrained_cfg_overlay=dict(file=PATH) with a "
+                      f"local checkpoint{release}, or create it with pretrained=False")
+
+
+def build_timm_model(name, pretrained=False, pretrained_cfg=None, pretrained_cfg_overlay=None, cache_dir=None,
+                     device=None, dtype=None, **kwargs):
+    """The one factory of every name: validate the settings, then timm's `build_model_with_cfg`."""
+    build = {key: kwargs.pop(key) for key in TIMM_BUILD_OPTIONS if key in kwargs}
+    config = resolve_config(name, **kwargs)
+    if pretrained:
+        check_weights(name, pretrained_cfg, pretrained_cfg_overlay)
+    features = dict(feature_cls="getter", out_indices=config["depth"])  # every block unless out_indices says
+    model = build_model_with_cfg(
+        build_model, name, pretrained, pretrained_cfg=pretrained_cfg, pretrained_cfg_overlay=pretrained_cfg_overlay,
+        pretrained_filter_fn=timm_pretrained_filter, feature_cfg=features, cache_dir=cache_dir, **build, **config,
+    ).to(device=device, dtype=dtype)
+    net = model.model if build.get("features_only") else model
+    net.model_name, net.config = name, config
+    # bench reads the model's own input size and class count here, as `set_img_size` keeps them
+    input_size = (config["in_chans"], *net.img_size)
+    net.pretrained_cfg = net.default_cfg = {**net.pretrained_cfg, "input_size": input_size,
+                                            "num_classes": net.num_classes}
+    if net is not model:  # the feature wrapper's own copy, without the head's fields
+        model.pretrained_cfg = model.default_cfg = {**model.pretrained_cfg, "input_size": input_size}
     return model
 
 
-def register_with_timm(name, build, doc):
-    """Register `build(name, **kwargs)` as timm's `name` (local weights only: no download)."""
+def create_model(name: str, **overrides) -> VisionTransformer:
+    """Build a registered model with random init; `overrides` change any setting. Same as `timm.create_model`."""
+    config = resolve_config(name, **overrides)  # timm drops None-valued settings; the config keeps them
+    model = timm.create_model(name, **overrides)
+    model.config = config
+    return model
 
-    def entrypoint(pretrained=False, pretrained_cfg=None, pretrained_cfg_overlay=None, cache_dir=None, **kwargs):
-        if pretrained:
-            raise ConfigError(
-                f"{name} has no downloadable weights; create it with pretrained=False and load a local file "
-                "with models.load_checkpoint(model, path) or train it with `vitbench train`"
-            )
-        device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
-        return build(name, **kwargs).to(device=device, dtype=dtype)
+
+def register_with_timm(name):
+    """Register `name` as a timm entrypoint; its pretrained cfg comes from `default_cfgs`."""
+
+    def entrypoint(pretrained=False, **kwargs):
+        return build_timm_model(name, pretrained, **kwargs)
 
     entrypoint.__name__ = entrypoint.__qualname__ = name
     entrypoint.__module__ = __name__
-    entrypoint.__doc__ = doc
+    entrypoint.__doc__ = f"vitbench {name}: {MODEL_CONFIGS[name]}"
     register_model(entrypoint)
 
 
 for _name in MODEL_CONFIGS:
-    register_with_timm(_name, create_model, f"vitbench {_name}: {MODEL_CONFIGS[_name]}")
+    register_with_timm(_name)

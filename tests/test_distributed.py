@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from bench.accuracy.evaluate import run_eval
+from bench.configs import EvalConfig
 from tests.harness_helpers import REPO_ROOT, tiny_cli_args, tiny_synthetic
 
 
@@ -57,6 +58,6 @@ def test_torchrun_two_processes_shard_data_reduce_metrics_and_write_once(tmp_pat
     ]
     assert done.stdout.count("(final weights)") == 1  # only rank 0 reports
 
-    single = run_eval(out / "last.pth", data)  # one process, the same final weights
+    single = run_eval(EvalConfig(checkpoint=str(out / "last.pth"), data=str(data)))  # one process, the same weights
     assert torch.equal(torch.tensor(single["confusion"]), torch.tensor(summary["confusion"]))
     assert single["top1"] == summary["top1"]

@@ -126,3 +126,35 @@ def test_partial_files_of_dead_writers_are_reclaimed_and_live_ones_kept(tmp_path
     atomic_write_text(tmp_path / "x.json", "{}")  # a finished write leaves no temporary file
     assert remove_stale_temporaries(tmp_path) == [] and [p.name for p in tmp_path.iterdir() if p.is_file()] == [
         "x.json"]
+
+
+def decode_in_a_worker(root):
+    from bench.accuracy.tensor_data import decode_images
+
+    paths = sorted(str(p) for p in Path(root).rglob("*.png"))[:6]
+    images, bad = decode_images(paths, 16, workers=2)
+    return tuple(images.shape), len(bad)
+
+
+def test_a_pool_worker_decodes_without_a_pool_of_its_own(tmp_path):
+    """A study's runs are pool workers (daemonic: no children); a split they decode first is decoded in-process."""
+    from bench.processes import worker_pool
+
+    data = tiny_synthetic(tmp_path / "data")
+    with worker_pool(1) as pool:
+        assert pool.apply(decode_in_a_worker, (str(data),)) == ((6, 3, 16, 16), 0)
+
+
+def test_a_parallel_study_decodes_each_class_subset_its_runs_read_before_they_start(tmp_path, monkeypatch):
+    from bench.accuracy import study
+    from bench.accuracy.train import TrainConfig
+
+    data = tiny_synthetic(tmp_path / "data", classes=4)
+    decoded = []
+    monkeypatch.setattr(study, "decoded_split", lambda split, size: decoded.append((tuple(split.classes), size)))
+    names = sorted(p.name for p in (data / "train").iterdir())
+    subsets = [names[:2], names[:2], None]
+    configs = [TrainConfig(model="vit_lite_tiny", data=str(data), out=str(tmp_path / f"r{i}"), img_size=32, seed=i,
+                           classes=classes, data_mode="memory") for i, classes in enumerate(subsets)]
+    study.decode_once(configs)
+    assert decoded == [(tuple(names[:2]), 32)] * 2 + [(tuple(names), 32)] * 2  # train and val, once per subset

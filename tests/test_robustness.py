@@ -17,10 +17,11 @@ import models
 from bench.accuracy import factory, train
 from bench.accuracy.data import load_rgb, scan_split
 from bench.accuracy.evaluate import model_for_checkpoint
-from bench.cli import main, parse_model_args
+from bench.cli import main
 from bench.cost.sweep import SweepRun, SweepSpec, load_sweep_spec, run_sweep
-from bench.outputs import LOCK, folder_lock
+from bench.outputs import HOLDER, LOCK, folder_lock
 from bench.report.build import build_report, load_inputs
+from bench.settings import model_arg_pairs
 from models.errors import CheckpointError, ConfigError, DatasetError, InputShapeError, ResultsError, UnknownModelError
 from tests.harness_helpers import (
     REPO_ROOT,
@@ -31,6 +32,7 @@ from tests.harness_helpers import (
     tiny_synthetic,
     write_image,
 )
+from tests.test_locks import held_by_child
 
 SPEC = {"families": ["vit"], "depth": [1], "num_heads": [2], "embed_dim": [32], "patch_size": [8], "img_size": [32],
         "measure": ["params"]}
@@ -126,7 +128,7 @@ def test_training_on_cuda_without_a_gpu_is_a_config_error(data, tmp_path):
 
 
 def test_model_arg_booleans_in_any_case():
-    assert parse_model_args(["qkv_bias=False", "a=TRUE", "b=true", "depth=2"]) == {
+    assert model_arg_pairs(["qkv_bias=False", "a=TRUE", "b=true", "depth=2"]) == {
         "qkv_bias": False, "a": True, "b": True, "depth": 2}
 
 
@@ -224,12 +226,11 @@ def test_an_ema_only_checkpoint_loads_without_flags(tmp_path):
 # --- locks ---------------------------------------------------------------------------------------------------
 def test_a_locked_folder_is_refused_naming_the_holder(tmp_path, data):
     out = tmp_path / "sw"
-    out.mkdir()
-    (out / LOCK).write_text(f"{os.getppid()} sweep\n")  # a live process that is not us
-    with pytest.raises(ResultsError, match=rf"in use by another vitbench process \(pid {os.getppid()}\)"):
-        sweep(out)
-    with pytest.raises(ResultsError, match=rf"pid {os.getppid()}"):
-        train.start(tiny_config(data, out), progress=False)
+    with held_by_child(out) as holder:
+        with pytest.raises(ResultsError, match=rf"in use by another vitbench process \(sweep, pid {holder.pid} on "):
+            sweep(out)
+        with pytest.raises(ResultsError, match=rf"pid {holder.pid}"):
+            train.start(tiny_config(data, out), progress=False)
 
 
 def test_a_stale_lock_is_taken_over_and_released(tmp_path):
@@ -239,7 +240,7 @@ def test_a_stale_lock_is_taken_over_and_released(tmp_path):
     sweep(out)
     assert (out / "sweep.csv").exists() and not (out / LOCK).exists()
     with folder_lock(tmp_path / "new", "study"):
-        assert (tmp_path / "new" / LOCK).read_text().split()[0] == str(os.getpid())
+        assert json.loads((tmp_path / "new" / HOLDER).read_text())["pid"] == os.getpid()
     assert not (tmp_path / "new").exists()  # made only for the lock
     with folder_lock(out, "run", take=False):  # a DDP rank that does not write
         assert not (out / LOCK).exists()
@@ -265,7 +266,7 @@ def test_a_second_process_cannot_work_in_a_locked_folder(tmp_path):
 
 # --- command-line values -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("flags, message", [
-    (["--img-size", "0"], "--img-size 0 must be a positive image side"),
+    (["--img-size", "0"], "img_size=0 is not allowed; it must be an integer >= 1"),
     (["--batch-size", "0"], "batch_size=0"),
     (["--repeats", "0"], "repeats=0"),
     (["--warmup", "-1"], "warmup=-1"),
@@ -277,18 +278,18 @@ def test_profile_sizes_must_be_positive(flags, message, capsys):
 def test_train_values_of_the_wrong_type_are_one_line(data, tmp_path, capsys):
     line = cli_error(capsys, "train", *tiny_cli_args(), "--data", str(data), "--out", str(tmp_path / "r"),
                      "--workers", "-1")
-    assert "workers=-1 must be >= 0" in line
+    assert "workers=-1 is not allowed; it must be an integer >= 0" in line
     line = cli_error(capsys, "train", *tiny_cli_args(), "--model-arg", "depth=abc", "--data", str(data), "--out",
                      str(tmp_path / "r"))
     assert "depth='abc' must be an integer" in line and not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize("toml, message", [
-    ('depth = ["a"]', "sweep depth value 'a' must be a positive integer"),
-    ("depth = [-2]", "sweep depth value -2 must be a positive integer"),
-    ("mlp_ratio = [0]", "sweep mlp_ratio value 0 must be a positive number"),
-    ("depth = 4", "sweep depth=4 must be a list"),
-    ('batch_size = "8"', "batch_size='8' must be an integer"),
+    ('depth = ["a"]', r"depth=\['a'\] is not allowed; it must be a list, each an integer >= 1"),
+    ("depth = [-2]", r"depth=\[-2\] is not allowed"),
+    ("mlp_ratio = [0]", r"mlp_ratio=\[0\] is not allowed; it must be a list, each a finite number > 0"),
+    ("depth = 4", "depth=4 is not allowed; it must be a list"),
+    ('batch_size = "8"', "batch_size='8' is not allowed; it must be an integer"),
     ("families = []", "nothing to measure"),
 ])
 def test_sweep_toml_values_of_the_wrong_type(toml, message, tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch.utils.data import DistributedSampler
+from torchvision.transforms import v2
 
 from bench.accuracy import tensor_data
 from bench.accuracy.data import scan_split, select_per_class
@@ -249,13 +250,39 @@ def test_grouped_policy_equals_per_image_application(decoded, policy):
     images = decoded.images[:60]
     out = grouped(images, epoch_generator(1, 0, 0))
     slots = grouped.draw(60, 32, 32, epoch_generator(1, 0, 0))
-    transform = grouped.transform
     for i in range(60):
         single = images[i : i + 1]
         for key in (keys[i] for keys in slots if keys[i] is not None):
-            single = transform._apply_image_or_video_transform(single, *key, transform.interpolation, transform._fill)
+            single = grouped.apply(single, *key)
         assert torch.equal(out[i : i + 1], single), (i, [keys[i] for keys in slots])
     assert any(key is not None and key[0] != "Identity" for keys in slots for key in keys)
+
+
+def test_policy_ops_equal_torchvisions_randaugment_and_autoaugment(decoded):
+    """Our written-out ops and magnitudes against torchvision's own transforms, per image: seeded alike, torchvision
+    draws (op, sign) from the global generator, which is replayed here to pick the same op of ours."""
+    image = decoded.images[7]
+    rand = GroupedPolicy(Augment(policy="rand", magnitude=27))
+    seen = set()
+    for seed in range(80):
+        torch.manual_seed(seed)
+        name = tensor_data.RAND_OPS[int(torch.randint(len(tensor_data.RAND_OPS), ()))]
+        negate = rand.ops[name][0] is not None and rand.ops[name][1] and bool(torch.rand(()) <= 0.5)
+        torch.manual_seed(seed)
+        expected = v2.RandAugment(num_ops=1, magnitude=27)(image)
+        assert torch.equal(rand.apply(image[None], *rand.signed(name, 27, negate, 32, 32))[0], expected), name
+        seen.add(name)
+    assert seen == set(tensor_data.RAND_OPS)
+    auto = GroupedPolicy(Augment(policy="cifar10"))
+    for seed in range(40):
+        torch.manual_seed(seed)
+        result = image[None]
+        for name, probability, level in tensor_data.CIFAR10_POLICY[int(torch.randint(25, ()))]:
+            if torch.rand(()) <= probability:
+                negate = level is not None and auto.ops[name][1] and bool(torch.rand(()) <= 0.5)
+                result = auto.apply(result, *auto.signed(name, level, negate, 32, 32))
+        torch.manual_seed(seed)
+        assert torch.equal(result[0], v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)(image)), seed
 
 
 def test_random_crop_is_a_window_of_the_padded_image():

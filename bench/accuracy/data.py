@@ -374,8 +374,11 @@ def carve_holdout(samples, classes, holdout, seed, root):
 def posterize_zero_bits_safe(img, bits_to_keep, **__):
     """timm's posterize op, giving Pillow < 13's result for 0 bits (every bit masked: black).
 
-    RandAugment's PosterizeIncreasing asks for 0 bits at magnitude 10, which `rand-m9-mstd0.5`
-    reaches a few percent of the time; Pillow 13 raises ValueError there instead.
+    timm (1.0.31) passes 0 bits to `ImageOps.posterize` for PosterizeIncreasing at magnitude 10, which
+    `rand-m9-mstd0.5-inc1` reaches a few percent of the time (and for Posterize below magnitude 2.5). Pillow
+    13.0's `ImageOps.posterize` refuses that with "ValueError: bits must be between or equal to 1 and 8" where
+    Pillow 12 returned a black image, so a training run died in a loader worker. No upstream timm issue was
+    found for it; drop this once timm's `auto_augment.posterize` handles 0 bits itself.
     """
     if bits_to_keep >= 8:
         return img
@@ -385,7 +388,8 @@ def posterize_zero_bits_safe(img, bits_to_keep, **__):
 
 
 def install_randaugment_fix():
-    """Give timm's RandAugment the safe posterize (once per program: the CLI and training entry points)."""
+    """Give timm's RandAugment the safe posterize. Idempotent; `train_transform` calls it before timm builds its
+    ops (an op takes its function from `NAME_TO_OP` when it is made)."""
     from timm.data import auto_augment
 
     for name in ("Posterize", "PosterizeIncreasing", "PosterizeOriginal"):
@@ -403,6 +407,7 @@ def train_transform(model, img_size, aug):
     """timm's training transform (random resized crop, flip, RandAugment, random erasing) per `aug`."""
     from timm.data import create_transform
 
+    install_randaugment_fix()
     config = model_data_config(model)
     return create_transform(
         (3, img_size, img_size),

@@ -6,7 +6,6 @@ ImageNet checkpoint evaluated on an ImageNet subset (synset folders) is scored o
 classes only, by selecting their logits, so from-scratch and pretrained starts compare directly.
 """
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +13,7 @@ import torch.nn.functional as F
 import models
 from bench.accuracy import distributed, factory
 from bench.accuracy.data import BadFileLog, ImageFolderDataset, build_loader, eval_transform, log, scan_split
+from bench.configs import EvalConfig
 from models.checkpoint import extract_state_dict, read_checkpoint
 from models.errors import CheckpointError, ConfigError, DatasetError, short_list
 
@@ -154,31 +154,19 @@ def model_for_checkpoint(path, classes, model_name=None, img_size=None, override
     return Loaded(probe, class_index, size, {})
 
 
-def run_eval(
-    checkpoint: str | Path,
-    data: str | Path,
-    split: str = "val",
-    model_name: str | None = None,
-    img_size: int | None = None,
-    overrides: dict | None = None,
-    batch_size: int = 128,
-    workers: int = 0,
-    strict: bool = False,
-    device: str | None = None,
-    use_ema: bool = False,
-    transform: dict | None = None,
-    warn=log,
-) -> dict:
-    """Score `checkpoint` on DATA/split; `transform` (interpolation, crop_pct) overrides the run's."""
-    context = distributed.setup(device)
-    found = scan_split(data, split)
-    loaded = model_for_checkpoint(checkpoint, found.classes, model_name, img_size, overrides, use_ema)
-    settings = {**loaded.transform, **{k: v for k, v in (transform or {}).items() if v is not None}}
+def run_eval(config: EvalConfig, warn=log) -> dict:
+    """Score `config.checkpoint` on DATA/split; the config's interpolation and crop_pct override the run's."""
+    context = distributed.setup(config.device)
+    found = scan_split(config.data, config.split)
+    loaded = model_for_checkpoint(config.checkpoint, found.classes, config.model, config.img_size, config.model_args,
+                                  config.ema)
+    given = {"interpolation": config.interpolation, "crop_pct": config.crop_pct}
+    settings = {**loaded.transform, **{k: v for k, v in given.items() if v is not None}}
     dataset = ImageFolderDataset(
         found.samples, found.classes, eval_transform(loaded.model, loaded.img_size, **settings)
     )
-    loader = build_loader(dataset, batch_size, distributed.ShardSampler(len(dataset), context), workers)
-    bad_files = BadFileLog(strict, warn)
+    loader = build_loader(dataset, config.batch_size, distributed.ShardSampler(len(dataset), context), config.workers)
+    bad_files = BadFileLog(config.strict, warn)
     result = evaluate(
         loaded.model.to(context.device), loader, len(found.classes), context, bad_files, class_index=loaded.class_index
     )
@@ -187,9 +175,9 @@ def run_eval(
     warn_unmeasured(found.classes, result, found.root, warn if context.is_main else lambda message: None)
     skipped = distributed.all_gather_objects(bad_files.seen, context)
     return {
-        "checkpoint": str(checkpoint),
-        "data": str(data),
-        "split": split,
+        "checkpoint": str(config.checkpoint),
+        "data": str(config.data),
+        "split": config.split,
         "classes": found.classes,
         "subset_of_imagenet_head": loaded.class_index is not None,
         **result,

@@ -26,6 +26,7 @@ from bench.accuracy import distributed, factory, train
 from bench.accuracy.data import log, scan_dataset
 from bench.accuracy.progress import duration
 from bench.accuracy.tensor_data import decoded_split
+from bench.accuracy.train_data import scan_samples
 from bench.cost.flops import any_model_macs, count_params
 from bench.outputs import RESUME, OutputFolder, folder_lock, read_back
 from bench.processes import worker_pool
@@ -532,7 +533,7 @@ def run_study(spec: Spec, data: str | Path, out: str | Path, resume: bool = Fals
                 if not finished(out / "runs" / run_name(variant, fraction, seed))]
         tally = Tally(len(spec.runs()), len(todo), jobs if jobs > 1 and not context.distributed else 1)
         if jobs > 1 and not context.distributed:
-            decode_once(spec, data)
+            decode_once([config for _, _, config in todo])
             with worker_pool(jobs) as pool:  # an interrupt or a failed run stops every run at once
                 for index, name, summary in pool.imap_unordered(train_job, todo):
                     report_run(index, name, summary, tally, warn)
@@ -543,11 +544,16 @@ def run_study(spec: Spec, data: str | Path, out: str | Path, resume: bool = Fals
     return context.is_main
 
 
-def decode_once(spec, data):
-    """Fill the decoded-image cache before parallel runs start (each would otherwise decode it too)."""
-    if spec.train.get("data_mode") == "memory":
-        for split in scan_dataset(data).values():
-            decoded_split(split, spec.train.get("img_size", train.TrainConfig.default("img_size")))
+def decode_once(configs):
+    """Fill the decoded-image cache with every split the runs read (their classes and labels) before parallel
+    runs start: each would otherwise decode it too, one image at a time (a pool's worker has no pool of its own)."""
+    seen = set()
+    for config in configs:
+        key = (config.data, tuple(config.classes or ()), config.labels, config.img_size)
+        if config.data_mode == "memory" and key not in seen:
+            seen.add(key)
+            for split in scan_samples(config, log).splits.values():
+                decoded_split(split, config.img_size)
 
 
 def run_config(spec, data, out, variant, fraction, seed):

@@ -158,7 +158,7 @@ def build_subset(root: str | Path, name: str, out: str | Path, per_class: int | 
         "per_class": per_class,
         "fraction": fraction,
         "link": "copy" if copy else "symlink",
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "classes": [{"wnid": wnid, "label": class_label(wnid)} for wnid in classes],
         "counts": {},
         "files": {},

@@ -78,7 +78,7 @@ def make_synthetic(out: str | Path, classes: int = 10, train_per_class: int = 20
     rng = np.random.default_rng(seed)
     manifest = {
         "name": "synthetic-motifs", "synthetic": True, "seed": seed, "img_size": img_size,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "description": "classes differ only in a 5x5 local motif; see bench/accuracy/synthetic.py",
         "classes": [{"wnid": name, "label": name} for name in names],
         "counts": {}, "files": {},

@@ -24,6 +24,7 @@ seeded from (seed, rank, epoch), so a run resumed at epoch k sees exactly the ba
 """
 
 import math
+import multiprocessing
 import os
 import random
 from collections import defaultdict
@@ -35,7 +36,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torchvision.transforms import v2
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
 
 from bench.accuracy.data import BadFileLog, BadImage, describe_failure, load_rgb, log
 from bench.accuracy.distributed import cpu_threads
@@ -147,7 +149,7 @@ def decode_images(paths, size, workers=None):
     images = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
     chunks = [paths[start : start + CHUNK] for start in range(0, len(paths), CHUNK)]
     workers = min(workers or len(os.sched_getaffinity(0)), len(chunks))
-    if workers <= 1:
+    if workers <= 1 or multiprocessing.current_process().daemon:  # a pool's worker (a study's run) has no children
         results = (decode_chunk(chunk, size) for chunk in chunks)
         return fill(images, chunks, results)
     with worker_pool(workers) as pool:
@@ -307,7 +309,7 @@ class Augment:
     hflip: float = 0.5  # probability of a horizontal flip
     policy: str = "rand"  # "rand": RandAugment(num_ops, magnitude), "cifar10": AutoAugment CIFAR-10, "": none
     num_ops: int = 2
-    magnitude: int = 9  # of torchvision's 31 bins
+    magnitude: int = 9  # of torchvision RandAugment's 31 bins
     interpolation: str = "nearest"  # of the geometric policy ops (torchvision's default)
     reprob: float = 0.25  # random erasing probability (timm, per-pixel normal noise)
 
@@ -348,65 +350,154 @@ def random_flip(images, probability, generator):
     return torch.where(flip[:, None, None, None], images.flip(-1), images)
 
 
+# RandAugment's and AutoAugment's ops as torchvision.transforms.v2 defines them (`RandAugment._AUGMENTATION_SPACE`,
+# `AutoAugment._AUGMENTATION_SPACE` and `_AutoAugmentBase._apply_image_or_video_transform` in
+# torchvision/transforms/v2/_auto_augment.py, 0.19 to 0.29), written out on the public functional API so that
+# a torchvision release cannot change them under us. Each op: (its magnitudes at `bins` levels for an H x W
+# image, or None; whether a draw may negate the magnitude; the op on a uint8 batch).
+def levels(low, high):
+    return lambda bins, height, width: torch.linspace(low, high, bins)
+
+
+def shear(axis, interpolation):
+    """Shear along `axis` (0: x, 1: y) by atan(magnitude) degrees about the top-left corner, torchvision's
+    reading of AutoAugment's shear."""
+    def op(images, magnitude):
+        angles = [0.0, 0.0]
+        angles[axis] = math.degrees(math.atan(magnitude))
+        return TF.affine(images, angle=0.0, translate=[0, 0], scale=1.0, shear=angles, interpolation=interpolation,
+                         fill=None, center=[0, 0])
+    return op
+
+
+def translate(axis, interpolation):
+    """Shift along `axis` (0: x, 1: y) by int(magnitude) pixels."""
+    def op(images, magnitude):
+        shift = [0, 0]
+        shift[axis] = int(magnitude)
+        return TF.affine(images, angle=0.0, translate=shift, scale=1.0, shear=[0.0, 0.0], interpolation=interpolation,
+                         fill=None)
+    return op
+
+
+def rotate(interpolation):
+    return lambda images, magnitude: TF.rotate(images, angle=magnitude, interpolation=interpolation, fill=None)
+
+
+def policy_ops(interpolation):
+    """name -> (magnitudes, signed, op) of every op the two policies use."""
+    return {
+        "Identity": (None, False, lambda images, magnitude: images),
+        "ShearX": (levels(0.0, 0.3), True, shear(0, interpolation)),
+        "ShearY": (levels(0.0, 0.3), True, shear(1, interpolation)),
+        "TranslateX": (lambda bins, height, width: torch.linspace(0.0, 150.0 / 331.0 * width, bins), True,
+                       translate(0, interpolation)),
+        "TranslateY": (lambda bins, height, width: torch.linspace(0.0, 150.0 / 331.0 * height, bins), True,
+                       translate(1, interpolation)),
+        "Rotate": (levels(0.0, 30.0), True, rotate(interpolation)),
+        "Brightness": (levels(0.0, 0.9), True, lambda images, magnitude: TF.adjust_brightness(images, 1.0 + magnitude)),
+        "Color": (levels(0.0, 0.9), True, lambda images, magnitude: TF.adjust_saturation(images, 1.0 + magnitude)),
+        "Contrast": (levels(0.0, 0.9), True, lambda images, magnitude: TF.adjust_contrast(images, 1.0 + magnitude)),
+        "Sharpness": (levels(0.0, 0.9), True, lambda images, magnitude: TF.adjust_sharpness(images, 1.0 + magnitude)),
+        "Posterize": (lambda bins, height, width: (8 - (torch.arange(bins) / ((bins - 1) / 4))).round().int(), False,
+                      lambda images, magnitude: TF.posterize(images, bits=int(magnitude))),
+        "Solarize": (levels(1.0, 0.0), False, lambda images, magnitude: TF.solarize(images, threshold=255 * magnitude)),
+        "AutoContrast": (None, False, lambda images, magnitude: TF.autocontrast(images)),
+        "Equalize": (None, False, lambda images, magnitude: TF.equalize(images)),
+        "Invert": (None, False, lambda images, magnitude: TF.invert(images)),
+    }
+
+
+RAND_OPS = ("Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color", "Contrast",
+            "Sharpness", "Posterize", "Solarize", "AutoContrast", "Equalize")  # RandAugment's, in its draw order
+AUTO_BINS = 10  # AutoAugment's magnitude levels
+CIFAR10_POLICY = (  # AutoAugment's CIFAR-10 sub-policies: ((op, probability, level), (op, probability, level))
+    (("Invert", 0.1, None), ("Contrast", 0.2, 6)),
+    (("Rotate", 0.7, 2), ("TranslateX", 0.3, 9)),
+    (("Sharpness", 0.8, 1), ("Sharpness", 0.9, 3)),
+    (("ShearY", 0.5, 8), ("TranslateY", 0.7, 9)),
+    (("AutoContrast", 0.5, None), ("Equalize", 0.9, None)),
+    (("ShearY", 0.2, 7), ("Posterize", 0.3, 7)),
+    (("Color", 0.4, 3), ("Brightness", 0.6, 7)),
+    (("Sharpness", 0.3, 9), ("Brightness", 0.7, 9)),
+    (("Equalize", 0.6, None), ("Equalize", 0.5, None)),
+    (("Contrast", 0.6, 7), ("Sharpness", 0.6, 5)),
+    (("Color", 0.7, 7), ("TranslateX", 0.5, 8)),
+    (("Equalize", 0.3, None), ("AutoContrast", 0.4, None)),
+    (("TranslateY", 0.4, 3), ("Sharpness", 0.2, 6)),
+    (("Brightness", 0.9, 6), ("Color", 0.2, 8)),
+    (("Solarize", 0.5, 2), ("Invert", 0.0, None)),
+    (("Equalize", 0.2, None), ("AutoContrast", 0.6, None)),
+    (("Equalize", 0.2, None), ("Equalize", 0.6, None)),
+    (("Color", 0.9, 9), ("Equalize", 0.6, None)),
+    (("AutoContrast", 0.8, None), ("Solarize", 0.2, 8)),
+    (("Brightness", 0.1, 3), ("Color", 0.7, 0)),
+    (("Solarize", 0.4, 5), ("AutoContrast", 0.9, None)),
+    (("TranslateY", 0.9, 9), ("TranslateY", 0.7, 9)),
+    (("AutoContrast", 0.9, None), ("Solarize", 0.8, 3)),
+    (("Equalize", 0.8, None), ("Invert", 0.1, None)),
+    (("TranslateY", 0.7, 9), ("AutoContrast", 0.9, None)),
+)
+
+
 class GroupedPolicy:
-    """torchvision's RandAugment or AutoAugment drawn per image, applied once per group of images.
+    """torchvision's RandAugment or AutoAugment (CIFAR-10 policy) drawn per image, applied once per group of images.
 
     Every image draws its own ops, signs (and AutoAugment sub-policy and probabilities) from the
-    epoch generator, exactly as torchvision draws them for one image; the images that drew the
-    same (op, magnitude) are then transformed together by torchvision's op, which treats each
-    image of a batch on its own, so the result equals per-image application at ~30 calls a batch.
+    epoch generator, in the order torchvision draws them for one image; the images that drew the
+    same (op, magnitude) are then transformed together by the op, which treats each image of a
+    batch on its own, so the result equals per-image application at ~30 calls a batch.
     """
 
     def __init__(self, augment):
-        if augment.policy == "rand":
-            self.transform = v2.RandAugment(augment.num_ops, augment.magnitude, interpolation=augment.interpolation)
-        else:
-            self.transform = v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10, interpolation=augment.interpolation)
+        self.augment = augment
+        self.ops = policy_ops(InterpolationMode(augment.interpolation))
+        self.bins = 31 if augment.policy == "rand" else AUTO_BINS  # torchvision RandAugment's default bin count
         self.values = {}  # (op name, level, height, width) -> magnitude
 
     def magnitude(self, name, level, height, width):
         """The op's magnitude at bin `level` (0.0 for ops without one), computed once per key."""
         key = (name, level, height, width)
         if key not in self.values:
-            bins = 10 if isinstance(self.transform, v2.AutoAugment) else self.transform.num_magnitude_bins
-            values = self.transform._AUGMENTATION_SPACE[name][0](bins, height, width)
-            self.values[key] = 0.0 if values is None else float(values[level])
+            magnitudes = self.ops[name][0]
+            self.values[key] = 0.0 if magnitudes is None else float(magnitudes(self.bins, height, width)[level])
         return self.values[key]
 
     def draw(self, batch, height, width, generator):
         """Per op slot, one (op name, signed magnitude) or None (skipped) per image."""
-        if isinstance(self.transform, v2.RandAugment):
+        if self.augment.policy == "rand":
             return self.draw_rand(batch, height, width, generator)
         return self.draw_auto(batch, height, width, generator)
 
     def draw_rand(self, batch, height, width, generator):
-        names = list(self.transform._AUGMENTATION_SPACE)
         slots = []
-        for _ in range(self.transform.num_ops):
-            ops = torch.randint(len(names), (batch,), generator=generator).tolist()
+        for _ in range(self.augment.num_ops):
+            ops = torch.randint(len(RAND_OPS), (batch,), generator=generator).tolist()
             negate = (torch.rand(batch, generator=generator) <= 0.5).tolist()
-            slots.append(
-                [self.signed(names[op], self.transform.magnitude, flip, height, width) for op, flip in zip(ops, negate)]
-            )
+            level = self.augment.magnitude
+            slots.append([self.signed(RAND_OPS[op], level, flip, height, width) for op, flip in zip(ops, negate)])
         return slots
 
     def draw_auto(self, batch, height, width, generator):
-        policies = self.transform._policies
-        chosen = torch.randint(len(policies), (batch,), generator=generator).tolist()
+        chosen = torch.randint(len(CIFAR10_POLICY), (batch,), generator=generator).tolist()
         slots = []
         for slot in range(2):
             apply = torch.rand(batch, generator=generator).tolist()
             negate = (torch.rand(batch, generator=generator) <= 0.5).tolist()
             keys = []
             for policy, draw, flip in zip(chosen, apply, negate):
-                name, probability, level = policies[policy][slot]
+                name, probability, level = CIFAR10_POLICY[policy][slot]
                 keys.append(self.signed(name, level, flip, height, width) if draw <= probability else None)
             slots.append(keys)
         return slots
 
     def signed(self, name, level, negate, height, width):
         value = self.magnitude(name, level, height, width)
-        return name, -value if negate and self.transform._AUGMENTATION_SPACE[name][1] else value
+        return name, -value if negate and self.ops[name][1] else value
+
+    def apply(self, images, name, value):
+        """Op `name` at magnitude `value` on uint8 (B, C, H, W): each image on its own, as for a batch of one."""
+        return self.ops[name][2](images, value)
 
     def __call__(self, images, generator):
         """uint8 (B, C, H, W) -> same, each image with its own drawn ops."""
@@ -418,9 +509,7 @@ class GroupedPolicy:
                     groups[key].append(i)
             for (name, value), members in groups.items():
                 index = torch.tensor(members, device=images.device)
-                images[index] = self.transform._apply_image_or_video_transform(
-                    images[index], name, value, interpolation=self.transform.interpolation, fill=self.transform._fill
-                )
+                images[index] = self.apply(images[index], name, value)
         return images
 
 

@@ -16,7 +16,6 @@ import math
 import random
 import resource
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +24,14 @@ import torch
 
 import models
 from bench.accuracy import distributed, factory
-from bench.accuracy.data import BadFileLog, install_randaugment_fix, log
+from bench.accuracy.data import BadFileLog, log
 from bench.accuracy.distributed import cpu_threads
 from bench.accuracy.evaluate import evaluate, evaluate_together, warn_unmeasured
 from bench.accuracy.optimisation import Optimisation, amp_dtype
 from bench.accuracy.plan import WARMUP_MAX_SHARE, Plan, plan_run, train_pflop
 from bench.accuracy.progress import StepProgress, duration
 from bench.accuracy.train_data import scan_samples, train_data
+from bench.configs import TrainConfig
 from bench.cost.flops import any_model_macs, count_params
 from bench.outputs import OutputFolder, folder_lock, read_back, refuse_overlap
 from models.atomic import atomic_write_text
@@ -39,128 +39,11 @@ from models.checkpoint import read_checkpoint
 from models.errors import CheckpointError, ConfigError
 
 CONFIG_FILE, LAST, BEST, SUMMARY = "config.json", "last.pth", "best.pth", "summary.json"
+CONFIG_TOML = "config.toml"  # the settings without `out`: `vitbench train --config RUN/config.toml --out NEW seed=1`
 METRICS_JSONL, METRICS_CSV = "metrics.jsonl", "metrics.csv"
 TENSORBOARD = "tensorboard"  # RUN/tensorboard/: event files of --log tensorboard
-PAPER_BATCH = 512  # the paper's learning rates are for a global batch of 512
-PAPER_LR, PAPER_MIN_LR = 5e-4, 1e-5  # and its cosine decays from 5e-4 to 1e-5
-SMALL_T2T = ("t2t_vit_7", "t2t_vit_10", "t2t_vit_12")  # lr 1e-3, wd .03 in the paper; larger models 5e-4, .05
 REQUIRED_RUN_KEYS = {"model", "data", "out", "epochs", "batch_size", "seed", "model_args"}
 PLATEAU_LOSS = 0.95  # a run whose final train loss is still >= 95% of ln(classes) never left the initial plateau
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a run; saved as RUN/config.json. Defaults are the T2T-ViT paper's recipe."""
-
-    model: str
-    data: str
-    out: str
-    model_args: dict = field(default_factory=dict)  # overrides for the model, e.g. {"depth": 4}
-    epochs: int = 310  # the run's length, unless a budget below is given
-    budget_pflop: float = None  # or: train for this much compute (forward MACs x 6 x images seen, in PFLOP)
-    budget_minutes: float = None  # or: for this many minutes, converted to updates once from a measured step time
-    batch_size: int = 128  # per process; the global batch is batch_size x world size
-    img_size: int = models.DEFAULT_IMG_SIZE
-    lr: float = None  # absolute learning rate; None: base_lr x global batch / 512
-    base_lr: float = None  # lr at a global batch of 512; None: the paper's (1e-3 small T2T, 5e-4 others)
-    weight_decay: float = None  # None: .03 for small T2T, .05 others
-    min_lr: float = None  # floor of the cosine; None: 1e-5, scaled down with an lr below the paper's 5e-4
-    warmup_lr: float = 1e-6  # start of the warm-up (capped at the lr)
-    warmup_epochs: float = 5  # shortened to plan.WARMUP_MAX_SHARE of the run when longer
-    clip_grad: float = None  # max gradient norm; None: no clipping (the paper's recipe)
-    drop_path: float = 0.1
-    smoothing: float = 0.1
-    mixup: float = 0.8
-    cutmix: float = 1.0
-    auto_augment: str = "rand-m9-mstd0.5-inc1"  # "" turns RandAugment off
-    reprob: float = 0.25
-    scale: tuple = (0.08, 1.0)  # random resized crop: area range
-    ratio: tuple = (3 / 4, 4 / 3)  # random resized crop: aspect-ratio range
-    hflip: float = 0.5
-    color_jitter: float = 0.4
-    interpolation: str = None  # None: the model's (bicubic for ours)
-    crop_pct: float = None  # None: the model's (0.9 for ours)
-    ema_decay: float = None  # e.g. 0.99996; None: no EMA
-    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU), bf16, fp16, off
-    compile: bool = False
-    log: str = None  # "tensorboard": per-step loss, lr, grad norm and img/s and per-epoch metrics in RUN/tensorboard/
-    seed: int = 0
-    workers: int = 2
-    holdout: float = None  # validation carved from train/: a fraction in (0, 1) or an image count; None: none
-    holdout_seed: int = 0  # the same holdout for every seed of a study
-    validations: int = None  # validate at most this often per run, evenly and always at the end; None: every epoch
-    classes: list = None  # train and test on these class folders only, e.g. five of CIFAR-10's; None: all
-    labels: str = None  # train on this column of the folder's noisy_*.csv (Imagenette's noisy_labels_5...)
-    train_fraction: float = None  # keep this fraction of each class's train images (after the holdout)
-    train_per_class: int = None  # or keep K train images per class
-    subset_seed: int = None  # seed of that cut; None: the run's seed
-    strict: bool = False  # stop at the first unreadable image instead of skipping it
-    init: str = None  # fine-tune from this checkpoint instead of random init
-    device: str = None  # None: cuda when available
-    threads: int = None  # CPU intra-op threads (torch.set_num_threads); None: torch's default
-    data_mode: str = "auto"  # "memory": decoded tensors augmented on the device; "files": per-image; "auto": by size
-    crop_padding: int = 4  # memory mode's random crop: pad by this much, crop back (files mode: scale, ratio)
-
-    def __post_init__(self):
-        self.scale, self.ratio = tuple(self.scale), tuple(self.ratio)
-        if self.epochs < 1 or self.batch_size < 1 or self.img_size < 1:
-            raise ConfigError(
-                f"epochs={self.epochs}, batch_size={self.batch_size} and img_size={self.img_size} must be >= 1"
-            )
-        if self.amp not in ("auto", "bf16", "fp16", "off"):
-            raise ConfigError(f"amp={self.amp!r} is not one of auto, bf16, fp16, off")
-        if self.workers < 0 or (self.threads is not None and self.threads < 1):
-            raise ConfigError(f"workers={self.workers} must be >= 0 and threads={self.threads} >= 1")
-        for name in ("budget_pflop", "budget_minutes", "holdout"):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"{name}={value} must be a positive number (or left unset)")
-        if self.budget_pflop is not None and self.budget_minutes is not None:
-            raise ConfigError("budget_pflop and budget_minutes both set; give one budget (or --epochs alone)")
-        if self.classes is not None and (isinstance(self.classes, str) or len(set(self.classes)) < 2
-                                         or not all(isinstance(name, str) and name for name in self.classes)):
-            raise ConfigError(f"classes={self.classes!r} must list at least 2 class folder names, e.g. cat dog")
-        if self.validations is not None and (not isinstance(self.validations, int) or self.validations < 1):
-            raise ConfigError(f"validations={self.validations!r} must be a whole number >= 1 (or unset: every epoch)")
-        if self.log not in (None, "tensorboard"):
-            raise ConfigError(f"log={self.log!r} is not a logger vitbench knows; use tensorboard (or leave it unset)")
-        if not (math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0):
-            raise ConfigError(f"warmup_epochs={self.warmup_epochs} must be a number >= 0")
-
-    @classmethod
-    def default(cls, name):
-        """The default of field `name` (what the CLI's help shows)."""
-        found = next(f for f in dataclasses.fields(cls) if f.name == name)
-        return found.default_factory() if found.default_factory is not dataclasses.MISSING else found.default
-
-    def paper_base_lr(self):
-        return 1e-3 if self.model in SMALL_T2T else 5e-4
-
-    def resolved_weight_decay(self):
-        if self.weight_decay is not None:
-            return self.weight_decay
-        return 0.03 if self.model in SMALL_T2T else 0.05
-
-    def resolved_lr(self, world_size):
-        if self.lr is not None:
-            return self.lr
-        base = self.base_lr if self.base_lr is not None else self.paper_base_lr()
-        return base * self.batch_size * world_size / PAPER_BATCH
-
-    def resolved_min_lr(self, lr, warn):
-        """The cosine's floor: the given min_lr (warning when above the peak lr, where the schedule would
-        rise), or 1e-5 scaled by lr / 5e-4 when the lr is below the paper's 5e-4."""
-        if self.min_lr is None:
-            return PAPER_MIN_LR * min(1.0, lr / PAPER_LR)
-        if self.min_lr > lr:
-            warn(
-                f"warning: --min-lr {self.min_lr:g} is above the peak lr {lr:g}, so the cosine schedule rises "
-                "instead of decaying; pass a smaller --min-lr"
-            )
-        return self.min_lr
-
-    def resolved_warmup_lr(self, lr):
-        return min(self.warmup_lr, lr)
 
 
 def jsonable(value):
@@ -194,7 +77,7 @@ RUN_FOLDER = OutputFolder(
     resume_hint="continue that run",
     resumable=lambda out: (Path(out) / LAST).is_file(),
     is_marked=is_run_config,
-    written=(CONFIG_FILE, LAST, BEST, SUMMARY, METRICS_JSONL, METRICS_CSV, f"{TENSORBOARD}/*"),
+    written=(CONFIG_FILE, CONFIG_TOML, LAST, BEST, SUMMARY, METRICS_JSONL, METRICS_CSV, f"{TENSORBOARD}/*"),
 )
 
 
@@ -205,6 +88,7 @@ def reads_of(settings):
 
 def write_config(out, config):
     atomic_write_text(Path(out) / CONFIG_FILE, json.dumps(jsonable(dataclasses.asdict(config)), indent=1) + "\n")
+    atomic_write_text(Path(out) / CONFIG_TOML, config.to_toml(skip=("out",)))
 
 
 def resume_config(out, given):
@@ -645,7 +529,6 @@ def start(config: TrainConfig, overwrite: bool = False, progress: bool | str = T
 
     A start that fails before its first epoch is saved removes the folder it made, so a retry is not blocked.
     """
-    install_randaugment_fix()
     context = distributed.setup(config.device)
     out = Path(config.out)
     RUN_FOLDER.prepare(out, overwrite=overwrite, reads=reads_of(dataclasses.asdict(config)))  # on every rank
@@ -668,7 +551,6 @@ def resume(out: str | Path, given: dict | None = None, progress: bool | str = Tr
     """Continue the run in `out` from its last checkpoint, on the plan saved there; it ends as an uninterrupted
     run would."""
     config = resume_config(out, given or {})
-    install_randaugment_fix()
     context = distributed.setup(config.device)
     last = Path(out) / LAST
     with folder_lock(out, "run", take=context.is_main), cpu_threads(config.threads):
@@ -681,4 +563,4 @@ def resume(out: str | Path, given: dict | None = None, progress: bool | str = Tr
 
 
 def config_fields():
-    return {f.name for f in dataclasses.fields(TrainConfig)}
+    return set(TrainConfig.field_names())

@@ -8,7 +8,7 @@ from bench.allocator import allocator_in_effect
 from bench.cost.build import build_model, check_runs, dropout_rates, input_size, is_ours
 from bench.cost.flops import macs_of, params_of
 from bench.cost.memory import activation_estimate_bytes, measure_peak_memory
-from bench.cost.timing import TimingSetup, measure_throughput, prepare, timed_call
+from bench.cost.timing import TimingSetup, autocast, measure_throughput, prepare, timed_call
 from bench.provenance import device_name
 
 
@@ -22,7 +22,7 @@ def pass_steps(model, setup, mode):
 
     def run(module):
         def step():
-            with setup.autocast(), torch.set_grad_enabled(mode == "train"):
+            with autocast(setup), torch.set_grad_enabled(mode == "train"):
                 out = module(images)
             if mode == "train":
                 out.float().sum().backward()

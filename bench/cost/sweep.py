@@ -14,99 +14,40 @@ import itertools
 import json
 import os
 import re
-from dataclasses import dataclass, field
+import tomllib
 from pathlib import Path
 
 import pandas as pd
-import tomllib
 
 import models
 from bench.allocator import describe_policy
+from bench.configs import SWEEP_FAMILIES, SweepSpec
 from bench.cost.build import build_model, check_runs, check_timm_name, input_size, is_ours
 from bench.cost.flops import macs_of, params_of
 from bench.cost.memory import activation_estimate_bytes, is_oom, largest_batch, measure_peak_memory, release_memory
 from bench.cost.profile import tokenizer_time_share
-from bench.cost.timing import MODES, TimingSetup, measure_throughput
+from bench.cost.timing import measure_throughput
 from bench.outputs import RESUME, OutputFolder, folder_lock
 from bench.provenance import provenance
 from models.atomic import atomic_write_text
 from models.errors import ConfigError, ResultsError
 
 FAMILY_BASES = {"vit": "vb_vit_small_patch16_224", "t2t-performer": "t2t_vit_14", "t2t-transformer": "t2t_vit_t_14"}
-assert set(FAMILY_BASES) <= set(models.FAMILIES)
+assert set(FAMILY_BASES) <= set(models.FAMILIES) and tuple(FAMILY_BASES) == SWEEP_FAMILIES
 TIMM_FAMILY = "timm"  # rows of timm models: what a user would pick instead of ours
-MEASUREMENTS = ("params", "macs", "throughput", "tokenizer_time", "memory", "max_batch")
 TOOL_MARK = "vitbench sweep"
 
 
-GRID_KEYS = ("depth", "num_heads", "embed_dim", "mlp_ratio", "patch_size", "img_size")
-CHOICES = {"families": FAMILY_BASES, "measure": MEASUREMENTS, "modes": MODES, "models": models.list_models}
-EXAMPLES = {"depth": "[7, 14]", "num_heads": "[4, 8]", "embed_dim": "[256, 384]", "mlp_ratio": "[2.0, 3.0]",
-            "patch_size": "[16]", "img_size": "[224, 384]", "families": '["vit"]', "measure": '["params"]',
-            "modes": '["inference"]', "models": '["t2t_vit_7"]', "timm": '["deit_tiny_patch16_224", "resnet50"]'}
-
-
-def is_size(value, kind):
-    """A positive int (or, for kind float, a positive number); booleans are not numbers here."""
-    allowed = (int, float) if kind is float else (int,)
-    return isinstance(value, allowed) and not isinstance(value, bool) and value > 0
-
-
-@dataclass
-class SweepSpec:
-    """What to sweep (lists are crossed) and how to measure. Empty lists keep the base model's value."""
-
-    families: list = field(default_factory=lambda: ["vit", "t2t-performer"])
-    models: list = field(default_factory=list)  # named models, measured as they are (img_size still crossed)
-    timm: list = field(default_factory=list)  # any timm model names, measured as baselines (img_size crossed)
-    depth: list = field(default_factory=list)
-    num_heads: list = field(default_factory=list)
-    embed_dim: list = field(default_factory=list)
-    mlp_ratio: list = field(default_factory=list)
-    patch_size: list = field(default_factory=list)
-    img_size: list = field(default_factory=list)
-    measure: list = field(default_factory=lambda: ["params", "macs", "throughput", "tokenizer_time"])
-    modes: list = field(default_factory=lambda: ["inference"])
-    timing: TimingSetup = field(default_factory=TimingSetup)
-    max_batch_limit: int = 1024
-
-    def __post_init__(self):
-        for key in GRID_KEYS + tuple(CHOICES) + ("timm",):
-            if not isinstance(getattr(self, key), list | tuple):
-                raise ConfigError(f"sweep {key}={getattr(self, key)!r} must be a list, e.g. {key} = {EXAMPLES[key]}")
-        for key in GRID_KEYS:
-            for value in getattr(self, key):
-                if not is_size(value, float if key == "mlp_ratio" else int):
-                    raise ConfigError(f"sweep {key} value {value!r} must be a positive "
-                                      f"{'number' if key == 'mlp_ratio' else 'integer'}, e.g. {key} = {EXAMPLES[key]}")
-        for key, known in CHOICES.items():
-            known = known() if callable(known) else known
-            for value in getattr(self, key):
-                if value not in known:
-                    raise ConfigError(f"unknown {key} value {value!r}; choose from {sorted(known)}")
-        for name in self.timm:
-            if is_ours(name):
-                raise ConfigError(f"timm value {name!r} is one of ours; list it under models = [{name!r}]")
-            check_timm_name(name)
-        if not self.families and not self.models and not self.timm:
-            raise ConfigError("the sweep has nothing to measure (no families, models or timm models); list some, "
-                              "e.g. families = [\"vit\", \"t2t-performer\"]")
-
-    @classmethod
-    def from_flat(cls, values):
-        """A spec from flat keys (TOML, CLI): TimingSetup's fields by name, the rest as the spec's; None = default."""
-        values = {k: v for k, v in values.items() if v is not None}
-        timing = TimingSetup.from_values({k: values.pop(k) for k in TimingSetup.field_names() if k in values})
-        return cls(**values, timing=timing)
-
-    def flat(self):
-        """The spec as flat keys, the form of spec.json and of a TOML file."""
-        spec = dataclasses.asdict(self)
-        return {**spec.pop("timing"), **spec}
-
-    @classmethod
-    def flat_keys(cls):
-        return {f.name for f in dataclasses.fields(cls)} - {"timing"} | set(TimingSetup.field_names())
+def check_names(spec):
+    """The spec's model names exist: ours under `models`, timm's (not ours) under `timm`."""
+    for name in spec.models:
+        if name not in models.MODEL_CONFIGS:
+            raise ConfigError(f"unknown models value {name!r}; choose from `vitbench list`")
+    for name in spec.timm:
+        if is_ours(name):
+            raise ConfigError(f"timm value {name!r} is one of ours; list it under models = [{name!r}]")
+        check_timm_name(name)
+    return spec
 
 
 def load_sweep_spec(path, **overrides):
@@ -120,13 +61,13 @@ def load_sweep_spec(path, **overrides):
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: TOML syntax error: {e}; fix the file") from None
     data = data.get("sweep", data)
-    known = SweepSpec.flat_keys()
+    known = SweepSpec.field_names()
     for key in data:
         if key not in known:
             match = re.search(rf"^[ \t]*{re.escape(key)}[ \t]*=", text, re.MULTILINE)
             line = f" line {text[: match.start()].count(chr(10)) + 1}" if match else ""
             raise ConfigError(f"{path}{line}: unknown key {key!r}; valid keys are {sorted(known)}")
-    return SweepSpec.from_flat({**data, **{k: v for k, v in overrides.items() if v is not None}})
+    return check_names(SweepSpec.from_flat({**data, **{k: v for k, v in overrides.items() if v is not None}}))
 
 
 def configurations(spec):
@@ -363,6 +304,7 @@ class SweepRun:
 def run_sweep(spec: SweepSpec, out: str | Path, resume: bool = False, overwrite: bool = False,
               argv: list[str] | None = None, progress=print) -> pd.DataFrame:
     """Measure every configuration not yet in `out`; returns the tidy table."""
+    check_names(spec)
     with folder_lock(out, "sweep"):
         return measure_all(SweepRun(out, spec, resume, overwrite, argv), spec, progress)
 

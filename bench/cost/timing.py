@@ -6,79 +6,37 @@ and reports the median and interquartile range over repeats in images per second
 import statistics
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from timm.optim import create_optimizer_v2
 
-from bench.allocator import check_policy, use_allocator
+from bench.allocator import use_allocator
+from bench.configs import DTYPES as DTYPE_NAMES
+from bench.configs import MODES, TimingSetup
 from models.errors import ConfigError
 
-# What a measurement can run on, in which precision and mode: the one list the CLI, the sweep and
-# the pytest-benchmark suite offer.
+# What a measurement can run on, in which precision and mode (named in bench.configs): the one list
+# the CLI, the sweep and the pytest-benchmark suite offer.
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-DEVICES = ("cpu", "cuda")
-MODES = ("inference", "train")
+assert tuple(DTYPES) == DTYPE_NAMES
 
 
 def resolve_device(name):
-    if name not in DEVICES:
-        raise ConfigError(f"unknown device {name!r}; choose one of {list(DEVICES)}")
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' requested but torch sees no CUDA GPU; use --device cpu")
     return torch.device(name)
 
 
 def resolve_dtype(name):
-    if name not in DTYPES:
-        raise ConfigError(f"unknown dtype {name!r}; choose one of {list(DTYPES)}")
     return DTYPES[name]
 
 
-@dataclass(frozen=True)
-class TimingSetup:
-    """How to run a model: everything that changes its speed besides the model itself."""
-
-    batch_size: int = 8
-    device: str = "cpu"
-    dtype: str = "float32"  # float32, or the autocast dtype
-    channels_last: bool = False
-    compile: bool = False
-    warmup: int = 2
-    repeats: int = 5
-    allocator: str = "steady"  # what freed CPU memory does: see bench/allocator.py
-
-    def __post_init__(self):
-        resolve_dtype(self.dtype)
-        if self.device not in DEVICES:
-            raise ConfigError(f"unknown device {self.device!r}; choose one of {list(DEVICES)}")
-        for name in ("batch_size", "warmup", "repeats"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ConfigError(f"{name}={value!r} must be an integer; pass e.g. {name} = 8, not a string")
-        for name in ("channels_last", "compile"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name}={getattr(self, name)!r} must be true or false")
-        check_policy(self.allocator)
-        if self.batch_size < 1 or self.repeats < 1 or self.warmup < 0:
-            raise ConfigError(f"batch_size={self.batch_size} and repeats={self.repeats} must be >= 1 and "
-                              f"warmup={self.warmup} >= 0; pass positive sizes")
-
-    @classmethod
-    def field_names(cls):
-        return [f.name for f in fields(cls)]
-
-    @classmethod
-    def from_values(cls, values):
-        """A setup from any mapping or namespace holding some of the fields by name (None = default)."""
-        values = values if isinstance(values, dict) else vars(values)
-        return cls(**{name: values[name] for name in cls.field_names() if values.get(name) is not None})
-
-    def autocast(self):
-        if self.dtype == "float32":
-            return nullcontext()
-        return torch.autocast(device_type=self.device, dtype=resolve_dtype(self.dtype))
+def autocast(setup):
+    """The setup's autocast context (none for float32)."""
+    if setup.dtype == "float32":
+        return nullcontext()
+    return torch.autocast(device_type=setup.device, dtype=resolve_dtype(setup.dtype))
 
 
 def synchronize(device):
@@ -117,7 +75,7 @@ def make_step(model, setup, mode):
         model.eval()
 
         def step():
-            with torch.inference_mode(), setup.autocast():
+            with torch.inference_mode(), autocast(setup):
                 runnable(images)
 
         return step, device
@@ -126,7 +84,7 @@ def make_step(model, setup, mode):
     scaler = torch.amp.GradScaler(device.type, enabled=setup.dtype == "float16")
 
     def step():
-        with setup.autocast():
+        with autocast(setup):
             output = runnable(images)
             loss = F.cross_entropy(output, labels) if model.num_classes > 1 else output.float().pow(2).mean()
         scaler.scale(loss).backward()

@@ -1,0 +1,291 @@
+"""The typed config of each job (train, eval, study, sweep, profile): the one place for its defaults,
+types, ranges and cross-field rules. The CLI's flags and help are generated from these classes
+(`bench.settings.add_flags`); a flag never has a default of its own.
+
+Upper bounds are generous but finite, so a typo such as batch_size=1e9 is refused before it allocates.
+"""
+import re
+from dataclasses import dataclass
+
+from bench.settings import Settings, setting
+
+SEED_MAX = 2**32 - 1  # numpy's seed range
+RATE = dict(low=0.0, below=1.0)  # dropout, smoothing, ...: [0, 1)
+PROBABILITY = dict(low=0.0, high=1.0)
+FRACTION = dict(above=0.0, high=1.0)  # (0, 1]
+LR = dict(low=0.0, high=10.0)  # 0 keeps the weights as loaded (a frozen fine-tune check)
+DEVICE = re.compile(r"cpu|cuda(:\d+)?|mps")
+TRAIN_IMG_SIZE = 224  # the paper's training resolution
+AMP = ("auto", "bf16", "fp16", "off")
+DATA_MODES = ("auto", "memory", "files")
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+DEVICES = ("cpu", "cuda")  # what a timing runs on
+DTYPES = ("float32", "bfloat16", "float16")
+ALLOCATORS = ("steady", "system")
+MODES = ("inference", "train")
+SWEEP_FAMILIES = ("vit", "t2t-performer", "t2t-transformer")  # the tokenizer families a sweep varies
+MEASUREMENTS = ("params", "macs", "throughput", "tokenizer_time", "memory", "max_batch")
+PAPER_BATCH = 512  # the paper's learning rates are for a global batch of 512
+PAPER_LR, PAPER_MIN_LR = 5e-4, 1e-5  # and its cosine decays from 5e-4 to 1e-5
+SMALL_T2T = ("t2t_vit_7", "t2t_vit_10", "t2t_vit_12")  # lr 1e-3, wd .03 in the paper; larger models 5e-4, .05
+
+
+def check_device(config, device):
+    if device is not None and not DEVICE.fullmatch(device):
+        config.fail(f"device={device!r} is not allowed; it must be cpu, cuda or cuda:N")
+
+
+@dataclass
+class TrainConfig(Settings):
+    """Every setting of a run; saved in RUN/config.json (the record) and RUN/config.toml (to start another).
+    Defaults are the T2T-ViT paper's recipe."""
+
+    JOB = "train"
+    model: str = setting(None, "our name (vitbench list) or a timm CNN such as resnet18")
+    data: str = setting(None, "folder with train/<class>/* and val/<class>/* (or an Imagenette/Tiny-ImageNet folder)")
+    out: str = setting(None, "run folder (config, metrics, checkpoints, summary)")
+    model_args: dict = setting(help="model override, e.g. depth=4 (repeatable)", flag="model-arg", factory=dict)
+    epochs: int = setting(310, "the run's length, unless a budget is given", low=1, high=100_000)
+    budget_pflop: float | None = setting(None, "train for this much compute instead: forward MACs x 6 x images "
+                                         "seen, in PFLOP; the cosine ends there", above=0.0, high=1e9)
+    budget_minutes: float | None = setting(None, "or for this many minutes (a measured step time converted to "
+                                           "updates once)", above=0.0, high=1e7)
+    batch_size: int = setting(128, "images per step per process (the global batch is this x world size)", low=1,
+                              high=65536)
+    img_size: int = setting(TRAIN_IMG_SIZE, "square training and test image side", low=1, high=8192)
+    lr: float | None = setting(None, "absolute learning rate (default: base_lr x global batch / 512)", **LR)
+    base_lr: float | None = setting(None, "lr at global batch 512 (default 1e-3 for T2T-ViT-7/10/12, else 5e-4, "
+                                    "the paper's)", **LR)
+    weight_decay: float | None = setting(None, "AdamW weight decay (default .03 for T2T-ViT-7/10/12, else .05)",
+                                         low=0.0, high=10.0)
+    min_lr: float | None = setting(None, "floor of the cosine (default 1e-5, scaled down with an lr below 5e-4)",
+                                   low=0.0, high=10.0)
+    warmup_lr: float = setting(1e-6, "start of the warm-up (capped at the lr)", low=0.0, high=10.0)
+    warmup_epochs: float = setting(5.0, "linear warm-up; at most 20% of the run (a longer one is shortened)",
+                                   low=0.0, high=100_000)
+    clip_grad: float | None = setting(None, "max gradient norm (default: none, as the paper)", above=0.0, high=1e6)
+    drop_path: float = setting(0.1, "stochastic depth rate", **RATE)
+    smoothing: float = setting(0.1, "label smoothing", **RATE)
+    mixup: float = setting(0.8, "Mixup alpha (0 disables)", low=0.0, high=100.0)
+    cutmix: float = setting(1.0, "CutMix alpha (0 disables)", low=0.0, high=100.0)
+    auto_augment: str = setting("rand-m9-mstd0.5-inc1", "timm RandAugment spec ('' disables)", empty=True)
+    reprob: float = setting(0.25, "random erasing probability", **PROBABILITY)
+    scale: tuple[float, float] = setting((0.08, 1.0), "random resized crop: area range", **FRACTION)
+    ratio: tuple[float, float] = setting((3 / 4, 4 / 3), "random resized crop: aspect-ratio range", above=0.0,
+                                         high=100.0)
+    hflip: float = setting(0.5, "horizontal flip probability", **PROBABILITY)
+    color_jitter: float = setting(0.4, "colour jitter strength", **PROBABILITY)
+    interpolation: str | None = setting(None, "resize interpolation (default: the model's, bicubic for ours)",
+                                        choices=INTERPOLATIONS)
+    crop_pct: float | None = setting(None, "eval centre-crop fraction (default: the model's, 0.9 for ours)",
+                                     **FRACTION)
+    ema_decay: float | None = setting(None, "keep an EMA of the weights with this decay (e.g. 0.99996)", above=0.0,
+                                      below=1.0)
+    amp: str = setting("auto", "mixed precision; auto = bf16 on CUDA, off on CPU", choices=AMP)
+    compile: bool = setting(False, "torch.compile the model")
+    log: str | None = setting(None, "also log per-step loss, lr, grad norm, img/s and per-epoch metrics for "
+                              "TensorBoard in OUT/tensorboard/", choices=("tensorboard",))
+    seed: int = setting(0, "seed of the weights, batches and augmentation", low=0, high=SEED_MAX)
+    workers: int = setting(2, "data loader processes per rank", low=0, high=256)
+    holdout: float | None = setting(None, "validation carved from train/: a fraction in (0, 1) or an image count, "
+                                    "e.g. 5000; then val/ is the test split, scored once at the end", above=0.0,
+                                    high=1e9)
+    holdout_seed: int = setting(0, "seed of the holdout (the same for every seed of a study)", low=0, high=SEED_MAX)
+    validations: int | None = setting(None, "validate at most this many times per run, evenly and always at the "
+                                      "end (default: every epoch)", low=1, high=1_000_000)
+    classes: list[str] | None = setting(None, "train and test on these class folders only (default: all)")
+    labels: str | None = setting(None, "train on this column of the data folder's noisy_*.csv, e.g. "
+                                 "noisy_labels_5 (Imagenette)")
+    train_fraction: float | None = setting(None, "train on this fraction of each class (after the holdout)",
+                                           **FRACTION)
+    train_per_class: int | None = setting(None, "or on K images per class", low=1, high=10**9)
+    subset_seed: int | None = setting(None, "seed of the train cut (default: the run's seed)", low=0, high=SEED_MAX)
+    strict: bool = setting(False, "stop at the first unreadable image instead of skipping it")
+    init: str | None = setting(None, "fine-tune from this checkpoint (reference T2T-ViT, timm ViT/ResNet or ours)")
+    device: str | None = setting(None, "cpu, cuda or cuda:N (default: cuda when available; torchrun sets one per "
+                                 "rank)")
+    threads: int | None = setting(None, "CPU threads per process (1 is fastest on a busy shared CPU)", low=1,
+                                  high=1024)
+    data_mode: str = setting("auto", "memory (decoded once, augmented as tensors), files (per image) or auto "
+                             "(memory for images of at most 64 px that fit in RAM)", choices=DATA_MODES)
+    crop_padding: int = setting(4, "memory mode: random crop after padding by this much", low=0, high=1024)
+
+    def check(self):
+        if self.budget_pflop is not None and self.budget_minutes is not None:
+            self.fail("budget_pflop and budget_minutes both set; give one budget (or epochs alone)")
+        if self.holdout is not None and self.holdout >= 1 and not float(self.holdout).is_integer():
+            self.fail(f"holdout={self.holdout} is neither a fraction in (0, 1) nor a whole image count")
+        if self.classes is not None and len(set(self.classes)) < 2:
+            self.fail(f"classes={self.classes!r} must name at least 2 different class folders, e.g. cat dog")
+        if self.train_fraction is not None and self.train_per_class is not None:
+            self.fail("train_fraction and train_per_class both set; keep one cut")
+        for name in ("scale", "ratio"):
+            low, high = getattr(self, name)
+            if low > high:
+                self.fail(f"{name}={list(getattr(self, name))} must run from low to high, e.g. {name}=[{high}, {low}]")
+        check_device(self, self.device)
+
+    def paper_base_lr(self):
+        return 1e-3 if self.model in SMALL_T2T else 5e-4
+
+    def resolved_weight_decay(self):
+        if self.weight_decay is not None:
+            return self.weight_decay
+        return 0.03 if self.model in SMALL_T2T else 0.05
+
+    def resolved_lr(self, world_size):
+        if self.lr is not None:
+            return self.lr
+        base = self.base_lr if self.base_lr is not None else self.paper_base_lr()
+        return base * self.batch_size * world_size / PAPER_BATCH
+
+    def resolved_min_lr(self, lr, warn):
+        """The cosine's floor: the given min_lr (warning when above the peak lr, where the schedule would
+        rise), or 1e-5 scaled by lr / 5e-4 when the lr is below the paper's 5e-4."""
+        if self.min_lr is None:
+            return PAPER_MIN_LR * min(1.0, lr / PAPER_LR)
+        if self.min_lr > lr:
+            warn(
+                f"warning: --min-lr {self.min_lr:g} is above the peak lr {lr:g}, so the cosine schedule rises "
+                "instead of decaying; pass a smaller --min-lr"
+            )
+        return self.min_lr
+
+    def resolved_warmup_lr(self, lr):
+        return min(self.warmup_lr, lr)
+
+
+@dataclass
+class EvalConfig(Settings):
+    """`vitbench eval`: score a checkpoint on one split."""
+
+    JOB = "eval"
+    checkpoint: str = setting(None, "a run's best.pth/last.pth, or a pretrained file with --model")
+    data: str = setting(None, "ImageNet-style folder (uses DATA/<split>/<class>/*)")
+    split: str = setting("val", "the split folder to score")
+    model: str | None = setting(None, "architecture name; required for checkpoints not written by `vitbench train`")
+    model_args: dict = setting(help="model override, e.g. depth=4 (repeatable)", flag="model-arg", factory=dict)
+    img_size: int | None = setting(None, "evaluation size (positions are interpolated for ViTs; default: the run's)",
+                                   low=1, high=8192)
+    crop_pct: float | None = setting(None, "centre-crop fraction (default: the run's, else the model's)", **FRACTION)
+    interpolation: str | None = setting(None, "resize interpolation (default: the run's, else the model's)",
+                                        choices=INTERPOLATIONS)
+    batch_size: int = setting(128, "images per step", low=1, high=65536)
+    workers: int = setting(2, "data loader processes", low=0, high=256)
+    device: str | None = setting(None, "cpu, cuda or cuda:N (default: cuda when available)")
+    strict: bool = setting(False, "stop at the first unreadable image instead of skipping it")
+    ema: bool = setting(False, "evaluate the checkpoint's EMA weights (state_dict_ema)")
+    out: str | None = setting(None, "write the full result (per-class accuracy, confusion matrix) as JSON here")
+
+    def check(self):
+        check_device(self, self.device)
+
+
+@dataclass(frozen=True)
+class TimingSetup(Settings):
+    """How to run a model for `profile` and `sweep`: everything that changes its speed besides the model."""
+
+    JOB = "timing"
+    batch_size: int = setting(8, "images per step", low=1, high=65536)
+    device: str = setting("cpu", "where to time", choices=DEVICES)
+    dtype: str = setting("float32", "float32, or the autocast dtype", choices=DTYPES)
+    channels_last: bool = setting(False, "channels_last inputs and weights")
+    compile: bool = setting(False, "torch.compile the model first")
+    warmup: int = setting(2, "untimed steps first", low=0, high=100_000)
+    repeats: int = setting(5, "timed steps (median and IQR)", low=1, high=100_000)
+    allocator: str = setting("steady", "steady: keep freed CPU memory for the next step; system: the C library's "
+                             "defaults", choices=ALLOCATORS)
+
+    @classmethod
+    def from_values(cls, values):
+        """A setup from any mapping, namespace or config holding some of the fields by name (None = default)."""
+        values = values if isinstance(values, dict) else vars(values)
+        return cls(**{name: values[name] for name in cls.field_names() if values.get(name) is not None})
+
+    @property
+    def timing(self):
+        """Just the timing setup of a job config that extends it."""
+        return TimingSetup.from_values(self.as_dict())
+
+
+@dataclass(frozen=True)
+class ProfileConfig(TimingSetup):
+    """`vitbench profile`: params, MACs, throughput and memory of models, under a TimingSetup."""
+
+    JOB = "profile"
+    models: list[str] | None = setting(None, "names or wildcards, ours and timm's", cli=False)
+    model_list: str | None = setting(None, "a file of model names, one per line")
+    img_size: int | None = setting(None, "square image size (default: the model's)", low=1, high=8192)
+    train: bool = setting(False, "also time and measure a full training step")
+    results_file: str | None = setting(None, "also write a CSV with timm benchmark.py's column names, then ours")
+
+
+@dataclass(frozen=True)
+class SweepSpec(TimingSetup):
+    """`vitbench sweep`: what to sweep (lists are crossed) and how to measure, flat (the TimingSetup's fields
+    too), as in its TOML files and spec.json. An empty list keeps the base model's value."""
+
+    JOB = "sweep"
+    families: list[str] = setting(help="tokenizer families to vary (none: measure only models or timm)",
+                                  choices=SWEEP_FAMILIES, empty=True, factory=lambda: ["vit", "t2t-performer"])
+    models: list[str] = setting(help="named models to measure as they are (img_size still crossed)", empty=True,
+                                factory=list)
+    timm: list[str] = setting(help="any timm models to measure beside ours as baselines, e.g. resnet50",
+                              empty=True, factory=list)
+    depth: list[int] = setting(help="blocks", low=1, high=1024, empty=True, factory=list)
+    num_heads: list[int] = setting(help="attention heads", low=1, high=1024, empty=True, factory=list, flag="heads")
+    embed_dim: list[int] = setting(help="token width", low=1, high=65536, empty=True, factory=list)
+    mlp_ratio: list[float] = setting(help="MLP width / token width", above=0.0, high=64.0, empty=True,
+                                     factory=list)
+    patch_size: list[int] = setting(help="ViT only", low=1, high=8192, empty=True, factory=list)
+    img_size: list[int] = setting(help="square image sides", low=1, high=8192, empty=True, factory=list)
+    measure: list[str] = setting(help="what to measure", choices=MEASUREMENTS,
+                                 factory=lambda: ["params", "macs", "throughput", "tokenizer_time"])
+    modes: list[str] = setting(help="inference, train", choices=MODES, factory=lambda: ["inference"])
+    max_batch_limit: int = setting(1024, "the largest batch max_batch tries", low=1, high=2**20, cli=False)
+
+    def check(self):
+        if not self.families and not self.models and not self.timm:
+            self.fail("the sweep has nothing to measure (no families, models or timm models); list some, e.g. "
+                      'families = ["vit", "t2t-performer"]')
+
+    @classmethod
+    def from_flat(cls, values):
+        """A spec from flat keys (TOML, CLI, spec.json); None = default."""
+        return cls(**{k: v for k, v in values.items() if v is not None})
+
+    def flat(self):
+        return self.as_dict()
+
+
+@dataclass
+class StudyConfig(Settings):
+    """`vitbench study`'s own settings; the runs' recipe is TrainConfig's (the spec's `train` table)."""
+
+    JOB = "study"
+    data: str | None = setting(None, "ImageNet-style folder (train/<class>, val/<class>)")
+    out: str = setting(None, "study folder (runs/, results.csv, table.md, curves, report.md)")
+    preset: str | None = setting(None, "a named study (default cpu-tiny; with --resume or --report-only the "
+                                 "study's own record in study.json)")
+    fractions: list[float] | None = setting(None, "training-set fractions, e.g. 0.1 0.25 0.5 1", **FRACTION)
+    seeds: list[int] | None = setting(None, "seeds, e.g. 0 1 2", low=0, high=SEED_MAX)
+    arms: list[str] | None = setting(None, "keep only these arms of the spec")
+    jobs: int = setting(1, "runs trained at once, each in its own process (on a CPU, one per core with "
+                        "threads 1)", low=1, high=256)
+
+
+@dataclass
+class SyntheticConfig(Settings):
+    """`vitbench synthetic`: a small ImageNet-layout dataset of local-motif classes."""
+
+    JOB = "synthetic"
+    out: str = setting(None, "folder to create")
+    classes: int = setting(10, "classes (motifs)", low=2, high=10)
+    train_per_class: int = setting(200, "train images per class", low=1, high=100_000)
+    val_per_class: int = setting(50, "val images per class", low=1, high=100_000)
+    img_size: int = setting(32, "image side", low=8, high=1024)
+    seed: int = setting(0, "seed of the images", low=0, high=SEED_MAX)
+
+
+STUDY_TRAIN_SETTINGS = ("epochs", "budget_pflop", "budget_minutes", "holdout", "batch_size", "device", "workers",
+                        "threads")  # TrainConfig settings a study's command line may set for every run
