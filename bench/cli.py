@@ -37,39 +37,23 @@ def add_config_source(p, what):
 # ----------------------------------------------------------------------------- cost
 
 
+SIZE_TABLE = Path(__file__).parent / "cost" / "model_sizes.json"  # bench/cost/sizes.py makes it, a test checks it
+
+
 def cmd_list(args):
+    """Read, not built: no torch, no model (the table is checked against the models by tests/test_sizes.py)."""
     import fnmatch
 
-    import pandas as pd
-    import timm
-    import torch
+    from tabulate import tabulate
 
-    import models
-    from bench.cost.flops import count_params, param_breakdown
-    from bench.cost.sweep import config_columns
-
-    rows = []
-    meta = torch.device("meta")  # shapes without storage or init: counting parameters needs no weights
-    for name in models.list_models(args.pattern):
-        with meta:
-            model = models.create_model(name)
-        params = param_breakdown(model)
-        rows.append({**config_columns(model), "family": models.family_of(model.config),
-                     "params": params["params"], "params_trainable": params["params_trainable"]})
-    for name in fnmatch.filter(models.CNN_BASELINES, args.pattern):  # the CIFAR CNN baselines, built by timm
-        with meta:
-            model = timm.create_model(name)
-        height, width = model.pretrained_cfg["input_size"][1:]
-        rows.append({"model": name, "tokenizer": "-", "img_size": f"{height}x{width}", "family": "cnn",
-                     "params": count_params(model), "params_trainable": count_params(model, trainable_only=True)})
+    rows = [row for row in json.loads(SIZE_TABLE.read_text()) if fnmatch.fnmatch(row["model"], args.pattern)]
     if not rows:
-        raise models.UnknownModelError(f"no model matches {args.pattern!r}; try `vitbench list` without a pattern")
+        raise config_error(f"no model matches {args.pattern!r}; try `vitbench list` without a pattern")
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    # integer columns stay integers where a CNN row has no depth or heads; its empty cells print as "–"
-    table = pd.DataFrame(rows).convert_dtypes().astype(object).fillna("–")
-    print(table.to_markdown(index=False) if args.markdown else table.to_string(index=False))
+    cells = [{key: "–" if value is None else value for key, value in row.items()} for row in rows]
+    print(tabulate(cells, headers="keys", tablefmt="github" if args.markdown else "plain", disable_numparse=True))
 
 
 def cmd_profile(args):
@@ -375,24 +359,33 @@ def build_parser():
     return parser
 
 
+def cannot_write(command, error):
+    """An OSError naming a file (a full disk, a read-only folder): one line. One without a file is a bug, shown
+    with its traceback."""
+    print(f"vitbench {command}: error: cannot write {error.filename} ({error.strerror}); free space or choose "
+          "another --out", file=sys.stderr)
+    return 2
+
+
+def is_user_error(error):
+    """A VitbenchError, without importing models (and torch) to ask: whatever raised one has loaded its module."""
+    errors = sys.modules.get("models.errors")
+    return errors is not None and isinstance(error, errors.VitbenchError)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)  # --help ends here, before anything heavy is imported
     from bench.processes import Terminated, sigterm_interrupts
-    from models.errors import VitbenchError
 
     try:
         with sigterm_interrupts():  # SIGTERM unwinds like Ctrl-C: locks released, partial writes removed
             args.func(args)
-    except VitbenchError as e:
-        if args.debug:
+    except Exception as e:
+        if args.debug or not is_user_error(e):
+            if isinstance(e, OSError) and e.filename is not None and not args.debug:
+                return cannot_write(args.command, e)
             raise
         print(f"vitbench {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        if args.debug or e.filename is None:  # no file named: a bug, shown with its traceback
-            raise
-        print(f"vitbench {args.command}: error: cannot write {e.filename} ({e.strerror}); free space or choose "
-              "another --out", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         terminated = isinstance(e, Terminated)

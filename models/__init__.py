@@ -14,19 +14,21 @@ from .errors import (
 from .registry import (
     DEFAULT_IMG_SIZE,
     FAMILIES,
+    FAMILY_TABLE,
     MODEL_CONFIGS,
     PUBLISHED_EQUIVALENTS,
+    Family,
     create_model,
     family_of,
     list_models,
     resolve_config,
 )
-from .tokenizers import PatchTokenizer, T2TTokenizer
+from .tokenizers import PatchTokenizer, T2TTokenizer, Tokenizer
 
 __all__ = [
     "VisionTransformer", "PatchTokenizer", "T2TTokenizer", "create_model", "list_models", "resolve_config",
     "load_checkpoint", "save_checkpoint", "MODEL_CONFIGS", "PUBLISHED_EQUIVALENTS", "FAMILIES", "family_of",
-    "DEFAULT_IMG_SIZE", "CNN_BASELINES",
+    "Family", "FAMILY_TABLE", "Tokenizer", "DEFAULT_IMG_SIZE", "CNN_BASELINES",
     "VitbenchError", "ConfigError", "InputShapeError", "UnknownModelError", "CheckpointError", "DatasetError",
     "ResultsError",
 ]

@@ -1,7 +1,12 @@
 """Backbone layers: multi-head self-attention, the pre-norm encoder block, position tables.
 
 Shapes: B batch, N tokens (class token included), D embed width, H heads, Dh = D / H.
+
+Modules say their own multiply-accumulates (MACs) per image, by fvcore's rules (see bench/cost/flops.py):
+`dense_macs` for Linear and LayerNorm layers, a `macs` method where a module adds products of its own.
 """
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -9,6 +14,18 @@ from timm.layers import DropPath, Mlp
 from torch import nn
 
 from .errors import ConfigError
+
+
+def dense_macs(module, tokens):
+    """MACs of every Linear and LayerNorm inside `module`, each applied to `tokens` tokens: a Linear
+    tokens x in x out (the bias is free), a LayerNorm 5 per element (4 without affine weights)."""
+    total = 0
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            total += tokens * layer.in_features * layer.out_features
+        elif isinstance(layer, nn.LayerNorm):
+            total += tokens * math.prod(layer.normalized_shape) * (5 if layer.weight is not None else 4)
+    return total
 
 
 class Attention(nn.Module):
@@ -38,6 +55,16 @@ class Attention(nn.Module):
         )
         x = x.transpose(1, 2).reshape(B, N, D)
         return self.proj_drop(self.proj(x))
+
+    def macs(self, tokens):
+        """{"attention.<part>": MACs} over `tokens` tokens; QK^T and AV are tokens^2 x width each, all heads."""
+        products = tokens * tokens * self.num_heads * self.head_dim
+        return {
+            "attention.qkv": dense_macs(self.qkv, tokens),
+            "attention.qk": products,
+            "attention.av": products,
+            "attention.proj": dense_macs(self.proj, tokens),
+        }
 
 
 class Block(nn.Module):

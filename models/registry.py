@@ -17,6 +17,7 @@ import difflib
 import fnmatch
 import inspect
 import numbers
+from dataclasses import dataclass
 from pathlib import Path
 
 import timm
@@ -96,13 +97,26 @@ PUBLISHED_EQUIVALENTS = {
 }
 
 
-# The model families every table, sweep, study and plot speaks of, and the names they are shown by.
-FAMILIES = {
-    "vit": "ViT",
-    "t2t-performer": "T2T-ViT (Performer T2T)",
-    "t2t-transformer": "T2T-ViT (transformer T2T)",
-    "cnn": "CNN",
+@dataclass(frozen=True)
+class Family:
+    """A model family: how reports show it (`label`, a matplotlib `colour`) and the settings that make one
+    of ours (`tokenizer`, and `t2t_block` where the family is one block kind); a family with no tokenizer
+    is not built by vitbench (the timm CNN baselines)."""
+
+    label: str
+    colour: str
+    tokenizer: str | None = None
+    t2t_block: str | None = None
+
+
+# The model families every table, sweep, study and plot speaks of, in the order they are shown.
+FAMILY_TABLE = {
+    "vit": Family("ViT", "tab:blue", tokenizer="patch"),
+    "t2t-performer": Family("T2T-ViT (Performer T2T)", "tab:orange", tokenizer="t2t", t2t_block="performer"),
+    "t2t-transformer": Family("T2T-ViT (transformer T2T)", "tab:green", tokenizer="t2t", t2t_block="transformer"),
+    "cnn": Family("CNN", "tab:red"),
 }
+FAMILIES = {name: family.label for name, family in FAMILY_TABLE.items()}  # name -> label, in order
 TOKENIZER_OPTIONS = {
     "patch": {"patch_size"},
     "t2t": {"t2t_block", "t2t_stages", "token_dim", "t2t_drop"},
@@ -112,13 +126,12 @@ BACKBONE_OPTIONS = set(inspect.signature(VisionTransformer).parameters) - {"toke
 
 
 def family_of(settings: dict) -> str:
-    """The `FAMILIES` name of a model's settings; also reads configs saved before `tokenizer` existed."""
+    """The `FAMILY_TABLE` name of a model's settings; also reads configs saved before `tokenizer` existed."""
     tokenizer = settings.get("tokenizer", {"vit": "patch"}.get(settings.get("family"), settings.get("family")))
-    if tokenizer == "patch":
-        return "vit"
-    if tokenizer == "t2t":
-        return f"t2t-{settings.get('t2t_block', 'performer')}"
-    return "cnn"
+    block = settings.get("t2t_block", "performer")  # build_model's default
+    matches = (name for name, family in FAMILY_TABLE.items()
+               if family.tokenizer == tokenizer and family.t2t_block in (None, block))
+    return next(matches, "cnn")  # not built by vitbench: a timm baseline
 
 
 def upgrade_config(config: dict) -> dict:

@@ -3,7 +3,8 @@
 `PatchTokenizer` is ViT's: non-overlapping P x P patches flattened and projected by one Linear.
 `T2TTokenizer` is T2T-ViT's: overlapping soft splits (Unfold) interleaved with small T2T
 blocks, so each token aggregates its neighbours before the backbone sees it.
-Both take any H and W divisible by their total stride, square or not.
+Both take any H and W divisible by their total stride, square or not, and say their own costs
+(`macs`, `activation_elements`), so the counters in bench/cost need no case per front end.
 """
 import math
 
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError, InputShapeError
+from .layers import dense_macs
 
 REFERENCE_T2T_STAGES = ((7, 4, 2), (3, 2, 1), (3, 2, 1))  # (kernel, stride, padding) per soft split
 DEFAULT_IMG_SIZE = 224  # every named model's image size unless overridden
@@ -27,7 +29,13 @@ def to_2tuple_size(size, name="img_size"):
 
 
 class Tokenizer(nn.Module):
-    """Shared geometry: a front end with total `stride` maps H x W to (H/stride) x (W/stride) tokens."""
+    """Shared geometry: a front end with total `stride` maps H x W to (H/stride) x (W/stride) tokens.
+
+    A subclass also says what it costs per image, for bench/cost's analytic counters:
+    `macs(height, width)` -> {"tokenizer.<part>": MACs} by fvcore's rules, and `activation_elements()`
+    -> (saved, live): per stage, the values a training step saves for backward and the largest set
+    alive at once in an inference pass, at the tokenizer's own image size.
+    """
 
     kind = "tokenizer"
 
@@ -92,6 +100,15 @@ class PatchTokenizer(Tokenizer):
         weight = self.proj.weight.view(self.embed_dim, self.in_chans, P, P)
         x = F.conv2d(x, weight, self.proj.bias, stride=P)  # (B, D, H/P, W/P)
         return x.flatten(2).transpose(1, 2)  # (B, N, D)
+
+    def macs(self, height, width):
+        """{"tokenizer.proj": MACs}: the projection is a Linear on each patch, however it is computed."""
+        return {"tokenizer.proj": dense_macs(self.proj, math.prod(self.token_grid(height, width)))}
+
+    def activation_elements(self):
+        """The patches saved for `proj`'s backward; live: the patches and their projection."""
+        patches = self.num_tokens * self.proj.in_features
+        return [patches], [patches + self.num_tokens * self.embed_dim]
 
 
 class MaskDropout(nn.Dropout):
@@ -172,6 +189,10 @@ class TokenBlock(nn.Module):
         super().__init__()
         self.patch = tuple(patch) if patch else None
 
+    def macs(self, tokens):
+        """MACs over `tokens` tokens: the Linear and LayerNorm layers, and the subclass's `mixing_macs`."""
+        return dense_macs(self, tokens) + self.mixing_macs(tokens)
+
 
 class TokenTransformer(TokenBlock):
     """T2T block of the `*_t_*` models: attention with a v residual, then a width-d_out MLP."""
@@ -182,6 +203,10 @@ class TokenTransformer(TokenBlock):
         self.attn = TokenAttention(dim, out_dim)
         self.norm2 = nn.LayerNorm(out_dim)
         self.mlp = TokenMlp(out_dim, drop=(drop, drop))
+
+    def mixing_macs(self, tokens):
+        """QK^T and AV of the single-head attention: 2 T^2 d_out."""
+        return 2 * tokens * tokens * self.attn.out_dim
 
     def forward(self, x):
         x = self.attn(norm_then_linear(self.norm1, self.attn.qkv, x, self.patch))
@@ -229,6 +254,11 @@ class TokenPerformer(TokenBlock):
             kv = v.float().transpose(1, 2) @ kp  # (B, d_out, m)
             y = (qp @ kv.transpose(1, 2)).div_(normaliser + self.epsilon)  # (B, T, d_out)
         return self.proj_drop(self.proj(y.to(v.dtype))).add_(v)
+
+    def mixing_macs(self, tokens):
+        """The random-feature products, T m (4 d + 1): w.k and w.q (m x d each), phi(q).sum phi(k) (m),
+        phi(k)^T v and phi(q).(phi(k)^T v) (m x d each), per token."""
+        return tokens * self.num_features * (4 * self.out_dim + 1)
 
     def forward(self, x):
         x = self.attention(norm_then_linear(self.norm1, self.kqv, x, self.patch))
@@ -304,6 +334,41 @@ class T2TTokenizer(Tokenizer):
         weight = self.project.weight.view(self.embed_dim, -1, kernel, kernel)
         x = F.conv2d(x, weight, self.project.bias, stride=stride, padding=padding)  # (B, D, h, w)
         return x.flatten(2).transpose(1, 2)  # (B, N, D), contiguous for a channels-last input
+
+    def stage_tokens(self, height, width):
+        """Tokens after each soft split: [3136, 784, 196] at 224 x 224 with the reference stages."""
+        tokens = []
+        for _, stride, _ in self.stages:
+            height, width = height // stride, width // stride
+            tokens.append(height * width)
+        return tokens
+
+    def macs(self, height, width):
+        """{"tokenizer.blocks": MACs, "tokenizer.project": MACs}: each T2T block over its stage's tokens,
+        then `project` on the last split's."""
+        tokens = self.stage_tokens(height, width)
+        return {
+            "tokenizer.blocks": sum(block.macs(count) for block, count in zip(self.blocks, tokens)),
+            "tokenizer.project": dense_macs(self.project, tokens[-1]),
+        }
+
+    def activation_elements(self):
+        """Per soft split: a block's stage saves its unfolded patches and norm1 of them (each k*k*C
+        per token), q, k, v, the features or attention out, proj, norm2 and the MLP's two (8 x d_out);
+        live at most: the patches and q, k, v. The last split saves and holds its patches and `project`'s
+        output."""
+        saved, live = [], []
+        channels = self.in_chans
+        for stage, (tokens, (kernel, _, _)) in enumerate(zip(self.stage_tokens(*self.img_size), self.stages)):
+            unfolded = channels * kernel**2
+            if stage < len(self.blocks):
+                saved.append(tokens * (2 * unfolded + 8 * self.token_dim))
+                live.append(tokens * (unfolded + 3 * self.token_dim))
+            else:
+                saved.append(tokens * (unfolded + self.embed_dim))
+                live.append(saved[-1])
+            channels = self.token_dim
+        return saved, live
 
     def forward(self, x):
         self.check_input(x)

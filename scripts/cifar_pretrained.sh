@@ -22,16 +22,43 @@ if [ ! -f "$out/pretrain/summary.json" ]; then
         --classes airplane automobile bird cat deer --holdout 2500 --budget-pflop "${PRETRAIN_PFLOP:-0.03}" \
         "${recipe[@]}"
 fi
-cat > "$out/spec.json" <<JSON
-{"fractions": [0.1], "seeds": [0, 1, 2],
- "train": {"budget_pflop": ${PFLOP:-0.01}, "holdout": 2500, "classes": ["dog", "frog", "horse", "ship", "truck"],
-           "batch_size": 128, "img_size": 32, "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 0.5, "drop_path": 0.0,
-           "smoothing": 0.1, "mixup": 0.0, "cutmix": 0.0, "auto_augment": "", "reprob": 0.0, "data_mode": "memory",
-           "workers": 0, "threads": 1, "validations": 10},
- "arms": [
-  {"name": "vit", "label": "ViT-Lite tiny from scratch", "model": "vit_lite_tiny", "depths": [4]},
-  {"name": "vit-pretrained", "label": "ViT-Lite tiny pretrained on the other five classes, then fine-tuned",
-   "model": "vit_lite_tiny", "depths": [4], "init": "$out/pretrain/last.pth", "train": {"lr": 5e-4}}]}
-JSON
+cat > "$out/spec.toml" <<TOML
+fractions = [0.1]
+seeds = [0, 1, 2]
+
+[train]
+budget_pflop = ${PFLOP:-0.01}
+holdout = 2500
+classes = ["dog", "frog", "horse", "ship", "truck"]
+batch_size = 128
+img_size = 32
+lr = 1e-3
+weight_decay = 0.05
+warmup_epochs = 0.5
+drop_path = 0.0
+smoothing = 0.1
+mixup = 0.0
+cutmix = 0.0
+auto_augment = ""
+reprob = 0.0
+data_mode = "memory"
+workers = 0
+threads = 1
+validations = 10
+
+[[arms]]
+name = "vit"
+label = "ViT-Lite tiny from scratch"
+model = "vit_lite_tiny"
+depths = [4]
+
+[[arms]]
+name = "vit-pretrained"
+label = "ViT-Lite tiny pretrained on the other five classes, then fine-tuned"
+model = "vit_lite_tiny"
+depths = [4]
+init = "$out/pretrain/last.pth"
+train = {lr = 5e-4}
+TOML
 resume=(); [ -f "$out/study/study.json" ] && resume=(--resume)
-"$python" -m bench.cli study --config "$out/spec.json" --data "$data" --out "$out/study" "${resume[@]}" "$@"
+"$python" -m bench.cli study --config "$out/spec.toml" --data "$data" --out "$out/study" "${resume[@]}" "$@"

@@ -165,7 +165,8 @@ def test_a_saved_config_starts_a_new_run(tmp_path, capsys):
 def test_help_imports_no_torch():
     """By module list, not time: --help of every command builds its parser without torch, timm or pandas."""
     heavy = ("torch", "timm", "pandas", "fvcore", "matplotlib", "numpy")
-    code = f"import sys\nfrom bench.cli import build_parser\nbuild_parser()\nprint([m for m in {heavy} if m in sys.modules])"
+    code = (f"import sys\nfrom bench.cli import build_parser\nbuild_parser()\n"
+            f"print([m for m in {heavy} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     for command in ("train", "eval", "study", "sweep", "profile", "synthetic"):
@@ -180,3 +181,25 @@ def test_a_flag_has_no_default_of_its_own():
 
     args = build_parser().parse_args(["train", "--out", "x"])
     assert {k for k in vars(args) if k in TrainConfig.field_names()} == {"out"}
+
+
+def test_the_readme_s_study_specs_load(tmp_path):
+    """Every TOML example in the README is a study spec the suite reads as it is printed."""
+    import re
+
+    from bench.accuracy.study import load_study_spec
+
+    blocks = re.findall(r"```toml\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert len(blocks) >= 2
+    for i, block in enumerate(blocks):
+        (tmp_path / f"{i}.toml").write_text(block)
+        spec = load_study_spec(config=tmp_path / f"{i}.toml")
+        assert spec.variants and spec.seeds == tomllib.loads(block)["seeds"]
+
+
+def test_every_preset_loads():
+    from bench.accuracy.study import load_study_spec, preset_names
+
+    assert {"cpu-tiny", "cifar10-cpu", "cifar10-multiplier", "imagenette", "imagewoof"} <= set(preset_names())
+    for name in preset_names():
+        assert load_study_spec(name).variants

@@ -1,6 +1,5 @@
 """Children never outlive their parent, whatever the signal; SIGTERM unwinds like Ctrl-C; partial files of a
 killed writer are reclaimed. Real processes and real signals."""
-import json
 import os
 import signal
 import subprocess
@@ -9,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import tomli_w
 
 from bench.accuracy.data import scan_split
 from bench.accuracy.tensor_data import decoded_split
@@ -88,9 +88,9 @@ def test_a_study_with_jobs_stops_every_run_at_once_and_leaves_no_lock_or_partial
         "threads": 1, "mixup": 0.0, "cutmix": 0.0, "auto_augment": "", "crop_pct": 1.0, "holdout": 3},
         "arms": [{"name": "t2t-performer", "label": "T2T", "model": "t2t_vit_7",
                   "overrides": {k: v for k, v in TINY_T2T.items() if k != "depth"}, "depths": [1]}]}
-    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    (tmp_path / "spec.toml").write_text(tomli_w.dumps(spec))
     out = tmp_path / "study"
-    parent = subprocess.Popen([sys.executable, "-m", "bench.cli", "study", "--config", str(tmp_path / "spec.json"),
+    parent = subprocess.Popen([sys.executable, "-m", "bench.cli", "study", "--config", str(tmp_path / "spec.toml"),
                                "--data", str(data), "--out", str(out), "--jobs", "2"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment())
     try:

@@ -4,6 +4,7 @@ import json
 import math
 
 import pytest
+import tomli_w
 import torch
 
 from bench.accuracy import data as data_module
@@ -234,8 +235,8 @@ def test_a_pretrained_arm_fine_tunes_another_run_with_a_fresh_head_beside_scratc
                   "model": "vb_vit_tiny_patch16_224", "init": str(pretrain / "last.pth"),
                   "overrides": {"embed_dim": 32, "num_heads": 2, "mlp_ratio": 2.0, "patch_size": 4},
                   "train": {"lr": 3e-4, "epochs": 2}}]}
-    (tmp_path / "spec.json").write_text(json.dumps(spec))
-    loaded = study.load_study_spec(config=tmp_path / "spec.json")
+    (tmp_path / "spec.toml").write_text(tomli_w.dumps(spec))
+    loaded = study.load_study_spec(config=tmp_path / "spec.toml")
     out = tmp_path / "study"
     study.run_study(loaded, data, out, warn=quiet)
     tuned = json.loads((out / "runs" / "vit-pretrained-d1-f0.5-s0" / "summary.json").read_text())
@@ -318,9 +319,9 @@ def test_a_study_tags_its_runs_epoch_lines_and_says_how_far_it_is(data, tmp_path
         "mixup": 0.0, "cutmix": 0.0, "auto_augment": "", "holdout": 3, "data_mode": "files"},
         "arms": [{"name": "vit", "label": "ViT", "model": "vb_vit_tiny_patch16_224", "depths": [1],
                   "overrides": {"embed_dim": 32, "num_heads": 2, "mlp_ratio": 2.0, "patch_size": 4}}]}
-    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    (tmp_path / "spec.toml").write_text(tomli_w.dumps(spec))
     lines = []
-    study.run_study(study.load_study_spec(config=tmp_path / "spec.json"), data, tmp_path / "study", warn=lines.append)
+    study.run_study(study.load_study_spec(config=tmp_path / "spec.toml"), data, tmp_path / "study", warn=lines.append)
     assert any(line.startswith("[vit-d1-f1-s0] epoch 1/1:") and "ETA" in line for line in lines)
     assert not any("step" in line for line in lines)  # a study shows epochs, not steps
     tallies = [line for line in lines if line.startswith("[study]")]

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+import tomli_w
 import torch
 from PIL import Image
 
@@ -353,10 +354,11 @@ def test_a_full_disk_is_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
 
 
 def test_an_oserror_without_a_file_keeps_its_traceback(monkeypatch):
-    def broken(args):
-        raise OSError("a bug")
+    class Broken:
+        def read_text(self):
+            raise OSError("a bug")
 
-    monkeypatch.setattr(models, "list_models", broken)
+    monkeypatch.setattr("bench.cli.SIZE_TABLE", Broken())
     with pytest.raises(OSError, match="a bug"):
         main(["list"])
 
@@ -489,8 +491,8 @@ def finished(data, tmp_path_factory):
     root = tmp_path_factory.mktemp("finished")
     train.start(tiny_config(data, root / "run", model="vb_vit_tiny_patch16_224", epochs=1), progress=False,
                 warn=quiet)
-    (root / "spec.json").write_text(json.dumps(STUDY_SPEC))
-    assert main(["study", "--config", str(root / "spec.json"), "--data", str(data), "--out", str(root / "study")]) == 0
+    (root / "spec.toml").write_text(tomli_w.dumps(STUDY_SPEC))
+    assert main(["study", "--config", str(root / "spec.toml"), "--data", str(data), "--out", str(root / "study")]) == 0
     sweep(root / "sweep")
     return root
 

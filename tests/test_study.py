@@ -7,6 +7,7 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
+import tomli_w
 from PIL import Image
 
 from bench.accuracy import study
@@ -56,8 +57,8 @@ TINY_SPEC = {
 def finished_study(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
     data = tiny_synthetic(root / "data", classes=3, train_per_class=4, val_per_class=2)
-    (root / "spec.json").write_text(json.dumps(TINY_SPEC))
-    assert main(["study", "--config", str(root / "spec.json"), "--data", str(data), "--out", str(root / "out")]) == 0
+    (root / "spec.toml").write_text(tomli_w.dumps(TINY_SPEC))
+    assert main(["study", "--config", str(root / "spec.toml"), "--data", str(data), "--out", str(root / "out")]) == 0
     return root, data
 
 
@@ -87,7 +88,7 @@ def test_study_writes_results_table_curves_and_report(finished_study):
 def test_study_resumes_only_unfinished_runs(finished_study, capsys):
     root, data = finished_study
     out = root / "out"
-    spec = study.load_study_spec(config=root / "spec.json")
+    spec = study.load_study_spec(config=root / "spec.toml")
     kept = out / "runs" / "cnn-d10-f1-s1" / "summary.json"
     before = kept.stat().st_mtime_ns
     redo = out / "runs" / "t2t-performer-d1-f0.5-s0"
@@ -99,7 +100,7 @@ def test_study_resumes_only_unfinished_runs(finished_study, capsys):
 
     with pytest.raises(ResultsError, match="already holds a study; pass --resume to finish it or --overwrite"):
         study.run_study(spec, data, out)
-    other = study.load_study_spec(config=root / "spec.json", seeds=[5])
+    other = study.load_study_spec(config=root / "spec.toml", seeds=[5])
     with pytest.raises(ConfigError, match="holds a study with other settings"):
         study.run_study(other, data, out, resume=True)
     with pytest.raises(ResultsError, match="holds no study to resume"):
@@ -109,7 +110,7 @@ def test_study_resumes_only_unfinished_runs(finished_study, capsys):
 def test_report_only_rebuilds_from_finished_runs(finished_study, capsys):
     root, _ = finished_study
     (root / "out" / "table.md").unlink()
-    assert main(["study", "--config", str(root / "spec.json"), "--out", str(root / "out"), "--report-only"]) == 0
+    assert main(["study", "--config", str(root / "spec.toml"), "--out", str(root / "out"), "--report-only"]) == 0
     assert (root / "out" / "table.md").is_file() and "T2T-ViT d1" in capsys.readouterr().out
 
 
@@ -176,9 +177,9 @@ def test_bad_arms_and_files(tmp_path):
         study.expand_arm({"name": "x", "label": "X", "model": "t2t_vit_7"})
     with pytest.raises(ConfigError, match="lacks 'label'"):
         study.expand_arm({"name": "x", "model": "t2t_vit_7", "depths": [1]})
-    (tmp_path / "spec.json").write_text("{not json")
-    with pytest.raises(ConfigError, match="cannot read study config"):
-        study.load_study_spec(config=tmp_path / "spec.json")
+    (tmp_path / "spec.toml").write_text("{not toml")
+    with pytest.raises(ConfigError, match="spec.toml is not a TOML file"):
+        study.load_study_spec(config=tmp_path / "spec.toml")
 
 
 def test_study_cli_errors(tmp_path, capsys):

@@ -64,11 +64,15 @@ class Optimisation:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
         self.ema = ModelEmaV3(model, decay=config.ema_decay) if config.ema_decay else None
         self.mixup, self.loss = loss_functions(config, num_classes)
-        self.compiled = torch.compile(model) if config.compile else model
-        self.net = self.compiled
+        # as timm's train.py: wrap for DDP first, then compile the wrapper, so the compiler sees DDP's buckets
+        self.net = model
         if context.distributed:
             device_ids = [context.device.index] if context.device.type == "cuda" else None
-            self.net = torch.nn.parallel.DistributedDataParallel(self.compiled, device_ids=device_ids)
+            self.net = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        if config.compile:
+            self.net = torch.compile(self.net)
+        # evaluation runs per rank on its own shard, without DDP's collectives (shards may differ by a batch)
+        self.eval_net = model if context.distributed else self.net
         self.num_updates = 0
 
     def autocast(self, device):

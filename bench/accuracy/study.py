@@ -9,11 +9,10 @@ every run, under the protocol a reviewer accepts:
 - a MAC-matched ViT arm (`match_macs`): the patch-4 ViT of the same depth whose width the suite
   chooses so its MACs are within 5% of another arm's, to tell "more compute" from "better tokens".
 
-A study is a spec (a preset or a JSON file) expanded into runs; each run is a `vitbench train`
-run folder under OUT/runs/, so an interrupted study resumes run by run. The results are one
+A study is a spec (a preset in bench/presets/ or a TOML file like them) expanded into runs; each run
+is a `vitbench train` run folder under OUT/runs/, so an interrupted study resumes run by run. The results are one
 row per run (`collect`); its tables, curves and report.md are `bench.report.study`'s.
 """
-import copy
 import json
 import time
 from dataclasses import dataclass, field, replace
@@ -31,225 +30,20 @@ from bench.cost.flops import any_model_macs, count_params
 from bench.outputs import RESUME, OutputFolder, folder_lock, read_back
 from bench.processes import worker_pool
 from bench.provenance import provenance
+from bench.settings import read_toml
 from models.atomic import atomic_write_text
 from models.errors import ConfigError, ResultsError
 
 STUDY_FILE, RESULTS, TABLE = "study.json", "results.csv", "table"
 
-# Tiny models for a CPU: 32 px images, 8x8 = 64 tokens for every transformer (ViT patch 4,
-# T2T two soft splits of stride 2), width 64. The ViT arm is the T2T paper's ViT (no qkv bias),
-# so the transformer arms differ only in their tokenizer. Both use learned positions: at this
-# width the paper's fixed sinusoid table (rms .71) swamps the tokens (rms .03-.14 at init) and
-# leaves every transformer near chance for most of a short run (results/study-synthetic/README.md).
 LENGTHS = ("epochs", "budget_pflop", "budget_minutes")  # how long each run trains: one of them
 STUDY_HOLDOUT = 0.1  # studies hold out 10% of each class unless their spec says otherwise
 MAC_MATCH_TOLERANCE = 0.05
-TINY_TRANSFORMER = {"embed_dim": 64, "num_heads": 2, "mlp_ratio": 2.0, "pos_embed": "learn"}
-TINY_T2T = {**TINY_TRANSFORMER, "token_dim": 32, "t2t_stages": [[3, 2, 1], [3, 2, 1]]}
-NARROW_RESNET = {"channels": [16, 32, 64, 128], "stem_width": 16}
-FLIP_ONLY = {  # few epochs on little data: resampling would blur 5x5 motifs, so only flips (label-safe)
-    "scale": [1.0, 1.0], "ratio": [1.0, 1.0], "hflip": 0.5, "color_jitter": 0.0, "auto_augment": "", "reprob": 0.0,
-    "mixup": 0.0, "cutmix": 0.0, "smoothing": 0.1, "crop_pct": 1.0, "interpolation": "bicubic",
-}
-PAPER_AUGMENTATION = {"crop_pct": 0.875, "interpolation": "bicubic"}  # the rest: TrainConfig's paper defaults
-CIFAR_HOLDOUT = 5000  # 500 training images per class: CIFAR-10's usual 45k / 5k split
-CIFAR_CPU_TRAIN = {
-    "budget_pflop": 0.03, "holdout": CIFAR_HOLDOUT, "batch_size": 128, "img_size": 32, "lr": 1e-3,
-    "weight_decay": 0.05, "warmup_epochs": 0.5, "min_lr": 1e-5, "drop_path": 0.0, "smoothing": 0.1, "mixup": 0.0,
-    "cutmix": 0.0, "auto_augment": "", "reprob": 0.0, "hflip": 0.5, "crop_padding": 4, "data_mode": "memory",
-    "workers": 0, "threads": 1,
-}
-# ViT-Lite-7/4's 200 epochs of 45k images (0.2557 GMACs counted x 6 x 9M images): every arm gets that compute
-CIFAR_GPU_TRAIN = {
-    "budget_pflop": 13.8, "holdout": CIFAR_HOLDOUT, "batch_size": 128, "img_size": 32, "lr": 5.5e-4,
-    "weight_decay": 0.06, "warmup_epochs": 10,
-    "min_lr": 1e-5, "drop_path": 0.1, "smoothing": 0.1, "mixup": 0.8, "cutmix": 1.0, "auto_augment": "cifar10",
-    "reprob": 0.25, "hflip": 0.5, "crop_padding": 4, "data_mode": "memory", "workers": 0, "amp": "bf16",
-}
+PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"  # bench/presets/<name>.toml: copy one to start yours
 
-PRESETS = {
-    "cpu-tiny": {
-        "fractions": [0.25, 0.5, 1.0],
-        "seeds": [0, 1, 2],
-        # lr 5e-4: T2T-ViT mostly stays at chance at 1e-3 and above; at depth 4 it did even at 2.5e-4 and 5e-4,
-        # so the committed run (results/study-synthetic/spec.json) keeps depth 2 only.
-        "train": {
-            "epochs": 20,
-            "batch_size": 32,
-            "img_size": 32,
-            "lr": 5e-4,
-            "weight_decay": 0.05,
-            "warmup_epochs": 1,
-            "min_lr": 1e-5,
-            "drop_path": 0.0,
-            "workers": 0,
-            "threads": 1,
-            **FLIP_ONLY,
-        },
-        "arms": [
-            {
-                "name": "vit",
-                "label": "ViT (patch 4)",
-                "model": "vit_s16_t2t_paper",
-                "overrides": {**TINY_TRANSFORMER, "patch_size": 4},
-                "depths": [2, 4],
-            },
-            {
-                "name": "t2t-performer",
-                "label": "T2T-ViT (Performer T2T)",
-                "model": "t2t_vit_7",
-                "overrides": TINY_T2T,
-                "depths": [2, 4],
-            },
-            {
-                "name": "t2t-transformer",
-                "label": "T2T-ViT (transformer T2T)",
-                "model": "t2t_vit_t_14",
-                "overrides": TINY_T2T,
-                "depths": [2, 4],
-            },
-            {
-                "name": "cnn",
-                "label": "ResNet (narrow)",
-                "model": "resnet18",
-                "overrides": NARROW_RESNET,
-                "variants": [
-                    {"depth": 10, "overrides": {"layers": [1, 1, 1, 1]}},
-                    {"depth": 18, "overrides": {"layers": [2, 2, 2, 2]}},
-                ],
-            },
-        ],
-    },
-    # fast.ai's Imagenette as it unpacks (imagenette2-160 or -320: train/ and val/, the official split; val/ is the
-    # test split, 10% of train/ held out) at 128 px on one GPU: T2T-ViT-7-sized transformers (8 x 8 tokens, the
-    # ViT widened to the Performer T2T's MACs beside it) against ResNet-18, every arm the compute of the ViT's
-    # 200 epochs of the 8,522 images left (2.74 PFLOP), the paper's recipe. Published from scratch at 128 px (the
-    # Imagenette leaderboard, CNNs, top-1 on its val/): 85.77% after 5 epochs, 91.57% after 20, 93.55% after 80,
-    # 94.24% after 200. `imagewoof` is the same on Imagewoof (76.61%, 86.27%, 87.83%, 87.20% after 5 / 20 / 80 /
-    # 200 epochs).
-    "imagenette": {
-        "fractions": [1.0],
-        "seeds": [0, 1, 2],
-        "train": {"budget_pflop": 2.74, "holdout": 0.1, "batch_size": 128, "img_size": 128, "base_lr": 1e-3,
-                  "weight_decay": 0.05, "warmup_epochs": 5, "workers": 8, "amp": "bf16", **PAPER_AUGMENTATION},
-        "arms": [
-            {"name": "vit", "label": "ViT (patch 16, T2T-ViT-7 width)", "model": "vit_s16_t2t_paper",
-             "overrides": {"embed_dim": 256, "num_heads": 4, "mlp_ratio": 2.0}, "depths": [7]},
-            {"name": "vit-mac-matched", "label": "ViT (patch 16), widened to T2T's MACs", "model": "vit_s16_t2t_paper",
-             "overrides": {"embed_dim": 256, "num_heads": 4, "mlp_ratio": 2.0}, "depths": [7],
-             "match_macs": "t2t-performer"},
-            {"name": "t2t-performer", "label": "T2T-ViT-7 (Performer T2T)", "model": "t2t_vit_7",
-             "overrides": {"t2t_drop": 0.0}, "depths": [7]},
-            {"name": "t2t-transformer", "label": "T2T-ViT-7 (transformer T2T)", "model": "t2t_vit_t_14",
-             "overrides": {"embed_dim": 256, "num_heads": 4, "mlp_ratio": 2.0, "t2t_drop": 0.0}, "depths": [7]},
-            {"name": "cnn", "label": "ResNet-18", "model": "resnet18", "variants": [{"depth": 18}]},
-        ],
-    },
-    # ImageNet subsets on GPUs: the paper's recipe (AdamW, cosine, RandAugment, Mixup/CutMix, erasing) with one
-    # lr for every arm (1e-3 at a global batch of 512, scaled linearly), T2T-ViT-7-sized transformers.
-    "imagenet-subset": {
-        "fractions": [0.1, 0.25, 0.5, 1.0],
-        "seeds": [0, 1, 2],
-        "train": {
-            "epochs": 100,
-            "batch_size": 128,
-            "img_size": 224,
-            "base_lr": 1e-3,
-            "weight_decay": 0.05,
-            "warmup_epochs": 5,
-            "workers": 8,
-            **PAPER_AUGMENTATION,
-        },
-        "arms": [
-            {
-                "name": "vit",
-                "label": "ViT (patch 16, T2T-ViT-7 width)",
-                "model": "vit_s16_t2t_paper",
-                "overrides": {"embed_dim": 256, "num_heads": 4, "mlp_ratio": 2.0},
-                "depths": [7, 14],
-            },
-            {
-                "name": "t2t-performer",
-                "label": "T2T-ViT (Performer T2T)",
-                "model": "t2t_vit_7",
-                "overrides": {},
-                "depths": [7, 14],
-            },
-            {
-                "name": "t2t-transformer",
-                "label": "T2T-ViT (transformer T2T)",
-                "model": "t2t_vit_t_14",
-                "overrides": {"embed_dim": 256, "num_heads": 4, "mlp_ratio": 2.0},
-                "depths": [7, 14],
-            },
-            {
-                "name": "cnn",
-                "label": "ResNet",
-                "model": "resnet18",
-                "overrides": {},
-                "variants": [{"depth": 18}, {"depth": 50, "model": "resnet50"}],
-            },
-        ],
-    },
-    # CIFAR-10 (../shared/data/cifar10), decoded once and augmented as tensors. Each preset's transformer
-    # arms share one backbone (models/registry.py: vit_lite_*, t2t_vit_lite_*, t2t_vit_t_lite_*) and differ
-    # only in the tokenizer; the CNN is timm's ResNet with a CIFAR stem (models/cnn.py).
-    # cpu: the tiny siblings (4 blocks of width 64, 8 x 8 tokens) and a ViT widened to the Performer T2T's
-    # MACs, all data less the 5,000-image holdout, 0.03 PFLOP each (ViT 10 epochs, T2T 5.5-7, ResNet 6) of a
-    # light recipe (crop + flip, label smoothing), 3 seeds: 15 runs in under 2 hours on 2 cores with --jobs 2.
-    # No arm has dropout (the reference's Performer T2T blocks would keep 0.1).
-    "cifar10-cpu": {
-        "fractions": [1.0],
-        "seeds": [0, 1, 2],
-        "train": {**CIFAR_CPU_TRAIN},
-        "arms": [
-            {"name": "vit", "label": "ViT-Lite tiny (patch 4)", "model": "vit_lite_tiny", "depths": [4]},
-            {"name": "vit-mac-matched", "label": "ViT-Lite tiny, widened to T2T's MACs", "model": "vit_lite_tiny",
-             "depths": [4], "match_macs": "t2t-performer"},
-            {"name": "t2t-performer", "label": "T2T-ViT-Lite tiny (Performer T2T)", "model": "t2t_vit_lite_tiny",
-             "overrides": {"t2t_drop": 0.0}, "depths": [4]},
-            {"name": "t2t-transformer", "label": "T2T-ViT-Lite tiny (transformer T2T)", "model": "t2t_vit_t_lite_tiny",
-             "overrides": {"t2t_drop": 0.0}, "depths": [4]},
-            {"name": "cnn", "label": "ResNet tiny (CIFAR stem)", "model": "resnet_cifar_tiny",
-             "variants": [{"depth": 10}]},
-        ],
-    },
-    # The data multiplier on CIFAR-10: ViT and T2T-ViT (Performer) tiny at 5% to 100% of the training images
-    # (after the 5,000-image holdout), 2 seeds, every run the same 0.016 PFLOP, so every fraction gets the same
-    # number of updates and data size is the only thing that changes; 10 validations per run (a 5% run has
-    # ~100 short epochs). 20 runs in about 90 minutes on 2 cores with --jobs 2.
-    "cifar10-multiplier": {
-        "fractions": [0.05, 0.1, 0.25, 0.5, 1.0],
-        "seeds": [0, 1],
-        "train": {**CIFAR_CPU_TRAIN, "budget_pflop": 0.016, "validations": 10},
-        "arms": [
-            {"name": "vit", "label": "ViT-Lite tiny (patch 4)", "model": "vit_lite_tiny", "depths": [4]},
-            {"name": "t2t-performer", "label": "T2T-ViT-Lite tiny (Performer T2T)", "model": "t2t_vit_lite_tiny",
-             "overrides": {"t2t_drop": 0.0}, "depths": [4]},
-        ],
-    },
-    # gpu: Compact Transformers' scale: ViT-Lite-7/4 (and widened to the Performer T2T's MACs) and its T2T
-    # counterparts vs ResNet-18 (CIFAR stem), all data less the holdout, 3 seeds, ViT-Lite's 200 epochs of compute
-    # for every arm, their recipe (AdamW 5.5e-4 at batch 128, wd .06, 10 warm-up epochs,
-    # AutoAugment CIFAR-10, Mixup .8 / CutMix 1, erasing .25, label smoothing .1, drop path .1), bf16.
-    "cifar10-gpu": {
-        "fractions": [1.0],
-        "seeds": [0, 1, 2],
-        "train": {**CIFAR_GPU_TRAIN},
-        "arms": [
-            {"name": "vit", "label": "ViT-Lite-7/4", "model": "vit_lite_7_4", "depths": [7]},
-            {"name": "vit-mac-matched", "label": "ViT-Lite-7/4, widened to T2T's MACs", "model": "vit_lite_7_4",
-             "depths": [7], "match_macs": "t2t-performer"},
-            {"name": "t2t-performer", "label": "T2T-ViT-Lite-7 (Performer T2T)", "model": "t2t_vit_lite_7_4",
-             "overrides": {"t2t_drop": 0.0}, "depths": [7]},
-            {"name": "t2t-transformer", "label": "T2T-ViT-Lite-7 (transformer T2T)", "model": "t2t_vit_t_lite_7_4",
-             "overrides": {"t2t_drop": 0.0}, "depths": [7]},
-            {"name": "cnn", "label": "ResNet-18 (CIFAR stem)", "model": "resnet18_cifar", "variants": [{"depth": 18}]},
-        ],
-    },
-}
 
-PRESETS["imagewoof"] = copy.deepcopy(PRESETS["imagenette"])  # the same design on the ten dog breeds
+def preset_names():
+    return sorted(path.stem for path in PRESET_DIR.glob("*.toml"))
 
 
 @dataclass(frozen=True)
@@ -312,19 +106,15 @@ def check_train_settings(settings, what):
 
 
 def load_study_spec(preset="cpu-tiny", config=None, **changes):
-    """A Spec from a preset or a JSON file, with `changes` (epochs, seeds, fractions, arms...) applied."""
+    """A Spec from a preset or a TOML file (fractions, seeds, [train], [[arms]]), with `changes` (epochs, seeds,
+    fractions, arms...) applied."""
     if config:
-        try:
-            raw = json.loads(Path(config).read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise ConfigError(
-                f"cannot read study config {config}: {error}; pass a JSON file like the README's example"
-            ) from None
-    elif preset in PRESETS:
-        raw = copy.deepcopy(PRESETS[preset])
+        raw = read_toml(config, "study")
+    elif preset in preset_names():
+        raw = read_toml(PRESET_DIR / f"{preset}.toml", "study")
     else:
         raise ConfigError(
-            f"unknown study preset {preset!r}; choose one of {', '.join(PRESETS)} or pass --config FILE.json"
+            f"unknown study preset {preset!r}; choose one of {', '.join(preset_names())} or pass --config FILE.toml"
         )
     for key in ("fractions", "seeds"):
         if changes.get(key):

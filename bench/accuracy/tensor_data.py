@@ -286,8 +286,6 @@ def choose_data_mode(requested, samples, size, ram_bytes=None):
     "auto" picks memory when the images are small (native side <= 64 px, probing a few files)
     and all of them fit in memory at `size`; "memory" is refused when they do not fit.
     """
-    if requested not in ("auto", "memory", "files"):
-        raise ConfigError(f"data mode {requested!r} is not one of auto, memory, files")
     fits = fits_in_memory(len(samples), size, ram_bytes)
     if requested == "memory" and not fits:
         gib = len(samples) * 3 * size * size / 2**30

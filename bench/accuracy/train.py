@@ -363,7 +363,7 @@ class Trainer:
             row = {"epoch": self.epoch + 1, "lr": self.opt.current_lr(), **self.train_one_epoch()}
             validated = self.validates(self.epoch + 1)
             if validated:  # not through DDP: ranks may run different batch counts
-                result = self.evaluate(self.opt.compiled, self.data.val_loader())
+                result = self.evaluate(self.opt.eval_net, self.data.val_loader())
                 row.update(val_loss=result["loss"], top1=result["top1"], top5=result["top5"],
                            val_images=result["images"])
                 if self.opt.ema:
@@ -428,7 +428,7 @@ class Trainer:
         last = self.history[-1]
         if self.opt.ema and last.get("ema_top1", -1) > last["top1"]:
             return "ema", self.opt.ema.module
-        return "raw", self.opt.compiled
+        return "raw", self.opt.eval_net
 
     def score_test(self):
         """The test split, read once: the final weights and best.pth's, which the holdout chose."""
@@ -443,7 +443,7 @@ class Trainer:
     def finish(self):
         """Score the test split (with a holdout), check the ranks agree, write summary.json (rank 0)."""
         if self.final_eval is None:  # resumed a run whose last epoch was already done
-            self.final_eval = self.evaluate(self.opt.compiled, self.data.val_loader())
+            self.final_eval = self.evaluate(self.opt.eval_net, self.data.val_loader())
         if self.holdout:
             chosen, test, test_best = self.score_test()
         else:  # the per-epoch evaluation was the test split; best.pth was chosen on it

@@ -30,8 +30,6 @@ from bench.accuracy.data import (
 from bench.accuracy.tensor_data import Augment, TensorEvalLoader, TensorLoader, choose_data_mode, decoded_split
 from models.errors import ConfigError, DatasetError
 
-DATA_MODES = ("auto", "memory", "files")
-
 
 @dataclass
 class Samples:
@@ -84,8 +82,6 @@ def steps_per_epoch(train_images, config, context):
 
 def train_data(config, samples, model, context, bad_files):
     """The run's data source: `MemoryData` or `FolderData`, as config.data_mode asks ("auto" decides)."""
-    if config.data_mode not in DATA_MODES:
-        raise ConfigError(f"data_mode={config.data_mode!r} is not one of {', '.join(DATA_MODES)}")
     mode = choose_data_mode(config.data_mode, samples.train + samples.val, config.img_size)
     source = MemoryData if mode == "memory" else FolderData
     return source(config, samples, model, context, bad_files)
@@ -168,11 +164,13 @@ class MemoryData:
         self.steps_per_epoch = steps_per_epoch(self.train_images, config, context)
 
     def decode(self, split):
-        """One split from the decoded cache, on the training device; rank 0 decodes first, the others read."""
-        if not self.context.is_main:
+        """One split from the decoded cache, on the training device: each node's local rank 0 decodes it into that
+        node's cache first, then the node's other ranks read it."""
+        first_on_node = self.context.local_rank == 0
+        if not first_on_node:
             distributed.barrier(self.context)
         decoded = decoded_split(self.samples.splits[split], self.config.img_size, strict=self.config.strict)
-        if self.context.is_main:
+        if first_on_node:
             distributed.barrier(self.context)
         self.bad_files.record(decoded.bad)
         return decoded.to(self.context.device)

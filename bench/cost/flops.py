@@ -13,7 +13,8 @@ ones behind `macs_reference` in bench/cost/published.csv, so our totals compare 
 - Free, as fvcore treats them: elementwise ops and reductions (add, mul, div, exp, GELU,
   softmax, sum, the attention scale), padding, Unfold/reshape/concat, dropout.
 
-The three counters are `analytic_macs` (formulas over the model's structure), `fvcore_macs`
+The three counters are `analytic_macs` (each module's own formula: its `macs` method, or
+`models.layers.dense_macs` for Linear and LayerNorm layers), `fvcore_macs`
 (fvcore's traced count plus a handler for fused attention) and `torch_macs`
 (`torch.utils.flop_counter` plus formulas for LayerNorm and CPU fused attention). Both traced
 counters run batch 1 in eval mode on a copy of the model that shares its weights, so the model
@@ -25,13 +26,12 @@ import math
 import warnings
 
 import torch
-from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from models.backbone import VisionTransformer
 from models.errors import ConfigError
-from models.layers import Attention
-from models.tokenizers import PatchTokenizer, T2TTokenizer, TokenPerformer, TokenTransformer, to_2tuple_size
+from models.layers import dense_macs
+from models.tokenizers import to_2tuple_size
 
 with warnings.catch_warnings():  # fvcore scripts a loss at import, which torch now warns about
     warnings.simplefilter("ignore", FutureWarning)
@@ -56,64 +56,11 @@ def checked_img_size(model, img_size=None):
     return height, width
 
 
-def dense_macs(module, tokens):
-    """MACs of every Linear and LayerNorm inside `module`, each applied to `tokens` tokens."""
-    total = 0
-    for layer in module.modules():
-        if isinstance(layer, nn.Linear):
-            total += tokens * layer.in_features * layer.out_features
-        elif isinstance(layer, nn.LayerNorm):
-            total += tokens * math.prod(layer.normalized_shape) * (5 if layer.weight is not None else 4)
-    return total
-
-
-def performer_products(block, tokens):
-    """Random-feature products of a TokenPerformer: T m (4 d + 1)."""
-    return tokens * block.num_features * (4 * block.out_dim + 1)
-
-
-def token_attention_products(block, tokens):
-    """QK^T and AV of the single-head TokenAttention: 2 T^2 d."""
-    return 2 * tokens * tokens * block.attn.out_dim
-
-
-TOKEN_MIXING_PRODUCTS = {TokenPerformer: performer_products, TokenTransformer: token_attention_products}
-
-
-def t2t_stage_tokens(tokenizer, height, width):
-    """Tokens after each soft split: [3136, 784, 196] at 224 x 224 with the reference stages."""
-    tokens = []
-    for _, stride, _ in tokenizer.stages:
-        height, width = height // stride, width // stride
-        tokens.append(height * width)
-    return tokens
-
-
-def tokenizer_macs(tokenizer, height, width):
-    """{"tokenizer.<part>": MACs} for a patch or T2T front end."""
-    if isinstance(tokenizer, PatchTokenizer):
-        return {"tokenizer.proj": dense_macs(tokenizer.proj, math.prod(tokenizer.token_grid(height, width)))}
-    if isinstance(tokenizer, T2TTokenizer):
-        stage_tokens = t2t_stage_tokens(tokenizer, height, width)
-        blocks = sum(
-            dense_macs(block, tokens) + TOKEN_MIXING_PRODUCTS[type(block)](block, tokens)
-            for block, tokens in zip(tokenizer.blocks, stage_tokens)
-        )
-        return {"tokenizer.blocks": blocks, "tokenizer.project": dense_macs(tokenizer.project, stage_tokens[-1])}
-    raise ConfigError(f"cannot count a {type(tokenizer).__name__} analytically; use fvcore_macs or torch_macs")
-
-
-def attention_macs(attn, tokens):
-    """{"attention.<part>": MACs} of one backbone Attention over `tokens` tokens."""
-    if not isinstance(attn, Attention):
-        raise ConfigError(f"cannot count a {type(attn).__name__} analytically; use fvcore_macs or torch_macs")
-    products = tokens * tokens * attn.num_heads * attn.head_dim  # QK^T or AV, all heads
-    return {
-        "attention.qkv": dense_macs(attn.qkv, tokens),
-        "attention.qk": products,
-        "attention.av": products,
-        "attention.proj": dense_macs(attn.proj, tokens),
-    }
+def own_macs(module, *size):
+    """`module.macs(*size)`: the {part: MACs} a module says it costs; one that says nothing cannot be counted here."""
+    if not hasattr(module, "macs"):
+        raise ConfigError(f"cannot count a {type(module).__name__} analytically; use fvcore_macs or torch_macs")
+    return module.macs(*size)
 
 
 def sum_dicts(dicts):
@@ -126,12 +73,12 @@ def sum_dicts(dicts):
 
 def analytic_macs(model, img_size=None):
     """MACs per image by formula: groups `tokenizer`, `attention`, `mlp`, `norm`, `head`, their
-    parts (`tokenizer.blocks`, `tokenizer.project` or `tokenizer.proj`, `attention.qkv`,
-    `attention.qk`, `attention.av`, `attention.proj`) and `total`."""
+    parts (the tokenizer's, e.g. `tokenizer.blocks` and `tokenizer.project` or `tokenizer.proj`;
+    `attention.qkv`, `attention.qk`, `attention.av`, `attention.proj`) and `total`."""
     height, width = checked_img_size(model, img_size)
     tokens = math.prod(model.tokenizer.token_grid(height, width)) + model.num_prefix_tokens
-    tokenizer_parts = tokenizer_macs(model.tokenizer, height, width)
-    attention_parts = sum_dicts(attention_macs(block.attn, tokens) for block in model.blocks)
+    tokenizer_parts = own_macs(model.tokenizer, height, width)
+    attention_parts = sum_dicts(own_macs(block.attn, tokens) for block in model.blocks)
     breakdown = {
         "tokenizer": sum(tokenizer_parts.values()),
         **tokenizer_parts,

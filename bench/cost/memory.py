@@ -20,6 +20,7 @@ import torch
 from bench.cost.build import build_model
 from bench.cost.timing import TimingSetup, make_step, resolve_device
 from bench.processes import set_parent_death_signal
+from models.errors import ConfigError
 
 OOM_ERRORS = (torch.cuda.OutOfMemoryError, MemoryError)
 
@@ -97,32 +98,21 @@ def measure_peak_memory(name: str, overrides: dict | None = None, setup: TimingS
 
 
 def activation_estimate_bytes(model, batch_size, mode="inference", bytes_per_value=4):
-    """Analytic activation bytes: saved-for-backward sum (train) or largest live layer (inference)."""
+    """Analytic activation bytes: saved-for-backward sum (train) or largest live layer (inference); the
+    tokenizer's stages are its own `activation_elements()`."""
     B, D = batch_size, model.embed_dim
     N = model.tokenizer.num_tokens + 1
     hidden = model.blocks[0].mlp.fc1.out_features
     # Saved per backbone block: norm1 in, qkv in, q/k/v, attention out (= proj in), norm2 in, fc1 in/out, GELU out.
     block_saved = N * (D + D + 3 * D + D + D + D + 2 * hidden)
     block_live = N * (D + max(3 * D + D, hidden + D))
-    layers_saved, layers_live = [len(model.blocks) * block_saved], [block_live]
     tokenizer = model.tokenizer
-    if hasattr(tokenizer, "stages"):
-        height, width = tokenizer.img_size
-        channels = tokenizer.in_chans
-        for i, (kernel, stride, _) in enumerate(tokenizer.stages):
-            height, width = height // stride, width // stride
-            tokens, unfolded = height * width, channels * kernel**2
-            out = tokenizer.token_dim if i < len(tokenizer.blocks) else tokenizer.embed_dim
-            # unfold out, norm1 out, q/k/v (3 x out), features or attention out, proj, norm2, MLP (2 x out)
-            stage = tokens * (2 * unfolded + 8 * out) if i < len(tokenizer.blocks) else tokens * (unfolded + out)
-            layers_saved.append(stage)
-            layers_live.append(
-                tokens * (unfolded + 3 * out) if i < len(tokenizer.blocks) else tokens * (unfolded + out)
-            )
-            channels = tokenizer.token_dim
-    else:
-        layers_saved.append(tokenizer.num_tokens * tokenizer.proj.in_features)
-        layers_live.append(tokenizer.num_tokens * (tokenizer.proj.in_features + D))
+    if not hasattr(tokenizer, "activation_elements"):
+        raise ConfigError(f"cannot estimate the activations of a {type(tokenizer).__name__} analytically; "
+                          "measure them with measure_peak_memory")
+    tokenizer_saved, tokenizer_live = tokenizer.activation_elements()
+    layers_saved = [len(model.blocks) * block_saved, *tokenizer_saved]
+    layers_live = [block_live, *tokenizer_live]
     values = sum(layers_saved) if mode == "train" else max(layers_live)
     return B * values * bytes_per_value
 

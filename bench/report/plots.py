@@ -2,7 +2,7 @@
 and cost against each sweep axis. Each function returns a `matplotlib.figure.Figure`."""
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from bench.report.style import FAMILY_COLORS, new_figure
+from bench.report.style import FAMILY_COLORS, family_label, new_figure
 
 LABEL_OFFSETS = [(4, 4), (4, -11), (-4, 4), (-4, -11), (4, 13), (4, -20), (-4, 13), (-4, -20), (10, -4), (-10, -4),
                  (4, 22), (4, -29), (-4, 22), (-4, -29)]  # points: where a point's label may go, nearest first
@@ -62,7 +62,7 @@ def accuracy_vs_macs(paper):
     fig, ax = new_figure(7, 4.5)
     points = paper.dropna(subset=["top1_published"]).sort_values("macs_ours_G")
     for family, group in points.groupby("family"):
-        ax.scatter(group.macs_ours_G, group.top1_published, color=FAMILY_COLORS.get(family), label=family)
+        ax.scatter(group.macs_ours_G, group.top1_published, color=FAMILY_COLORS.get(family), label=family_label(family))
     front = points[points.top1_published >= points.top1_published.cummax()]
     ax.step(front.macs_ours_G, front.top1_published, where="post", color="gray", linestyle="--", label="Pareto front")
     ax.set(
@@ -104,7 +104,7 @@ def sweep_axis(wide, axis, measurement, ylabel, scale=1, note=""):
                 marker="o",
                 linestyle=style,
                 color=FAMILY_COLORS.get(family),
-                label=f"{family} patch {patch[0]}" if multi_patch else family,
+                label=f"{family_label(family)} patch {patch[0]}" if multi_patch else family_label(family),
             )
         if f"{measurement}_q1" in group and group[f"{measurement}_q1"].notna().any():
             spread = group.groupby(axis)[[f"{measurement}_q1", f"{measurement}_q3"]].median().dropna() * scale

@@ -1,4 +1,5 @@
-"""How every plot looks: one colour per model family, figures made without pyplot, saved atomically.
+"""How every plot looks: each model family's colour, label and place from `models.FAMILY_TABLE`, figures
+made without pyplot, saved atomically.
 
 Figures are `matplotlib.figure.Figure` objects, not pyplot's: no backend is chosen and no global
 state is touched, whether the report runs from the CLI, a test or a notebook.
@@ -11,13 +12,19 @@ import models
 from bench.cost.sweep import TIMM_FAMILY
 from models.atomic import atomic_write
 
-FAMILY_COLORS = {**dict(zip(models.FAMILIES, ("tab:blue", "tab:orange", "tab:green", "tab:red"))),
-                 TIMM_FAMILY: "tab:purple"}
+# The sweep's timm rows are the one family that is no model of ours; it is shown after ours.
+FAMILY_STYLES = {**models.FAMILY_TABLE, TIMM_FAMILY: models.Family("timm", "tab:purple")}
+FAMILY_COLORS = {name: family.colour for name, family in FAMILY_STYLES.items()}
 
 
 def family_order(family):
-    """Sort key: the order of `models.FAMILIES`, unknown families last."""
-    return list(models.FAMILIES).index(family) if family in models.FAMILIES else len(models.FAMILIES)
+    """Sort key: the order of `models.FAMILY_TABLE`, then timm, unknown families last."""
+    return list(FAMILY_STYLES).index(family) if family in FAMILY_STYLES else len(FAMILY_STYLES)
+
+
+def family_label(family):
+    """How a family is named in a legend: its table label, or the name itself for one the table lacks."""
+    return FAMILY_STYLES[family].label if family in FAMILY_STYLES else family
 
 
 def new_figure(width=6.4, height=4.4, columns=1):
