@@ -135,9 +135,9 @@ def source_grid(payload, num_tokens):
     """The token grid the checkpoint's position table was made for."""
     config = payload.get("config") if isinstance(payload, dict) else None
     if isinstance(config, dict) and "img_size" in config and "embed_dim" in config:
-        from .registry import build_model, upgrade_config  # the checkpoint's own geometry, without its weights
+        from .registry import build_model  # the checkpoint's own geometry, without its weights
 
-        return build_model(**{**upgrade_config(config), "depth": 1, "num_classes": 0}).tokenizer.grid_size
+        return build_model(**{**config, "depth": 1, "num_classes": 0}).tokenizer.grid_size
     side = math.isqrt(num_tokens)
     if side * side != num_tokens:
         raise CheckpointError(

@@ -126,22 +126,13 @@ BACKBONE_OPTIONS = set(inspect.signature(VisionTransformer).parameters) - {"toke
 
 
 def family_of(settings: dict) -> str:
-    """The `FAMILY_TABLE` name of a model's settings; also reads configs saved before `tokenizer` existed."""
+    """The `FAMILY_TABLE` name of a model's settings; also reads the `family` key ("vit" | "t2t") of the benchmark
+    JSON files committed under results/, written before `tokenizer` existed."""
     tokenizer = settings.get("tokenizer", {"vit": "patch"}.get(settings.get("family"), settings.get("family")))
     block = settings.get("t2t_block", "performer")  # build_model's default
     matches = (name for name, family in FAMILY_TABLE.items()
                if family.tokenizer == tokenizer and family.t2t_block in (None, block))
     return next(matches, "cnn")  # not built by vitbench: a timm baseline
-
-
-def upgrade_config(config: dict) -> dict:
-    """A config saved by an earlier vitbench (`family` = "vit" | "t2t") in today's keys."""
-    if "family" not in config:
-        return config
-    config = dict(config)
-    family = config.pop("family")
-    config.setdefault("tokenizer", "patch" if family == "vit" else family)
-    return config
 
 
 # Settings type-checked before any module is built. Integers: the lowest allowed value.
@@ -215,7 +206,7 @@ def resolve_config(name: str, **overrides) -> dict:
         close = difflib.get_close_matches(name, MODEL_CONFIGS, n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}?" if close else "run `vitbench list` to see them"
         raise UnknownModelError(f"unknown model {name!r}; {hint}")
-    config = upgrade_config({"img_size": DEFAULT_IMG_SIZE, "in_chans": 3, **MODEL_CONFIGS[name], **overrides})
+    config = {"img_size": DEFAULT_IMG_SIZE, "in_chans": 3, **MODEL_CONFIGS[name], **overrides}
     tokenizer = config["tokenizer"]
     if tokenizer not in TOKENIZER_OPTIONS:
         raise ConfigError(f"unknown tokenizer={tokenizer!r}; choose one of {sorted(TOKENIZER_OPTIONS)}")
