@@ -62,7 +62,7 @@ class Spec:
         return "--" + (self.meta["flag"] or self.name.replace("_", "-"))
 
     def allowed(self):
-        """The allowed values in words: 'an integer in [1, 65536]', 'one of auto, bf16', ..."""
+        """The allowed values in words: 'an integer >= 1 and <= 65536', 'one of auto, bf16', ..."""
         m = self.meta
         if m["choices"]:
             words = "one of " + ", ".join(map(str, m["choices"]))
@@ -114,7 +114,7 @@ def scalar(kind, value):
     if isinstance(value, bool):
         return None
     if kind is float and isinstance(value, int):
-        return float(value)
+        return float(value) if abs(value) < 2**1023 else math.inf  # a huge integer: refused as not finite
     return value if isinstance(value, kind) else None
 
 
