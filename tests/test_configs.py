@@ -203,3 +203,20 @@ def test_every_preset_loads():
     assert {"cpu-tiny", "cifar10-cpu", "cifar10-multiplier", "imagenette", "imagewoof"} <= set(preset_names())
     for name in preset_names():
         assert load_study_spec(name).variants
+
+
+def test_studies_and_sweeps_save_a_config_that_starts_them_again(tmp_path, monkeypatch):
+    from bench.accuracy import study
+    from bench.cost.sweep import SweepRun, load_sweep_spec
+
+    spec = SweepSpec(families=["vit"], depth=[1], num_heads=[2], embed_dim=[32], patch_size=[8], img_size=[32],
+                     measure=["params"], batch_size=2)
+    SweepRun(tmp_path / "sweep", spec)
+    assert load_sweep_spec(tmp_path / "sweep" / "spec.toml") == spec
+    data = tiny_synthetic(tmp_path / "data")
+    monkeypatch.setattr(study, "train_run", lambda config, warn: {})  # the record, not the runs
+    monkeypatch.setattr(study, "finished", lambda run: True)
+    first = study.load_study_spec("cpu-tiny", seeds=[4], arms=["vit"], train={"epochs": 1})
+    study.run_study(first, data, tmp_path / "study")
+    again = study.load_study_spec(config=tmp_path / "study" / "spec.toml")
+    assert again == first and again.seeds == [4] and {v.arm for v in again.variants} == {"vit"}

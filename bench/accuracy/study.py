@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
+import tomli_w
 
 import models
 from bench.accuracy import distributed, factory, train
@@ -35,6 +36,7 @@ from models.atomic import atomic_write_text
 from models.errors import ConfigError, ResultsError
 
 STUDY_FILE, RESULTS, TABLE = "study.json", "results.csv", "table"
+SPEC_TOML = "spec.toml"
 
 LENGTHS = ("epochs", "budget_pflop", "budget_minutes")  # how long each run trains: one of them
 STUDY_HOLDOUT = 0.1  # studies hold out 10% of each class unless their spec says otherwise
@@ -66,6 +68,7 @@ class Spec:
     fractions: list
     seeds: list
     train: dict
+    source: dict = field(default=None, compare=False)  # the spec as written (TOML), changes applied; None: a record
 
     def runs(self):
         """(variant, fraction, seed) in the order they run: every architecture at seed 0 first."""
@@ -137,7 +140,7 @@ def load_study_spec(preset="cpu-tiny", config=None, **changes):
         raise ConfigError(f"study fractions {raw['fractions']} must lie in (0, 1]")
     check_train_settings(raw["train"], "study train settings")
     variants = [v for arm in raw["arms"] for v in expand_arm(arm)]
-    return Spec(variants, list(raw["fractions"]), list(raw["seeds"]), raw["train"])
+    return Spec(variants, list(raw["fractions"]), list(raw["seeds"]), raw["train"], source=raw)
 
 
 def run_name(variant, fraction, seed):
@@ -281,6 +284,7 @@ STUDY_FOLDER = OutputFolder(
     is_marked=is_study_record,
     written=(
         STUDY_FILE,
+        SPEC_TOML,
         RESULTS,
         f"{TABLE}.csv",
         f"{TABLE}.md",
@@ -317,6 +321,8 @@ def run_study(spec: Spec, data: str | Path, out: str | Path, resume: bool = Fals
             STUDY_FOLDER.start(out, resume, overwrite, reads=(data,))
             study_record = {"spec": record, "provenance": provenance(context.device)}
             atomic_write_text(out / STUDY_FILE, json.dumps(study_record, indent=1) + "\n")
+            if spec.source is not None:  # `vitbench study --config OUT/spec.toml` runs the same study again
+                atomic_write_text(out / SPEC_TOML, tomli_w.dumps(spec.source))
         distributed.barrier(context)
         todo = [(index, run_name(variant, fraction, seed), run_config(spec, data, out, variant, fraction, seed))
                 for index, (variant, fraction, seed) in enumerate(spec.runs(), 1)

@@ -3,8 +3,8 @@
 Named models (ours) and any timm models (the `timm` family: DeiT, ResNet, Swin, ...) are measured
 as they are beside the grid, with image size still crossed, so a baseline sits in the same table.
 
-A run folder `results/<run-id>/` holds `spec.json`, `provenance.json`, `rows.jsonl` (appended
-one configuration at a time, so an interrupted sweep resumes and skips finished
+A run folder `results/<run-id>/` holds `spec.json` (and the same as `spec.toml`), `provenance.json`,
+`rows.jsonl` (appended one configuration at a time, so an interrupted sweep resumes and skips finished
 configurations) and, when done, `sweep.csv` / `sweep.json` with one row per configuration
 and measurement. Impossible configurations are rows with status "skipped" and the reason;
 out-of-memory is a row with status "oom" and the batch size, and the sweep goes on.
@@ -213,7 +213,7 @@ SWEEP_FOLDER = OutputFolder(
     holds="a sweep",
     resume_hint="continue it",
     is_marked=lambda marker: json.loads(marker.read_text()).get("tool") == TOOL_MARK,
-    written=("provenance.json", "spec.json", "rows.jsonl", "sweep.csv", "sweep.json"),
+    written=("provenance.json", "spec.json", "spec.toml", "rows.jsonl", "sweep.csv", "sweep.json"),
 )
 
 
@@ -254,6 +254,7 @@ class SweepRun:
                                "resume with the same flags or use a new --out")
         SWEEP_FOLDER.start(self.out, resume, overwrite)
         atomic_write_text(self.out / "spec.json", spec_json)
+        atomic_write_text(self.out / "spec.toml", spec.to_toml())  # `vitbench sweep --config OUT/spec.toml` redoes it
         # the policy the timings will run under (set at the first timing), not the process's state right now
         record = {"tool": TOOL_MARK, **provenance(spec.timing.device, argv),
                   "allocator": describe_policy(spec.timing.allocator)}
