@@ -28,6 +28,7 @@ from bench.accuracy.tensor_data import (
     random_crop,
     shard_order,
 )
+from bench.configs import TrainConfig
 from models.errors import ConfigError, DatasetError
 from tests.conftest import CIFAR10_SAMPLE
 from tests.harness_helpers import write_image
@@ -184,8 +185,8 @@ def test_memory_mode_choice(shared_cifar, tmp_path):
     assert choose_data_mode("memory", large, 32) == "memory"
     with pytest.raises(DatasetError, match="use data mode files or a smaller image size"):
         choose_data_mode("memory", samples, 32, ram_bytes=1000)
-    with pytest.raises(ConfigError, match="not one of auto, memory, files"):
-        choose_data_mode("ram", samples, 32)
+    with pytest.raises(ConfigError, match="data_mode='ram' is not allowed; it must be one of auto, memory, files"):
+        TrainConfig(model="vit_lite_tiny", data="d", out="o", data_mode="ram")  # checked once, by the config
     assert fits_in_memory(60_000, 32, ram_bytes=16 * 2**30) and not fits_in_memory(60_000, 224, ram_bytes=2**40)
 
 

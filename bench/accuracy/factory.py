@@ -17,7 +17,7 @@ def is_ours(name):
     return name in models.MODEL_CONFIGS
 
 
-def create(name, num_classes, img_size=models.DEFAULT_IMG_SIZE, drop_path_rate=0.0, overrides=None):
+def create(name, num_classes, img_size, drop_path_rate=0.0, overrides=None):
     """A randomly initialised `name` with a `num_classes` head."""
     overrides = dict(overrides or {})
     duplicated = sorted({"img_size", "num_classes", "drop_path_rate"} & set(overrides))

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch.utils.data import DistributedSampler
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
@@ -546,12 +547,11 @@ def normalize(images, mean, std):
 
 # --- loaders --------------------------------------------------------------------------------------
 def shard_order(length, seed, epoch, rank=0, world_size=1):
-    """This rank's positions in 0..length-1 for an epoch: `DistributedSampler(shuffle=True)`'s order,
-    padded by repeating its start to a multiple of world_size, every world_size-th from rank."""
-    order = torch.randperm(length, generator=torch.Generator().manual_seed(seed + epoch))
-    total = math.ceil(length / world_size) * world_size
-    order = order.repeat(math.ceil(total / length))[:total]
-    return order[rank:total:world_size]
+    """This rank's positions in 0..length-1 for an epoch, from torch's `DistributedSampler(shuffle=True)` itself,
+    so the memory path and the folder path draw the same order."""
+    sampler = DistributedSampler(range(length), num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+    sampler.set_epoch(epoch)
+    return torch.tensor(list(sampler), dtype=torch.long)
 
 
 class TensorLoader:
