@@ -51,6 +51,7 @@ def test_torchrun_two_processes_shard_data_reduce_metrics_and_write_once(tmp_pat
     assert sorted(p.name for p in out.iterdir()) == [
         "best.pth",
         "config.json",
+        "config.toml",
         "last.pth",
         "metrics.csv",
         "metrics.jsonl",

@@ -31,7 +31,7 @@ def create(name, num_classes, img_size, drop_path_rate=0.0, overrides=None):
             name, img_size=img_size, num_classes=num_classes, drop_path_rate=drop_path_rate, **overrides
         )
     if not timm.is_model(name):
-        close = difflib.get_close_matches(name, [*models.list_models(), *timm.list_models()], n=3, cutoff=0.6)
+        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)  # ours are timm's too
         hint = (
             f"did you mean {', '.join(close)}?"
             if close

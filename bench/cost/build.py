@@ -21,7 +21,7 @@ def is_ours(name):
 def check_timm_name(name):
     """`name` if timm can build it, else an UnknownModelError suggesting close names (ours and timm's)."""
     if not isinstance(name, str) or not timm.is_model(name):
-        close = difflib.get_close_matches(str(name), [*models.list_models(), *timm.list_models()], n=3, cutoff=0.6)
+        close = difflib.get_close_matches(str(name), timm.list_models(), n=3, cutoff=0.6)  # ours included
         hint = f"did you mean {', '.join(close)}?" if close else "run `vitbench list` or pick any timm model name"
         raise UnknownModelError(f"unknown model {name!r}; {hint}")
     return name

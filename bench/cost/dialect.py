@@ -8,11 +8,10 @@ from pathlib import Path
 
 import timm
 import torch
-from fvcore.nn import FlopCountAnalysis
 
 import models
 from bench.cost.build import build_model, is_ours
-from bench.cost.flops import counting_twin, macs_of, one_image, params_of
+from bench.cost.flops import FlopCountAnalysis, counting_twin, macs_of, one_image, params_of  # fvcore, imported quietly
 from models.atomic import atomic_write_text
 from models.errors import ConfigError, UnknownModelError
 
