@@ -390,7 +390,8 @@ def test_profile_speaks_timm_s_dialect_wildcards_list_files_and_results_csv(tmp_
     table = pd.read_csv(results)
     assert list(table.columns[:len(TIMM_COLUMNS)]) == list(TIMM_COLUMNS) and len(table) == 2
     row = table.iloc[0]
-    assert row["infer_step_time"] == pytest.approx(1000 * 2 / row["infer_samples_per_sec"], rel=1e-3)
+    rate = row["infer_samples_per_sec"]  # rounded to 0.01, as timm's benchmark.py writes it: at 2.4 img/s that is 0.2%
+    assert row["infer_step_time"] == pytest.approx(1000 * 2 / rate, rel=0.005 / rate + 1e-3)
     assert row["param_count"] == pytest.approx(row["params"] / 1e6, abs=0.01) and row["infer_batch_size"] == 2
 
 

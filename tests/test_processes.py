@@ -90,12 +90,14 @@ def test_a_study_with_jobs_stops_every_run_at_once_and_leaves_no_lock_or_partial
                   "overrides": {k: v for k, v in TINY_T2T.items() if k != "depth"}, "depths": [1]}]}
     (tmp_path / "spec.toml").write_text(tomli_w.dumps(spec))
     out = tmp_path / "study"
-    parent = subprocess.Popen([sys.executable, "-m", "bench.cli", "study", "--config", str(tmp_path / "spec.toml"),
-                               "--data", str(data), "--out", str(out), "--jobs", "2"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment())
+    log = tmp_path / "study.log"  # a file, not a pipe: an unread pipe fills with epoch lines and blocks the study
+    with log.open("w") as sink:
+        parent = subprocess.Popen([sys.executable, "-m", "bench.cli", "study", "--config", str(tmp_path / "spec.toml"),
+                                   "--data", str(data), "--out", str(out), "--jobs", "2"],
+                                  stdout=sink, stderr=subprocess.STDOUT, text=True, env=environment())
     try:
         started = lambda: len(list(out.glob("runs/*/last.pth"))) >= 2  # both runs finished an epoch
-        assert wait_until(started, 120), parent.stderr.read() if parent.poll() is not None else "no run started"
+        assert wait_until(started, 120), log.read_text()[-3000:] if parent.poll() is not None else "no run started"
         workers = children(parent.pid)
         os.kill(parent.pid, signum)
         assert parent.wait(timeout=120) == code  # within seconds on a quiet machine; generous for a loaded one
