@@ -94,7 +94,8 @@ def test_a_study_with_jobs_stops_every_run_at_once_and_leaves_no_lock_or_partial
     with log.open("w") as sink:
         parent = subprocess.Popen([sys.executable, "-m", "bench.cli", "study", "--config", str(tmp_path / "spec.toml"),
                                    "--data", str(data), "--out", str(out), "--jobs", "2"],
-                                  stdout=sink, stderr=subprocess.STDOUT, text=True, env=environment())
+                                  stdout=sink, stderr=subprocess.STDOUT, text=True, env=environment(),
+                                  preexec_fn=default_sigint)
     try:
         started = lambda: len(list(out.glob("runs/*/last.pth"))) >= 2  # both runs finished an epoch
         assert wait_until(started, 120), log.read_text()[-3000:] if parent.poll() is not None else "no run started"
@@ -106,6 +107,12 @@ def test_a_study_with_jobs_stops_every_run_at_once_and_leaves_no_lock_or_partial
         assert not list(out.rglob("*.tmp")) and not list(out.rglob(".vitbench.lock"))
     finally:
         parent.kill()
+
+
+def default_sigint():
+    """A job started in the background (`cmd &` in a script) inherits SIGINT ignored, and Python keeps it so;
+    the study under test must see Ctrl-C as a terminal's foreground job does."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def dead_pid():
