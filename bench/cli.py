@@ -95,10 +95,10 @@ def cmd_macs(args):
 
 
 def cmd_sweep(args):
-    from bench.cost.sweep import check_names, load_sweep_spec, run_sweep
+    from bench.cost.sweep import load_sweep_spec, run_sweep
 
     given = SweepSpec.gather(None, given_flags(args, SweepSpec), args.settings)
-    spec = load_sweep_spec(args.config, **given) if args.config else check_names(SweepSpec.from_flat(given))
+    spec = load_sweep_spec(args.config, **given) if args.config else SweepSpec.from_flat(given)  # names: run_sweep
     out = args.out or f"results/sweep-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     table = run_sweep(
         spec, out, args.resume, args.overwrite, argv=command_line(), progress=lambda line: print(line, file=sys.stderr)
