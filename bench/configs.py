@@ -113,8 +113,10 @@ class TrainConfig(Settings):
     def check(self):
         if self.budget_pflop is not None and self.budget_minutes is not None:
             self.fail("budget_pflop and budget_minutes both set; give one budget (or epochs alone)")
-        if self.holdout is not None and self.holdout >= 1 and not float(self.holdout).is_integer():
-            self.fail(f"holdout={self.holdout} is neither a fraction in (0, 1) nor a whole image count")
+        if self.holdout is not None and self.holdout >= 1:
+            if not float(self.holdout).is_integer():
+                self.fail(f"holdout={self.holdout} is neither a fraction in (0, 1) nor a whole image count")
+            self.holdout = int(self.holdout)  # a count: recorded as 5000, not 5000.0
         if self.classes is not None and len(set(self.classes)) < 2:
             self.fail(f"classes={self.classes!r} must name at least 2 different class folders, e.g. cat dog")
         if self.train_fraction is not None and self.train_per_class is not None:

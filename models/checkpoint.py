@@ -151,6 +151,12 @@ def saved_as(payload):
     return f" (saved from {name})" if isinstance(name, str) else ""
 
 
+def trained_on(payload):
+    """The classes a vitbench run trained on (its record's `build`); None for any other checkpoint."""
+    build = payload.get("build") if isinstance(payload, dict) else None
+    return build.get("classes") if isinstance(build, dict) else None
+
+
 def saved_by(payload):
     """Which program wrote a checkpoint, as far as its top-level keys tell."""
     if not isinstance(payload, dict):
@@ -206,8 +212,8 @@ def load_checkpoint(model: VisionTransformer, path: str | Path, use_ema: bool = 
     """
     payload = read_checkpoint(path)
     state_dict, layout, resized = to_our_layout(extract_state_dict(payload, path, use_ema), model, payload)
-    report = {"layout": layout, "saved_by": saved_by(payload), "use_ema": use_ema, "resized_pos_embed": resized,
-              "new_head": False}
+    report = {"layout": layout, "saved_by": saved_by(payload), "trained_on": trained_on(payload), "use_ema": use_ema,
+              "resized_pos_embed": resized, "new_head": False}
     own = model.state_dict()
     head_keys = [k for k in HEAD_KEYS if k in state_dict]
     if head_keys and any(own.get(k) is None or own[k].shape != state_dict[k].shape for k in head_keys):

@@ -13,7 +13,11 @@ def _seed():
     torch.manual_seed(0)
 
 
-@pytest.fixture(autouse=True)
-def _decoded_cache(tmp_path_factory, monkeypatch):
-    """Decoded-image caches of the memory data path go to a temporary folder, never ~/.cache."""
-    monkeypatch.setenv("VITBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "decoded-cache"))
+@pytest.fixture(autouse=True, scope="session")
+def _decoded_cache(tmp_path_factory):
+    """Decoded-image caches of the memory data path go to a temporary folder, never ~/.cache: for the whole
+    session, so module-scoped fixtures (which run before any function-scoped one) and the CLIs they start
+    write there too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VITBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "decoded-cache"))
+        yield

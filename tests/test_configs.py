@@ -148,6 +148,13 @@ def test_toml_round_trip_of_every_job():
         assert cls(**tomllib.loads(config.to_toml())) == config
 
 
+
+def test_a_holdout_count_stays_a_count_and_a_fraction_a_fraction():
+    for given in (5000, 5000.0):  # TOML and the CLI may give a count either way; it is recorded as a count
+        config = TrainConfig(model="m", data="d", out="o", holdout=given)
+        assert type(config.holdout) is int and "holdout = 5000\n" in config.to_toml()
+    assert TrainConfig(model="m", data="d", out="o", holdout=0.1).holdout == 0.1
+
 def test_a_saved_config_starts_a_new_run(tmp_path, capsys):
     data = tiny_synthetic(tmp_path / "data")
     first = tiny_config(data, tmp_path / "a", model="vb_vit_tiny_patch16_224", epochs=1)

@@ -191,7 +191,7 @@ def test_a_warm_up_longer_than_its_share_is_shortened_with_a_notice_and_named_on
 # --- the study's arms ------------------------------------------------------------------------------------
 def test_the_mac_matched_vit_is_within_five_percent_of_the_arm_it_matches():
     spec = study.resolve_mac_matched(study.load_study_spec("cifar10-cpu"), num_classes=10)
-    costs = {v.arm: macs for v, (_, macs) in study.architecture_costs(spec, 10).items()}
+    costs = {v.arm: macs for v, (_, macs, _) in study.counted_costs(study.load_study_spec("cifar10-cpu"), 10).items()}
     matched = next(v for v in spec.variants if v.arm == "vit-mac-matched")
     assert matched.overrides["embed_dim"] != 64 and matched.model == "vit_lite_tiny"
     assert costs["vit-mac-matched"] == pytest.approx(costs["t2t-performer"], rel=study.MAC_MATCH_TOLERANCE)

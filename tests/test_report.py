@@ -147,3 +147,14 @@ def test_setup_note_reads_how_the_timings_ran():
     table = pd.DataFrame({"measurement": ["params", "throughput_inference"], "batch_size": [8, 8],
                           "device": ["cpu", "cpu"], "threads": [None, 2.0], "dtype": ["float32", "float32"]})
     assert setup_note(table) == "batch 8, cpu, 2 threads, float32"
+
+
+def test_a_figure_saved_twice_is_the_same_bytes(tmp_path):
+    """A rebuilt report changes only the files whose figures changed: no date, no random SVG ids."""
+    from bench.report import plots, tables
+    from bench.report.style import save_figure
+
+    fig = plots.accuracy_vs_macs(tables.paper_table(tables.published_counts()))
+    first = save_figure(fig, tmp_path / "a" / "fig", formats=("png", "svg"))
+    second = save_figure(fig, tmp_path / "b" / "fig", formats=("png", "svg"))
+    assert [path.read_bytes() for path in first] == [path.read_bytes() for path in second]

@@ -85,6 +85,22 @@ def test_study_writes_results_table_curves_and_report(finished_study):
     assert {"date", "device", "versions", "command", "git_commit"} <= set(provenance)
 
 
+def test_params_and_macs_come_from_each_run_and_older_runs_are_counted_the_same(finished_study, tmp_path):
+    root, _ = finished_study
+    spec = study.load_study_spec(config=root / "spec.toml")
+    recorded = study.collect(spec, root / "out")
+    old = tmp_path / "old"
+    shutil.copytree(root / "out", old)
+    for summary_path in (old / "runs").glob("*/summary.json"):  # runs from before summaries held their costs
+        summary = json.loads(summary_path.read_text())
+        del summary["params"], summary["forward_macs"]
+        summary_path.write_text(json.dumps(summary))
+    counted = study.collect(spec, old)
+    columns = ["arm", "depth", "embed_dim", "fraction", "seed", "params", "macs"]
+    pd.testing.assert_frame_equal(recorded[columns], counted[columns])
+    assert recorded["macs"].nunique() == 2  # one architecture per arm, whatever the fraction and seed
+
+
 def test_study_resumes_only_unfinished_runs(finished_study, capsys):
     root, data = finished_study
     out = root / "out"
@@ -279,7 +295,11 @@ def test_the_data_multiplier_is_stated_by_its_interval_and_drawn():
     assert multiplier_lines(results, table[table["train_images"] < 8000])[0].startswith(
         "- ViT needs 1.5")
     assert len(top1_vs_images(results, table).axes[0].texts) == 0  # no arrow where no seed reached it
-    assert len(top1_vs_images(results, table[table["train_images"] < 8000]).axes[0].texts) == 1
+    marked = top1_vs_images(results, table[table["train_images"] < 8000]).axes[0]
+    labels = [text.get_text() for text in marked.texts if text.get_text()]
+    arrows = [text for text in marked.texts if not text.get_text()]
+    assert len(arrows) == 1 and len(labels) == 1 and float(labels[0].rstrip("x")) == pytest.approx(1.5, rel=0.05)
+    assert [tick.get_text() for tick in marked.get_xticklabels()] == ["1,000", "2,000", "4,000", "8,000"]
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

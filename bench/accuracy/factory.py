@@ -9,7 +9,7 @@ import difflib
 import timm
 
 import models
-from models.checkpoint import extract_state_dict, read_checkpoint
+from models.checkpoint import extract_state_dict, read_checkpoint, trained_on
 from models.errors import CheckpointError, ConfigError, UnknownModelError, short_list
 
 
@@ -69,7 +69,8 @@ def load_weights(model, path, use_ema=False):
     """
     if isinstance(model, models.VisionTransformer):
         return models.load_checkpoint(model, path, use_ema=use_ema)
-    state_dict = extract_state_dict(read_checkpoint(path), path, use_ema)
+    payload = read_checkpoint(path)
+    state_dict = extract_state_dict(payload, path, use_ema)
     own = model.state_dict()
     new_head = False
     for key in classifier_keys(model, state_dict):
@@ -86,4 +87,4 @@ def load_weights(model, path, use_ema=False):
             "create the model this checkpoint was trained as"
         )
     model.load_state_dict(state_dict, strict=False)
-    return {"layout": "timm", "new_head": new_head}
+    return {"layout": "timm", "new_head": new_head, "trained_on": trained_on(payload)}

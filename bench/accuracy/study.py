@@ -162,9 +162,13 @@ def variant_cost(variant, num_classes, img_size, overrides=None):
     return count_params(model), any_model_macs(model, img_size)
 
 
-def architecture_costs(spec, num_classes):
-    """{variant: (params, macs)} at the study's image size."""
-    return {variant: variant_cost(variant, num_classes, study_img_size(spec)) for variant in spec.variants}
+def counted_costs(spec, num_classes):
+    """{variant: (params, macs, embed_dim)} counted from the spec, MAC-matched widths resolved: for runs whose
+    summaries predate recording their params and MACs."""
+    resolved = dict(zip(spec.variants, resolve_mac_matched(spec, num_classes).variants))
+    img_size = study_img_size(spec)
+    return {variant: (*variant_cost(actual, num_classes, img_size), actual.overrides.get("embed_dim"))
+            for variant, actual in resolved.items()}
 
 
 def matching_width(variant, target_macs, num_classes, img_size):
@@ -427,27 +431,26 @@ def report_run(index, name, summary, tally, warn):
 
 
 def collect(spec, out):
-    """One row per finished run, with its architecture's params and MACs."""
+    """One row per finished run, with its architecture's params and MACs as the run counted them."""
     rows = []
-    costs = None
-    resolved = {}
+    counted = None  # counted once, only for runs older than their summary's params and MACs
     for variant, fraction, seed in spec.runs():
         path = Path(out) / "runs" / run_name(variant, fraction, seed) / train.SUMMARY
         if not path.is_file():
             continue
         summary = read_summary(path.parent, out)
-        if costs is None:
-            resolved = dict(zip(spec.variants, resolve_mac_matched(spec, summary["classes"]).variants))
-            costs = architecture_costs(replace(spec, variants=list(resolved.values())), summary["classes"])
-        actual = resolved[variant]
+        if "forward_macs" in summary:
+            params, macs, embed_dim = summary["params"], summary["forward_macs"], summary["model_args"].get("embed_dim")
+        else:
+            counted = counted or counted_costs(spec, summary["classes"])
+            params, macs, embed_dim = counted[variant]
         rows.append(
             {
                 "arm": variant.arm,
                 "label": variant.label,
                 "model": variant.model,
                 "depth": variant.depth,
-                "embed_dim": actual.overrides.get("embed_dim", models.MODEL_CONFIGS.get(variant.model, {}).get(
-                    "embed_dim")),  # None for a CNN
+                "embed_dim": embed_dim or models.MODEL_CONFIGS.get(variant.model, {}).get("embed_dim"),  # None: a CNN
                 "fraction": fraction,
                 "seed": seed,
                 "classes": summary["classes"],
@@ -458,8 +461,8 @@ def collect(spec, out):
                 "epochs": summary.get("epochs_trained", summary["epochs"]),
                 "updates": summary.get("updates"),
                 "train_pflop": summary.get("train_pflop"),
-                "params": costs[actual][0],
-                "macs": costs[actual][1],
+                "params": params,
+                "macs": macs,
                 "val_top1": summary["top1"],  # the last per-epoch score: holdout (or test, before the holdout)
                 "test_top1": summary.get("test_top1", summary["top1"]),
                 "test_top5": summary.get("test_top5", summary["top5"]),

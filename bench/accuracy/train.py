@@ -193,11 +193,10 @@ class Trainer:
         """Load the weights of `path` to fine-tune them; returns the model overrides evaluation needs. A head
         trained on other classes (a vitbench run's record says which) starts fresh, even at the same count."""
         report = factory.load_weights(self.model, path)
-        trained_on = (read_checkpoint(path).get("build") or {}).get("classes")
-        if trained_on is not None and trained_on != list(classes):
+        if report["trained_on"] is not None and report["trained_on"] != list(classes):
             self.model.reset_classifier(len(classes))
             report["new_head"] = True
-        self.init_report = {"checkpoint": str(path), **report, "trained_on": trained_on}
+        self.init_report = {"checkpoint": str(path), **report}
         # the reference release was trained with the attention scale embed_dim ** -0.5; evaluation keeps it
         return {"qk_scale": self.model.embed_dim**-0.5} if report.get("layout") == "reference-t2t" else {}
 

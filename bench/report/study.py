@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import ticker
 
 from bench.accuracy.study import RESULTS, STUDY_FILE, TABLE, collect, read_summary, run_folder_name
 from bench.outputs import read_back
@@ -297,11 +298,18 @@ def top1_vs_images(results, table):
         if row["seeds"] >= 1 and not np.isnan(row["multiplier"]):
             n = row["train_images"]
             y = results[(results["arm"] == arm) & (results["train_images"] == n)]["test_top1"].mean()
-            ax.annotate(f"{row['multiplier']:.2f}x", xy=(n * row["multiplier"], y), xytext=(n, y),
-                        arrowprops={"arrowstyle": "->", "color": ARM_COLORS.get(arm)}, fontsize=8,
-                        color=ARM_COLORS.get(arm))
+            color = ARM_COLORS.get(arm)
+            ax.annotate("", xy=(n * row["multiplier"], y), xytext=(n, y),
+                        arrowprops={"arrowstyle": "->", "color": color})
+            # the label sits above the arrow's middle (geometric: the axis is log), inside the axes
+            ax.text(n * row["multiplier"] ** 0.5, y, f"{row['multiplier']:.2f}x", fontsize=8, color=color,
+                    ha="center", va="bottom", bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
+    sizes = sorted(results["train_images"].unique())
     ax.set(xscale="log", xlabel="training images", ylabel="test top-1 (%)",
            title="test top-1 vs training images (band: seeds' range); arrow: the ViT's data multiplier")
+    ax.xaxis.set_major_locator(ticker.FixedLocator(sizes))  # the measured sizes, not powers of ten
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{x:,.0f}"))
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
     ax.title.set_fontsize(9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -6,6 +6,7 @@ state is touched, whether the report runs from the CLI, a test or a notebook.
 """
 from pathlib import Path
 
+from matplotlib import rc_context
 from matplotlib.figure import Figure
 
 import models
@@ -40,9 +41,17 @@ def save_figure(fig, path, formats=("png",), dpi=130):
     written = []
     for suffix in formats:
         target = path.with_suffix(f".{suffix}")
-        atomic_write(target, lambda f, s=suffix: fig.savefig(f, format=s, dpi=dpi, bbox_inches="tight"))
+        atomic_write(target, lambda f, s=suffix: write_figure(fig, f, s, dpi))
         written.append(target)
     return written
+
+
+def write_figure(fig, file, suffix, dpi):
+    # a fixed salt for SVG element ids and no date: the same figure gives the same bytes, so a rebuilt report
+    # changes only the files whose content changed
+    with rc_context({"svg.hashsalt": "vitbench"}):
+        fig.savefig(file, format=suffix, dpi=dpi, bbox_inches="tight", metadata={"Date": None} if suffix == "svg"
+                    else None)
 
 
 def chance_line(ax, classes):
