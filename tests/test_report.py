@@ -158,3 +158,17 @@ def test_a_figure_saved_twice_is_the_same_bytes(tmp_path):
     first = save_figure(fig, tmp_path / "a" / "fig", formats=("png", "svg"))
     second = save_figure(fig, tmp_path / "b" / "fig", formats=("png", "svg"))
     assert [path.read_bytes() for path in first] == [path.read_bytes() for path in second]
+
+
+def test_a_study_over_several_fractions_reports_its_data_multiplier(tmp_path):
+    """The committed multiplier study (results/ is part of the repository): the report states the multiplier by
+    its interval, tables it and draws it, as the study's own report.md does."""
+    study_folder = REPO / "results" / "study-cifar10-multiplier"
+    index = build_report([study_folder], tmp_path / "report").read_text()
+    table = pd.read_csv(tmp_path / "report" / "multiplier_study-cifar10-multiplier.csv")
+    own = (study_folder / "report.md").read_text()
+    assert list(table["train_images"]) == [2250, 4500, 11250, 22500, 45000]
+    assert "## Data multiplier (study-cifar10-multiplier): what the intervals allow us to say" in index
+    sentences = [line for line in index.splitlines() if line.startswith("- ViT-Lite tiny (patch 4) needs")]
+    assert len(sentences) == 1 and sentences[0] in own and "at 45,000 images (95% CI" in sentences[0]
+    assert (tmp_path / "report" / "top1_vs_images_study-cifar10-multiplier.png").is_file()
