@@ -286,8 +286,10 @@ def test_the_data_multiplier_is_stated_by_its_interval_and_drawn():
                       "test_top1": vit},
                      {"arm": "t2t-performer", "label": "T2T", "fraction": n / 8000, "seed": seed, "train_images": n,
                       "test_top1": vit + 10 * np.log2(1.5) + (0.3 if seed == 1 else 0.0)}]
-    results = pd.DataFrame(rows)
+    results = pd.DataFrame(rows).assign(updates=100)  # every size the same updates, as under a PFLOP budget
     table = multipliers(results)
+    assert multipliers(results.assign(updates=results["train_images"] // 10)) is None  # epoch-matched: no claim
+    assert multipliers(results.drop(columns="updates")) is None  # a study from before updates were recorded
     lines = multiplier_lines(results, table)
     assert len(lines) == 1 and "no interval" in lines[0] and "beyond the largest size" in lines[0]  # at 8000
     at_4000 = table[table["train_images"] == 4000].iloc[0]

@@ -254,10 +254,19 @@ def val_curves(history, table, column, xlabel, scale=1.0):
     return fig
 
 
+def equal_updates(results):
+    """Whether each arm made the same number of optimiser updates at every training-set size: only then does
+    the size change the data alone (a PFLOP budget does this; an epoch-matched study, or one from before
+    updates were recorded, does not)."""
+    return "updates" in results and results["updates"].notna().all() and (
+        results.groupby("arm")["updates"].nunique() == 1).all()
+
+
 def multipliers(results):
-    """The data multiplier of every T2T arm against the ViT, when the study measured several training-set sizes."""
+    """The data multiplier of every T2T arm against the ViT, when the study measured several training-set sizes,
+    each with the same updates."""
     results = upgraded(results)
-    if results["train_images"].nunique() < 2 or not (results["arm"] == BASELINE).any():
+    if results["train_images"].nunique() < 2 or not (results["arm"] == BASELINE).any() or not equal_updates(results):
         return None
     arms = [arm for arm in results["arm"].unique() if arm.startswith("t2t")]
     return pd.concat([data_multiplier(results, arm, BASELINE) for arm in arms], ignore_index=True) if arms else None
