@@ -1,8 +1,9 @@
 """How every plot looks: each model family's colour, label and place from `models.FAMILY_TABLE`, figures
-made without pyplot, saved atomically.
+made without pyplot, saved atomically and byte-stable.
 
 Figures are `matplotlib.figure.Figure` objects, not pyplot's: no backend is chosen and no global
-state is touched, whether the report runs from the CLI, a test or a notebook.
+state is kept (saving sets the SVG id salt only within `rc_context`), whether the report runs from the
+CLI, a test or a notebook.
 """
 from pathlib import Path
 
