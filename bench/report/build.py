@@ -336,7 +336,7 @@ def add_study(writer, path, tag, results, record):
                      f"Data multiplier ({tag}): images the ViT needs to match each T2T arm", study_source(record))
         writer.text(f"Data multiplier ({tag}): what the intervals allow us to say", study_source(record),
                     study.multiplier_lines(results, multiplier_table))
-    for name, fig in study.study_figures(results, table, study.histories(results, path)).items():
+    for name, fig in study.study_figures(results, table, multiplier_table, study.histories(results, path)).items():
         writer.figure(f"{name}_{tag}", fig, f"{name.replace('_', ' ')} ({tag})", study_source(record))
     suffix = f"-f{results.fraction.max():g}-s{results.seed.min()}"
     final = (

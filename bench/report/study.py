@@ -325,14 +325,14 @@ def top1_vs_images(results, table):
     return fig
 
 
-def study_figures(results, table, history=None):
-    """{name: figure}: test top-1 vs fraction and vs training images with the data multiplier (when the study
-    has several fractions), vs MACs and vs train images/s; with the runs' per-epoch history, validation top-1
-    vs wall-clock time and vs training PFLOP."""
+def study_figures(results, table, multiplier_table, history=None):
+    """{name: figure}: test top-1 vs fraction (when the study has several) and vs training images with the data
+    multiplier (when it has one: `multipliers(results)`), vs MACs and vs train images/s; with the runs'
+    per-epoch history, validation top-1 vs wall-clock time and vs training PFLOP."""
     figures = {}
     if table["fraction"].nunique() > 1:
         figures["top1_vs_fraction"] = top1_vs_fraction(table)
-    if (multiplier_table := multipliers(results)) is not None:
+    if multiplier_table is not None:
         figures["top1_vs_images"] = top1_vs_images(results, multiplier_table)
     figures["top1_vs_macs"] = top1_vs_cost(table, "macs", "MACs per image")
     figures["top1_vs_throughput"] = top1_vs_cost(table, "train_images_per_s", "training images/s")
@@ -389,7 +389,7 @@ def write_study_report(spec, out):
     atomic_write_text(out / f"{TABLE}.md", markdown_table(table) + "\n")
     history = histories(results, out)
     multiplier_table = multipliers(results)
-    figures = study_figures(results, table, history)
+    figures = study_figures(results, table, multiplier_table, history)
     for name, fig in figures.items():
         save_figure(fig, out / name)
     figures = [f"{name}.png" for name in figures]
