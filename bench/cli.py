@@ -209,7 +209,7 @@ def cmd_eval(args):
 def cmd_study(args):
     from bench.accuracy import distributed
     from bench.accuracy.study import STUDY_FILE, load_study_spec, recorded_spec, refuse_other_spec, run_study
-    from bench.report.study import pivot_table, write_study_report
+    from bench.report.study import write_study_report
 
     study_keys = set(StudyConfig.field_names())
     overrides = [pair for pair in args.settings if pair.partition("=")[0].strip() in study_keys]
@@ -245,8 +245,7 @@ def cmd_study(args):
             distributed.teardown()
         if not writes:  # not rank 0
             return
-    table = write_study_report(spec, config.out)
-    print(pivot_table(table))
+    print(write_study_report(spec, config.out))
     print(f"report: {Path(config.out) / 'report.md'}")
 
 

@@ -63,6 +63,8 @@ class TrainConfig(Settings):
     warmup_lr: float = setting(1e-6, "start of the warm-up (capped at the lr)", low=0.0, high=10.0)
     warmup_epochs: float = setting(5.0, "linear warm-up; at most 20% of the run (a longer one is shortened)",
                                    low=0.0, high=100_000)
+    warmup_share: float | None = setting(None, "or a warm-up of this share of the run's updates, e.g. 0.05 (the "
+                                         "same share at every budget and fraction)", low=0.0, high=0.2)
     clip_grad: float | None = setting(None, "max gradient norm (default: none, as the paper)", above=0.0, high=1e6)
     drop_path: float = setting(0.1, "stochastic depth rate", **RATE)
     smoothing: float = setting(0.1, "label smoothing", **RATE)
@@ -90,6 +92,8 @@ class TrainConfig(Settings):
     holdout: float | None = setting(None, "validation carved from train/: a fraction in (0, 1) or an image count, "
                                     "e.g. 5000; then val/ is the test split, scored once at the end", above=0.0,
                                     high=1e9)
+    test: bool = setting(True, "score the test split once at the end (false: a recipe sweep that chooses on the "
+                         "holdout and never reads the test split; needs a holdout)")
     holdout_seed: int = setting(0, "seed of the holdout (the same for every seed of a study)", low=0, high=SEED_MAX)
     validations: int | None = setting(None, "validate at most this many times per run, evenly and always at the "
                                       "end (default: every epoch)", low=1, high=1_000_000)
@@ -117,6 +121,9 @@ class TrainConfig(Settings):
             if not float(self.holdout).is_integer():
                 self.fail(f"holdout={self.holdout} is neither a fraction in (0, 1) nor a whole image count")
             self.holdout = int(self.holdout)  # a count: recorded as 5000, not 5000.0
+        if not self.test and self.holdout is None:
+            self.fail("test=false needs a holdout (without one the per-epoch scores are the test split's); "
+                      "add holdout=0.1 or drop test=false")
         if self.classes is not None and len(set(self.classes)) < 2:
             self.fail(f"classes={self.classes!r} must name at least 2 different class folders, e.g. cat dog")
         if self.train_fraction is not None and self.train_per_class is not None:

@@ -27,11 +27,15 @@ def evaluate(model, loader, num_classes, context, bad_files, amp_dtype=None, cla
 
 
 @torch.no_grad()
-def evaluate_together(named_models, loader, num_classes, context, bad_files, amp_dtype=None, class_index=None):
+def evaluate_together(named_models, loader, num_classes, context, bad_files, amp_dtype=None, class_index=None,
+                      per_image=False):
     """{name: metrics} of several models over one pass of `loader`: each batch is read once and scored by
-    every model (a run scores its final and its best weights on the test split in one reading)."""
+    every model (a run scores its final and its best weights on the test split in one reading).
+
+    `per_image` (one process only) adds each model's predicted class per image, in the loader's order, and the
+    labels (`targets`), so two runs scored on the same split can be compared image by image."""
     device = context.device
-    counts = {}
+    counts, predicted, labels = {}, {name: [] for name in named_models}, []
     for name, model in named_models.items():
         model.eval()
         counts[name] = (torch.zeros(num_classes * num_classes, dtype=torch.long, device=device),  # (true, pred)
@@ -43,6 +47,7 @@ def evaluate_together(named_models, loader, num_classes, context, bad_files, amp
         if images is None:
             continue
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        labels.append(targets.cpu())
         for name, model in named_models.items():
             confusion, totals = counts[name]
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
@@ -52,11 +57,14 @@ def evaluate_together(named_models, loader, num_classes, context, bad_files, amp
             totals += torch.stack([F.cross_entropy(logits, targets, reduction="sum").double(), hits5.sum().double(),
                                    torch.tensor(float(len(targets)), dtype=torch.float64, device=device)])
             confusion += torch.bincount(targets * num_classes + logits.argmax(dim=1), minlength=num_classes**2)
+            predicted[name].append(logits.argmax(dim=1).cpu())
     results = {}
     for name, (confusion, totals) in counts.items():
         distributed.all_reduce_sum(confusion, context)
         distributed.all_reduce_sum(totals, context)
         results[name] = metrics_from_counts(confusion.view(num_classes, num_classes).cpu(), totals.cpu())
+        if per_image and not context.distributed:
+            results[name].update(predictions=torch.cat(predicted[name]).numpy(), targets=torch.cat(labels).numpy())
     return results
 
 

@@ -74,6 +74,9 @@ def plan_run(config, updates_per_epoch, global_batch, forward_macs, seconds_per_
     if updates < 1:
         raise ConfigError(f"a budget of {value:g} {budget} is less than one update of {global_batch} images "
                           f"({train_pflop(global_batch, forward_macs):.3g} PFLOP); raise the budget")
+    if config.warmup_share is not None:
+        return Plan(budget, value, updates, round(config.warmup_share * updates), updates_per_epoch, global_batch,
+                    int(forward_macs), None, seconds_per_update)
     asked = round(config.warmup_epochs * updates_per_epoch)
     warmup, shortened = asked, None
     if asked > WARMUP_MAX_SHARE * updates:

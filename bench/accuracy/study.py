@@ -424,8 +424,9 @@ def report_run(index, name, summary, tally, warn):
     tally.walls.append(summary["wall_s"])
     if warn:
         flag = " [stayed on the initial plateau]" if summary["health"]["plateau"] else ""
+        test = "not scored" if summary["test_top1"] is None else f"{summary['test_top1']:.1f}%"
         warn(f"[{index}/{tally.total}] {name}: {summary['selection']} top-1 {summary['top1']:.1f}%, test top-1 "
-             f"{summary['test_top1']:.1f}% ({summary['train_images']} train images, {summary['epochs_trained']:.2f} "
+             f"{test} ({summary['train_images']} train images, {summary['epochs_trained']:.2f} "
              f"epochs, {summary['train_pflop']:.4f} PFLOP, {summary['wall_s']:.0f} s){flag}")
         warn(tally.line())
 
@@ -468,6 +469,9 @@ def collect(spec, out):
                 "test_top5": summary.get("test_top5", summary["top5"]),
                 "test_images": summary.get("test_images", summary["val_images"]),
                 "test_best_top1": summary.get("test_best", summary["best"])["top1"],
+                "lr": summary.get("lr"),
+                "warmup_share": (summary["plan"]["warmup_updates"] / summary["plan"]["total_updates"]
+                                 if "plan" in summary else None),
                 "train_images_per_s": summary["train_images_per_s"],
                 "train_time_s": summary["train_time_s"],
                 "skipped_files": len(summary["skipped_files"]),

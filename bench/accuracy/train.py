@@ -34,16 +34,18 @@ from bench.accuracy.train_data import scan_samples, train_data
 from bench.configs import TrainConfig
 from bench.cost.flops import any_model_macs, count_params
 from bench.outputs import OutputFolder, folder_lock, read_back, refuse_overlap
-from models.atomic import atomic_write_text
+from models.atomic import atomic_write, atomic_write_text
 from models.checkpoint import read_checkpoint
-from models.errors import CheckpointError, ConfigError
+from models.errors import CheckpointError, ConfigError, ResultsError
 
 CONFIG_FILE, LAST, BEST, SUMMARY = "config.json", "last.pth", "best.pth", "summary.json"
 CONFIG_TOML = "config.toml"  # the settings without `out`: `vitbench train --config RUN/config.toml --out NEW seed=1`
 METRICS_JSONL, METRICS_CSV = "metrics.jsonl", "metrics.csv"
+TEST_PREDICTIONS = "test_predictions.npz"  # per test image: its label and the class the final and best weights chose
 TENSORBOARD = "tensorboard"  # RUN/tensorboard/: event files of --log tensorboard
 REQUIRED_RUN_KEYS = {"model", "data", "out", "epochs", "batch_size", "seed", "model_args"}
 PLATEAU_LOSS = 0.95  # a run whose final train loss is still >= 95% of ln(classes) never left the initial plateau
+UNSCORED = {"top1": None, "top5": None, "loss": None, "images": 0, "per_class_top1": (), "confusion": None}  # test off
 
 
 def jsonable(value):
@@ -77,13 +79,34 @@ RUN_FOLDER = OutputFolder(
     resume_hint="continue that run",
     resumable=lambda out: (Path(out) / LAST).is_file(),
     is_marked=is_run_config,
-    written=(CONFIG_FILE, CONFIG_TOML, LAST, BEST, SUMMARY, METRICS_JSONL, METRICS_CSV, f"{TENSORBOARD}/*"),
+    written=(CONFIG_FILE, CONFIG_TOML, LAST, BEST, SUMMARY, METRICS_JSONL, METRICS_CSV, TEST_PREDICTIONS,
+             f"{TENSORBOARD}/*"),
 )
 
 
 def reads_of(settings):
     """What a run reads: its data folder and the checkpoint it starts from."""
     return tuple(settings[key] for key in ("data", "init") if settings.get(key))
+
+
+def write_predictions(path, targets, **predictions):
+    """RUN/test_predictions.npz: the labels and, per named weights, the predicted class of every test image."""
+    atomic_write(path, lambda f: np.savez_compressed(f, targets=targets.astype(np.int16),
+                                                     **{k: v.astype(np.int16) for k, v in predictions.items()}))
+
+
+def read_predictions(run):
+    """{targets, final, best} of a run's test_predictions.npz, as int arrays of one length each."""
+    path = Path(run) / TEST_PREDICTIONS
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = {name: stored[name].astype(np.int64) for name in ("targets", "final", "best")}
+    except (OSError, ValueError, KeyError, EOFError) as error:
+        raise ResultsError(f"{path} is unreadable ({type(error).__name__}: {error}); score the run's best.pth/last.pth "
+                           "again with `vitbench eval`, or run it again") from None
+    if len({a.shape for a in arrays.values()}) != 1 or arrays["targets"].ndim != 1:
+        raise ResultsError(f"{path} holds arrays of different lengths; run it again")
+    return arrays
 
 
 def write_config(out, config):
@@ -436,14 +459,19 @@ class Trainer:
         best = copy.deepcopy(self.model)
         best.load_state_dict(read_checkpoint(self.out / BEST)["state_dict"])
         scores = evaluate_together({"final": final, "best": best}, self.data.test_loader(), len(self.data.classes),
-                                   self.context, self.bad_files, self.opt.amp_dtype)
+                                   self.context, self.bad_files, self.opt.amp_dtype, per_image=True)
+        if self.context.is_main and "predictions" in scores["final"]:
+            write_predictions(self.out / TEST_PREDICTIONS, scores["final"]["targets"],
+                              final=scores["final"]["predictions"], best=scores["best"]["predictions"])
         return chosen, scores["final"], scores["best"]
 
     def finish(self):
         """Score the test split (with a holdout), check the ranks agree, write summary.json (rank 0)."""
         if self.final_eval is None:  # resumed a run whose last epoch was already done
             self.final_eval = self.evaluate(self.opt.eval_net, self.data.val_loader())
-        if self.holdout:
+        if not self.config.test:  # a recipe sweep: chosen on the holdout, the test split never read
+            chosen, test, test_best = self.final_weights()[0], UNSCORED, UNSCORED
+        elif self.holdout:
             chosen, test, test_best = self.score_test()
         else:  # the per-epoch evaluation was the test split; best.pth was chosen on it
             chosen, test, test_best = "raw", self.final_eval, self.best
@@ -500,13 +528,15 @@ class Trainer:
             "health": self.health(),
             "per_class_top1": dict(zip(self.data.classes, test["per_class_top1"])),  # test, final weights; None: n/a
             "classes_without_test_images": warn_unmeasured(self.data.classes, test, "the test split",
-                                                           self.warn if self.context.is_main else print_nothing),
+                                                           self.warn if self.context.is_main else print_nothing)
+            if self.config.test else None,
             "confusion": test["confusion"],
             "skipped_files": skipped,
             "ignored_non_image_files": len(self.ignored_files),
         }
         if self.tb is not None:
-            self.log_scalars("test", {"top1": summary["test_top1"], "top5": summary["test_top5"]})
+            if self.config.test:
+                self.log_scalars("test", {"top1": summary["test_top1"], "top5": summary["test_top5"]})
             self.tb.close()
         if self.context.is_main:
             self.write_metrics()  # again, so a resumed finished run repairs a damaged metrics file

@@ -379,10 +379,44 @@ def protocol_lines(study, out, results):
     return lines
 
 
+def recipe_table(results):
+    """A recipe sweep's holdout top-1 per model, learning rate and warm-up share, the chosen recipe marked: the
+    highest holdout top-1 of each model (mean over its seeds)."""
+    table = (results.groupby(["model", "lr", "warmup_share"], sort=True)
+             .agg(seeds=("seed", "nunique"), holdout_top1=("val_top1", "mean"), arms=("arm", "first")).reset_index())
+    best = table.groupby("model")["holdout_top1"].transform("max")
+    return table.assign(chosen=table["holdout_top1"] == best)
+
+
+def write_recipe_report(results, out, study):
+    """A study whose runs never read the test split (test = false): a recipe sweep, reported on the holdout.
+    Returns its table as Markdown."""
+    table = recipe_table(results)
+    atomic_write_text(out / RESULTS, results.to_csv(index=False))
+    atomic_write_text(out / f"{TABLE}.csv", table.to_csv(index=False))
+    atomic_write_text(out / f"{TABLE}.md", table.to_markdown(index=False, floatfmt=".4g") + "\n")
+    prov = study["provenance"]
+    chosen = table[table["chosen"]]
+    lines = ["# Recipe sweep", "",
+             f"{len(results)} runs finished. The test split was never read: every score here is the holdout's.", "",
+             f"- command: `{prov['command']}`", f"- date: {prov['date']}", f"- device: {prov['device']}",
+             f"- code: {prov['git_commit']}", "",
+             "## Chosen (highest holdout top-1 per model)", "",
+             *[f"- `{row.model}`: lr {row.lr:g}, warm-up share {row.warmup_share:.3g} (holdout top-1 "
+               f"{row.holdout_top1:.2f}%)" for row in chosen.itertuples()],
+             "", "## Every recipe", "", table.to_markdown(index=False, floatfmt=".4g"), ""]
+    atomic_write_text(out / "report.md", "\n".join(lines))
+    return table.to_markdown(index=False, floatfmt=".4g")
+
+
 def write_study_report(spec, out):
-    """results.csv, table.csv/.md, the curves and report.md from the finished runs; returns the table."""
+    """results.csv, table.csv/.md, the curves and report.md from the finished runs; returns the answer as Markdown
+    (test top-1 by fraction and arm)."""
     out = Path(out)
     results = collect(spec, out)
+    if results["test_top1"].isna().all():
+        return write_recipe_report(results, out, read_back(out / STUDY_FILE, "the study's record is lost: run it "
+                                                           "again into a new --out"))
     table = aggregate(results)
     atomic_write_text(out / RESULTS, results.to_csv(index=False))
     atomic_write_text(out / f"{TABLE}.csv", table.to_csv(index=False))
@@ -439,4 +473,4 @@ def write_study_report(spec, out):
         "",
     ]
     atomic_write_text(out / "report.md", "\n".join(lines))
-    return table
+    return pivot_table(table)
