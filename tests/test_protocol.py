@@ -3,6 +3,7 @@ epochs / PFLOP / minutes with the cosine ending at the budget, the warm-up cap, 
 import json
 import math
 
+import numpy as np
 import pytest
 import tomli_w
 import torch
@@ -15,7 +16,7 @@ from bench.accuracy.optimisation import Optimisation
 from bench.accuracy.plan import Plan, plan_run, train_pflop
 from bench.accuracy.train import TrainConfig, plateau_causes
 from bench.cost.flops import any_model_macs
-from models.errors import ConfigError, DatasetError
+from models.errors import ConfigError, DatasetError, ResultsError
 from tests.harness_helpers import tiny_config, tiny_synthetic
 
 
@@ -357,3 +358,46 @@ def test_validations_spread_a_few_evaluations_over_many_short_epochs(data, tmp_p
     assert {reads[path] for path, _ in held} == {2} and summary["best"]["epoch"] in (3, 5)
     with pytest.raises(ConfigError, match="validations=0 is not allowed; it must be an integer >= 1"):
         tiny_config(data, out, validations=0)
+
+
+# --- a warm-up share, a sweep that never reads the test split, per-image test predictions -----------------------
+@pytest.mark.parametrize("updates", [40, 400, 4000])
+def test_a_warm_up_share_is_the_same_share_at_every_length(updates):
+    config = tiny_config("d", "o", warmup_share=0.05, warmup_epochs=100, epochs=updates // 10)  # share wins
+    plan = plan_run(config, 10, 8, 1000, warn=quiet)
+    assert plan.warmup_updates == round(0.05 * updates) and plan.warmup_shortened_from is None
+
+
+def test_a_warm_up_share_above_the_cap_and_a_sweep_without_holdout_are_refused():
+    with pytest.raises(ConfigError, match="warmup_share"):
+        tiny_config("d", "o", warmup_share=0.5)
+    with pytest.raises(ConfigError, match="test=false needs a holdout"):
+        tiny_config("d", "o", test=False)
+
+
+def test_a_run_with_test_off_never_reads_the_test_split(data, tmp_path, monkeypatch):
+    read = []
+    monkeypatch.setattr(train.Trainer, "score_test", lambda self: read.append(1))
+    summary = train.start(tiny_config(data, tmp_path / "run", holdout=6, test=False), progress=False, warn=quiet)
+    assert read == [] and summary["test_top1"] is None and summary["test_best"]["top1"] is None
+    assert summary["top1"] is not None and not (tmp_path / "run" / train.TEST_PREDICTIONS).exists()
+
+
+def test_per_image_test_predictions_agree_with_the_run_s_test_scores(data, tmp_path):
+    summary = train.start(tiny_config(data, tmp_path / "run", holdout=6), progress=False, warn=quiet)
+    stored = train.read_predictions(tmp_path / "run")
+    assert len(stored["targets"]) == summary["test_images"] == 9
+    assert (stored["final"] == stored["targets"]).mean() * 100 == pytest.approx(summary["test_top1"])
+    assert (stored["best"] == stored["targets"]).mean() * 100 == pytest.approx(summary["test_best"]["top1"])
+    assert sorted(stored["targets"].tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+
+
+@pytest.mark.parametrize("damage", [b"", b"not an npz", "short"])
+def test_damaged_predictions_are_refused_in_one_line(tmp_path, damage):
+    path = tmp_path / train.TEST_PREDICTIONS
+    if damage == "short":
+        np.savez(path, targets=np.zeros(3), final=np.zeros(2), best=np.zeros(3))
+    else:
+        path.write_bytes(damage)
+    with pytest.raises(ResultsError, match="test_predictions.npz"):
+        train.read_predictions(tmp_path)

@@ -334,3 +334,21 @@ def test_the_html_report_loads_in_a_real_browser_with_every_figure_and_no_script
     subprocess.run([*browser, f"--screenshot={shot}", "--window-size=1280,3000", page.as_uri()], capture_output=True,
                    timeout=180)
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def test_a_recipe_sweep_chooses_on_the_holdout_and_never_scores_the_test_split(tmp_path, capsys):
+    data = tiny_synthetic(tmp_path / "data", classes=3, train_per_class=4, val_per_class=2)
+    arm = TINY_SPEC["arms"][0]
+    sweep = {**TINY_SPEC, "fractions": [1.0], "seeds": [0], "train": {**TINY_SPEC["train"], "test": False},
+             "arms": [{**arm, "name": f"t2t-lr{lr:g}", "train": {"lr": lr, "warmup_share": 0.1}}
+                      for lr in (1e-4, 1e-3)]}
+    (tmp_path / "sweep.toml").write_text(tomli_w.dumps(sweep))
+    assert main(["study", "--config", str(tmp_path / "sweep.toml"), "--data", str(data), "--out",
+                 str(tmp_path / "out")]) == 0
+    table = pd.read_csv(tmp_path / "out" / "table.csv")
+    runs = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert runs["test_top1"].isna().all() and sorted(table["lr"]) == [1e-4, 1e-3]
+    assert table.loc[table["chosen"], "holdout_top1"].item() == runs["val_top1"].max()
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert report.startswith("# Recipe sweep") and "never read" in report and "Chosen" in report
+    assert not list((tmp_path / "out" / "runs").glob("*/test_predictions.npz"))

@@ -381,11 +381,10 @@ def protocol_lines(study, out, results):
 
 def recipe_table(results):
     """A recipe sweep's holdout top-1 per model, learning rate and warm-up share, the chosen recipe marked: the
-    highest holdout top-1 of each model (mean over its seeds)."""
+    highest holdout top-1 of each model (mean over its seeds); a tie goes to the lower lr, then the shorter warm-up."""
     table = (results.groupby(["model", "lr", "warmup_share"], sort=True)
              .agg(seeds=("seed", "nunique"), holdout_top1=("val_top1", "mean"), arms=("arm", "first")).reset_index())
-    best = table.groupby("model")["holdout_top1"].transform("max")
-    return table.assign(chosen=table["holdout_top1"] == best)
+    return table.assign(chosen=table.index.isin(table.groupby("model")["holdout_top1"].idxmax()))
 
 
 def write_recipe_report(results, out, study):
