@@ -11,6 +11,7 @@ from .errors import (
     UnknownModelError,
     VitbenchError,
 )
+from .layers import count_params
 from .registry import (
     DEFAULT_IMG_SIZE,
     FAMILIES,
@@ -28,7 +29,7 @@ from .tokenizers import PatchTokenizer, T2TTokenizer, Tokenizer
 __all__ = [
     "VisionTransformer", "PatchTokenizer", "T2TTokenizer", "create_model", "list_models", "resolve_config",
     "load_checkpoint", "save_checkpoint", "MODEL_CONFIGS", "PUBLISHED_EQUIVALENTS", "FAMILIES", "family_of",
-    "Family", "FAMILY_TABLE", "Tokenizer", "DEFAULT_IMG_SIZE", "CNN_BASELINES",
+    "count_params", "Family", "FAMILY_TABLE", "Tokenizer", "DEFAULT_IMG_SIZE", "CNN_BASELINES",
     "VitbenchError", "ConfigError", "InputShapeError", "UnknownModelError", "CheckpointError", "DatasetError",
     "ResultsError",
 ]

@@ -3,14 +3,16 @@
 ViT and T2T-ViT are this one class with a different `tokenizer`; everything after the
 tokenizer is identical, which is what makes their comparison fair.
 """
+from functools import partial
+
 import torch
 from timm.layers import resample_abs_pos_embed
 from timm.models import checkpoint, checkpoint_seq
 from torch import nn
 
-from .errors import ConfigError, InputShapeError
+from .errors import ConfigError
 from .layers import Block, drop_path_rates, init_weights, sinusoid_table
-from .tokenizers import Tokenizer
+from .tokenizers import Tokenizer, check_images
 
 POS_EMBED_KINDS = ("sinusoid", "learn")
 
@@ -46,6 +48,10 @@ class VisionTransformer(nn.Module):
         pos_embed: "sinusoid" (fixed table, the reference's default) or "learn" (timm's).
         qk_scale: attention scale override (default head_dim ** -0.5).
         num_classes: 0 gives pooled features, 1 a regression output.
+        norm_eps: the backbone LayerNorms' eps: 1e-5 in the T2T-ViT reference (torch's default), 1e-6 in timm's
+            ViT and DeiT; weights are only reproduced exactly with the eps they were trained with.
+        dynamic_img_size: take any image size the tokenizer's stride divides, resampling the position table
+            per batch (timm's `dynamic_img_size`); otherwise only the built size is taken.
     """
 
     def __init__(
@@ -61,6 +67,8 @@ class VisionTransformer(nn.Module):
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         pos_embed: str = "sinusoid",
+        norm_eps: float = 1e-5,
+        dynamic_img_size: bool = False,
         norm_layer: type[nn.Module] = nn.LayerNorm,
         act_layer: type[nn.Module] = nn.GELU,
     ):
@@ -70,16 +78,21 @@ class VisionTransformer(nn.Module):
         if depth < 1 or num_classes < 0:
             raise ConfigError(f"depth={depth} and num_classes={num_classes} must be >= 1 and >= 0")
         embed_dim = tokenizer.embed_dim
+        norm_layer = partial(norm_layer, eps=norm_eps)
         self.num_classes = num_classes
-        self.num_features = self.embed_dim = embed_dim
+        self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
+        self.in_chans = tokenizer.in_chans
         self.num_prefix_tokens = 1
         self.pos_embed_kind = pos_embed
+        self.dynamic_img_size = dynamic_img_size
+        self.global_pool = "token"
 
         self.tokenizer = tokenizer
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         num_positions = tokenizer.num_tokens + 1
-        if pos_embed == "sinusoid":
-            self.pos_embed = nn.Parameter(sinusoid_table(num_positions, embed_dim), requires_grad=False)
+        if pos_embed == "sinusoid":  # never trained, still saved; counted as parameters by the paper
+            self.register_buffer("pos_embed", sinusoid_table(num_positions, embed_dim))
+            self.fixed_tables = ("pos_embed",)
         else:
             self.pos_embed = nn.Parameter(torch.zeros(1, num_positions, embed_dim))
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
@@ -115,7 +128,7 @@ class VisionTransformer(nn.Module):
 
     @torch.jit.ignore
     def no_weight_decay(self):
-        return {"cls_token", "pos_embed"} if self.pos_embed.requires_grad else {"cls_token"}
+        return {"cls_token", "pos_embed"} if isinstance(self.pos_embed, nn.Parameter) else {"cls_token"}
 
     @torch.jit.ignore
     def group_matcher(self, coarse=False):
@@ -134,11 +147,18 @@ class VisionTransformer(nn.Module):
         return self.head
 
     def reset_classifier(self, num_classes, global_pool=None):
-        if global_pool not in (None, "token"):
-            raise ConfigError(f"global_pool={global_pool!r} is not supported; this model pools the class token")
+        """A fresh head for `num_classes` (0: none) on the model's device and dtype; `global_pool` "token" pools
+        the class token, "" keeps every token (timm's meaning), None keeps the current pooling."""
+        if global_pool not in (None, "token", ""):
+            raise ConfigError(f"global_pool={global_pool!r} is not supported; pass 'token' (the class token) or ''")
+        if global_pool is not None:
+            self.global_pool = global_pool
         self.num_classes = num_classes
-        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        like = self.cls_token
+        self.head = (nn.Linear(self.embed_dim, num_classes, device=like.device, dtype=like.dtype)
+                     if num_classes > 0 else nn.Identity())
         init_weights(self.head)
+        self.head.train(self.training)
 
     def set_attention_scale(self, scale):
         """Set the backbone attention scale (released T2T-ViT weights use embed_dim ** -0.5)."""
@@ -150,34 +170,29 @@ class VisionTransformer(nn.Module):
         old_grid = self.tokenizer.grid_size
         self.tokenizer.set_img_size(img_size)
         table = resample_pos_embed(self.pos_embed.detach(), self.tokenizer.grid_size, old_grid)
-        self.pos_embed = nn.Parameter(table, requires_grad=self.pos_embed.requires_grad)
+        if isinstance(self.pos_embed, nn.Parameter):
+            self.pos_embed = nn.Parameter(table, requires_grad=self.pos_embed.requires_grad)
+        else:
+            self.pos_embed = table
         if hasattr(self, "pretrained_cfg"):
             self.pretrained_cfg = {**self.pretrained_cfg, "input_size": (self.tokenizer.in_chans, *self.img_size)}
             self.default_cfg = self.pretrained_cfg  # timm's older name, kept the same object as timm does
 
-    def cast_input(self, x):
-        """A floating batch in the weights' dtype (float64 or float16 inputs are cast); integer pixels raise."""
-        if not torch.is_tensor(x) or not x.is_floating_point():
-            kind = x.dtype if torch.is_tensor(x) else type(x).__name__
-            raise InputShapeError(
-                f"expected a float image batch, got {kind}; convert pixels to float and normalise them first, "
-                "e.g. x = (x.float() / 255 - mean) / std with the model's pretrained_cfg mean and std"
-            )
-        return x.to(self.cls_token.dtype)
-
     def embed(self, x):
-        """(B, C, H, W) images -> (B, 1 + N, D) tokens with the class token and positions."""
-        x = self.cast_input(x)
-        grid = self.tokenizer.check_input(x)
-        if grid != self.tokenizer.grid_size:
-            built_h, built_w = self.tokenizer.img_size
-            raise InputShapeError(
-                f"input is {x.shape[2]}x{x.shape[3]} but the model was built for {built_h}x{built_w}; "
-                f"resize the images or create the model with img_size=({x.shape[2]}, {x.shape[3]})"
-            )
-        x = self.tokenizer(x)  # (B, N, D)
+        """(B, C, H, W) images -> (B, 1 + N, D) tokens with the class token and positions.
+
+        Float64 or float16 inputs are cast to the weights' dtype; integer pixels and other sizes raise.
+        """
+        tokenizer = self.tokenizer
+        built = None if self.dynamic_img_size else tokenizer.img_size
+        x = check_images(x, tokenizer.in_chans, tokenizer.stride, tokenizer.kind, built).to(self.cls_token.dtype)
+        pos_embed = self.pos_embed
+        if self.dynamic_img_size:  # timm's: the table resampled to this batch's grid
+            grid = (x.shape[2] // tokenizer.stride, x.shape[3] // tokenizer.stride)
+            pos_embed = resample_pos_embed(pos_embed, grid, tokenizer.grid_size)
+        x = tokenizer(x)  # (B, N, D)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, N+1, D)
-        return self.pos_drop(x + self.pos_embed)
+        return self.pos_drop(x + pos_embed)
 
     def forward_features(self, x):
         x = self.embed(x)
@@ -197,6 +212,7 @@ class VisionTransformer(nn.Module):
         if output_fmt not in ("NCHW", "NLC"):
             raise ConfigError(f"output_fmt={output_fmt!r} is not supported; choose 'NCHW' or 'NLC'")
         taken, last = block_indices(len(self.blocks), indices)
+        height, width = (side // self.tokenizer.stride for side in x.shape[2:])  # this batch's token grid
         x = self.embed(x)
         intermediates = []
         for i, block in enumerate(self.blocks[: last + 1] if stop_early or intermediates_only else self.blocks):
@@ -204,7 +220,6 @@ class VisionTransformer(nn.Module):
             if i in taken:
                 intermediates.append((self.norm(x) if norm else x)[:, self.num_prefix_tokens:])
         if output_fmt == "NCHW":
-            height, width = self.tokenizer.grid_size
             intermediates = [y.transpose(1, 2).reshape(y.shape[0], -1, height, width) for y in intermediates]
         if intermediates_only:
             return intermediates
@@ -221,7 +236,8 @@ class VisionTransformer(nn.Module):
         return taken
 
     def forward_head(self, x, pre_logits=False):
-        x = x[:, 0]  # class token, (B, D)
+        if self.global_pool == "token":
+            x = x[:, 0]  # class token, (B, D)
         return x if pre_logits else self.head(x)
 
     def forward(self, x):

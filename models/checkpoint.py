@@ -170,6 +170,27 @@ def saved_by(payload):
 
 HEAD_KEYS = ("head.weight", "head.bias")
 CONVERTERS = {"reference-t2t": convert_reference_t2t, "timm-vit": convert_timm_vit}
+# The backbone LayerNorm eps each source was trained with: weights reproduce their logits only with it (a 1e-5 vs
+# 1e-6 mismatch moves real ViT-Ti logits by ~5e-4). Other settings (qkv bias, norm placement) show in the keys.
+SOURCE_NORM_EPS = {"reference-t2t": 1e-5, "timm-vit": 1e-6}
+OLD_NORM_EPS = 1e-5  # the eps of every vitbench model saved before configs carried `norm_eps`
+
+
+def source_norm_eps(layout, payload=None):
+    """The LayerNorm eps the weights were trained with, None where unknown (a bare vitbench state dict)."""
+    config = payload.get("config") if isinstance(payload, dict) else None
+    if layout == "vitbench":
+        return config.get("norm_eps", OLD_NORM_EPS) if isinstance(config, dict) else None
+    return SOURCE_NORM_EPS.get(layout)
+
+
+def settings_misfit(model, layout, payload=None):
+    """Message parts for settings the weights' source had and `model` lacks, which no key or shape reveals."""
+    norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)][-1:]  # the backbone's last norm
+    eps = source_norm_eps(layout, payload)
+    if eps is None or not norms or math.isclose(norms[0].eps, eps):
+        return []
+    return [f"its LayerNorm eps is {eps:g}, the model's {norms[0].eps:g}: create the model with norm_eps={eps:g}"]
 
 
 def to_our_layout(state_dict, model, payload=None):
@@ -221,7 +242,7 @@ def load_checkpoint(model: VisionTransformer, path: str | Path, use_ema: bool = 
             del state_dict[key]
         report["new_head"] = True
 
-    if parts := misfit(state_dict, own, report["new_head"], strict):
+    if parts := misfit(state_dict, own, report["new_head"], strict) + settings_misfit(model, layout, payload):
         raise CheckpointError(
             f"{path} ({layout} layout) does not fit {getattr(model, 'model_name', type(model).__name__)}: "
             + "; ".join(parts)
@@ -248,7 +269,7 @@ def timm_pretrained_filter(state_dict, model):
     if new_head:
         state_dict = {k: v for k, v in state_dict.items() if k not in HEAD_KEYS}
     own = model.state_dict()
-    if parts := misfit(state_dict, own, new_head):
+    if parts := misfit(state_dict, own, new_head) + settings_misfit(model, layout):
         head, own_head = state_dict.get("head.weight"), own.get("head.weight")
         hint = (f"its head has {head.shape[0]} classes: pass pretrained_cfg_overlay=dict(file=..., "
                 f"num_classes={head.shape[0]})" if head is not None and own_head is not None

@@ -13,6 +13,10 @@ class ConfigError(VitbenchError, ValueError):
     """An impossible or unknown model/sweep setting."""
 
 
+class UnknownOptionError(ConfigError, TypeError):
+    """A setting the model does not have (a TypeError too, as Python's unexpected keyword argument)."""
+
+
 class InputShapeError(VitbenchError, ValueError):
     """An image batch whose shape the model cannot take."""
 

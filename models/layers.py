@@ -108,6 +108,21 @@ def sinusoid_table(num_positions, dim):
     return torch.tensor(angles, dtype=torch.float32).unsqueeze(0)
 
 
+def named_fixed_tables(model):
+    """(name, tensor) of every fixed table in `model`: buffers its modules list in `fixed_tables` (the Performer's
+    random features, the sinusoid positions), which the reference kept as frozen parameters."""
+    for prefix, module in model.named_modules():
+        for name in getattr(module, "fixed_tables", ()):
+            yield f"{prefix}.{name}" if prefix else name, getattr(module, name)
+
+
+def count_params(model, trainable_only=False):
+    """Parameters of any model as the T2T-ViT paper counts them: fixed tables included (see
+    `named_fixed_tables`), or only the parameters that train."""
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+    return trained if trainable_only else trained + sum(t.numel() for _, t in named_fixed_tables(model))
+
+
 def init_weights(module):
     """Reference/timm init: trunc-normal(.02) Linear weights, zero biases, unit LayerNorm."""
     if isinstance(module, nn.Linear):

@@ -26,7 +26,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 
 from .backbone import VisionTransformer
 from .checkpoint import timm_pretrained_filter
-from .errors import CheckpointError, ConfigError, UnknownModelError
+from .errors import CheckpointError, ConfigError, UnknownModelError, UnknownOptionError
 from .tokenizers import DEFAULT_IMG_SIZE, REFERENCE_T2T_STAGES, PatchTokenizer, T2TTokenizer
 
 
@@ -51,6 +51,8 @@ def _vit(patch_size, embed_dim, depth, num_heads, mlp_ratio=4.0, qkv_bias=True, 
     )
 
 
+TIMM_VIT = dict(norm_eps=1e-6)  # timm's ViT and DeiT; the T2T-ViT reference and Compact Transformers use 1e-5
+
 MODEL_CONFIGS = {
     # T2T-ViT (Yuan et al. 2021): Performer T2T blocks by default, `_t_` = transformer blocks.
     "t2t_vit_7": _t2t("performer", 256, 7, 4, 2.0),
@@ -66,12 +68,12 @@ MODEL_CONFIGS = {
     "t2t_vit_14_wide": _t2t("performer", 768, 4, 12, 3.0),
     # The T2T paper's ViT-S/16 baseline: T2T code base, so no qkv bias and the sinusoid table.
     "vit_s16_t2t_paper": _vit(16, 768, 8, 8, 3.0, qkv_bias=False, pos_embed="sinusoid"),
-    # Our ViT at the ViT / DeiT sizes, with their qkv bias and learned positions (timm-compatible).
-    "vb_vit_tiny_patch16_224": _vit(16, 192, 12, 3),
-    "vb_vit_small_patch16_224": _vit(16, 384, 12, 6),
-    "vb_vit_base_patch16_224": _vit(16, 768, 12, 12),
-    "vb_vit_base_patch32_224": _vit(32, 768, 12, 12),
-    "vb_vit_large_patch16_224": _vit(16, 1024, 24, 16),
+    # Our ViT at the ViT / DeiT sizes, with their qkv bias, learned positions and LayerNorm eps (timm-compatible).
+    "vb_vit_tiny_patch16_224": _vit(16, 192, 12, 3, **TIMM_VIT),
+    "vb_vit_small_patch16_224": _vit(16, 384, 12, 6, **TIMM_VIT),
+    "vb_vit_base_patch16_224": _vit(16, 768, 12, 12, **TIMM_VIT),
+    "vb_vit_base_patch32_224": _vit(32, 768, 12, 12, **TIMM_VIT),
+    "vb_vit_large_patch16_224": _vit(16, 1024, 24, 16, **TIMM_VIT),
 }
 
 # 32 px CIFAR models over one backbone. Compact Transformers' ViT-Lite-N/4 (Hassani et al. 2021): N blocks
@@ -140,9 +142,9 @@ INT_SETTINGS = {"depth": 1, "num_heads": 1, "embed_dim": 1, "patch_size": 1, "to
                 "num_classes": 0}
 POSITIVE, RATE = "a number > 0", "a rate in [0, 1)"
 FLOAT_SETTINGS = {"mlp_ratio": POSITIVE, "qk_scale": POSITIVE, "drop_rate": RATE, "attn_drop_rate": RATE,
-                  "drop_path_rate": RATE, "t2t_drop": RATE}
+                  "drop_path_rate": RATE, "t2t_drop": RATE, "norm_eps": POSITIVE}
 FLOAT_RANGES = {POSITIVE: lambda v: v > 0, RATE: lambda v: 0 <= v < 1}
-BOOL_SETTINGS = ("qkv_bias",)
+BOOL_SETTINGS = ("qkv_bias", "dynamic_img_size")
 OPTIONAL = ("t2t_drop", "qk_scale")  # None means "the default"
 
 
@@ -215,7 +217,7 @@ def resolve_config(name: str, **overrides) -> dict:
     if unknown:
         other = [k for k in unknown if any(k in opts for opts in TOKENIZER_OPTIONS.values())]
         why = f"{other} apply to the other model family" if other else f"valid options are {sorted(allowed)}"
-        raise ConfigError(f"unknown option(s) {unknown} for model {name!r} ({family_of(config)}); {why}")
+        raise UnknownOptionError(f"unknown option(s) {unknown} for model {name!r} ({family_of(config)}); {why}")
     return check_settings(config)
 
 
@@ -263,6 +265,7 @@ def default_cfg(name):
     return dict(
         file=release,
         input_size=(config["in_chans"], config["img_size"], config["img_size"]),
+        fixed_input_size=True,  # as timm's ViT: other sizes need img_size=... or dynamic_img_size=True
         crop_pct=0.9,
         interpolation="bicubic",
         mean=IMAGENET_DEFAULT_MEAN,
@@ -312,6 +315,7 @@ def build_timm_model(name, pretrained=False, pretrained_cfg=None, pretrained_cfg
     # bench reads the model's own input size and class count here, as `set_img_size` keeps them
     input_size = (config["in_chans"], *net.img_size)
     net.pretrained_cfg = net.default_cfg = {**net.pretrained_cfg, "input_size": input_size,
+                                            "fixed_input_size": not net.dynamic_img_size,
                                             "num_classes": net.num_classes}
     if net is not model:  # the feature wrapper's own copy, without the head's fields
         model.pretrained_cfg = model.default_cfg = {**model.pretrained_cfg, "input_size": input_size}

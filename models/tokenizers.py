@@ -10,6 +10,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from timm.layers import register_notrace_function
 from torch import nn
 
 from .errors import ConfigError, InputShapeError
@@ -64,17 +65,41 @@ class Tokenizer(nn.Module):
 
     def check_input(self, x):
         """Validate a (B, C, H, W) batch; returns its token grid."""
-        if x.ndim != 4:
-            raise InputShapeError(
-                f"expected a 4-D image batch (B, C, H, W), got shape {tuple(x.shape)}; "
-                "add a batch dimension with x.unsqueeze(0)"
-            )
-        if x.shape[1] != self.in_chans:
-            raise InputShapeError(
-                f"expected {self.in_chans} input channels, got {x.shape[1]} (shape {tuple(x.shape)}); "
-                f"convert the images or build the model with in_chans={x.shape[1]}"
-            )
-        return self.token_grid(x.shape[2], x.shape[3])
+        check_images(x, self.in_chans, self.stride, self.kind)
+        return (x.shape[2] // self.stride, x.shape[3] // self.stride)
+
+
+@register_notrace_function  # a leaf of torch.fx graphs: its checks read sizes, which a traced tensor lacks
+def check_images(x, in_chans, stride, kind, built_size=None):
+    """`x` unchanged if it is a float (B, in_chans, H, W) batch with H and W multiples of the `kind` front end's
+    `stride` (and equal to `built_size` when given); otherwise a one-line InputShapeError naming the fix."""
+    if not torch.is_tensor(x) or not x.is_floating_point():
+        kind = x.dtype if torch.is_tensor(x) else type(x).__name__
+        raise InputShapeError(
+            f"expected a float image batch, got {kind}; convert pixels to float and normalise them first, "
+            "e.g. x = (x.float() / 255 - mean) / std with the model's pretrained_cfg mean and std"
+        )
+    if x.ndim != 4:
+        raise InputShapeError(
+            f"expected a 4-D image batch (B, C, H, W), got shape {tuple(x.shape)}; "
+            "add a batch dimension with x.unsqueeze(0)"
+        )
+    if x.shape[1] != in_chans:
+        raise InputShapeError(
+            f"expected {in_chans} input channels, got {x.shape[1]} (shape {tuple(x.shape)}); "
+            f"convert the images or build the model with in_chans={x.shape[1]}"
+        )
+    height, width = x.shape[2:]
+    if height % stride or width % stride:
+        fit_h, fit_w = (max(stride, round(side / stride) * stride) for side in (height, width))
+        raise InputShapeError(f"image size {height}x{width} is not divisible by the {kind} stride {stride}; "
+                              f"use multiples of {stride}, e.g. {fit_h}x{fit_w}")
+    if built_size is not None and (height, width) != tuple(built_size):
+        raise InputShapeError(
+            f"input is {height}x{width} but the model was built for {built_size[0]}x{built_size[1]}; resize the "
+            f"images, create the model with img_size=({height}, {width}) or with dynamic_img_size=True"
+        )
+    return x
 
 
 class PatchTokenizer(Tokenizer):
@@ -95,7 +120,7 @@ class PatchTokenizer(Tokenizer):
         self.proj = nn.Linear(in_chans * patch_size * patch_size, embed_dim)
 
     def forward(self, x):
-        self.check_input(x)
+        x = check_images(x, self.in_chans, self.stride, self.kind)
         P = self.patch_size
         weight = self.proj.weight.view(self.embed_dim, self.in_chans, P, P)
         x = F.conv2d(x, weight, self.proj.bias, stride=P)  # (B, D, H/P, W/P)
@@ -143,11 +168,10 @@ class TokenMlp(nn.Module):
         return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
 
 
-def patch_feature_order(channels, kernel, device=None):
-    """Where each value of a patch gathered as (i, j, c) sits in nn.Unfold's (c, i, j) order:
-    `unfold_patch[..., order]` is the gathered patch."""
-    order = torch.arange(channels * kernel * kernel, device=device)
-    return order.view(channels, kernel, kernel).permute(1, 2, 0).flatten()
+def in_patch_order(weight, channels, kernel):
+    """The last axis of `weight`, in nn.Unfold's (c, i, j) order, put in the (i, j, c) order of patches gathered
+    channels-last (see `T2TTokenizer.soft_split`)."""
+    return weight.reshape(-1, channels, kernel, kernel).permute(0, 2, 3, 1).reshape(weight.shape)
 
 
 def norm_then_linear(norm, linear, x, patch=None):
@@ -155,9 +179,9 @@ def norm_then_linear(norm, linear, x, patch=None):
     order, the same values with the weights read in that order instead of x put back in Unfold's."""
     if patch is None:
         return linear(norm(x))
-    order = patch_feature_order(*patch, device=x.device)
-    x = F.layer_norm(x, norm.normalized_shape, norm.weight[order], norm.bias[order], norm.eps)
-    return F.linear(x, linear.weight[:, order], linear.bias)
+    weight, bias = (in_patch_order(p, *patch) for p in (norm.weight, norm.bias))
+    x = F.layer_norm(x, norm.normalized_shape, weight, bias, norm.eps)
+    return F.linear(x, in_patch_order(linear.weight, *patch), linear.bias)
 
 
 class TokenAttention(nn.Module):
@@ -223,6 +247,7 @@ class TokenPerformer(TokenBlock):
     """
 
     epsilon = 1e-8
+    fixed_tables = ("w",)  # see models.layers.count_params
 
     def __init__(self, dim, out_dim, kernel_ratio=0.5, drop=0.1, patch=None):
         super().__init__(patch)
@@ -234,26 +259,14 @@ class TokenPerformer(TokenBlock):
         self.norm2 = nn.LayerNorm(out_dim)
         self.mlp = TokenMlp(out_dim, drop=(0.0, drop))
         self.num_features = int(out_dim * kernel_ratio)
+        # fixed random features: a buffer (never trained, still saved); counted as parameters by the paper
         w = nn.init.orthogonal_(torch.empty(self.num_features, out_dim)) * math.sqrt(self.num_features)
-        self.w = nn.Parameter(w, requires_grad=False)
-
-    def random_features(self, x):
-        """(B, T, d_out) -> (B, T, m) in float32, the 1 / sqrt(m) folded into the exponent."""
-        B, T, d = x.shape
-        x = x.float().reshape(B * T, d)  # a view: k and q are row-strided slices of kqv's output
-        offset = (x * x).sum(dim=-1, keepdim=True) / 2 + math.log(self.num_features) / 2  # (B*T, 1)
-        return torch.addmm(offset, x, self.w.t(), beta=-1).exp_().view(B, T, -1)  # exp(w x - offset)
+        self.register_buffer("w", w)
 
     def attention(self, kqv):
-        """From the `kqv` projection of the normed tokens; float32 inside, autocast or not (exp
-        turns a bfloat16 rounding of w x into a ~1% error of the feature)."""
-        k, q, v = kqv.split(self.out_dim, dim=-1)  # reference order: k, q, v
-        with torch.autocast(kqv.device.type, enabled=False):
-            kp, qp = self.random_features(k), self.random_features(q)  # (B, T, m)
-            normaliser = qp @ kp.sum(dim=1).unsqueeze(-1)  # (B, T, 1)
-            kv = v.float().transpose(1, 2) @ kp  # (B, d_out, m)
-            y = (qp @ kv.transpose(1, 2)).div_(normaliser + self.epsilon)  # (B, T, d_out)
-        return self.proj_drop(self.proj(y.to(v.dtype))).add_(v)
+        """From the `kqv` projection of the normed tokens (see `performer_mix`)."""
+        v = kqv[..., 2 * self.out_dim:]
+        return self.proj_drop(self.proj(performer_mix(kqv, self.w, self.epsilon))).add_(v)
 
     def mixing_macs(self, tokens):
         """The random-feature products, T m (4 d + 1): w.k and w.q (m x d each), phi(q).sum phi(k) (m),
@@ -263,6 +276,27 @@ class TokenPerformer(TokenBlock):
     def forward(self, x):
         x = self.attention(norm_then_linear(self.norm1, self.kqv, x, self.patch))
         return self.mlp(self.norm2(x)).add_(x)
+
+
+def random_features(x, w):
+    """(B, T, d) -> (B, T, m) in float32: exp(w x - |x|^2 / 2) / sqrt(m), the 1 / sqrt(m) folded into the exponent."""
+    B, T, d = x.shape
+    x = x.float().reshape(B * T, d)  # a view: k and q are row-strided slices of kqv's output
+    offset = (x * x).sum(dim=-1, keepdim=True) / 2 + math.log(w.shape[0]) / 2  # (B*T, 1)
+    return torch.addmm(offset, x, w.float().t(), beta=-1).exp_().view(B, T, -1)  # exp(w x - offset)
+
+
+@register_notrace_function  # a leaf of torch.fx graphs: it switches autocast off, which tracing cannot record
+def performer_mix(kqv, w, epsilon):
+    """Performer attention from the (B, T, 3 d) projection (reference order k, q, v), before `proj`; float32
+    inside, autocast or not (exp turns a bfloat16 rounding of w x into a ~1% error of the feature)."""
+    k, q, v = kqv.chunk(3, dim=-1)
+    with torch.autocast(kqv.device.type, enabled=False):
+        kp, qp = random_features(k, w), random_features(q, w)  # (B, T, m)
+        normaliser = qp @ kp.sum(dim=1).unsqueeze(-1)  # (B, T, 1)
+        kv = v.float().transpose(1, 2) @ kp  # (B, d_out, m)
+        y = (qp @ kv.transpose(1, 2)).div_(normaliser + epsilon)  # (B, T, d_out)
+    return y.to(v.dtype)
 
 
 T2T_BLOCKS = {"performer": TokenPerformer, "transformer": TokenTransformer}
@@ -371,9 +405,8 @@ class T2TTokenizer(Tokenizer):
         return saved, live
 
     def forward(self, x):
-        self.check_input(x)
-        x = x.permute(0, 2, 3, 1)  # (B, H, W, C), a view
+        x = check_images(x, self.in_chans, self.stride, self.kind).permute(0, 2, 3, 1)  # (B, H, W, C), a view
         for stage, block in enumerate(self.blocks):
             patches = self.soft_split(x, stage)  # (B, h, w, k*k*C)
-            x = block(patches.flatten(1, 2)).view(*patches.shape[:3], self.token_dim)  # (B, h, w, token_dim)
+            x = block(patches.flatten(1, 2)).view(patches.shape[:3] + (self.token_dim,))  # (B, h, w, token_dim)
         return self.split_and_project(x.permute(0, 3, 1, 2))  # (B, C, h, w), channels-last

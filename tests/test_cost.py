@@ -214,7 +214,7 @@ def test_profile_cli_json(capsys):
         "img_size",
     }
     assert expected <= set(result)
-    assert result["params"] == sum(p.numel() for p in models.create_model("t2t_vit_7", img_size=32).parameters())
+    assert result["params"] == models.count_params(models.create_model("t2t_vit_7", img_size=32))
     assert result["img_size"] == 32 and result["batch_size"] == 2 and result["throughput_img_s"] > 0
     assert result["dropout"] == {"tokenizer": 0.1}  # the reference's Performer dropout, kept by default
     assert result["allocator"].startswith("steady")

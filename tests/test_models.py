@@ -16,9 +16,8 @@ from .conftest import SHARED
 
 
 def count(model):
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return total, trainable
+    """The paper's figures: every parameter with the fixed tables, and those that train."""
+    return models.count_params(model), models.count_params(model, trainable_only=True)
 
 
 @pytest.mark.parametrize("row", published_rows(), ids=lambda r: r["model"])

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import models
-from models.tokenizers import MaskDropout, TokenPerformer, patch_feature_order
+from models.tokenizers import MaskDropout, TokenPerformer, in_patch_order
 
 TOL = 1e-4
 CONFIGS = [
@@ -146,7 +146,7 @@ def test_soft_split_gathers_unfold_patches_in_channels_last_order(stage, channel
     gathered = tokenizer.soft_split(x.permute(0, 2, 3, 1), 0)  # (B, h, w, k*k*C)
     unfolded = F.unfold(x, kernel, padding=padding, stride=stride).transpose(1, 2)  # (B, h*w, C*k*k)
     assert gathered.shape == (2, 16 // stride, 24 // stride, 5 * kernel * kernel)
-    assert torch.equal(gathered.flatten(1, 2), unfolded[..., patch_feature_order(5, kernel)])
+    assert torch.equal(gathered.flatten(1, 2), in_patch_order(unfolded, 5, kernel))
 
 
 def test_performer_features_and_products_stay_float32_under_autocast():

@@ -30,7 +30,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from models.backbone import VisionTransformer
 from models.errors import ConfigError
-from models.layers import dense_macs
+from models.layers import count_params as count_model_params
+from models.layers import dense_macs, named_fixed_tables
 from models.tokenizers import to_2tuple_size
 
 with warnings.catch_warnings():  # fvcore scripts a loss at import, which torch now warns about
@@ -249,8 +250,8 @@ def macs_of(model):
 
 
 def count_params(model, trainable_only=False):
-    """Parameters of `model` (fixed tables included), or only those that train."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+    """Parameters of `model` (fixed tables included, as the paper counts), or only those that train."""
+    return count_model_params(model, trainable_only)
 
 
 def param_part(name):
@@ -262,7 +263,7 @@ def param_part(name):
 def param_breakdown(model):
     """`params`, `params_trainable` (fixed tables excluded) and `params_tokenizer|backbone|head`."""
     parts = {"tokenizer": 0, "backbone": 0, "head": 0}
-    for name, param in model.named_parameters():
+    for name, param in [*model.named_parameters(), *named_fixed_tables(model)]:
         parts[param_part(name)] += param.numel()
     return {
         "params": sum(parts.values()),
