@@ -28,6 +28,7 @@ from bench.accuracy.progress import duration
 from bench.accuracy.tensor_data import decoded_split
 from bench.accuracy.train_data import scan_samples
 from bench.cost.flops import any_model_macs, count_params
+from bench.names import path_name
 from bench.outputs import RESUME, OutputFolder, folder_lock, read_back
 from bench.processes import worker_pool
 from bench.provenance import provenance
@@ -140,7 +141,9 @@ def load_study_spec(preset="cpu-tiny", config=None, **changes):
         raise ConfigError(f"study fractions {raw['fractions']} must lie in (0, 1]")
     check_train_settings(raw["train"], "study train settings")
     variants = [v for arm in raw["arms"] for v in expand_arm(arm)]
-    return Spec(variants, list(raw["fractions"]), list(raw["seeds"]), raw["train"], source=raw)
+    spec = Spec(variants, list(raw["fractions"]), list(raw["seeds"]), raw["train"], source=raw)
+    run_names(spec)
+    return spec
 
 
 def run_name(variant, fraction, seed):
@@ -148,8 +151,21 @@ def run_name(variant, fraction, seed):
 
 
 def run_folder_name(arm, depth, fraction, seed):
-    """The folder under OUT/runs/ of one run: `<arm>-d<depth>-f<fraction>-s<seed>`."""
-    return f"{arm}-d{depth}-f{fraction:g}-s{seed}"
+    """The folder under OUT/runs/ of one run: `<arm>-d<depth>-f<fraction>-s<seed>`. The arm's name (and depth) are
+    data from the spec, so the whole is checked to be one plain folder name: never `..`, never `a/b`."""
+    path_name(arm, "study arm")
+    return path_name(f"{arm}-d{depth}-f{fraction:g}-s{seed}", f"study arm {arm!r}'s run")
+
+
+def run_names(spec):
+    """The run folder of every run of `spec`, in order; a name two runs share (two arms of one name, one depth
+    listed twice, fractions equal to 6 digits) is refused before anything trains: they would share one folder."""
+    names = [run_name(*run) for run in spec.runs()]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ConfigError(f"the study names run {repeated[0]!r} twice (an arm name, depth or fraction repeated); give "
+                          "every arm its own name and every run its own depth, fraction and seed")
+    return names
 
 
 def study_img_size(spec):
@@ -308,6 +324,7 @@ def run_study(spec: Spec, data: str | Path, out: str | Path, resume: bool = Fals
     only rank 0 writes.
     """
     out = Path(out)
+    run_names(spec)  # every run its own plain folder under out/runs/, before anything is written
     context = distributed.setup(spec.train.get("device"))
     with folder_lock(out, "study", take=context.is_main):
         mode = STUDY_FOLDER.prepare(out, resume, overwrite, reads=(data,))  # every rank checks: all stop on a refusal

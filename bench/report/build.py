@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.names import path_tag
 from bench.outputs import OutputFolder, folder_lock, read_back
 from bench.provenance import provenance
 from bench.report import html, plots, study, tables
@@ -132,12 +133,14 @@ def load_inputs(paths, warn=print_warning):
 
 
 def unique_tags(paths, name=lambda path: path.name):
-    """One tag per input for its file names: the name, then name-2, name-3... for a name seen before."""
-    tags, seen = [], {}
+    """One tag per input for its file names: the name (made a plain file name: an input's name is data), then
+    name-2, name-3... for a name seen before."""
+    tags = []
     for path in paths:
-        tag = name(path)
-        seen[tag] = seen.get(tag, 0) + 1
-        tags.append(tag if seen[tag] == 1 else f"{tag}-{seen[tag]}")
+        base = tag = path_tag(name(path))
+        while tag in tags:
+            tag = f"{base}-{int(tag.rpartition('-')[2]) + 1 if tag != base else 2}"
+        tags.append(tag)
     return tags
 
 

@@ -37,11 +37,12 @@ def new_figure(width=6.4, height=4.4, columns=1):
 
 
 def save_figure(fig, path, formats=("png",), dpi=130):
-    """Write `fig` as `path` with each suffix in `formats`, atomically; returns the paths."""
+    """Write `fig` as `path` with each suffix in `formats` added, atomically; returns the paths. (Added, not
+    replacing: a name such as `cost_sweep-1.5` holds a dot.)"""
     path = Path(path)
     written = []
     for suffix in formats:
-        target = path.with_suffix(f".{suffix}")
+        target = path.with_name(f"{path.name}.{suffix}")
         atomic_write(target, lambda f, s=suffix: write_figure(fig, f, s, dpi))
         written.append(target)
     return written
