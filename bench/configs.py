@@ -83,7 +83,8 @@ class TrainConfig(Settings):
                                      **FRACTION)
     ema_decay: float | None = setting(None, "keep an EMA of the weights with this decay (e.g. 0.99996)", above=0.0,
                                       below=1.0)
-    amp: str = setting("auto", "mixed precision; auto = bf16 on CUDA, off on CPU", choices=AMP)
+    amp: str = setting("auto", "mixed precision; auto = bf16 on a CUDA GPU with bf16 and, for transformers of "
+                       "width >= 192, on a CPU with native bf16 (avx512_bf16/amx_bf16); else off (fp32)", choices=AMP)
     compile: bool = setting(False, "torch.compile the model")
     log: str | None = setting(None, "also log per-step loss, lr, grad norm, img/s and per-epoch metrics for "
                               "TensorBoard in OUT/tensorboard/", choices=("tensorboard",))

@@ -15,9 +15,10 @@ def _seed():
 
 @pytest.fixture(autouse=True, scope="session")
 def _decoded_cache(tmp_path_factory):
-    """Decoded-image caches of the memory data path go to a temporary folder, never ~/.cache: for the whole
-    session, so module-scoped fixtures (which run before any function-scoped one) and the CLIs they start
-    write there too."""
+    """Decoded-image caches of the memory data path and peak FLOP/s calibrations go to a temporary folder, never
+    ~/.cache: for the whole session, so module-scoped fixtures (which run before any function-scoped one) and the
+    CLIs they start write there too."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("VITBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "decoded-cache"))
+        patch.setenv("VITBENCH_PEAK_CACHE", str(tmp_path_factory.getbasetemp() / "peak.json"))  # GEMM calibrations
         yield

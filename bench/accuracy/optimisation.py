@@ -14,20 +14,17 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
 
-from models.errors import ConfigError, VitbenchError
+from bench.accuracy import precision
+from models.errors import VitbenchError
 
 
 class TrainingDivergedError(VitbenchError, FloatingPointError):
     """The loss became NaN or infinite."""
 
 
-def amp_dtype(config, device):
-    amp = config.amp
-    if amp == "auto":
-        amp = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "off"
-    if amp == "fp16" and device.type != "cuda":
-        raise ConfigError("--amp fp16 needs a CUDA device; use --amp bf16 or --amp off on CPU")
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
+def amp_dtype(config, device, model):
+    """The autocast dtype of `model` under `config.amp` on `device` (None: fp32); `precision.choose` decides."""
+    return precision.choose(config.amp, device, model).dtype
 
 
 def loss_functions(config, num_classes):
@@ -60,7 +57,8 @@ class Optimisation:
             warmup_lr_init=warmup_lr,
             t_in_epochs=False,
         )
-        self.amp_dtype = amp_dtype(config, context.device)
+        self.precision = precision.choose(config.amp, context.device, model)
+        self.amp_dtype = self.precision.dtype
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
         self.ema = ModelEmaV3(model, decay=config.ema_decay) if config.ema_decay else None
         self.mixup, self.loss = loss_functions(config, num_classes)

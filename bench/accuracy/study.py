@@ -14,8 +14,9 @@ is a `vitbench train` run folder under OUT/runs/, so an interrupted study resume
 row per run (`collect`); its tables, curves and report.md are `bench.report.study`'s.
 """
 import json
+import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -337,6 +338,7 @@ def run_study(spec: Spec, data: str | Path, out: str | Path, resume: bool = Fals
                 raise ConfigError(
                     f"{out} holds a study with other settings; resume it with the same options or use a new --out"
                 )
+            check_run_records(spec, data, out)
         distributed.barrier(context)
         if context.is_main:
             STUDY_FOLDER.start(out, resume, overwrite, reads=(data,))
@@ -380,6 +382,34 @@ def run_config(spec, data, out, variant, fraction, seed):
     settings = {**{k: v for k, v in spec.train.items() if not (own_length and k in LENGTHS)}, **variant.train}
     return train.TrainConfig(model=variant.model, data=str(data), out=str(folder), model_args=variant.overrides,
                              seed=seed, train_fraction=fraction, init=variant.init, **settings)
+
+
+RUN_ONLY = ("out", "threads", "workers", "strict")  # where a run's folder lies and how fast it ran, not what it is
+LEGACY = {"data_mode": "files"}  # what a run recorded before a setting existed did
+
+
+def same_setting(key, recorded, expected):
+    if key in ("data", "init") and recorded and expected:  # one folder, typed two ways
+        return recorded == expected or os.path.realpath(recorded) == os.path.realpath(expected)
+    return recorded == expected
+
+
+def check_run_records(spec, data, out):
+    """Every run folder under out/runs/ that holds a record (config.json) holds the spec's run: its model, settings,
+    data and holdout, all but where it lies and how fast it ran. Checked before a study resumes or reports a run:
+    a folder that holds another run (an edited spec, a copied folder) would be counted as this one."""
+    for variant, fraction, seed in spec.runs():
+        expected = train.jsonable(asdict(run_config(spec, data, out, variant, fraction, seed)))
+        path = Path(expected["out"]) / train.CONFIG_FILE
+        if not path.exists():
+            continue
+        recorded = read_back(path, f"move {path.parent} away and `vitbench study --resume` trains that run again")
+        differ = [key for key, value in expected.items() if key not in RUN_ONLY and not same_setting(
+            key, recorded.get(key, LEGACY.get(key, train.jsonable(train.TrainConfig.default(key)))), value)]
+        if differ:
+            raise ResultsError(f"{path.parent} holds another run than the study's {path.parent.name} (its config.json "
+                               f"differs in {', '.join(differ)}); move that folder away and `vitbench study --resume` "
+                               "trains the study's run")
 
 
 def tagged(warn, name):
@@ -450,6 +480,7 @@ def report_run(index, name, summary, tally, warn):
 
 def collect(spec, out):
     """One row per finished run, with its architecture's params and MACs as the run counted them."""
+    check_run_records(*recorded_spec(out), out)  # the study's own record, MAC-matched widths resolved
     rows = []
     counted = None  # counted once, only for runs older than their summary's params and MACs
     for variant, fraction, seed in spec.runs():
@@ -491,6 +522,8 @@ def collect(spec, out):
                                  if "plan" in summary else None),
                 "train_images_per_s": summary["train_images_per_s"],
                 "train_time_s": summary["train_time_s"],
+                "train_flop_s": (summary.get("utilisation") or {}).get("train_flop_s"),  # None: runs before it
+                "mfu": summary.get("mfu"),
                 "skipped_files": len(summary["skipped_files"]),
                 "plateau": summary.get("health", {}).get("plateau", False),
             }

@@ -28,11 +28,12 @@ from bench.accuracy.data import BadFileLog, log
 from bench.accuracy.distributed import cpu_threads
 from bench.accuracy.evaluate import evaluate, evaluate_together, warn_unmeasured
 from bench.accuracy.optimisation import Optimisation, amp_dtype
-from bench.accuracy.plan import WARMUP_MAX_SHARE, Plan, plan_run, train_pflop
+from bench.accuracy.plan import PFLOP, WARMUP_MAX_SHARE, Plan, plan_run, train_pflop
 from bench.accuracy.progress import StepProgress, duration
 from bench.accuracy.train_data import scan_samples, train_data
 from bench.configs import TrainConfig
 from bench.cost.flops import any_model_macs, count_params
+from bench.cost.peak import utilisation
 from bench.outputs import OutputFolder, folder_lock, read_back, refuse_overlap
 from models.atomic import atomic_write, atomic_write_text
 from models.checkpoint import read_checkpoint
@@ -228,7 +229,7 @@ class Trainer:
         to turn a minutes budget into updates; the run itself starts from the untouched model."""
         probe = copy.deepcopy(self.model)
         optimizer = torch.optim.AdamW(probe.parameters(), lr=1e-6)
-        amp = amp_dtype(self.config, self.context.device)
+        amp = amp_dtype(self.config, self.context.device, probe)
         times, start = [], time.perf_counter()
         for _, (images, targets, _bad) in zip(range(steps), self.data.train_loader(0, self.config.seed)):
             if images is None:
@@ -483,6 +484,11 @@ class Trainer:
             skipped.update(seen)
         last = self.history[-1]
         images_seen = sum(r["train_images"] for r in self.history)
+        train_time_s = float(sum(r["train_time_s"] for r in self.history))
+        # measured on rank 0 alone: ranks calibrating a shared CPU at once would each see a fraction of it
+        used = utilisation(train_pflop(images_seen, self.plan.forward_macs) * PFLOP, train_time_s,
+                           self.opt.amp_dtype or torch.float32, self.context.device,
+                           self.context.world_size) if self.context.is_main else None
         summary = {
             "model": self.config.model,
             "model_args": self.config.model_args,
@@ -516,7 +522,9 @@ class Trainer:
             "test_best": {"epoch": self.best["epoch"], "top1": test_best["top1"], "top5": test_best["top5"],
                           "chosen_on": "holdout" if self.holdout else "test"},
             "train_images_per_s": float(np.mean([r["train_images_per_s"] for r in self.history])),
-            "train_time_s": float(sum(r["train_time_s"] for r in self.history)),
+            "train_time_s": train_time_s,
+            "mfu": used and used["mfu"],  # training FLOP/s over the device's peak for the run's dtype
+            "utilisation": used,
             "peak_mem_mb": max(r["peak_mem_mb"] for r in self.history),
             "memory_measure": "cuda max allocated" if self.context.device.type == "cuda" else "cpu peak rss",
             "lr": self.opt.lr,
@@ -524,6 +532,7 @@ class Trainer:
             "world_size": self.context.world_size,
             "device": str(self.context.device),
             "amp": str(self.opt.amp_dtype).removeprefix("torch.") if self.opt.amp_dtype else "off",
+            "precision": self.opt.precision.record(),  # --amp's choice and why
             "ranks_in_sync": max(checksums) == min(checksums),
             "health": self.health(),
             "per_class_top1": dict(zip(self.data.classes, test["per_class_top1"])),  # test, final weights; None: n/a

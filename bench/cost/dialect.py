@@ -69,11 +69,12 @@ def write_results_file(path, rows):
 
 UNITS = (("throughput_img_s", "img/s", 1, ".1f"), ("peak_memory_bytes", "MB", 1e-6, ".1f"),
          ("activation_estimate_bytes", "MB", 1e-6, ".1f"), ("macs", "GMACs", 1e-9, ".4f"),
-         ("params", "M", 1e-6, ".3f"), ("compile_s", "s", 1, ".1f"), ("_share", "", 100, ".1f%"))
+         ("params", "M", 1e-6, ".3f"), ("compile_s", "s", 1, ".1f"), ("_share", "", 100, ".1f%"),
+         ("flop_s", "GFLOP/s", 1e-9, ".1f"), ("mfu", "", 100, ".1f%"))
 
 
 def shown(key, value):
-    """A value rounded and with its unit, by the key's kind (img/s, MB, GMACs, M params, %)."""
+    """A value rounded and with its unit, by the key's kind (img/s, MB, GMACs, M params, GFLOP/s, %)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
     for part, unit, scale, spec in UNITS:

@@ -1,13 +1,16 @@
-"""`vitbench profile MODEL`: parameters, MACs (three counters), throughput, peak memory, and for ours
-the tokenizer's share of the time beside its share of the MACs. MODEL may be any timm model too."""
+"""`vitbench profile MODEL`: parameters, MACs (three counters), throughput, achieved FLOP/s and MFU against the
+device's peak (bench/cost/peak.py), peak memory, and for ours the tokenizer's share of the time beside its share
+of the MACs. MODEL may be any timm model too."""
 import statistics
 
 import torch
 
+from bench.accuracy.plan import TRAIN_FLOPS_PER_MAC
 from bench.allocator import allocator_in_effect
 from bench.cost.build import build_model, check_runs, dropout_rates, input_size, is_ours
 from bench.cost.flops import macs_of, params_of
 from bench.cost.memory import activation_estimate_bytes, measure_peak_memory
+from bench.cost.peak import mfu, peak
 from bench.cost.timing import TimingSetup, autocast, measure_throughput, prepare, timed_call
 from bench.provenance import device_name
 
@@ -67,6 +70,7 @@ def profile_model(name: str, overrides: dict | None = None, setup: TimingSetup =
         "img_size": height if height == width else [height, width],
         **shape,
     }
+    device_peak = peak(getattr(torch, setup.dtype), torch.device(setup.device))  # MFU's denominator
     for mode in modes:
         suffix = "" if mode == "inference" else "_train"
         timing = measure_throughput(model, setup, mode)
@@ -77,11 +81,15 @@ def profile_model(name: str, overrides: dict | None = None, setup: TimingSetup =
             f"peak_memory_bytes{suffix}": memory.get("peak_memory_bytes"),
             f"memory_method{suffix}": memory.get("memory_method", "oom"),
         })
+        # achieved FLOP/s counted from the model's MACs (2 FLOPs each; a train step is forward + backward: x3)
+        flop_s = timing["img_s"] * counts["macs"] * (TRAIN_FLOPS_PER_MAC if mode == "train" else 2)
+        result.update({f"flop_s{suffix}": flop_s, f"mfu{suffix}": mfu(flop_s, 1.0, device_peak["flop_s"])})
         if setup.compile:
             result[f"compile_s{suffix}"] = timing["compile_s"]
         if ours:
             result[f"activation_estimate_bytes{suffix}"] = activation_estimate_bytes(model, setup.batch_size, mode)
             result[f"tokenizer_time_share{suffix}"] = tokenizer_time_share(model, setup, mode)
     result["threads"] = timing["threads"]
+    result.update(peak_flop_s=device_peak["flop_s"], peak_source=device_peak["source"])
     result["allocator"] = allocator_in_effect()
     return result

@@ -37,6 +37,7 @@ PER_ARCHITECTURE = {  # table column: (results column, how the seeds' values com
     "train_pflop": ("train_pflop", "mean"), "val_top1_mean": ("val_top1", "mean"),
     "test_best_top1_mean": ("test_best_top1", "mean"), "test_top5_mean": ("test_top5", "mean"),
     "train_images_per_s": ("train_images_per_s", "mean"), "train_time_s": ("train_time_s", "mean"),
+    "train_flop_s": ("train_flop_s", "mean"), "mfu": ("mfu", "mean"),
 }
 
 
@@ -91,6 +92,13 @@ def optional(table, column, digits):
     return table[column].round(digits) if column in table else "–"
 
 
+def scaled(table, column, factor, digits):
+    """`column` x `factor`, rounded; "–" where it was not measured (runs from before it was)."""
+    if column not in table:
+        return "–"
+    return [("–" if pd.isna(value) else f"{value * factor:.{digits}f}") for value in table[column]]
+
+
 def markdown_table(table):
     shown = pd.DataFrame({
         "model": table["label"], "depth": table["depth"],
@@ -105,6 +113,7 @@ def markdown_table(table):
         "seeds": table["seeds"], "val top-1 %": optional(table, "val_top1_mean", 1),
         "test top-1 of best.pth %": optional(table, "test_best_top1_mean", 1),
         "train img/s": table["train_images_per_s"].round().astype(int),
+        "train GFLOP/s": scaled(table, "train_flop_s", 1e-9, 1), "MFU %": scaled(table, "mfu", 100, 1),
         "runs on the initial plateau": table["plateau_runs"].astype(int),
     })
     return shown.to_markdown(index=False, disable_numparse=True)
