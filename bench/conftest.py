@@ -82,14 +82,26 @@ def speed_ratios(benchmarks):
             for b in benchmarks if "speedup" in b["extra_info"]}
 
 
+def bf16_ratios(benchmarks):
+    """{model: bf16 speed-up over fp32 in a training step} of bench_precision.py's benchmarks."""
+    return {b["extra_info"]["precision_pair"]: b["extra_info"]["bf16_speedup"] for b in benchmarks
+            if "bf16_speedup" in b["extra_info"]}
+
+
 def pytest_benchmark_update_json(config, benchmarks, output_json):
     output_json["ratios"] = speed_ratios(output_json["benchmarks"])
+    output_json["bf16_ratios"] = bf16_ratios(output_json["benchmarks"])
 
 
 def pytest_terminal_summary(terminalreporter, config):
     session = getattr(config, "_benchmarksession", None)
     if session is None or session.disabled or not session.benchmarks:
         return
+    bf16 = bf16_ratios([{"extra_info": b.extra_info} for b in session.benchmarks])
+    if bf16:
+        terminalreporter.section("bf16 autocast vs fp32, train step (interleaved; > 1: bf16 faster)")
+        for model, speedup in bf16.items():
+            terminalreporter.write_line(f"{model:<90} {speedup:6.3f}x")
     ratios = speed_ratios([{"extra_info": b.extra_info} for b in session.benchmarks])
     if ratios:
         terminalreporter.section("ours vs baseline (interleaved; speedup > 1: ours faster; efficiency: img/s x MACs)")
