@@ -1,5 +1,7 @@
 """Names are data: every name that becomes a path under --out (a study arm and its runs, a report's input
 tags) is checked or made plain in one place (bench.names), and no name reaches a path outside --out."""
+import json
+import os
 import shutil
 
 import pytest
@@ -98,3 +100,33 @@ def test_report_file_names_from_hostile_input_names_stay_plain_and_inside_out(tm
     build_report(inputs[:2], out)  # two are enough end to end: one with a dot, one with markup and a space
     assert all(SAFE.fullmatch(path.name) for path in out.iterdir() if not path.name.startswith(".vitbench"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "report"]
+
+
+@pytest.fixture
+def committed_study(tmp_path):
+    """A copy of a committed study (results/ is part of the repository): 20 finished runs, their records intact, no
+    MAC-matched arm (whose width --resume would count on the data, not in this repository)."""
+    return shutil.copytree(REPO / "results" / "study-cifar10-multiplier", tmp_path / "study")
+
+
+@pytest.mark.parametrize("key, value", [("model", "vit_lite_small"), ("model_args", {"depth": 9}), ("lr", 0.5),
+                                        ("data", "/elsewhere/cifar10"), ("holdout", 0.5), ("seed", 7),
+                                        ("train_fraction", 0.5), ("init", "/some/ckpt.pth")])
+@pytest.mark.parametrize("command", ["--report-only", "--resume"])
+def test_a_study_refuses_a_run_folder_whose_record_is_another_run(committed_study, capsys, key, value, command):
+    run = sorted((committed_study / "runs").iterdir())[4]
+    record = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**record, key: value}))
+    before = {path: path.stat().st_mtime_ns for path in committed_study.rglob("*")}
+    error = cli_error(capsys, "study", "--out", str(committed_study), command)
+    assert f"{run} holds another run than the study's {run.name} (its config.json differs in {key})" in error
+    assert {path: path.stat().st_mtime_ns for path in committed_study.rglob("*")} == before  # nothing written
+
+
+def test_what_does_not_change_a_run_may_differ_from_its_record(committed_study):
+    run = sorted((committed_study / "runs").iterdir())[0]
+    record = json.loads((run / "config.json").read_text())
+    relative = os.path.relpath(record["data"]) if os.path.isabs(record["data"]) else record["data"]
+    (run / "config.json").write_text(json.dumps({**record, "out": "/moved", "threads": 7, "workers": 5,
+                                                 "strict": True, "data": relative}))
+    study.check_run_records(*study.recorded_spec(committed_study), committed_study)

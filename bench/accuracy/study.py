@@ -480,7 +480,8 @@ def report_run(index, name, summary, tally, warn):
 
 def collect(spec, out):
     """One row per finished run, with its architecture's params and MACs as the run counted them."""
-    check_run_records(*recorded_spec(out), out)  # the study's own record, MAC-matched widths resolved
+    if (Path(out) / STUDY_FILE).is_file():  # runs are checked against the study's own record (widths resolved)
+        check_run_records(*recorded_spec(out), out)
     rows = []
     counted = None  # counted once, only for runs older than their summary's params and MACs
     for variant, fraction, seed in spec.runs():
