@@ -389,6 +389,8 @@ LEGACY = {"data_mode": "files"}  # what a run recorded before a setting existed 
 
 
 def same_setting(key, recorded, expected):
+    if expected == "auto":  # data_mode, amp: decided on the machine (and before data_mode, runs read files)
+        return True
     if key in ("data", "init") and recorded and expected:  # one folder, typed two ways
         return recorded == expected or os.path.realpath(recorded) == os.path.realpath(expected)
     return recorded == expected
