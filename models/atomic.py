@@ -3,6 +3,9 @@
 The temporary file's name carries the writer's pid (`.<name>.<pid>.<random>.tmp`), so a file left by a
 writer that was killed (SIGKILL gives it no chance to clean up) is recognised and removed later by
 `remove_stale_temporaries`, while one that a live process is still writing is left alone.
+
+`mkstemp` makes its file 0600 whatever the umask; the written file is given the mode `open` would have
+given it (0644 under umask 022, 0664 under a group folder's 002), so results can be shared on a cluster.
 """
 import os
 import re
@@ -25,10 +28,23 @@ def atomic_write(path, write, mode="wb"):
         raise OSError(error.errno, error.strerror or str(error), str(path)) from error
 
 
+def umask():
+    """The process's umask (read by setting it and putting it back: the only way the OS offers)."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def umask_mode(kind="file"):
+    """The mode `open` (0666) or `mkdir` (0777) would give a new file or folder under the current umask."""
+    return (0o666 if kind == "file" else 0o777) & ~umask()
+
+
 def replace_with_written(path, write, mode):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, umask_mode())
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()

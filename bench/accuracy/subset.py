@@ -19,7 +19,7 @@ import numpy as np
 
 from bench.accuracy.data import SPLITS, check_cut, scan_dataset, select_per_class
 from bench.outputs import OVERWRITE, OutputFolder
-from models.atomic import atomic_write_text
+from models.atomic import atomic_write_text, umask_mode
 from models.errors import DatasetError, short_list
 
 NAMED_SUBSETS = {
@@ -127,6 +127,7 @@ def staged(out, overwrite, reads=()):
     mode = DATASET_FOLDER.prepare(out, overwrite=overwrite, reads=reads)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging.chmod(umask_mode("dir"))  # mkdtemp's 0700 would hide the dataset from a group folder's members
     try:
         yield staging
         if mode == OVERWRITE:
