@@ -251,6 +251,15 @@ T2T_RELEASE = {
 }
 
 
+def first_layer(config):
+    """The Linear that reads the pixels (timm's `first_conv`): the patch projection, or the first T2T block's."""
+    if config["tokenizer"] == "patch":
+        return "tokenizer.proj"
+    if len(config.get("t2t_stages", REFERENCE_T2T_STAGES)) == 1:  # a single soft split: no T2T block
+        return "tokenizer.project"
+    return {"performer": "tokenizer.blocks.0.kqv"}.get(config["t2t_block"], "tokenizer.blocks.0.attn.qkv")
+
+
 def default_cfg(name):
     """timm's pretrained cfg of `name`: data config, head, stem, and for a released T2T-ViT its file.
 
@@ -271,7 +280,7 @@ def default_cfg(name):
         mean=IMAGENET_DEFAULT_MEAN,
         std=IMAGENET_DEFAULT_STD,
         num_classes=config.get("num_classes", 1000),
-        first_conv="tokenizer.proj" if config["tokenizer"] == "patch" else "tokenizer.blocks.0",
+        first_conv=first_layer(config),
         classifier="head",
         license="bsd-3-clause-clear" if release else None,
         paper_ids="arXiv:2101.11986" if config["tokenizer"] == "t2t" else None,
@@ -316,7 +325,7 @@ def build_timm_model(name, pretrained=False, pretrained_cfg=None, pretrained_cfg
     input_size = (config["in_chans"], *net.img_size)
     net.pretrained_cfg = net.default_cfg = {**net.pretrained_cfg, "input_size": input_size,
                                             "fixed_input_size": not net.dynamic_img_size,
-                                            "num_classes": net.num_classes}
+                                            "first_conv": first_layer(config), "num_classes": net.num_classes}
     if net is not model:  # the feature wrapper's own copy, without the head's fields
         model.pretrained_cfg = model.default_cfg = {**model.pretrained_cfg, "input_size": input_size}
     return model

@@ -7,6 +7,7 @@ Both take any H and W divisible by their total stride, square or not, and say th
 (`macs`, `activation_elements`), so the counters in bench/cost need no case per front end.
 """
 import math
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -291,7 +292,8 @@ def performer_mix(kqv, w, epsilon):
     """Performer attention from the (B, T, 3 d) projection (reference order k, q, v), before `proj`; float32
     inside, autocast or not (exp turns a bfloat16 rounding of w x into a ~1% error of the feature)."""
     k, q, v = kqv.chunk(3, dim=-1)
-    with torch.autocast(kqv.device.type, enabled=False):
+    device = kqv.device.type
+    with torch.autocast(device, enabled=False) if torch.amp.is_autocast_available(device) else nullcontext():
         kp, qp = random_features(k, w), random_features(q, w)  # (B, T, m)
         normaliser = qp @ kp.sum(dim=1).unsqueeze(-1)  # (B, T, 1)
         kv = v.float().transpose(1, 2) @ kp  # (B, d_out, m)
