@@ -171,15 +171,20 @@ def cmd_train(args):
     finally:
         distributed.teardown()
     if main_process:
-        chosen = summary["selection"]  # the split best.pth was chosen on: holdout, or test without one
-        holdout = f"holdout top-1 {summary['top1']:.2f}%; " if chosen == "holdout" else ""
-        print(
-            f"{given['out']}: test top-1 {summary['test_top1']:.2f}%, top-5 {summary['test_top5']:.2f}% (final "
-            f"weights); best.pth (chosen on {chosen}, epoch {summary['best']['epoch']}) "
-            f"{summary['test_best']['top1']:.2f}% on test; {holdout}{summary['train_pflop']:.3g} PFLOP, "
-            f"{summary['train_images_per_s']:.0f} train img/s"
-            + (f", {len(summary['skipped_files'])} unreadable files skipped" if summary["skipped_files"] else "")
-        )
+        print(summary_line(given["out"], summary))
+
+
+def summary_line(out, summary):
+    """The line `vitbench train` ends with: the test scores (unless test=false left the test split unread)."""
+    chosen = summary["selection"]  # the split best.pth was chosen on: holdout, or test without one
+    holdout = f"holdout top-1 {summary['top1']:.2f}%; " if chosen == "holdout" else ""
+    best = f"best.pth (chosen on {chosen}, epoch {summary['best']['epoch']})"
+    scores = (f"{best}; test split not scored (test=false)" if summary["test_top1"] is None else
+              f"test top-1 {summary['test_top1']:.2f}%, top-5 {summary['test_top5']:.2f}% (final weights); {best} "
+              f"{summary['test_best']['top1']:.2f}% on test")
+    return (f"{out}: {scores}; {holdout}{summary['train_pflop']:.3g} PFLOP, {summary['train_images_per_s']:.0f} "
+            "train img/s" + (f", {len(summary['skipped_files'])} unreadable files skipped"
+                             if summary["skipped_files"] else ""))
 
 
 def cmd_eval(args):

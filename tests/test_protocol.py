@@ -8,6 +8,7 @@ import pytest
 import tomli_w
 import torch
 
+from bench import cli
 from bench.accuracy import data as data_module
 from bench.accuracy import factory, study, train, train_data
 from bench.accuracy import plan as plan_module
@@ -381,6 +382,7 @@ def test_a_run_with_test_off_never_reads_the_test_split(data, tmp_path, monkeypa
     summary = train.start(tiny_config(data, tmp_path / "run", holdout=6, test=False), progress=False, warn=quiet)
     assert read == [] and summary["test_top1"] is None and summary["test_best"]["top1"] is None
     assert summary["top1"] is not None and not (tmp_path / "run" / train.TEST_PREDICTIONS).exists()
+    assert "test split not scored" in cli.summary_line("run", summary)  # the CLI's last line formats no None
 
 
 def test_per_image_test_predictions_agree_with_the_run_s_test_scores(data, tmp_path):
