@@ -98,6 +98,9 @@ class TrainConfig(Settings):
     holdout_seed: int = setting(0, "seed of the holdout (the same for every seed of a study)", low=0, high=SEED_MAX)
     validations: int | None = setting(None, "validate at most this many times per run, evenly and always at the "
                                       "end (default: every epoch)", low=1, high=1_000_000)
+    checkpoint_every: int | None = setting(None, "also save last.pth every N updates mid-epoch (a run resumes "
+                                           "exactly from it; default: at epoch ends only)", low=1, high=10**9)
+    checkpoint_minutes: float | None = setting(None, "or every this many minutes mid-epoch", above=0.0, high=1e7)
     classes: list[str] | None = setting(None, "train and test on these class folders only (default: all)")
     labels: str | None = setting(None, "train on this column of the data folder's noisy_*.csv, e.g. "
                                  "noisy_labels_5 (Imagenette)")
@@ -118,6 +121,8 @@ class TrainConfig(Settings):
     def check(self):
         if self.budget_pflop is not None and self.budget_minutes is not None:
             self.fail("budget_pflop and budget_minutes both set; give one budget (or epochs alone)")
+        if self.checkpoint_every is not None and self.checkpoint_minutes is not None:
+            self.fail("checkpoint_every and checkpoint_minutes both set; give one (updates or minutes)")
         if self.holdout is not None and self.holdout >= 1:
             if not float(self.holdout).is_integer():
                 self.fail(f"holdout={self.holdout} is neither a fraction in (0, 1) nor a whole image count")

@@ -384,7 +384,7 @@ def run_config(spec, data, out, variant, fraction, seed):
                              seed=seed, train_fraction=fraction, init=variant.init, **settings)
 
 
-RUN_ONLY = ("out", "threads", "workers", "strict")  # where a run's folder lies and how fast it ran, not what it is
+RUN_ONLY = ("out", "threads", "workers", "strict", "checkpoint_every", "checkpoint_minutes")  # not what a run is
 LEGACY = {"data_mode": "files"}  # what a run recorded before a setting existed did
 
 

@@ -7,7 +7,10 @@ best.pth, summary.json). One process per device under `torchrun` (DDP, only rank
 
 Reproducibility: every epoch reseeds all RNGs (and the loader's workers) from (seed, rank,
 epoch), and checkpoints are written at epoch ends, so a run resumed from `last.pth` takes the
-same steps as one that was never interrupted.
+same steps as one that was never interrupted. A mid-epoch checkpoint (`checkpoint_every` updates or
+`checkpoint_minutes`, or SIGUSR1: `preempt`) also holds every rank's RNG states and the epoch's
+running totals; the resumed epoch replays the loader up to that batch (its workers' augmentation draws
+stay in step) without training on it, then restores the RNGs, so it too ends bit-identical.
 """
 import copy
 import dataclasses
@@ -29,6 +32,7 @@ from bench.accuracy.distributed import cpu_threads
 from bench.accuracy.evaluate import evaluate, evaluate_together, warn_unmeasured
 from bench.accuracy.optimisation import Optimisation, amp_dtype
 from bench.accuracy.plan import PFLOP, WARMUP_MAX_SHARE, Plan, plan_run, train_pflop
+from bench.accuracy.preempt import Preemption
 from bench.accuracy.progress import StepProgress, duration
 from bench.accuracy.train_data import scan_samples, train_data
 from bench.configs import TrainConfig
@@ -45,6 +49,7 @@ METRICS_JSONL, METRICS_CSV = "metrics.jsonl", "metrics.csv"
 TEST_PREDICTIONS = "test_predictions.npz"  # per test image: its label and the class the final and best weights chose
 TENSORBOARD = "tensorboard"  # RUN/tensorboard/: event files of --log tensorboard
 REQUIRED_RUN_KEYS = {"model", "data", "out", "epochs", "batch_size", "seed", "model_args"}
+CHANGE_ON_RESUME = ("strict", "checkpoint_every", "checkpoint_minutes")  # settings that leave the result alone
 PLATEAU_LOSS = 0.95  # a run whose final train loss is still >= 95% of ln(classes) never left the initial plateau
 UNSCORED = {"top1": None, "top5": None, "loss": None, "images": 0, "per_class_top1": (), "confusion": None}  # test off
 
@@ -65,6 +70,23 @@ def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def rng_states():
+    """Python's, numpy's, torch's (and CUDA's) RNG states, in types `torch.load(weights_only=True)` reads back."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"python": random.getstate(), "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
+            "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_states(states):
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(states["torch"])
+    if states["cuda"]:
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def is_run_config(path):
@@ -128,7 +150,7 @@ def resume_config(out, given):
     conflicts = [
         f"{key}={value!r} (run has {saved.get(key)!r})"
         for key, value in given.items()
-        if jsonable(value) != saved.get(key) and key != "strict"
+        if jsonable(value) != saved.get(key) and key not in CHANGE_ON_RESUME
     ]
     if conflicts:
         raise ConfigError(f"cannot resume with other settings: {', '.join(conflicts)}; drop them or start a new --out "
@@ -212,6 +234,8 @@ class Trainer:
                                  quiet_unless_main)
         self.opt = Optimisation(config, self.model, context, self.plan, len(samples.classes), quiet_unless_main)
         self.epoch, self.history, self.best, self.final_eval, self.tb = 0, [], None, None, None
+        self.partial = None  # the epoch in progress at a mid-epoch checkpoint: where it was, its totals and RNGs
+        self.preemption, self.last_save = Preemption(), time.monotonic()
 
     def start_from(self, path, classes):
         """Load the weights of `path` to fine-tune them; returns the model overrides evaluation needs. A head
@@ -248,8 +272,10 @@ class Trainer:
         return distributed.all_gather_objects(measured, self.context)[0]  # rank 0's plan for every rank
 
     # --- state -------------------------------------------------------------------------------
-    def save(self, path, full):
-        extra = {"build": self.build, "epoch": self.epoch, "top1": self.history[-1]["top1"]}
+    def save(self, path, full, partial=None):
+        extra = {"build": self.build, "epoch": self.epoch, "top1": self.history[-1]["top1"] if self.history else None}
+        if partial is not None:
+            extra["partial"] = partial
         if self.opt.ema:
             extra["state_dict_ema"] = self.opt.ema.module.state_dict()
         if full:
@@ -290,6 +316,7 @@ class Trainer:
                 f"{path} does not fit this run ({str(error).splitlines()[0]}); start the run again with --overwrite"
             ) from None
         self.epoch, self.history, self.best = payload["epoch"], payload["history"], payload["best"]
+        self.partial = payload.get("partial")
         self.bad_files.seen.update(payload["skipped_files"])
 
     # --- one epoch -----------------------------------------------------------------------------
@@ -299,12 +326,22 @@ class Trainer:
         epoch_seed = derive_seed(config.seed, context.rank, self.epoch)
         seed_everything(epoch_seed)
         loader = self.data.train_loader(self.epoch, epoch_seed)
+        resumed = self.partial["ranks"][context.rank] if self.partial else None
+        done = self.partial["batches"] if self.partial else 0  # batches this epoch took before its checkpoint
+        self.partial = None
+        batches = iter(loader)
+        for _ in range(done):  # replayed, not trained on: the workers' augmentation draws stay in step
+            next(batches)
+        if resumed:
+            set_rng_states(resumed["rng"])
         self.opt.net.train()
-        totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, images, grad-norm sum
-        updates, seen, start = 0, 0, time.perf_counter()
-        steps = min(self.data.steps_per_epoch, self.plan.total_updates - self.opt.num_updates)
+        # loss sum, images, grad-norm sum
+        totals = torch.tensor(resumed["totals"] if resumed else [0.0] * 3, dtype=torch.float64, device=device)
+        updates, seen = (resumed["updates"], resumed["seen"]) if resumed else (0, 0)
+        start = time.perf_counter() - (resumed["seconds"] if resumed else 0.0)
+        steps = min(self.data.steps_per_epoch, self.plan.total_updates - self.opt.num_updates + updates)
         bar = StepProgress(steps, f"epoch {self.epoch + 1}/{self.plan.epochs}", self.step_mode(), self.warn)
-        for step, (images, targets, bad) in enumerate(loader):
+        for step, (images, targets, bad) in enumerate(batches, start=done):
             if self.opt.num_updates >= self.plan.total_updates:
                 break
             self.bad_files.record(bad)
@@ -324,6 +361,8 @@ class Trainer:
             bar.update(updates, loss, self.opt.current_lr(), rate, elapsed / updates * left)
             self.log_scalars("train", {"loss": loss, "lr": self.opt.current_lr(), "grad_norm": grad_norm,
                                        "images_per_s": rate})
+            self.checkpoint_if_due(step + 1, {"totals": totals.tolist(), "updates": updates, "seen": seen,
+                                              "seconds": elapsed})
         bar.close()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -339,6 +378,29 @@ class Trainer:
             "grad_norm": grad_norm_sum / max(updates * context.world_size, 1),
             "loss_vs_chance": train_loss / math.log(len(self.data.classes)),
         }
+
+    def signalled(self, timed=False):
+        """(SIGUSR1 arrived, `timed`) on any rank: every rank saves and stops at the same update."""
+        flags = [self.preemption.requested, timed]
+        if self.context.distributed:
+            summed = distributed.all_reduce_sum(torch.tensor(flags, dtype=torch.float32, device=self.context.device),
+                                                self.context)
+            flags = (summed > 0).tolist()
+        return flags
+
+    def checkpoint_if_due(self, batches, state):
+        """Save a mid-epoch last.pth every `checkpoint_every` updates or `checkpoint_minutes`, or on SIGUSR1 (then
+        stop); `batches` the loader has given this epoch, `state` this rank's running totals."""
+        every, minutes = self.config.checkpoint_every, self.config.checkpoint_minutes
+        preempted, timed = self.signalled(minutes is not None and time.monotonic() - self.last_save >= minutes * 60)
+        if not (preempted or timed or (every and self.opt.num_updates % every == 0)):
+            return
+        ranks = distributed.all_gather_objects({**state, "rng": rng_states()}, self.context)
+        if self.context.is_main:
+            self.save(self.out / LAST, full=True, partial={"batches": batches, "lr": self.epoch_lr, "ranks": ranks})
+        self.last_save = time.monotonic()
+        if preempted:
+            self.preemption.stop(self.context, f"update {self.opt.num_updates} (epoch {self.epoch + 1})")
 
     def open_log(self):
         """The TensorBoard writer of `--log tensorboard` (rank 0); a resumed run drops what followed its checkpoint."""
@@ -377,13 +439,19 @@ class Trainer:
 
     # --- the run -------------------------------------------------------------------------------
     def fit(self):
-        context = self.context
         self.tb = self.open_log()
+        with self.preemption:
+            self.fit_epochs()
+        return self.finish()
+
+    def fit_epochs(self):
+        context = self.context
         while self.epoch < self.plan.epochs:
             start = time.perf_counter()
             if context.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(context.device)
-            row = {"epoch": self.epoch + 1, "lr": self.opt.current_lr(), **self.train_one_epoch()}
+            self.epoch_lr = self.partial["lr"] if self.partial else self.opt.current_lr()  # the epoch's first lr
+            row = {"epoch": self.epoch + 1, "lr": self.epoch_lr, **self.train_one_epoch()}
             validated = self.validates(self.epoch + 1)
             if validated:  # not through DDP: ranks may run different batch counts
                 result = self.evaluate(self.opt.eval_net, self.data.val_loader())
@@ -427,7 +495,9 @@ class Trainer:
                     f"{self.opt.current_lr():.2e}, {row['train_images_per_s']:.0f} img/s, {row['epoch_time_s']:.1f} s, "
                     f"ETA {duration(self.eta_s())}"
                 )
-        return self.finish()
+            if self.signalled()[0] and self.epoch < self.plan.epochs:  # SIGUSR1 during validation: last.pth is saved
+                self.last_save = time.monotonic()
+                self.preemption.stop(context, f"the end of epoch {self.epoch}")
 
     def write_metrics(self):
         atomic_write_text(self.out / METRICS_JSONL, "".join(json.dumps(row) + "\n" for row in self.history))
