@@ -9,6 +9,7 @@ import tomli_w
 
 from bench.accuracy import study
 from bench.names import SAFE, path_name, path_tag
+from bench.cli import main as study_main
 from bench.report.build import build_report, unique_tags
 from models.errors import ConfigError
 from tests.conftest import REPO
@@ -130,3 +131,32 @@ def test_what_does_not_change_a_run_may_differ_from_its_record(committed_study):
     (run / "config.json").write_text(json.dumps({**record, "out": "/moved", "threads": 7, "workers": 5,
                                                  "strict": True, "data": relative}))
     study.check_run_records(*study.recorded_spec(committed_study), committed_study)
+
+
+HOSTILE_LABELS = ["<script>alert(1)</script> ViT", "<img src=x onerror=alert(1)> [a](javascript:alert(1)) | \\input{x} `"]
+
+
+def test_hostile_labels_and_folder_names_are_text_in_every_format_written(tmp_path, capsys):
+    """Through both writers of Markdown (a study's report.md and table.md; the report's index.md and tables), the
+    HTML page and the LaTeX tables: a label or folder name is escaped, never markup."""
+    folder = shutil.copytree(REPO / "results" / "study-cifar10-multiplier", tmp_path / "<b onmouseover=alert(1)>s")
+    record = json.loads((folder / "study.json").read_text())
+    for variant, label in zip(record["spec"]["variants"], HOSTILE_LABELS):
+        variant["label"] = label
+    (folder / "study.json").write_text(json.dumps(record))
+    assert study_main(["study", "--out", str(folder), "--report-only"]) == 0
+    build_report([folder], tmp_path / "report")
+    written = [folder / "report.md", folder / "table.md", *(tmp_path / "report").glob("*.md")]
+    for path in written:
+        text = path.read_text()
+        assert "<script" not in text and "<img" not in text and "<b " not in text, path
+        assert "](javascript" not in text, path
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; ViT" in (folder / "report.md").read_text()
+    for path in [*(tmp_path / "report").glob("*.md"), folder / "table.md"]:  # a cell's | is no cell boundary
+        for block in path.read_text().split("\n\n"):
+            rows = [line for line in block.splitlines() if line.startswith("|")]
+            assert len({line.replace("\\|", "").count("|") for line in rows}) <= 1, (path, block)
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "<script>alert" not in page and "<img src=x" not in page and "&lt;script&gt;alert(1)" in page
+    tex = "".join(path.read_text() for path in (tmp_path / "report").glob("study_*.tex"))
+    assert "\\textbackslash input\\{x\\}" in tex and "\\input{" not in tex

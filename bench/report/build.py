@@ -18,6 +18,7 @@ from bench.names import path_tag
 from bench.outputs import OutputFolder, folder_lock, read_back
 from bench.provenance import provenance
 from bench.report import html, plots, study, tables
+from bench.report.markup import latex_table, md, md_lines, md_table
 from bench.report.style import save_figure
 from models.atomic import atomic_write_text
 from models.errors import ResultsError
@@ -145,17 +146,8 @@ def unique_tags(paths, name=lambda path: path.name):
 
 
 def markdown(frame):
-    """A Markdown table with "–" for a missing cell (not "nan")."""
-    return frame.astype(object).where(frame.notna(), None).to_markdown(index=False, missingval="–")
-
-
-def latex(frame):
-    """A booktabs table that compiles: names, headers and cells escaped for LaTeX (model names hold "_"),
-    numbers to 4 significant digits, "--" (an en dash) for a missing cell."""
-    styler = frame.style.hide(axis="index").format(
-        lambda value: f"{value:.4g}" if isinstance(value, float) else value, na_rep="--", escape="latex"
-    ).format_index(escape="latex", axis=1)
-    return styler.to_latex(hrules=True)
+    """A Markdown table with "–" for a missing cell (not "nan"), its text escaped."""
+    return md_table(frame.astype(object).where(frame.notna(), None), missingval="–")
 
 
 class ReportWriter:
@@ -180,7 +172,7 @@ class ReportWriter:
                   markdown(frame.head(20))), (title, source, "table", frame))
         atomic_write_text(self.out / f"{name}.csv", frame.to_csv(index=False))  # missing cells stay empty here
         atomic_write_text(self.out / f"{name}.md", markdown(frame) + "\n")
-        atomic_write_text(self.out / f"{name}.tex", latex(frame))
+        atomic_write_text(self.out / f"{name}.tex", latex_table(frame))
 
     def figure(self, name, fig, title, source):
         fig.tight_layout()
@@ -189,8 +181,8 @@ class ReportWriter:
         save_figure(fig, self.out / name, formats=("png", "svg"), dpi=120)
 
     def text(self, title, source, lines):
-        """A section of sentences (a study's comparisons, stated by the interval rule)."""
-        self.add((title, source, "\n".join(lines), None), (title, source, "text", lines))
+        """A section of sentences (a study's comparisons, stated by the interval rule), as plain text."""
+        self.add((title, source, "\n".join(md_lines(lines)), None), (title, source, "text", lines))
 
     def finish(self):
         """The final index.md, then index.html: the same sections on one self-contained page."""
@@ -208,20 +200,19 @@ class ReportWriter:
         lines = [
             REPORT_TITLE,
             "",
-            f"Made {prov['date']} by `{prov['command']}` at commit `{prov['git_commit']}`.",
+            md(f"Made {prov['date']} by `{prov['command']}` at commit `{prov['git_commit']}`."),
             "",
-            f"Report machine: {prov['device']}; versions: "
-            + ", ".join(f"{k} {v}" for k, v in prov["versions"].items() if v)
-            + ".",
+            md(f"Report machine: {prov['device']}; versions: "
+               + ", ".join(f"{k} {v}" for k, v in prov["versions"].items() if v) + "."),
             "",
         ]
         if not finished:
             lines += ["**Unfinished**: this report is being written, or was interrupted; run the same command with "
                       "`--overwrite` to replace it.", ""]
         if self.sources:
-            lines += ["Inputs:", ""] + [f"- `{path}`" for path in self.sources] + [""]
-        for title, source, link, preview in self.sections:
-            lines += [f"## {title}", "", f"Source: {source}", "", link, ""]
+            lines += ["Inputs:", ""] + [md(f"- `{path}`") for path in self.sources] + [""]
+        for title, source, link, preview in self.sections:  # titles and links: fixed words and plain tags
+            lines += [f"## {title}", "", md(f"Source: {source}"), "", link, ""]
             if preview:
                 lines += [preview, ""]
         atomic_write_text(self.out / INDEX, "\n".join(lines))

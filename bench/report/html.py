@@ -4,8 +4,9 @@ each section says where its numbers come from. The page checks itself when it lo
 decoded, no script error (`data-images-ok`, `data-script-errors` on <body>, read by the browser test).
 """
 import base64
-import html
 from pathlib import Path
+
+from bench.report.markup import frame_html, html_text
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; padding: 0 1em; color: #222; }
@@ -44,32 +45,28 @@ window.addEventListener('load', () => {
 """
 
 
-def table_html(frame):
-    return frame.to_html(index=False, na_rep="–", classes="sortable", border=0, escape=True)
-
-
 def figure_html(path, title):
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(title)}" src="data:image/png;base64,{data}">'
+    return f'<img alt="{html_text(title)}" src="data:image/png;base64,{data}">'
 
 
 def text_html(lines):
-    return "<ul>" + "".join(f"<li>{html.escape(line.removeprefix('- '))}</li>" for line in lines) + "</ul>"
+    return "<ul>" + "".join(f"<li>{html_text(line.removeprefix('- '))}</li>" for line in lines) + "</ul>"
 
 
 def page(title, header, sections):
     """The whole page. `header`: lines of provenance; `sections`: (title, source, kind, content) with kind
     "table" (a DataFrame), "figure" (a PNG path) or "text" (lines)."""
-    body = [f"<h1>{html.escape(title)}</h1>", *(f"<p>{html.escape(line)}</p>" for line in header)]
+    body = [f"<h1>{html_text(title)}</h1>", *(f"<p>{html_text(line)}</p>" for line in header)]
     for section_title, source, kind, content in sections:
-        body.append(f"<h2>{html.escape(section_title)}</h2>")
-        body.append(f'<p class="source">Source: {html.escape(source)}</p>')
+        body.append(f"<h2>{html_text(section_title)}</h2>")
+        body.append(f'<p class="source">Source: {html_text(source)}</p>')
         if kind == "table":
-            body.append(table_html(content))
+            body.append(frame_html(content))
         elif kind == "figure":
             body.append(figure_html(content, section_title))
         else:
             body.append(text_html(content))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title><style>{STYLE}</style><script>{SCRIPT}</script></head>"
+            f"<title>{html_text(title)}</title><style>{STYLE}</style><script>{SCRIPT}</script></head>"
             f"<body>{''.join(body)}</body></html>\n")

@@ -15,6 +15,7 @@ from matplotlib import ticker
 
 from bench.accuracy.study import RESULTS, STUDY_FILE, TABLE, collect, read_summary, run_folder_name
 from bench.outputs import read_back
+from bench.report.markup import md, md_lines, md_table
 from bench.report.stats import (
     arm_summary,
     binomial_se,
@@ -116,7 +117,7 @@ def markdown_table(table):
         "train GFLOP/s": scaled(table, "train_flop_s", 1e-9, 1), "MFU %": scaled(table, "mfu", 100, 1),
         "runs on the initial plateau": table["plateau_runs"].astype(int),
     })
-    return shown.to_markdown(index=False, disable_numparse=True)
+    return md_table(shown, disable_numparse=True)
 
 
 def pivot_table(table):
@@ -126,7 +127,7 @@ def pivot_table(table):
                                for m, s, lo, hi in zip(table["test_top1_mean"], table["test_top1_std"],
                                                        table["test_top1_ci_low"], table["test_top1_ci_high"])])
     pivot = table.pivot(index="fraction", columns="column", values="cell")
-    return pivot[list(dict.fromkeys(table["column"]))].reset_index().to_markdown(index=False, disable_numparse=True)
+    return md_table(pivot[list(dict.fromkeys(table["column"]))].reset_index(), disable_numparse=True)
 
 
 def comparison_sentences(results):
@@ -402,19 +403,19 @@ def write_recipe_report(results, out, study):
     table = recipe_table(results)
     atomic_write_text(out / RESULTS, results.to_csv(index=False))
     atomic_write_text(out / f"{TABLE}.csv", table.to_csv(index=False))
-    atomic_write_text(out / f"{TABLE}.md", table.to_markdown(index=False, floatfmt=".4g") + "\n")
+    atomic_write_text(out / f"{TABLE}.md", md_table(table, floatfmt=".4g") + "\n")
     prov = study["provenance"]
     chosen = table[table["chosen"]]
     lines = ["# Recipe sweep", "",
              f"{len(results)} runs finished. The test split was never read: every score here is the holdout's.", "",
-             f"- command: `{prov['command']}`", f"- date: {prov['date']}", f"- device: {prov['device']}",
+             md(f"- command: `{prov['command']}`"), f"- date: {prov['date']}", md(f"- device: {prov['device']}"),
              f"- code: {prov['git_commit']}", "",
              "## Chosen (highest holdout top-1 per model)", "",
-             *[f"- `{row.model}`: lr {row.lr:g}, warm-up share {row.warmup_share:.3g} (holdout top-1 "
-               f"{row.holdout_top1:.2f}%)" for row in chosen.itertuples()],
-             "", "## Every recipe", "", table.to_markdown(index=False, floatfmt=".4g"), ""]
+             *[md(f"- `{row.model}`: lr {row.lr:g}, warm-up share {row.warmup_share:.3g} (holdout top-1 "
+               f"{row.holdout_top1:.2f}%)") for row in chosen.itertuples()],
+             "", "## Every recipe", "", md_table(table, floatfmt=".4g"), ""]
     atomic_write_text(out / "report.md", "\n".join(lines))
-    return table.to_markdown(index=False, floatfmt=".4g")
+    return md_table(table, floatfmt=".4g")
 
 
 def write_study_report(spec, out):
@@ -440,18 +441,18 @@ def write_study_report(spec, out):
     lines = [
         "# Study report",
         "",
-        f"{len(results)} of {len(spec.runs())} runs finished. Data: `{study['spec']['data']}`.",
+        md(f"{len(results)} of {len(spec.runs())} runs finished. Data: `{study['spec']['data']}`."),
         "",
-        f"- command: `{prov['command']}`",
+        md(f"- command: `{prov['command']}`"),
         f"- date: {prov['date']}",
-        f"- device: {prov['device']}",
+        md(f"- device: {prov['device']}"),
         f"- code: {prov['git_commit']}",
-        "- versions: " + ", ".join(f"{k} {v}" for k, v in prov["versions"].items() if v),
+        md("- versions: " + ", ".join(f"{k} {v}" for k, v in prov["versions"].items() if v)),
         "",
         "## Protocol",
         "",
         *protocol_lines(study, out, results),
-        f"- {test_noise_line(results)}",
+        md(f"- {test_noise_line(results)}"),
         "",
         "## Test top-1 by training fraction (mean ± std [95% t-interval] over seeds)",
         "",
@@ -459,21 +460,21 @@ def write_study_report(spec, out):
         "",
         "## Comparisons (seed-paired differences; a difference is stated only when its 95% interval excludes zero)",
         "",
-        *(comparison_sentences(results) or ["- One arm only: nothing to compare."]),
+        *(md_lines(comparison_sentences(results)) or ["- One arm only: nothing to compare."]),
         "",
         "## All architectures",
         "",
         markdown_table(table),
         "",
         *(["## Data multiplier (images the ViT needs to match each T2T arm, interpolated on log(images), paired "
-           "by seed)", "", *multiplier_lines(results, multiplier_table), "",
-           multiplier_table.to_markdown(index=False, floatfmt=".3g"), ""] if multiplier_table is not None else []),
+           "by seed)", "", *md_lines(multiplier_lines(results, multiplier_table)), "",
+           md_table(multiplier_table, floatfmt=".3g"), ""] if multiplier_table is not None else []),
         *(["## Time to accuracy (validation top-1; mean over the seeds that reached it)", "",
-           time_to_accuracy(history).to_markdown(index=False, disable_numparse=True), ""] if history is not None
+           md_table(time_to_accuracy(history), disable_numparse=True), ""] if history is not None
           else []),
         "## Training health",
         "",
-        *health_lines(results, out),
+        *md_lines(health_lines(results, out)),
         "",
         "## Curves",
         "",
