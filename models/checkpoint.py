@@ -7,6 +7,7 @@ Layouts understood by `load_checkpoint` and by `timm_pretrained_filter` (timm's
 - a timm `VisionTransformer` state dict (`patch_embed.proj.weight` as a (D, C, P, P) conv).
 """
 import argparse
+import json
 import logging
 import math
 import pickle
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import safetensors.torch
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 
 from .atomic import atomic_write
@@ -75,6 +77,39 @@ def read_checkpoint(path):
         raise CheckpointError(f"{path} is not a torch checkpoint ({first_line(e)}); check the file") from None
     except Exception as e:  # torch raises RuntimeError, EOFError, KeyError... for damaged files
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt: {first_line(e)})") from None
+
+
+def file_pretrained_cfg(path):
+    """The `pretrained_cfg` (timm's field names: mean, std, input_size, ...) a .safetensors file carries as JSON
+    in its metadata, read from the header alone; None for any other file or one without it."""
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        return None
+    try:
+        with safetensors.safe_open(path, "pt") as f:
+            text = (f.metadata() or {}).get("pretrained_cfg")
+    except Exception as e:  # SafetensorError for a damaged header
+        raise CheckpointError(f"{path} is not a readable safetensors file ({first_line(e)})") from None
+    try:
+        cfg = None if text is None else json.loads(text)
+    except ValueError:
+        cfg = text
+    if cfg is not None and not isinstance(cfg, dict):
+        raise CheckpointError(f"{path}'s metadata pretrained_cfg is not a JSON object; rewrite it with timm's field "
+                              "names, e.g. {\"mean\": [0.5, 0.5, 0.5], \"std\": [0.5, 0.5, 0.5]}")
+    return cfg
+
+
+def stated_normalisation(cfg, source):
+    """(mean, std) as tuples from a pretrained_cfg that states them, None if it states neither."""
+    if not cfg or ("mean" not in cfg and "std" not in cfg):
+        return None
+    mean, std = cfg.get("mean"), cfg.get("std")
+    if not all(isinstance(v, (list, tuple)) and len(v) == 3 and all(isinstance(x, (int, float)) for x in v)
+               for v in (mean, std)) or min(std) <= 0:
+        raise CheckpointError(f"{source} states mean={mean!r}, std={std!r}; both need 3 numbers (std > 0), e.g. "
+                              "mean [0.5, 0.5, 0.5] and std [0.5, 0.5, 0.5]")
+    return tuple(float(x) for x in mean), tuple(float(x) for x in std)
 
 
 def first_line(error):
@@ -157,6 +192,12 @@ def trained_on(payload):
     return build.get("classes") if isinstance(build, dict) else None
 
 
+def recorded_normalisation(payload):
+    """The input mean/std a vitbench run trained with (its record's `build`); None for any other checkpoint."""
+    build = payload.get("build") if isinstance(payload, dict) else None
+    return build.get("normalisation") if isinstance(build, dict) else None
+
+
 def saved_by(payload):
     """Which program wrote a checkpoint, as far as its top-level keys tell."""
     if not isinstance(payload, dict):
@@ -234,7 +275,7 @@ def load_checkpoint(model: VisionTransformer, path: str | Path, use_ema: bool = 
     payload = read_checkpoint(path)
     state_dict, layout, resized = to_our_layout(extract_state_dict(payload, path, use_ema), model, payload)
     report = {"layout": layout, "saved_by": saved_by(payload), "trained_on": trained_on(payload), "use_ema": use_ema,
-              "resized_pos_embed": resized, "new_head": False}
+              "resized_pos_embed": resized, "new_head": False, "normalisation": recorded_normalisation(payload)}
     own = model.state_dict()
     head_keys = [k for k in HEAD_KEYS if k in state_dict]
     if head_keys and any(own.get(k) is None or own[k].shape != state_dict[k].shape for k in head_keys):
@@ -264,6 +305,9 @@ def timm_pretrained_filter(state_dict, model):
     non-strictly, so every other misfit is refused here.
     """
     cfg = model.pretrained_cfg
+    source = cfg.get("file") or cfg.get("url") or "the pretrained state dict"
+    if not all(isinstance(v, torch.Tensor) for v in state_dict.values()):  # a whole release file, read from a URL
+        state_dict = extract_state_dict(state_dict, source, use_ema="state_dict_ema" in state_dict)  # as timm's file
     state_dict, layout, _ = to_our_layout(state_dict, model)
     new_head = model.num_classes != cfg.get("num_classes")
     if new_head:
@@ -274,9 +318,23 @@ def timm_pretrained_filter(state_dict, model):
         hint = (f"its head has {head.shape[0]} classes: pass pretrained_cfg_overlay=dict(file=..., "
                 f"num_classes={head.shape[0]})" if head is not None and own_head is not None
                 and head.shape != own_head.shape else "create the model this checkpoint was trained as")
-        source = cfg.get("file") or "the pretrained state dict"
         raise CheckpointError(f"{source} ({layout} layout) does not fit {cfg.get('architecture')}: "
                               + "; ".join(parts) + f"; {hint}")
     if layout == "reference-t2t":
         use_reference_scale(model)
+    take_file_normalisation(model, cfg.get("file"))
     return state_dict
+
+
+def take_file_normalisation(model, path):
+    """The file's own mean/std (its safetensors metadata) on `model.pretrained_cfg`, where timm's data config reads
+    them: an in21k ViT needs 0.5/0.5, not the model's ImageNet default. An overlay naming a third one is refused."""
+    stated = stated_normalisation(file_pretrained_cfg(path), f"{path}'s metadata") if path else None
+    if stated is None:
+        return
+    cfg = model.pretrained_cfg
+    given = (tuple(cfg["mean"]), tuple(cfg["std"]))
+    if given != stated and given != (tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD)):
+        raise CheckpointError(f"pretrained_cfg_overlay normalises with mean {given[0]}, std {given[1]}, but {path} "
+                              f"states mean {stated[0]}, std {stated[1]}; drop mean/std from the overlay")
+    model.pretrained_cfg = model.default_cfg = {**cfg, "mean": stated[0], "std": stated[1]}

@@ -19,13 +19,16 @@ import inspect
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.error import URLError
+from urllib.parse import urlparse
 
 import timm
+import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model, resolve_pretrained_cfg
 
 from .backbone import VisionTransformer
-from .checkpoint import timm_pretrained_filter
+from .checkpoint import SAFE_GLOBALS, timm_pretrained_filter
 from .errors import CheckpointError, ConfigError, UnknownModelError, UnknownOptionError
 from .tokenizers import DEFAULT_IMG_SIZE, REFERENCE_T2T_STAGES, PatchTokenizer, T2TTokenizer
 
@@ -241,13 +244,23 @@ def build_model(
 
 
 # The reference release's ImageNet-1k checkpoints (github.com/yitu-opensource/T2T-ViT, releases), by file name.
-# timm lists a name as pretrained when its cfg names a weight file; nothing is downloaded: the file must be local.
 T2T_RELEASE = {
     "t2t_vit_7": "71.7_T2T_ViT_7.pth.tar", "t2t_vit_10": "75.2_T2T_ViT_10.pth.tar",
     "t2t_vit_12": "76.5_T2T_ViT_12.pth.tar", "t2t_vit_14": "81.5_T2T_ViT_14.pth.tar",
     "t2t_vit_19": "81.9_T2T_ViT_19.pth.tar", "t2t_vit_24": "82.3_T2T_ViT_24.pth.tar",
     "t2t_vit_t_14": "81.7_T2T_ViTt_14.pth.tar", "t2t_vit_t_19": "82.4_T2T_ViTt_19.pth.tar",
     "t2t_vit_t_24": "82.6_T2T_ViTt_24.pth.tar",
+}
+
+
+T2T_RELEASE_URL = "https://github.com/yitu-opensource/T2T-ViT/releases/download/main/"
+DEIT_RELEASE_URL = "https://dl.fbaipublicfiles.com/deit/"  # Facebook's DeiT release, timm's layout and eps
+# name -> (timm tag, official release URL, licence): what `pretrained=True` downloads (torch.hub's cache) and converts.
+RELEASES = {
+    **{name: ("in1k", T2T_RELEASE_URL + file, "bsd-3-clause-clear") for name, file in T2T_RELEASE.items()},
+    "vb_vit_tiny_patch16_224": ("fb_in1k", DEIT_RELEASE_URL + "deit_tiny_patch16_224-a1311bcf.pth", "apache-2.0"),
+    "vb_vit_small_patch16_224": ("fb_in1k", DEIT_RELEASE_URL + "deit_small_patch16_224-cd65a155.pth", "apache-2.0"),
+    "vb_vit_base_patch16_224": ("fb_in1k", DEIT_RELEASE_URL + "deit_base_patch16_224-b5f2ef4d.pth", "apache-2.0"),
 }
 
 
@@ -261,18 +274,18 @@ def first_layer(config):
 
 
 def default_cfg(name):
-    """timm's pretrained cfg of `name`: data config, head, stem, and for a released T2T-ViT its file.
+    """timm's pretrained cfg of `name`: data config, head, stem, and for a released name its official URL.
 
     The 32 px CIFAR names keep ImageNet's mean, std and crop_pct too: the accuracy harness normalises every
     arm (the timm CNN's included) and re-evaluates every checkpoint with the model's data config, so CIFAR-10
     statistics here would change how runs already trained are scored.
     """
     config = {"img_size": DEFAULT_IMG_SIZE, "in_chans": 3, **MODEL_CONFIGS[name]}
-    release = T2T_RELEASE.get(name)
-    source = f"the reference release file {release}, not downloaded" if release else "no released weights"
-    notes = (f"{source}; load a local checkpoint with pretrained_cfg_overlay=dict(file=PATH)",)
+    _, url, licence = RELEASES.get(name, (None, None, None))
+    source = "the official release, converted on load" if url else "no released weights"
+    notes = (f"{source}; a local checkpoint loads with pretrained_cfg_overlay=dict(file=PATH)",)
     return dict(
-        file=release,
+        url=url,
         input_size=(config["in_chans"], config["img_size"], config["img_size"]),
         fixed_input_size=True,  # as timm's ViT: other sizes need img_size=... or dynamic_img_size=True
         crop_pct=0.9,
@@ -282,29 +295,40 @@ def default_cfg(name):
         num_classes=config.get("num_classes", 1000),
         first_conv=first_layer(config),
         classifier="head",
-        license="bsd-3-clause-clear" if release else None,
+        license=licence,
         paper_ids="arXiv:2101.11986" if config["tokenizer"] == "t2t" else None,
         notes=notes,
     )
 
 
-# Read by timm's register_model: tag `in1k` for the released weights, no tag for the others.
+# Read by timm's register_model: the release's tag for released weights, no tag for the others.
 default_cfgs = generate_default_cfgs(
-    {f"{name}.in1k" if name in T2T_RELEASE else name: default_cfg(name) for name in MODEL_CONFIGS}
+    {f"{name}.{RELEASES[name][0]}" if name in RELEASES else name: default_cfg(name) for name in MODEL_CONFIGS}
 )
 TIMM_BUILD_OPTIONS = ("features_only", "out_indices", "feature_cls")  # taken by build_model_with_cfg itself
 
 
-def check_weights(name, pretrained_cfg, pretrained_cfg_overlay):
-    """Refuse `pretrained=True` without a local weight file, before timm tries (and fails less clearly)."""
+def hub_cache_path(url, cache_dir=None):
+    """Where timm (torch.hub) keeps the file of `url`: TORCH_HOME/hub/checkpoints/NAME, or `cache_dir`/NAME."""
+    return Path(cache_dir or Path(torch.hub.get_dir()) / "checkpoints") / Path(urlparse(url).path).name
+
+
+def weights_source(name, pretrained_cfg, pretrained_cfg_overlay, cache_dir=None):
+    """The file or URL `pretrained=True` will read, refusing, before timm tries, a cfg that names none or a
+    local file that is not there (the error names the absolute path looked for)."""
     cfg = resolve_pretrained_cfg(name, pretrained_cfg, pretrained_cfg_overlay)
-    if cfg.state_dict is not None or cfg.url or cfg.hf_hub_id or (cfg.file and Path(cfg.file).is_file()):
-        return
-    if cfg.file and cfg.file != T2T_RELEASE.get(name):
-        raise CheckpointError(f"checkpoint not found: {cfg.file}; check the path in pretrained_cfg_overlay")
-    release = f" (download the reference release {cfg.file})" if cfg.file else ""
-    raise ConfigError(f"{name} has no downloadable weights; pass pretrained_cfg_overlay=dict(file=PATH) with a "
-                      f"local checkpoint{release}, or create it with pretrained=False")
+    if cfg.file:
+        path = Path(cfg.file).expanduser().absolute()
+        if not path.is_file():
+            raise CheckpointError(f"pretrained weights not found: looked for {path} (pretrained_cfg file="
+                                  f"{cfg.file!r}); check the path or leave `file` out to use the release URL")
+        return str(path)
+    if cfg.state_dict is not None or cfg.hf_hub_id:
+        return "the pretrained cfg's weights"
+    if cfg.url:
+        return f"{cfg.url} (cached at {hub_cache_path(cfg.url, cache_dir)})"
+    raise ConfigError(f"{name} has no released weights; pass pretrained_cfg_overlay=dict(file=PATH) with a "
+                      "local checkpoint, or create it with pretrained=False")
 
 
 def build_timm_model(name, pretrained=False, pretrained_cfg=None, pretrained_cfg_overlay=None, cache_dir=None,
@@ -312,13 +336,18 @@ def build_timm_model(name, pretrained=False, pretrained_cfg=None, pretrained_cfg
     """The one factory of every name: validate the settings, then timm's `build_model_with_cfg`."""
     build = {key: kwargs.pop(key) for key in TIMM_BUILD_OPTIONS if key in kwargs}
     config = resolve_config(name, **kwargs)
-    if pretrained:
-        check_weights(name, pretrained_cfg, pretrained_cfg_overlay)
+    source = weights_source(name, pretrained_cfg, pretrained_cfg_overlay, cache_dir) if pretrained else None
     features = dict(feature_cls="getter", out_indices=config["depth"])  # every block unless out_indices says
-    model = build_model_with_cfg(
-        build_model, name, pretrained, pretrained_cfg=pretrained_cfg, pretrained_cfg_overlay=pretrained_cfg_overlay,
-        pretrained_filter_fn=timm_pretrained_filter, feature_cfg=features, cache_dir=cache_dir, **build, **config,
-    ).to(device=device, dtype=dtype)
+    try:  # the reference release keeps its command line (an argparse.Namespace) beside the weights
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            model = build_model_with_cfg(
+                build_model, name, pretrained, pretrained_cfg=pretrained_cfg,
+                pretrained_cfg_overlay=pretrained_cfg_overlay, pretrained_filter_fn=timm_pretrained_filter,
+                feature_cfg=features, cache_dir=cache_dir, **build, **config,
+            ).to(device=device, dtype=dtype)
+    except URLError as e:
+        raise CheckpointError(f"could not download {source}: {e.reason}; place the file there or pass "
+                              "pretrained_cfg_overlay=dict(file=PATH)") from None
     net = model.model if build.get("features_only") else model
     net.model_name, net.config = name, config
     # bench reads the model's own input size and class count here, as `set_img_size` keeps them

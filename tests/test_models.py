@@ -134,8 +134,8 @@ def test_registry_lists_and_registers_with_timm_without_shadowing():
     assert isinstance(ours, models.VisionTransformer) and ours.num_classes == 5
     theirs = timm.create_model("vit_base_patch16_224", depth=1)
     assert type(theirs).__module__ == "timm.models.vision_transformer"
-    with pytest.raises(ConfigError, match="no downloadable weights"):
-        timm.create_model("t2t_vit_7", pretrained=True)
+    with pytest.raises(ConfigError, match="no released weights"):
+        timm.create_model("vit_lite_tiny", pretrained=True)
 
 
 def test_every_name_overrides_depth_heads_patch_and_size():

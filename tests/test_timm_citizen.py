@@ -1,5 +1,6 @@
 """Our models as full timm models: pretrained cfgs, local pretrained loading, features, checkpointing, layer decay."""
 import argparse
+from urllib.error import URLError
 
 import pytest
 import timm
@@ -10,7 +11,7 @@ from timm.optim import create_optimizer_v2
 import models
 from bench.reference_t2t import RefT2TViT
 from models import CheckpointError, ConfigError
-from models.registry import T2T_RELEASE
+from models.registry import RELEASES, T2T_RELEASE
 
 TINY_T2T = dict(img_size=32, embed_dim=48, depth=2, num_heads=4, mlp_ratio=2.0)
 TINY_VIT = dict(img_size=32, depth=2)  # vit_tiny_patch16_224's width at a 2 x 2 grid
@@ -28,32 +29,70 @@ def test_every_name_has_a_default_pretrained_cfg():
     for name in models.list_models():
         cfg = timm.get_pretrained_cfg(name)
         assert cfg is not None and cfg.classifier == "head" and cfg.interpolation == "bicubic", name
-        assert cfg.url is None and cfg.notes, name
+        assert cfg.url == RELEASES.get(name, (None, None))[1] and cfg.file is None and cfg.notes, name
         cifar = models.MODEL_CONFIGS[name].get("img_size") == 32
         assert cfg.input_size == ((3, 32, 32) if cifar else (3, 224, 224)), name
         assert cfg.num_classes == (10 if cifar else 1000) and cfg.crop_pct == 0.9, name
         # what the harness has trained and evaluated every arm with, CIFAR's included
         assert (cfg.mean, cfg.std) == (timm.data.IMAGENET_DEFAULT_MEAN, timm.data.IMAGENET_DEFAULT_STD), name
-        assert cfg.file == T2T_RELEASE.get(name) and cfg.tag == ("in1k" if name in T2T_RELEASE else None), name
+        assert cfg.tag == RELEASES.get(name, (None,))[0], name
     assert sum(models.MODEL_CONFIGS[name].get("img_size") == 32 for name in models.list_models()) == 9
-    assert timm.get_pretrained_cfg("t2t_vit_t_14").file == "81.7_T2T_ViTt_14.pth.tar"
+    assert timm.get_pretrained_cfg("t2t_vit_t_14").url == (
+        "https://github.com/yitu-opensource/T2T-ViT/releases/download/main/81.7_T2T_ViTt_14.pth.tar")
 
 
-def test_released_t2t_names_are_listed_as_pretrained_with_their_tag():
+def test_released_names_are_listed_as_pretrained_with_their_tag():
     listed = timm.list_pretrained("t2t_vit*")
     assert listed == [f"{name}.in1k" for name in T2T_RELEASE] and "t2t_vit_lite_tiny" not in str(listed)
-    assert timm.list_pretrained("vb_vit*") == []
+    deit_sizes = ("base", "small", "tiny")
+    assert timm.list_pretrained("vb_vit*") == [f"vb_vit_{size}_patch16_224.fb_in1k" for size in deit_sizes]
 
 
-def test_pretrained_without_a_local_file_is_one_clear_error(tmp_path):
-    with pytest.raises(ConfigError, match=r"no downloadable weights; pass pretrained_cfg_overlay=dict\(file=PATH\)"
-                       r".*71\.7_T2T_ViT_7\.pth\.tar") as error:
-        timm.create_model("t2t_vit_7", pretrained=True)
+def offline(url, *args, **kwargs):
+    raise URLError("offline in tests")
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty TORCH_HOME whose downloads fail: what `pretrained=True` reads must already be in its cache."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    return cache
+
+
+def test_pretrained_reads_the_reference_release_from_timms_hub_cache(hub_cache):
+    ema = randomize(RefT2TViT(tokens_type="performer", qk_scale=48**-0.5, num_classes=1000, **TINY_T2T))
+    torch.save({"epoch": 309, "args": argparse.Namespace(lr=1e-3), "state_dict": ema.state_dict(),
+                "state_dict_ema": ema.state_dict()}, hub_cache / "71.7_T2T_ViT_7.pth.tar")  # as the release saved it
+    ours = timm.create_model("t2t_vit_7", pretrained=True, **TINY_T2T).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert (ours(x) - ema(x)).abs().max() < 1e-5
+
+
+def test_pretrained_reads_the_deit_release_from_timms_hub_cache(hub_cache):
+    deit = randomize(timm.create_model("deit_tiny_patch16_224", **TINY_VIT))
+    torch.save({"model": deit.state_dict()}, hub_cache / "deit_tiny_patch16_224-a1311bcf.pth")  # Facebook's layout
+    ours = timm.create_model("vb_vit_tiny_patch16_224", pretrained=True, **TINY_VIT).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert (ours(x) - deit(x)).abs().max() < 1e-5
+
+
+def test_missing_weights_are_one_line_naming_where_they_were_looked_for(hub_cache, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative `file` is looked for here
+    with pytest.raises(CheckpointError, match=rf"could not download https://github.com/yitu-opensource/T2T-ViT/"
+                       rf"releases/download/main/71.7_T2T_ViT_7.pth.tar \(cached at {hub_cache}/71.7_T2T_ViT_7"
+                       r"\.pth\.tar\): offline in tests; place the file there") as error:
+        timm.create_model("t2t_vit_7", pretrained=True, **TINY_T2T)
     assert "\n" not in str(error.value)
-    with pytest.raises(ConfigError, match="no downloadable weights"):
-        timm.create_model("vb_vit_tiny_patch16_224", pretrained=True)
-    with pytest.raises(CheckpointError, match="checkpoint not found"):
-        timm.create_model("t2t_vit_7", pretrained=True, pretrained_cfg_overlay=dict(file=str(tmp_path / "no.pth")))
+    with pytest.raises(CheckpointError, match=rf"pretrained weights not found: looked for {tmp_path}/no\.pth "
+                                              r"\(pretrained_cfg file='no\.pth'\)"):
+        timm.create_model("t2t_vit_7", pretrained=True, pretrained_cfg_overlay=dict(file="no.pth"), **TINY_T2T)
+    with pytest.raises(ConfigError, match=r"t2t_vit_lite_tiny has no released weights; pass pretrained_cfg_overlay"):
+        timm.create_model("t2t_vit_lite_tiny", pretrained=True)
 
 
 @pytest.mark.parametrize("block", ["performer", "transformer"])
