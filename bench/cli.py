@@ -56,13 +56,20 @@ def cmd_list(args):
     print(tabulate(cells, headers="keys", tablefmt="github" if args.markdown else "plain", disable_numparse=True))
 
 
+def profile_config(args):
+    """`profile`'s config: the model names given are flags (beating a file's list, which holds without them); the
+    other words are KEY=VALUE settings."""
+    names_given = [item for item in args.models if "=" not in item]
+    flags = {key: value for key, value in given_flags(args, ProfileConfig).items() if key != "models"}
+    flags.update({"models": names_given} if names_given else {})
+    return ProfileConfig.from_sources(args.config, flags, [item for item in args.models if "=" in item])
+
+
 def cmd_profile(args):
     from bench.cost.dialect import model_names, shown, timm_row, write_results_file
     from bench.cost.profile import profile_model
 
-    names_given = [item for item in args.models if "=" not in item]  # the rest are KEY=VALUE settings
-    config = ProfileConfig.from_sources(args.config, given_flags(args, ProfileConfig),
-                                        [item for item in args.models if "=" in item], models=names_given or None)
+    config = profile_config(args)
     setup = config.timing
     names = model_names(config.models or [], config.model_list)
     overrides = {"img_size": config.img_size} if config.img_size else {}
@@ -223,6 +230,8 @@ def cmd_study(args):
     train_flags = {k: v for k, v in given_flags(args, TrainConfig).items() if k in STUDY_TRAIN_SETTINGS}
     train_settings = TrainConfig.gather(None, train_flags, train_overrides)
     chosen = {**given_flags(args, StudyConfig), **dict(pair.split("=", 1) for pair in overrides)}
+    if "preset" in chosen and args.config:
+        raise config_error("--preset and --config both name the study's spec; pass one")
     given = [f"--{name.replace('_', '-')}" for name in ("preset", "fractions", "seeds", "arms") if name in chosen]
     given += [f"--{name.replace('_', '-')}" for name in train_settings] + (["--config"] if args.config else [])
 

@@ -41,6 +41,7 @@ class TrainConfig(Settings):
     Defaults are the T2T-ViT paper's recipe."""
 
     JOB = "train"
+    ONE_OF = (("epochs", "budget_pflop", "budget_minutes"),)  # a run's length: a later source's replaces the group
     model: str = setting(None, "our name (vitbench list) or a timm CNN such as resnet18")
     data: str = setting(None, "folder with train/<class>/* and val/<class>/* (or an Imagenette/Tiny-ImageNet folder)")
     out: str = setting(None, "run folder (config, metrics, checkpoints, summary)")
@@ -121,6 +122,9 @@ class TrainConfig(Settings):
     def check(self):
         if self.budget_pflop is not None and self.budget_minutes is not None:
             self.fail("budget_pflop and budget_minutes both set; give one budget (or epochs alone)")
+        if self.epochs != self.default("epochs") and (self.budget_pflop or self.budget_minutes) is not None:
+            self.fail(f"epochs={self.epochs} cannot apply beside a budget (the budget sets the run's length); give "
+                      "one of epochs, budget_pflop, budget_minutes")
         if self.checkpoint_every is not None and self.checkpoint_minutes is not None:
             self.fail("checkpoint_every and checkpoint_minutes both set; give one (updates or minutes)")
         if self.holdout is not None and self.holdout >= 1:

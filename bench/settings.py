@@ -9,7 +9,9 @@ overrides, and the saved config that starts a new run.
         batch_size: int = setting(128, "images per step", low=1, high=65536)
 
 Sources are applied in order, later ones winning: the field defaults, a TOML file (`--config`), the
-command-line flags, then `key=value` overrides (`seed=1`, `classes=["cat","dog"]`, `model_args.depth=4`).
+command-line flags, then `key=value` overrides (`seed=1`, `classes=["cat","dog"]`, `model_args.depth=4`). The
+same rule holds for every source: a table (model_args) merges key by key, and a setting of a group of which only
+one can apply (a run's length: epochs, or a budget) replaces the group; a source naming two of a group is refused.
 Nothing here imports torch, so `vitbench --help` builds every parser without it.
 """
 import argparse
@@ -192,6 +194,7 @@ class Settings:
     """Base of every job config: checks each field on construction, then the job's own `check`."""
 
     JOB: typing.ClassVar[str] = "job"
+    ONE_OF: typing.ClassVar[tuple] = ()  # groups of settings of which only one can apply (a run's length)
 
     def __post_init__(self):
         for spec in specs(type(self)):
@@ -231,19 +234,44 @@ class Settings:
     @classmethod
     def gather(cls, file=None, flags=None, overrides=()):
         """The settings given by a TOML file, then flags, then KEY=VALUE overrides, checked one by one (not yet a
-        whole config: a resumed run fills the rest from its record)."""
-        values = dict(read_toml(file, cls.JOB)) if file else {}
-        cls.unknown(values, file)
-        values.update(flags or {})
+        whole config: a resumed run fills the rest from its record). One rule for every source: a later one wins,
+        a table (model_args) key by key; a setting of a group (ONE_OF: a run's length) replaces the group's settings
+        from earlier sources, and one source giving two of a group is refused."""
+        from_file = dict(read_toml(file, cls.JOB)) if file else {}
+        cls.unknown(from_file, file)
         dicts = {spec.name for spec in specs(cls) if spec.kind is dict}
+        from_overrides = {}
         for key, value in map(parse_override, overrides):
             head, _, sub = key.partition(".")
             if sub and head in dicts:  # model_args.depth=4
-                values[head] = {**values.get(head, {}), sub: value}
+                from_overrides[head] = {**from_overrides.get(head, {}), sub: value}
             else:
-                values[key] = value
-        cls.unknown(values, "the overrides")
+                from_overrides[key] = value
+        cls.unknown(from_overrides, "the overrides")
+        values = {}
+        for where, source in ((f"{file}", from_file), ("the flags", flags or {}), ("the overrides", from_overrides)):
+            source = cls.one_of_each(source, where)
+            for group in cls.ONE_OF:
+                if any(key in source for key in group):
+                    values = {key: value for key, value in values.items() if key not in group}
+            for key, value in source.items():
+                merge = key in dicts and isinstance(value, dict) and isinstance(values.get(key), dict)
+                values[key] = {**values[key], **value} if merge else value
         return cls.check_some(values, "the settings")
+
+    @classmethod
+    def one_of_each(cls, source, where):
+        """`source` with at most one setting of each ONE_OF group; one at its default beside another is dropped (a
+        saved config lists every setting), two others are refused."""
+        for group in cls.ONE_OF:
+            given = [key for key in group if source.get(key) is not None]
+            if len(given) > 1:
+                given = [key for key in given if source[key] != cls.default(key)]
+                source = {key: value for key, value in source.items() if key not in group or key in given}
+            if len(given) > 1:
+                raise config_error(f"{cls.JOB}: {where} set both {given[0]} and {given[1]}, but only one can apply "
+                                   f"(one of {', '.join(group)}); keep one")
+        return source
 
     @classmethod
     def from_sources(cls, file=None, flags=None, overrides=(), **fixed):
