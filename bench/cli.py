@@ -14,6 +14,7 @@ from pathlib import Path
 from bench.configs import (
     STUDY_TRAIN_SETTINGS,
     EvalConfig,
+    ExportConfig,
     ProfileConfig,
     StudyConfig,
     SweepSpec,
@@ -218,6 +219,20 @@ def cmd_eval(args):
         print(f"wrote {config.out}")
 
 
+def cmd_export(args):
+    from models.export import export_checkpoint
+
+    config = ExportConfig.from_sources(args.config, given_flags(args, ExportConfig), args.settings,
+                                       checkpoint=args.checkpoint)
+    if config.out is None:
+        raise config_error("export: pass --out FILE.safetensors, the file to write")
+    if Path(config.out).exists() and not args.overwrite:
+        raise config_error(f"{config.out} already exists; pass --overwrite to replace it or choose another --out")
+    written = export_checkpoint(config.checkpoint, config.out, config.layout, config.ema)
+    print(f"wrote {written['out']}: {written['tensors']} tensors of {written['model'] or 'the model'} from "
+          f"{written['source']}, {written['layout']} layout")
+
+
 def cmd_study(args):
     from bench.accuracy import distributed
     from bench.accuracy.study import STUDY_FILE, load_study_spec, recorded_spec, refuse_other_spec, run_study
@@ -343,6 +358,16 @@ def add_eval_command(sub):
     p.set_defaults(func=cmd_eval)
 
 
+def add_export_command(sub):
+    p = sub.add_parser("export", help="a run's or checkpoint's weights as .safetensors (our, timm's or the reference "
+                       "T2T-ViT's key layout)")
+    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT", help="a `vitbench train` run folder or checkpoint file")
+    add_config_source(p, "export")
+    add_flags(p, ExportConfig)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.set_defaults(func=cmd_export)
+
+
 def add_study_command(sub):
     p = sub.add_parser(
         "study", help="from-scratch data-efficiency study: ViT vs T2T-ViT vs CNN over fractions/depths/seeds"
@@ -368,6 +393,7 @@ def build_parser():
     add_data_commands(sub)
     add_train_command(sub)
     add_eval_command(sub)
+    add_export_command(sub)
     add_study_command(sub)
     return parser
 

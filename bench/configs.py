@@ -306,5 +306,19 @@ class SyntheticConfig(Settings):
     seed: int = setting(0, "seed of the images", low=0, high=SEED_MAX)
 
 
+@dataclass
+class ExportConfig(Settings):
+    """`vitbench export`: a run's or checkpoint's weights as a .safetensors file in a chosen layout."""
+
+    JOB = "export"
+    checkpoint: str = setting(None, "a `vitbench train` run folder (its best.pth, else last.pth) or checkpoint file",
+                              cli=False)
+    out: str = setting(None, "the .safetensors file to write")
+    format: str = setting("safetensors", "file format", choices=("safetensors",))
+    layout: str = setting("ours", "key layout: ours, timm (timm's VisionTransformer, ViTs only) or reference (the "
+                          "T2T-ViT reference code, T2T-ViTs only)", choices=("ours", "timm", "reference"))
+    ema: bool = setting(False, "export the checkpoint's EMA weights (state_dict_ema)")
+
+
 STUDY_TRAIN_SETTINGS = ("epochs", "budget_pflop", "budget_minutes", "holdout", "batch_size", "device", "workers",
                         "threads")  # TrainConfig settings a study's command line may set for every run
