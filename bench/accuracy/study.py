@@ -311,6 +311,7 @@ STUDY_FOLDER = OutputFolder(
         f"{TABLE}.md",
         "report.md",
         "*.png",
+        "slurm/*",  # submitit's job pickles and logs (--launcher slurm)
         *(f"runs/*/{name}" for name in train.RUN_FOLDER.written),
     ),
 )
@@ -325,31 +326,9 @@ def run_study(spec: Spec, data: str | Path, out: str | Path, resume: bool = Fals
     only rank 0 writes.
     """
     out = Path(out)
-    run_names(spec)  # every run its own plain folder under out/runs/, before anything is written
     context = distributed.setup(spec.train.get("device"))
     with folder_lock(out, "study", take=context.is_main):
-        mode = STUDY_FOLDER.prepare(out, resume, overwrite, reads=(data,))  # every rank checks: all stop on a refusal
-        if any(variant.match_macs for variant in spec.variants):
-            spec = resolve_mac_matched(spec, data_classes(data))
-        record = spec_record(spec, data)
-        if mode == RESUME:
-            recorded = read_back(out / STUDY_FILE, "the study's record is lost: run it again into a new --out")
-            if recorded.get("spec") != train.jsonable(record):
-                raise ConfigError(
-                    f"{out} holds a study with other settings; resume it with the same options or use a new --out"
-                )
-            check_run_records(spec, data, out)
-        distributed.barrier(context)
-        if context.is_main:
-            STUDY_FOLDER.start(out, resume, overwrite, reads=(data,))
-            study_record = {"spec": record, "provenance": provenance(context.device)}
-            atomic_write_text(out / STUDY_FILE, json.dumps(study_record, indent=1) + "\n")
-            if spec.source is not None:  # `vitbench study --config OUT/spec.toml` runs the same study again
-                atomic_write_text(out / SPEC_TOML, tomli_w.dumps(spec.source))
-        distributed.barrier(context)
-        todo = [(index, run_name(variant, fraction, seed), run_config(spec, data, out, variant, fraction, seed))
-                for index, (variant, fraction, seed) in enumerate(spec.runs(), 1)
-                if not finished(out / "runs" / run_name(variant, fraction, seed))]
+        spec, todo = begin_study(spec, data, out, resume, overwrite, context)
         tally = Tally(len(spec.runs()), len(todo), jobs if jobs > 1 and not context.distributed else 1)
         if jobs > 1 and not context.distributed:
             decode_once([config for _, _, config in todo])
@@ -361,6 +340,36 @@ def run_study(spec: Spec, data: str | Path, out: str | Path, resume: bool = Fals
                 summary = train_run(config, tagged(warn, name))
                 report_run(index, name, summary, tally, warn if context.is_main else None)
     return context.is_main
+
+
+def begin_study(spec, data, out, resume, overwrite, context):
+    """The study's bookkeeping, under its folder's lock: check the folder (and on --resume the record and every run
+    folder), write study.json and spec.toml; returns (spec with MAC-matched widths resolved, [(index, name,
+    TrainConfig)] of the runs without a finished summary)."""
+    run_names(spec)  # every run its own plain folder under out/runs/, before anything is written
+    mode = STUDY_FOLDER.prepare(out, resume, overwrite, reads=(data,))  # every rank checks: all stop on a refusal
+    if any(variant.match_macs for variant in spec.variants):
+        spec = resolve_mac_matched(spec, data_classes(data))
+    record = spec_record(spec, data)
+    if mode == RESUME:
+        recorded = read_back(out / STUDY_FILE, "the study's record is lost: run it again into a new --out")
+        if recorded.get("spec") != train.jsonable(record):
+            raise ConfigError(
+                f"{out} holds a study with other settings; resume it with the same options or use a new --out"
+            )
+        check_run_records(spec, data, out)
+    distributed.barrier(context)
+    if context.is_main:
+        STUDY_FOLDER.start(out, resume, overwrite, reads=(data,))
+        study_record = {"spec": record, "provenance": provenance(context.device)}
+        atomic_write_text(out / STUDY_FILE, json.dumps(study_record, indent=1) + "\n")
+        if spec.source is not None:  # `vitbench study --config OUT/spec.toml` runs the same study again
+            atomic_write_text(out / SPEC_TOML, tomli_w.dumps(spec.source))
+    distributed.barrier(context)
+    todo = [(index, run_name(variant, fraction, seed), run_config(spec, data, out, variant, fraction, seed))
+            for index, (variant, fraction, seed) in enumerate(spec.runs(), 1)
+            if not finished(out / "runs" / run_name(variant, fraction, seed))]
+    return spec, todo
 
 
 def decode_once(configs):

@@ -1,0 +1,132 @@
+"""`--launcher slurm` through submitit, without daemons: the "debug" executor runs each job in this process (so a
+job can be made to fail), the "local" one in its own process as a Slurm job would. tests/test_slurm_cluster.py runs
+the same on a real single-machine Slurm."""
+import os
+
+import pandas as pd
+import pytest
+import tomli_w
+
+from bench.accuracy import study
+from bench.configs import SlurmConfig
+from bench.launch import slurm
+from bench.outputs import release_lock, take_lock
+from models.errors import ConfigError, ResultsError
+from tests.harness_helpers import TINY_T2T, tiny_synthetic
+
+pytest.importorskip("submitit")
+
+TINY = {"fractions": [1.0], "seeds": [0, 1], "train": {
+    "epochs": 1, "batch_size": 4, "img_size": 32, "lr": 1e-3, "warmup_epochs": 0, "workers": 0, "threads": 1,
+    "mixup": 0.0, "cutmix": 0.0, "auto_augment": "", "crop_pct": 1.0, "holdout": 3, "data_mode": "files"},
+    "arms": [{"name": "t2t", "label": "T2T-ViT", "model": "t2t_vit_7",
+              "overrides": {k: v for k, v in TINY_T2T.items() if k != "depth"}, "depths": [1]}]}
+@pytest.fixture
+def no_post_mortem(monkeypatch):
+    """submitit's debug executor opens pdb on a job's exception; a test wants the exception."""
+    monkeypatch.setattr("pdb.post_mortem", lambda *args: None)
+
+
+SAME = ["arm", "seed", "val_top1", "test_top1", "test_top5", "updates", "train_pflop"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return tiny_synthetic(tmp_path_factory.mktemp("data"), classes=3, train_per_class=4, val_per_class=2)
+
+
+@pytest.fixture(scope="module")
+def spec_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("spec") / "spec.toml"
+    path.write_text(tomli_w.dumps(TINY))
+    return path
+
+
+@pytest.fixture(scope="module")
+def local_study(data, spec_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("local") / "study"
+    study.run_study(study.load_study_spec(config=spec_file), data, out, warn=lambda line: None)
+    return study.collect(study.load_study_spec(config=spec_file), out)
+
+
+def test_debug_executor_study_equals_the_local_launcher(data, spec_file, local_study, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative paths in, absolute paths to the jobs
+    held = []
+
+    def train_run(config, warn):
+        out = (tmp_path / "study").resolve()
+        lock = take_lock(out, "probe")  # the study's lock is free while runs train: runs on many nodes
+        release_lock(out, *lock)
+        held.append(config)
+        return original(config, warn)
+
+    original = study.train_run
+    monkeypatch.setattr(study, "train_run", train_run)
+    spec = study.load_study_spec(config=spec_file)
+    failed = slurm.run_study_on_slurm(spec, os.path.relpath(data), "study", cluster="debug", warn=lambda line: None)
+    assert failed == [] and len(held) == 2
+    assert all(os.path.isabs(config.out) and os.path.isabs(config.data) for config in held)
+    ours = study.collect(spec, tmp_path / "study")
+    pd.testing.assert_frame_equal(ours[SAME], local_study[SAME])
+    assert any((tmp_path / "study" / "slurm").iterdir())  # submitit's pickles and logs, vitbench's own:
+    assert study.STUDY_FOLDER.prepare(tmp_path / "study", overwrite=True) == "overwrite"
+
+
+def test_a_failed_job_is_reported_the_others_collected_and_resume_submits_it_alone(data, spec_file, tmp_path,
+                                                                                   monkeypatch, no_post_mortem):
+    original, calls = study.train_run, []
+
+    def failing_seed_1(config, warn):
+        calls.append(config.seed)
+        if config.seed == 1 and calls.count(1) == 1:
+            raise RuntimeError("out of memory (simulated)")
+        return original(config, warn)
+
+    monkeypatch.setattr(study, "train_run", failing_seed_1)
+    spec, out, lines = study.load_study_spec(config=spec_file), tmp_path / "study", []
+    failed = slurm.run_study_on_slurm(spec, data, out, cluster="debug", warn=lines.append)
+    assert len(failed) == 1 and failed[0].startswith("t2t-d1-f1-s1: job ") and "out of memory (simulated)" in failed[0]
+    assert " log " in failed[0] and str(out / "slurm") in failed[0]
+    assert any(line.startswith("[2/2] t2t-d1-f1-s1: job") for line in lines)
+    assert len(study.collect(spec, out)) == 1  # the finished run is collected
+    assert slurm.run_study_on_slurm(spec, data, out, resume=True, cluster="debug", warn=lines.append) == []
+    assert calls == [0, 1, 1] and len(study.collect(spec, out)) == 2
+
+
+def test_local_executor_runs_each_job_in_its_own_process(data, spec_file, local_study, tmp_path):
+    spec = study.load_study_spec(config=spec_file, seeds=[1])
+    failed = slurm.run_study_on_slurm(spec, data, tmp_path / "study", cluster="local", warn=lambda line: None)
+    assert failed == []
+    ours = study.collect(spec, tmp_path / "study")
+    pd.testing.assert_frame_equal(ours[SAME].reset_index(drop=True),
+                                  local_study[local_study["seed"] == 1][SAME].reset_index(drop=True))
+
+
+def test_slurm_settings_reach_the_executor_and_are_checked(tmp_path):
+    settings = slurm.slurm_settings({"partition": "gpu", "gpus": 4, "sbatch": {"qos": "high"}},
+                                    {"time_minutes": 30, "mem_gb": 64.0})
+    found = slurm.executor(tmp_path, settings, cluster="slurm")
+    params = found._executor.parameters  # noqa: SLF001 (submitit has no public reader of its parameters)
+    assert (params["partition"], params["gpus_per_node"], params["ntasks_per_node"], params["time"]) == \
+        ("gpu", 4, 4, 30)
+    assert params["signal_delay_s"] == slurm.PREEMPT_WARNING_S and params["additional_parameters"] == {"qos": "high"}
+    with pytest.raises(ConfigError, match="slurm: gpus=-1"):
+        SlurmConfig(gpus=-1)
+    with pytest.raises(ConfigError, match="unknown setting 'partitoin'"):
+        SlurmConfig.check_some({"partitoin": "gpu"}, "the spec's [slurm] table")
+
+
+def test_cli_study_on_slurm_reports_failures_after_the_finished_runs_report(data, spec_file, tmp_path, monkeypatch,
+                                                                           capsys, no_post_mortem):
+    from bench.cli import main
+
+    original = slurm.executor
+    monkeypatch.setattr(slurm, "executor", lambda out, settings, cluster=None: original(out, settings, "debug"))
+    monkeypatch.setattr(study, "train_run", lambda config, warn: (_ for _ in ()).throw(RuntimeError("boom")))
+    code = main(["study", "--config", str(spec_file), "--data", str(data), "--out", str(tmp_path / "s"),
+                 "--launcher", "slurm"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and "2 run(s) did not finish, e.g. t2t-d1-f1-s0: job" in err[-1] and "--resume --launcher slurm" \
+        in err[-1]
+    with pytest.raises(ResultsError):
+        study.collect(study.load_study_spec(config=spec_file), tmp_path / "s")
