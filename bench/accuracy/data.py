@@ -174,9 +174,10 @@ def labels_file(root):
     return found[0]
 
 
-def relabel(split, labels_csv, column):
+def relabel(split, labels_csv, column, left_out=()):
     """`split` (a train split) with each image's class read from `column` of a labels CSV such as Imagenette's
-    noisy_imagenette.csv (path relative to the data folder, one column per noise level)."""
+    noisy_imagenette.csv (path relative to the data folder, one column per noise level). An image labelled with
+    one of `left_out` (class folders the run leaves out) is left out too: it has no class among the run's."""
     try:
         table = pd.read_csv(labels_csv)
     except (OSError, ValueError) as error:
@@ -192,6 +193,8 @@ def relabel(split, labels_csv, column):
         label = label_of.get(Path(os.path.relpath(path, root)).as_posix())
         if label is None:
             missing.append(path)
+        elif label in left_out:
+            continue
         elif label not in split.classes:
             raise DatasetError(f"{labels_csv} labels {path} as {label!r}, which is no class folder of {split.root}")
         else:

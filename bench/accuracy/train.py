@@ -452,6 +452,7 @@ class Trainer:
                 torch.cuda.reset_peak_memory_stats(context.device)
             self.epoch_lr = self.partial["lr"] if self.partial else self.opt.current_lr()  # the epoch's first lr
             row = {"epoch": self.epoch + 1, "lr": self.epoch_lr, **self.train_one_epoch()}
+            self.data.check_readable()  # a class whose every training image was unreadable: an error, not a class
             validated = self.validates(self.epoch + 1)
             if validated:  # not through DDP: ranks may run different batch counts
                 result = self.evaluate(self.opt.eval_net, self.data.val_loader())

@@ -45,10 +45,16 @@ class Samples:
 def scan_samples(config, warn):
     """The run's classes and samples, checked for layout problems; non-image files are fatal with `strict`."""
     scanned = scan_dataset(config.data)
-    if config.labels:
-        scanned["train"] = relabel(scanned["train"], labels_file(config.data), config.labels)
-    if config.classes:
+    every_class = scanned["train"].classes
+    if config.classes:  # chosen by class folder, before any label file is read
         scanned = {name: keep_classes(split, config.classes) for name, split in scanned.items()}
+    if config.labels:
+        chosen = scanned["train"]
+        scanned["train"] = relabel(chosen, labels_file(config.data), config.labels,
+                                   left_out=set(every_class) - set(chosen.classes))
+        if len(scanned["train"].samples) < len(chosen.samples):
+            warn(f"warning: {len(chosen.samples) - len(scanned['train'].samples)} training images of the chosen "
+                 f"classes are labelled {config.labels} as a class left out, so they are left out too")
     train, val = scanned["train"], scanned["val"]
     if len(train.classes) < 2:
         raise DatasetError(f"{config.data} has {len(train.classes)} class folder ({train.classes[0]}); classification "
@@ -68,6 +74,19 @@ def scan_samples(config, warn):
         seed = config.seed if config.subset_seed is None else config.subset_seed
         samples = select_per_class(samples, train.classes, config.train_per_class, config.train_fraction, seed)
     return Samples(train.classes, samples, val.samples, holdout, record, ignored, scanned)
+
+
+def refuse_unreadable_classes(train, classes, unreadable):
+    """A class none of whose training images could be read would train on nothing and still be scored on test: one
+    line naming it. `train`: [(path, class index)]; `unreadable`: the paths found undecodable so far."""
+    if not unreadable:
+        return
+    readable = {target for path, target in train if path not in unreadable}
+    empty = [name for index, name in enumerate(classes) if index not in readable]
+    if empty:
+        raise DatasetError(f"every training image of class {empty[0]!r} is unreadable"
+                           f"{f' (and of {len(empty) - 1} more classes)' if len(empty) > 1 else ''}; fix or replace "
+                           "those files, or leave the class out with classes=[...]")
 
 
 def steps_per_epoch(train_images, config, context):
@@ -94,12 +113,17 @@ class FolderData:
 
     def __init__(self, config, samples, model, context, bad_files):
         self.config, self.context, self.classes = config, context, samples.classes
+        self.samples, self.bad_files = samples, bad_files
         self.train = ImageFolderDataset(samples.train, samples.classes, train_transform(model, config.img_size, config))
         transform = eval_transform(model, config.img_size, config.interpolation, config.crop_pct)
         self.test = ImageFolderDataset(samples.val, samples.classes, transform)  # files are read only when loaded
         self.val = ImageFolderDataset(samples.holdout, samples.classes, transform) if samples.holdout else self.test
         self.train_images, self.val_images, self.test_images = len(self.train), len(self.val), len(self.test)
         self.steps_per_epoch = steps_per_epoch(self.train_images, config, context)
+
+    def check_readable(self):
+        """After an epoch: no class lost every training image to unreadable files (files are decoded as loaded)."""
+        refuse_unreadable_classes(self.samples.train, self.classes, self.bad_files.seen)
 
     def train_loader(self, epoch, epoch_seed):
         """This rank's shuffled shard for `epoch`; workers' augmentation seeded from `epoch_seed`."""
@@ -153,6 +177,7 @@ class MemoryData:
         data_config = model_data_config(model)
         self.mean, self.std = data_config["mean"], data_config["std"]
         self.train = self.decode("train")
+        self.check_readable()  # decoded up front: known before the first step
         self.train_indices = self.train.indices(samples.train)
         if samples.holdout:
             held = self.train.indices(samples.holdout)
@@ -174,6 +199,9 @@ class MemoryData:
             distributed.barrier(self.context)
         self.bad_files.record(decoded.bad)
         return decoded.to(self.context.device)
+
+    def check_readable(self):
+        refuse_unreadable_classes(self.samples.train, self.classes, self.bad_files.seen)
 
     def train_loader(self, epoch, epoch_seed):
         return TensorLoader(self.train.images, self.train.targets, self.config.batch_size, self.train_indices,
