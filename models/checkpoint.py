@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import pickle
 import re
 from pathlib import Path
@@ -50,8 +51,12 @@ def save_checkpoint(model: nn.Module, path: str | Path, **extra) -> Path:
 def read_checkpoint(path):
     """torch.load with weights_only=True, every failure turned into a one-line CheckpointError."""
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file; pass the file, e.g. {path / 'best.pth'}")
+    if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}; check the path")
+    if not os.access(path, os.R_OK):
+        raise CheckpointError(f"cannot read {path} (permission denied); check its permissions")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes); the file was not written completely")
     if path.suffix == ".safetensors":  # Hugging Face / timm's safe format: tensors only, no pickle
@@ -67,14 +72,17 @@ def read_checkpoint(path):
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
-            found = re.search(r"GLOBAL ([\w.]+)", str(e))
-            needed = found[1] if found else "a Python object"
+        # only a pickle that names a global to call is one that runs code; other bytes are just not a checkpoint
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if found:
             raise CheckpointError(
-                f"checkpoint {path} needs `{needed}` to be rebuilt, which runs code on load (weights_only=True "
+                f"checkpoint {path} needs `{found[1]}` to be rebuilt, which runs code on load (weights_only=True "
                 "refuses it); re-save it as a plain state dict from a trusted environment"
             ) from None
-        raise CheckpointError(f"{path} is not a torch checkpoint ({first_line(e)}); check the file") from None
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt); check the file") from None
+    except OSError as e:  # a read that failed (an I/O error), not a damaged file
+        raise CheckpointError(f"cannot read {path} ({e.strerror or first_line(e)}); check the disk or copy the file "
+                              "again") from None
     except Exception as e:  # torch raises RuntimeError, EOFError, KeyError... for damaged files
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt: {first_line(e)})") from None
 
@@ -166,13 +174,38 @@ def detect_layout(state_dict):
     return "vitbench"
 
 
+STORED_SIZE_MAX = {"img_size": 8192, "embed_dim": 65536}  # bounds of any size read from a checkpoint's config
+
+
+def stored_grid(config, num_tokens):
+    """The token grid of a checkpoint's stored model config, checked against its `num_tokens`-token position table.
+    The file is untrusted: its sizes are bounded first and the geometry is built on the meta device (no memory)."""
+    from .registry import build_model
+
+    for key, high in STORED_SIZE_MAX.items():
+        value = config[key]
+        sizes = value if isinstance(value, (list, tuple)) else [value]
+        if not sizes or not all(type(size) is int and 1 <= size <= high for size in sizes):
+            raise CheckpointError(f"the checkpoint's stored config has {key}={value!r}, not a size in 1..{high}: the "
+                                  "file is damaged or was not written by vitbench; re-save it from its model")
+    try:
+        with torch.device("meta"):
+            grid = build_model(**{**config, "depth": 1, "num_classes": 0}).tokenizer.grid_size
+    except Exception as e:  # any config the registry refuses (an unknown key, a bad value)
+        raise CheckpointError(f"the checkpoint's stored config builds no model ({first_line(e)}); re-save it from "
+                              "its model") from None
+    if grid[0] * grid[1] != num_tokens:
+        raise CheckpointError(f"the checkpoint's stored config (img_size={config['img_size']!r}) makes a "
+                              f"{grid[0]}x{grid[1]} token grid but its position table holds {num_tokens} tokens: its "
+                              "config disagrees with its tensors; re-save it from the model that made them")
+    return grid
+
+
 def source_grid(payload, num_tokens):
     """The token grid the checkpoint's position table was made for."""
     config = payload.get("config") if isinstance(payload, dict) else None
     if isinstance(config, dict) and "img_size" in config and "embed_dim" in config:
-        from .registry import build_model  # the checkpoint's own geometry, without its weights
-
-        return build_model(**{**config, "depth": 1, "num_classes": 0}).tokenizer.grid_size
+        return stored_grid(config, num_tokens)
     side = math.isqrt(num_tokens)
     if side * side != num_tokens:
         raise CheckpointError(

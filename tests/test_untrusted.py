@@ -1,0 +1,86 @@
+"""Files vitbench reads are untrusted: a size read from a file is bounded and checked against the file's tensors
+before anything is allocated, and an unreadable file is named for what it is (random bytes, a folder, a pickle that
+runs code), in one line."""
+import collections
+import os
+
+import pytest
+import torch
+
+import models
+from models.checkpoint import read_checkpoint, save_checkpoint
+from models.errors import CheckpointError
+from tests.harness_helpers import TINY_VIT, cli_error, tiny_cli_args, tiny_synthetic
+
+
+def tiny_vit(img_size):
+    return models.create_model("vb_vit_tiny_patch16_224", num_classes=3, img_size=img_size, **TINY_VIT)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """A checkpoint of a 32 px tiny ViT (an 8x8 grid at patch 4): its payload and a writer of tampered copies."""
+    path = save_checkpoint(tiny_vit(32), tmp_path / "vit.pth")
+    payload = torch.load(path, weights_only=True)
+
+    def tampered(**config):
+        copy = tmp_path / "tampered.pth"
+        torch.save({**payload, "config": {**payload["config"], **config}}, copy)
+        return copy
+    return path, tampered
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"img_size": 10**9}, "img_size=1000000000, not a size in 1..8192"),  # would allocate a huge position table
+    ({"img_size": 0}, "not a size in 1..8192"),
+    ({"img_size": [32, "x"]}, "not a size in 1..8192"),
+    ({"img_size": 32.5}, "not a size in 1..8192"),
+    ({"img_size": True}, "not a size in 1..8192"),
+    ({"embed_dim": 2**40}, "embed_dim=1099511627776, not a size in 1..65536"),
+    ({"img_size": 48}, "makes a 12x12 token grid but its position table holds 64 tokens"),  # a bad reshape before
+    ({"img_size": [32, 64]}, "makes a 8x16 token grid but its position table holds 64 tokens"),
+    ({"patch_size": 8}, "makes a 4x4 token grid but its position table holds 64 tokens"),
+    ({"no_such_setting": 1}, "the checkpoint's stored config builds no model"),
+])
+def test_a_stored_config_that_disagrees_with_its_tensors_is_one_error(saved, config, message):
+    _, tampered = saved
+    with pytest.raises(CheckpointError, match="^[^\n]+$") as info:
+        models.load_checkpoint(tiny_vit(64), tampered(**config))  # another size: its positions are resampled
+    assert message in str(info.value)
+
+
+def test_the_stored_config_still_resamples_positions_when_it_is_true(saved):
+    path, _ = saved
+    report = models.load_checkpoint(tiny_vit(64), path)
+    assert report["resized_pos_embed"]
+
+
+def test_an_init_checkpoint_with_a_lying_config_stops_train_in_one_line(saved, tmp_path, capsys):
+    _, tampered = saved
+    data = tiny_synthetic(tmp_path / "data", classes=3, train_per_class=4, val_per_class=1)
+    flags = tiny_cli_args("vb_vit_tiny_patch16_224")
+    flags[flags.index("--img-size") + 1] = "64"
+    error = cli_error(capsys, "train", *flags, "--data", str(data), "--out", str(tmp_path / "run"), "--init",
+                      str(tampered(img_size=10**9)))
+    assert "not a size in 1..8192" in error and not (tmp_path / "run").exists()
+
+
+def test_unreadable_files_are_named_for_what_they_are(tmp_path):
+    cases = {
+        "random.pth": os.urandom(2000),
+        "pickle-magic-then-noise.pth": b"\x80\x02" + bytes(range(256)) * 4,
+        "text.pth": b"weights, honestly\n" * 20,
+    }
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(CheckpointError) as info:
+            read_checkpoint(tmp_path / name)
+        assert "is not a readable checkpoint" in str(info.value) and "runs code" not in str(info.value), name
+    torch.save({"state_dict": {}, "hook": collections.OrderedDict(f=os.getcwd)}, tmp_path / "hostile.pth")
+    with pytest.raises(CheckpointError, match="needs `posix.getcwd` to be rebuilt, which runs code"):
+        read_checkpoint(tmp_path / "hostile.pth")
+    (tmp_path / "run").mkdir()
+    with pytest.raises(CheckpointError, match="is a folder, not a checkpoint file; pass the file, e.g. .*best.pth"):
+        read_checkpoint(tmp_path / "run")
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        read_checkpoint(tmp_path / "missing.pth")
