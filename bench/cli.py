@@ -6,6 +6,7 @@ and a command imports the harness it runs only when it runs, so `--help` needs n
 """
 import argparse
 import datetime
+import errno
 import json
 import signal
 import sys
@@ -398,11 +399,19 @@ def build_parser():
     return parser
 
 
-def cannot_write(command, error):
-    """An OSError naming a file (a full disk, a read-only folder): one line. One without a file is a bug, shown
-    with its traceback."""
-    print(f"vitbench {command}: error: cannot write {error.filename} ({error.strerror}); free space or choose "
-          "another --out", file=sys.stderr)
+OS_ERROR_FIXES = {  # errno: the fix; which file failed is named, never guessed to be a write or a read
+    errno.ENOSPC: "free space or choose another --out", errno.EDQUOT: "free space or choose another --out",
+    errno.EROFS: "the file system is read-only; choose another --out", errno.EACCES: "check its permissions",
+    errno.EPERM: "check its permissions", errno.ENOENT: "check the path", errno.ENOTDIR: "check the path",
+    errno.EISDIR: "it is a folder; pass a file", errno.EIO: "the disk failed to read or write it; check the disk",
+}
+
+
+def os_error(command, error):
+    """An OSError naming a file (a full disk, a read-only folder, a file that cannot be read): one line with its
+    cause and the fix. One without a file is a bug, shown with its traceback."""
+    fix = OS_ERROR_FIXES.get(error.errno, "check the file and the disk")
+    print(f"vitbench {command}: error: {error.filename}: {error.strerror or error}; {fix}", file=sys.stderr)
     return 2
 
 
@@ -422,7 +431,7 @@ def main(argv=None):
     except Exception as e:
         if args.debug or not is_user_error(e):
             if isinstance(e, OSError) and e.filename is not None and not args.debug:
-                return cannot_write(args.command, e)
+                return os_error(args.command, e)
             raise
         print(f"vitbench {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 before anything is allocated, and an unreadable file is named for what it is (random bytes, a folder, a pickle that
 runs code), in one line."""
 import collections
+import errno
 import os
 
 import pytest
@@ -84,3 +85,17 @@ def test_unreadable_files_are_named_for_what_they_are(tmp_path):
         read_checkpoint(tmp_path / "run")
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         read_checkpoint(tmp_path / "missing.pth")
+
+
+@pytest.mark.parametrize("code, fix", [(errno.EIO, "the disk failed to read or write it; check the disk"),
+                                       (errno.EACCES, "check its permissions"), (errno.ENOENT, "check the path"),
+                                       (errno.EISDIR, "it is a folder; pass a file"),
+                                       (errno.ENOSPC, "free space or choose another --out")])
+def test_a_file_that_fails_is_named_with_its_cause_never_guessed_a_write(monkeypatch, capsys, code, fix):
+    class Failing:  # the size table `vitbench list` reads
+        def read_text(self):
+            raise OSError(code, os.strerror(code), "/data/model_sizes.json")
+
+    monkeypatch.setattr("bench.cli.SIZE_TABLE", Failing())
+    line = cli_error(capsys, "list")
+    assert line == f"vitbench list: error: /data/model_sizes.json: {os.strerror(code)}; {fix}"
