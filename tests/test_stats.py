@@ -5,6 +5,7 @@ with 2 degrees of freedom t_p = a sqrt(2 / (1 - a^2)) where a = 2p - 1.
 """
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -218,14 +219,20 @@ def test_threshold_crossing_refuses_bad_histories():
         threshold_crossing(pd.DataFrame({"val_top1": [10.0, 20.0], "elapsed_s": [2.0, 1.0]}), 15.0, "elapsed_s")
 
 
-def test_images_to_reach_interpolates_on_log_images():
-    from bench.report.stats import images_to_reach
+def test_directed_multiplier_searches_from_n_towards_the_target():
+    from bench.report.stats import directed_multiplier
 
     images, top1 = [1000, 2000, 4000, 8000], [40.0, 50.0, 60.0, 70.0]  # +10 points per doubling
-    assert images_to_reach(images, top1, 55.0) == pytest.approx(2000 * 2**0.5)  # halfway in log(images)
-    assert images_to_reach(images, top1, 70.0) == pytest.approx(8000)
-    assert math.isnan(images_to_reach(images, top1, 75.0))  # beyond the largest size
-    assert math.isnan(images_to_reach(images, top1, 35.0))  # below the smallest
+    assert directed_multiplier(images, top1, 55.0, 1000) == (pytest.approx(math.log(2 * 2**0.5)), "")
+    assert directed_multiplier(images, top1, 70.0, 8000) == (0.0, "")
+    assert directed_multiplier(images, top1, 75.0, 4000) == (pytest.approx(math.log(2)), "beyond")  # > 8000 / 4000
+    assert directed_multiplier(images, top1, 35.0, 4000) == (pytest.approx(math.log(1 / 4)), "below")  # < 1000 / 4000
+    dipping = [40.0, 54.0, 52.0, 53.0]  # a noisy curve above 53.5 at 2000 only: from 8000 the target lies above
+    assert directed_multiplier(images, dipping, 53.5, 8000) == (0.0, "beyond")
+    # below the curve at 8000: down to the nearest crossing, between 1000 and 2000
+    assert directed_multiplier(images, dipping, 51.0, 8000)[0] == pytest.approx(math.log(2 ** (11 / 14) / 8))
+    with pytest.raises(ValueError, match="not one of the curve's sizes"):
+        directed_multiplier(images, top1, 50.0, 3000)
 
 
 def test_data_multiplier_against_a_known_curve():
@@ -243,4 +250,132 @@ def test_data_multiplier_against_a_known_curve():
     assert table["train_images"].tolist() == [1000, 2000, 4000, 8000]
     reached = table[table["train_images"] < 8000]
     assert reached["multiplier"].tolist() == pytest.approx([2.0, 2.0, 2.0]) and (reached["seeds"] == 3).all()
-    assert table.iloc[-1]["beyond"] == 3 and table.iloc[-1]["seeds"] == 0  # at 8000 the ViT never gets there
+    assert reached["ci_low"].tolist() == pytest.approx([2.0] * 3) and reached["ci_high"].tolist() == pytest.approx(
+        [2.0] * 3)  # the same multiplier in every seed: every resample gives it
+    assert reached["excludes_one"].all() and reached["diff"].tolist() == pytest.approx([10.0] * 3)
+    last = table.iloc[-1]  # at 8000 the ViT never gets there: a bound, kept, not dropped
+    assert last["beyond"] == 3 and last["seeds"] == 3 and last["bound"] == "more than"
+    assert last["multiplier"] == pytest.approx(1.0) and last["ci_high"] == math.inf and last["excludes_one"]
+
+
+def multiplier_runs(vit, t2t, sizes=(1000, 2000, 4000, 8000)):
+    """Results with one ViT curve and one T2T curve per seed (lists of top-1 per size)."""
+    return pd.DataFrame([{"arm": arm, "label": arm, "fraction": n / sizes[-1], "seed": seed, "train_images": n,
+                          "test_top1": top1}
+                         for arm, curves in (("vit", vit), ("t2t-performer", t2t))
+                         for seed, curve in enumerate(curves) for n, top1 in zip(sizes, curve)])
+
+
+def test_a_censored_seed_is_kept_as_a_bound():
+    """Seed 1's T2T score at 4000 is beyond the ViT's curve: its draws make the interval open above, where the old
+    t-interval dropped the seed and reported seed 0 alone."""
+    from bench.report.stats import data_multiplier
+
+    vit = [[40.0, 50.0, 60.0, 70.0]] * 2
+    t2t = [[0.0, 0.0, 65.0, 0.0], [0.0, 0.0, 75.0, 0.0]]
+    row = data_multiplier(multiplier_runs(vit, t2t), "t2t-performer").set_index("train_images").loc[4000]
+    assert row["seeds"] == 2 and row["beyond"] == 1 and row["bound"] == ""
+    assert row["multiplier"] == pytest.approx(2.0)  # the mean target, 70, is the ViT at 8000
+    assert row["ci_low"] == pytest.approx(2**0.5) and row["ci_high"] == math.inf and row["excludes_one"]
+
+
+@pytest.mark.parametrize("trial", range(40))
+def test_the_multiplier_interval_includes_1_exactly_when_the_direct_difference_includes_0(trial):
+    """Random noisy curves (dips, crossings, censoring): the bootstrap multiplier and the direct difference agree."""
+    from bench.report.stats import data_multiplier
+
+    rng = np.random.default_rng(trial)
+    seeds, sizes = int(rng.integers(2, 5)), (1000, 2000, 4000, 8000, 16000)
+    base = 40 + rng.uniform(0, 8) * np.log2(np.array(sizes) / 1000)
+    vit = [base + rng.normal(0, 2, len(sizes)) for _ in range(seeds)]
+    t2t = [curve + rng.normal(rng.normal(0, 2), 2, len(sizes)) for curve in vit]
+    table = data_multiplier(multiplier_runs(vit, t2t, sizes), "t2t-performer", boots=400, seed=trial)
+    for row in table.itertuples():
+        direct_excludes = row.diff_low > 0 or row.diff_high < 0
+        assert row.excludes_one == direct_excludes
+        if not direct_excludes:
+            assert row.ci_low <= 1 <= row.ci_high
+        else:
+            assert (row.ci_low >= 1) == (row.diff_low > 0) and (row.ci_high <= 1) == (row.diff_high < 0)
+        if row.bound:  # a bound at the edge of the sizes: the side it lies on is the difference's sign
+            assert row.bound == ("less than" if row.diff < 0 else "more than")
+        else:
+            assert np.sign(math.log(row.multiplier)) == np.sign(row.diff)
+
+
+def test_holm_against_a_hand_worked_case():
+    from bench.report.stats import holm
+
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04 -> made non-decreasing: 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1, and monotone
+    assert holm([0.02]) == pytest.approx([0.02])
+    for bad in ([0.5, float("nan")], [1.2], [-0.1]):
+        with pytest.raises(ValueError, match="p-values in"):
+            holm(bad)
+
+
+# TTestPower().solve_power(nobs=n, alpha=0.05, power=0.8, alternative="two-sided"), statsmodels 0.15.0: the effect
+# in standard deviations of the differences, computed by another implementation than ours
+STATSMODELS_EFFECT = {2: 11.549889754978167, 3: 3.264043552819638, 6: 1.4345451395119289, 10: 0.9960019107624178}
+
+
+@pytest.mark.parametrize("n", sorted(STATSMODELS_EFFECT))
+def test_minimum_detectable_difference_against_statsmodels(n):
+    from bench.report.stats import minimum_detectable_difference, paired_t_power
+
+    assert minimum_detectable_difference(n, 1.0) == pytest.approx(STATSMODELS_EFFECT[n], rel=1e-6)
+    assert minimum_detectable_difference(n, 2.5) == pytest.approx(2.5 * STATSMODELS_EFFECT[n], rel=1e-6)
+    assert paired_t_power(STATSMODELS_EFFECT[n], n, 1.0) == pytest.approx(0.8, abs=1e-6)
+
+
+def test_minimum_detectable_difference_approaches_the_normal_one_and_refuses_bad_input():
+    from bench.report.stats import minimum_detectable_difference
+
+    normal = (1.959964 + 0.841621) / math.sqrt(2000)  # z_0.975 + z_0.8, over sqrt(n): the large-n limit
+    assert minimum_detectable_difference(2000, 1.0) == pytest.approx(normal, rel=2e-3)
+    for n, std in ((1, 1.0), (3, 0.0), (3, float("nan"))):
+        with pytest.raises(ValueError, match="detectable difference needs"):
+            minimum_detectable_difference(n, std)
+
+
+def test_mcnemar_against_a_hand_worked_case():
+    """1 image right in a only, 9 in b only, 90 agreeing: p = 2 P(X <= 1), X ~ Binomial(10, 1/2) = 2 * 11 / 1024."""
+    from bench.report.stats import mcnemar
+
+    a = np.array([True] * 50 + [True] + [False] * 9 + [False] * 40)
+    b = np.array([True] * 50 + [False] + [True] * 9 + [False] * 40)
+    result = mcnemar(a, b)
+    assert (result["images"], result["a_only"], result["b_only"]) == (100, 1, 9)
+    assert result["p"] == pytest.approx(22 / 1024) and result["diff"] == pytest.approx(-8.0)
+    assert mcnemar(a, a)["p"] == 1.0  # nothing discordant: no evidence either way
+    with pytest.raises(ValueError, match="boolean arrays"):
+        mcnemar(a, b[:-1])
+
+
+def test_mcnemar_bootstrap_interval_matches_the_paired_standard_error():
+    from bench.report.stats import mcnemar
+
+    rng = np.random.default_rng(0)
+    a = rng.random(10_000) < 0.6
+    b = np.where(rng.random(10_000) < 0.2, ~a, a)  # b disagrees with a on ~20% of the images
+    result = mcnemar(a, b)
+    n, d = a.size, (result["a_only"] + result["b_only"]) / a.size
+    se = 100 * math.sqrt((d - (result["diff"] / 100) ** 2) / n)  # the paired difference's standard error
+    assert result["low"] < result["diff"] < result["high"]
+    assert (result["high"] - result["low"]) / 2 == pytest.approx(1.96 * se, rel=0.1)
+
+
+def test_combine_mcnemar_sums_the_discordant_images():
+    """(1, 9) and (3, 7) give (4, 16): p = 2 P(X <= 4), X ~ Binomial(20, 1/2), = 2 (1 + 20 + 190 + 1140 + 4845)
+    / 2^20."""
+    from bench.report.stats import combine_mcnemar, mcnemar_detectable_difference
+
+    pairs = [{"images": 100, "a_only": 1, "b_only": 9}, {"images": 100, "a_only": 3, "b_only": 7}]
+    combined = combine_mcnemar(pairs)
+    assert (combined["a_only"], combined["b_only"], combined["images"]) == (4, 16, 200)
+    assert combined["p"] == pytest.approx(2 * 6196 / 2**20) and combined["diff"] == pytest.approx(-6.0)
+    with pytest.raises(ValueError, match="at least one pair"):
+        combine_mcnemar([])
+    # 1,000 discordant of 10,000: 2.8016 * sqrt(1000) / 10000 = 0.886 points
+    assert mcnemar_detectable_difference(1000, 10_000) == pytest.approx(100 * 2.801585 * 1000**0.5 / 10_000, rel=1e-5)

@@ -291,7 +291,8 @@ def test_the_data_multiplier_is_stated_by_its_interval_and_drawn():
     assert multipliers(results.assign(updates=results["train_images"] // 10)) is None  # epoch-matched: no claim
     assert multipliers(results.drop(columns="updates")) is None  # a study from before updates were recorded
     lines = multiplier_lines(results, table)
-    assert len(lines) == 1 and "no interval" in lines[0] and "beyond the largest size" in lines[0]  # at 8000
+    assert len(lines) == 1 and lines[0].startswith("- ViT needs more than 1.00x")  # at 8000: beyond the ViT's curve
+    assert "beyond the sizes measured in 3 of 3 seeds" in lines[0] and "no upper bound" in lines[0]
     at_4000 = table[table["train_images"] == 4000].iloc[0]
     assert at_4000["multiplier"] == pytest.approx(1.5, rel=0.05) and at_4000["ci_low"] > 1
     assert multiplier_lines(results, table[table["train_images"] < 8000])[0].startswith(

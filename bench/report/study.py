@@ -283,23 +283,47 @@ def multipliers(results):
 
 
 def multiplier_lines(results, table):
-    """One sentence per T2T arm at its largest training set, by the interval rule (1 = the same data)."""
-    labels = upgraded(results).drop_duplicates("arm").set_index("arm")["label"]
+    """One sentence per T2T arm at its largest training set (1 = the same data). A multiplier is stated only when its
+    bootstrap interval excludes 1 and so does the seed-paired t-interval of the direct difference there, the
+    comparison the report states: a bootstrap over few seeds knows only the seeds it has (two seeds: three distinct
+    resamples), so alone it would claim what the t-interval does not allow."""
+    results = upgraded(results)
+    labels = results.drop_duplicates("arm").set_index("arm")["label"]
+    direct = paired_differences(results, BASELINE)
     lines = []
     for arm, rows in table.groupby("arm", sort=False):
         row = rows.iloc[-1]
-        n, vit = f"{row['train_images']:,}", labels[BASELINE]
+        n, vit, name = f"{row['train_images']:,}", labels[BASELINE], labels[arm]
+        estimate = f"{row['bound'] + ' ' if row['bound'] else ''}{row['multiplier']:.2f}x"
+        censored = "; ".join(f"the ViT's curve is {side} the sizes measured in {row[key]} of {row['seeds']} seeds"
+                             for key, side in (("beyond", "beyond"), ("below", "already above at the smallest of"))
+                             if row[key])
         if row["seeds"] < 2:
-            reason = (f"{row['beyond']} seed(s) beyond the largest size measured" if row["beyond"] else
-                      f"{row['below']} seed(s) matched at the smallest size" if row["below"] else "fewer than 2 seeds")
-            lines.append(f"- {labels[arm]} at {n} images: no interval ({reason}), so no multiplier is claimed.")
-        elif row["ci_low"] > 1 or row["ci_high"] < 1:
-            lines.append(f"- {vit} needs {row['multiplier']:.2f}x the training images to match {labels[arm]} at {n} "
-                         f"images (95% CI {row['ci_low']:.2f} to {row['ci_high']:.2f}, {row['seeds']} seeds).")
+            lines.append(f"- {name} at {n} images: fewer than 2 paired seeds, so no multiplier is claimed "
+                         f"({estimate}{'; ' + censored if censored else ''}).")
+            continue
+        fraction = results.loc[(results["arm"] == arm) & (results["train_images"] == row["train_images"]),
+                               "fraction"].iloc[0]
+        d = direct[(direct["arm"] == arm) & (direct["fraction"] == fraction)].iloc[0]
+        detail = (f"bootstrap 95% interval {multiplier_interval(row)} over {row['seeds']} seeds"
+                  f"{'; ' + censored if censored else ''}; direct difference {d['diff_mean']:+.1f} points, "
+                  f"t-interval {d['ci_low']:+.1f} to {d['ci_high']:+.1f}")
+        if row["excludes_one"] and d["excludes_zero"]:
+            lines.append(f"- {vit} needs {estimate} the training images to match {name} at {n} images ({detail}).")
         else:
-            lines.append(f"- No data multiplier is detectable between {vit} and {labels[arm]} at {n} images "
-                         f"({row['multiplier']:.2f}x, 95% CI {row['ci_low']:.2f} to {row['ci_high']:.2f}).")
+            reason = ("the direct difference's t-interval includes 0" if row["excludes_one"] else
+                      "its interval includes 1")
+            lines.append(f"- No data multiplier is claimed between {vit} and {name} at {n} images: {reason} "
+                         f"({estimate}, {detail}).")
     return lines
+
+
+def multiplier_interval(row):
+    """A multiplier table row's interval as text, an open end said as such (a censored draw falls on it)."""
+    low, high = row["ci_low"], row["ci_high"]
+    if np.isinf(high):
+        return f"more than {low:.2f}x, no upper bound" if low > 0 else "unbounded"
+    return f"{low:.2f}x to {high:.2f}x" if low > 0 else f"below {high:.2f}x"
 
 
 def top1_vs_images(results, table):
@@ -314,7 +338,7 @@ def top1_vs_images(results, table):
         ax.fill_between(curve.index, curve["min"], curve["max"], color=color, alpha=0.2, linewidth=0)
     for arm, rows in table.groupby("arm", sort=False):
         row = rows.iloc[-1]
-        if row["seeds"] >= 1 and not np.isnan(row["multiplier"]):
+        if row["seeds"] >= 1 and not row["bound"] and not np.isnan(row["multiplier"]):  # a bound is no point
             n = row["train_images"]
             y = results[(results["arm"] == arm) & (results["train_images"] == n)]["test_top1"].mean()
             color = ARM_COLORS.get(arm)
@@ -466,8 +490,8 @@ def write_study_report(spec, out):
         "",
         markdown_table(table),
         "",
-        *(["## Data multiplier (images the ViT needs to match each T2T arm, interpolated on log(images), paired "
-           "by seed)", "", *md_lines(multiplier_lines(results, multiplier_table)), "",
+        *(["## Data multiplier (images the ViT needs to match each T2T arm: read off the seeds' mean curves on "
+           "log(images), 95% bootstrap over seeds)", "", *md_lines(multiplier_lines(results, multiplier_table)), "",
            md_table(multiplier_table, floatfmt=".3g"), ""] if multiplier_table is not None else []),
         *(["## Time to accuracy (validation top-1; mean over the seeds that reached it)", "",
            md_table(time_to_accuracy(history), disable_numparse=True), ""] if history is not None
