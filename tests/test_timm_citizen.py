@@ -219,3 +219,30 @@ def test_our_factory_is_timms_and_keeps_its_attributes():
         assert models.create_model("t2t_vit_14").pos_embed.is_meta
     with pytest.raises(ConfigError, match="unknown option"):
         models.create_model("t2t_vit_7", features_only=True)
+
+
+def test_dynamic_img_size_resamples_positions_per_batch_as_set_img_size_does():
+    fixed = models.create_model("vb_vit_tiny_patch16_224", img_size=32, depth=1).eval()
+    dynamic = models.create_model("vb_vit_tiny_patch16_224", img_size=32, depth=1, dynamic_img_size=True).eval()
+    dynamic.load_state_dict(fixed.state_dict())
+    assert fixed.pretrained_cfg["fixed_input_size"] and not dynamic.pretrained_cfg["fixed_input_size"]
+    x = torch.randn(2, 3, 64, 48)
+    with pytest.raises(models.InputShapeError, match=r"built for 32x32; .* or with dynamic_img_size=True"):
+        fixed(x)
+    fixed.set_img_size((64, 48))
+    with torch.no_grad():
+        assert torch.equal(dynamic(x), fixed(x))
+        assert dynamic.forward_intermediates(x, intermediates_only=True)[0].shape == (2, 192, 4, 3)
+
+
+@pytest.mark.parametrize("name", ["t2t_vit_7", "t2t_vit_t_14", "vb_vit_tiny_patch16_224"])
+def test_forward_traces_with_torch_fx_and_timms_leaf_functions(name):
+    from timm.models import get_notrace_functions
+
+    model = models.create_model(name, img_size=32, depth=1).eval()
+    tracer = torch.fx.Tracer(autowrap_functions=tuple(get_notrace_functions()))
+    traced = torch.fx.GraphModule(model, tracer.trace(model))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(traced(x), model(x))
+    assert not [n for n, p in model.named_parameters() if not p.requires_grad]  # fixed tables are buffers
