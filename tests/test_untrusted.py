@@ -9,9 +9,10 @@ import pytest
 import torch
 
 import models
+from bench.accuracy import train
 from models.checkpoint import read_checkpoint, save_checkpoint
 from models.errors import CheckpointError
-from tests.harness_helpers import TINY_VIT, cli_error, tiny_cli_args, tiny_synthetic
+from tests.harness_helpers import TINY_VIT, cli_error, tiny_cli_args, tiny_config, tiny_synthetic
 
 
 def tiny_vit(img_size):
@@ -99,3 +100,35 @@ def test_a_file_that_fails_is_named_with_its_cause_never_guessed_a_write(monkeyp
     monkeypatch.setattr("bench.cli.SIZE_TABLE", Failing())
     line = cli_error(capsys, "list")
     assert line == f"vitbench list: error: /data/model_sizes.json: {os.strerror(code)}; {fix}"
+
+
+@pytest.fixture(scope="module")
+def run_checkpoint(tmp_path_factory):
+    """A one-epoch run's best.pth (with its record, `build`) and its data."""
+    root = tmp_path_factory.mktemp("run")
+    data = tiny_synthetic(root / "data", classes=3, train_per_class=4, val_per_class=1)
+    train.start(tiny_config(data, root / "run", model="vb_vit_tiny_patch16_224", epochs=1, batch_size=4),
+                progress=False)
+    return root / "run" / "best.pth", data
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"img_size": 10**9}, "record has img_size=1000000000, out of range"),
+    ({"overrides": {"depth": 10**9}}, "record has depth=1000000000, out of range"),
+    ({"overrides": {"embed_dim": 2**20}}, "record has embed_dim=1048576, out of range"),
+    ({"overrides": {"embed_dim": 64}}, "disagrees with its tensors"),
+    ({"overrides": {"depth": 3}}, "disagrees with its tensors"),
+    ({"overrides": "x"}, "record names no model and overrides"),
+    ({"model": "no_such_model"}, "record builds no model"),
+])
+def test_eval_checks_a_run_s_record_against_its_tensors_before_building(run_checkpoint, tmp_path, capsys, change,
+                                                                        message):
+    path, data = run_checkpoint
+    payload = torch.load(path, weights_only=True)
+    build = {**payload["build"], **change}
+    if isinstance(change.get("overrides"), dict):
+        build["overrides"] = {**payload["build"]["overrides"], **change["overrides"]}
+    torch.save({**payload, "build": build}, tmp_path / "tampered.pth")
+    line = cli_error(capsys, "eval", "--checkpoint", str(tmp_path / "tampered.pth"), "--data", str(data),
+                     "--workers", "0")
+    assert message in line

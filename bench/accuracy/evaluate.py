@@ -112,6 +112,38 @@ class Loaded:
     transform: dict  # interpolation and crop_pct of the eval transform (None: the model's)
 
 
+RECORD_SIZE_MAX = {"img_size": 8192, "depth": 1024}  # other whole numbers of a record: at most 65536
+
+
+def refuse_lying_record(path, payload, num_classes, size):
+    """A run's checkpoint rebuilds its model from its record (`build`), which is as untrusted as the file: its sizes
+    are bounded, then the model is built on the meta device (no memory) and checked against the file's tensors."""
+    build = payload["build"]
+    if not isinstance(build.get("overrides"), dict) or not isinstance(build.get("model"), str):
+        raise CheckpointError(f"{path}'s record names no model and overrides: the file is damaged or not vitbench's; "
+                              "evaluate another checkpoint of the run")
+    sizes = {"img_size": size, **{k: v for k, v in build["overrides"].items() if type(v) is int}}
+    for key, value in sizes.items():
+        if type(value) is not int or not 0 <= value <= RECORD_SIZE_MAX.get(key, 65536):
+            raise CheckpointError(f"{path}'s record has {key}={value!r}, out of range: the file is damaged or not "
+                                  "vitbench's; evaluate another checkpoint of the run")
+    try:
+        with torch.device("meta"):
+            shapes = factory.create(build["model"], num_classes, size, overrides=build["overrides"]).state_dict()
+    except Exception as e:  # any record the factory refuses
+        raise CheckpointError(f"{path}'s record builds no model ({str(e).splitlines()[0] if str(e) else e!r}); "
+                              "evaluate another checkpoint of the run") from None
+    tensors = extract_state_dict(payload, path)
+    wrong = [f"{key}: {tuple(value.shape)} by the record, {tuple(tensors[key].shape)} in the file"
+             for key, value in shapes.items()
+             if key in tensors and key != "pos_embed" and tuple(tensors[key].shape) != tuple(value.shape)]
+    wrong += [f"{key} only by the record" for key in sorted(set(shapes) - set(tensors))]
+    wrong += [f"{key} only in the file" for key in sorted(set(tensors) - set(shapes))]
+    if wrong:
+        raise CheckpointError(f"{path}'s record ({build['model']}, {build['overrides']}) disagrees with its tensors "
+                              f"({wrong[0]}; {len(wrong)} in all); evaluate another checkpoint of the run")
+
+
 def model_for_checkpoint(path, classes, model_name=None, img_size=None, overrides=None, use_ema=False):
     """The model of checkpoint `path` with its weights, ready to be scored on `classes`.
 
@@ -138,6 +170,7 @@ def model_for_checkpoint(path, classes, model_name=None, img_size=None, override
                 "trained on, or fine-tune it with `vitbench train --init`"
             )
         size = img_size or build["img_size"]
+        refuse_lying_record(path, payload, len(classes), size)
         model = factory.create(build["model"], len(classes), size, overrides=build["overrides"])
         factory.load_weights(model, path, use_ema)
         return Loaded(model, None, size, build.get("eval_transform", {}))
