@@ -157,7 +157,7 @@ def test_nan_loss_stops_the_run_naming_the_step(data, tmp_path, monkeypatch):
         ({"batch_size": 64}, "DatasetError", "24 training images cannot fill one batch of 64"),
         ({"data": "/nonexistent/imagenette"}, "DatasetError", "dataset folder /nonexistent/imagenette not found"),
         ({"classes": ["zebra", "lion"]}, "DatasetError", "classes lion, zebra are not in"),
-        ({"model_args": {"depth": 1, "t2t_stage": 3}}, "ConfigError", "unknown option(s) ['t2t_stage']"),
+        ({"model_args": {"depth": 1, "t2t_stage": 3}}, "UnknownOptionError", "unknown option(s) ['t2t_stage']"),
     ],
 )
 def test_bad_settings_fail_with_one_line(data, tmp_path, change, error, expected):
