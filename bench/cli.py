@@ -72,6 +72,9 @@ def cmd_profile(args):
     from bench.cost.profile import profile_model
 
     config = profile_config(args)
+    if config.results_file and Path(config.results_file).exists() and not args.overwrite:
+        raise config_error(f"{config.results_file} already exists; pass --overwrite to replace it or choose another "
+                           "--results-file")
     setup = config.timing
     names = model_names(config.models or [], config.model_list)
     overrides = {"img_size": config.img_size} if config.img_size else {}
@@ -130,7 +133,7 @@ def cmd_subset(args):
 
     from bench.accuracy.subset import build_subset
 
-    with tqdm(desc=f"building {args.name}", unit="file") as bar:
+    with tqdm(desc=f"building {args.name}", unit="file", disable=not sys.stderr.isatty()) as bar:  # no \r in logs
         manifest = build_subset(
             args.root,
             args.name,
@@ -294,6 +297,7 @@ def add_cost_commands(sub):
                    "as 't2t_vit_*' select ours and timm's as timm's benchmark.py does; KEY=VALUE sets any setting")
     p.add_argument("--config", metavar="FILE", help="a TOML file of profile settings (flags and KEY=VALUE win)")
     add_flags(p, ProfileConfig)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --results-file")
     p.add_argument("--json", action="store_true", help="print one JSON object per model")
     p.set_defaults(func=cmd_profile)
 

@@ -357,7 +357,12 @@ def carve_holdout(samples, classes, holdout, seed, root):
     if 0 < holdout < 1:
         held = select_per_class(samples, classes, fraction=holdout, seed=seed)
     elif holdout >= 1 and float(holdout).is_integer() and holdout % len(classes) == 0:
-        held = select_per_class(samples, classes, per_class=int(holdout) // len(classes), seed=seed)
+        per_class, counts = int(holdout) // len(classes), np.bincount([t for _, t in samples], minlength=len(classes))
+        if per_class >= counts.min():  # one image of each class must stay to train on
+            raise DatasetError(f"holdout={holdout:g} holds out {per_class} images of each class, but class "
+                               f"{classes[int(counts.argmin())]} has only {counts.min()}; hold out fewer (at most "
+                               f"{(counts.min() - 1) * len(classes)}) or a fraction such as 0.1")
+        held = select_per_class(samples, classes, per_class=per_class, seed=seed)
     else:
         even = max(1, round(holdout / len(classes))) * len(classes)
         raise DatasetError(f"holdout={holdout:g} is neither a fraction in (0, 1) nor an image count that splits "

@@ -124,6 +124,9 @@ def load_study_spec(preset="cpu-tiny", config=None, **changes):
     for key in ("fractions", "seeds"):
         if changes.get(key):
             raw[key] = changes[key]
+    for key, example in (("fractions", "fractions = [1.0]"), ("seeds", "seeds = [0]"), ("arms", "an [[arms]] table")):
+        if not isinstance(raw.get(key), list) or not raw[key]:  # no run at all: refused before anything is written
+            raise ConfigError(f"the study spec has no {key} ({raw.get(key)!r}); give at least one, e.g. {example}")
     # a run is named by (arm, depth, fraction, seed): repeats (0 0, or 1 and 1.0) would count one run twice
     raw["fractions"] = list(dict.fromkeys(float(f) for f in raw["fractions"]))
     raw["seeds"] = list(dict.fromkeys(int(seed) for seed in raw["seeds"]))

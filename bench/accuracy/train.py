@@ -49,13 +49,20 @@ METRICS_JSONL, METRICS_CSV = "metrics.jsonl", "metrics.csv"
 TEST_PREDICTIONS = "test_predictions.npz"  # per test image: its label and the class the final and best weights chose
 TENSORBOARD = "tensorboard"  # RUN/tensorboard/: event files of --log tensorboard
 REQUIRED_RUN_KEYS = {"model", "data", "out", "epochs", "batch_size", "seed", "model_args"}
-CHANGE_ON_RESUME = ("strict", "checkpoint_every", "checkpoint_minutes")  # settings that leave the result alone
+# settings that leave the recipe alone: threads and workers set how fast it runs (a new worker count in files mode
+# gives images other random augmentations from then on, the same recipe, so not a bit-identical continuation)
+CHANGE_ON_RESUME = ("strict", "checkpoint_every", "checkpoint_minutes", "threads", "workers")
 PLATEAU_LOSS = 0.95  # a run whose final train loss is still >= 95% of ln(classes) never left the initial plateau
 UNSCORED = {"top1": None, "top5": None, "loss": None, "images": 0, "per_class_top1": (), "confusion": None}  # test off
 
 
 def jsonable(value):
     return json.loads(json.dumps(value))
+
+
+def json_row(row):
+    """`row` with every float that is not finite (NaN: not measured) as None, the JSON null."""
+    return {key: None if isinstance(value, float) and not math.isfinite(value) else value for key, value in row.items()}
 
 
 def derive_seed(*parts):
@@ -408,7 +415,10 @@ class Trainer:
             return None
         from torch.utils.tensorboard import SummaryWriter  # only runs that log need tensorboard imported
 
-        return SummaryWriter(self.out / TENSORBOARD, purge_step=self.opt.num_updates or None)
+        # points are logged at the update count they follow, and the checkpoint's own (its last update, its epoch)
+        # are already written: only what came after the checkpoint is dropped
+        return SummaryWriter(self.out / TENSORBOARD, purge_step=self.opt.num_updates + 1 if self.opt.num_updates
+                             else None)
 
     def log_scalars(self, group, values):
         if self.tb is not None:
@@ -501,7 +511,9 @@ class Trainer:
                 self.preemption.stop(context, f"the end of epoch {self.epoch}")
 
     def write_metrics(self):
-        atomic_write_text(self.out / METRICS_JSONL, "".join(json.dumps(row) + "\n" for row in self.history))
+        # JSON has no NaN: an epoch without a score (between two validations) holds null there, as in the CSV's blank
+        atomic_write_text(self.out / METRICS_JSONL, "".join(json.dumps(json_row(row), allow_nan=False) + "\n"
+                                                            for row in self.history))
         atomic_write_text(self.out / METRICS_CSV, pd.DataFrame(self.history).to_csv(index=False))
 
     def health(self):
