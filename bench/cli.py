@@ -211,7 +211,8 @@ def cmd_eval(args):
     if config.out:
         refuse_overlap(config.out, (config.data, config.checkpoint), type(config_error("")))
     try:
-        result = run_eval(config)
+        with distributed.cpu_threads(config.threads):
+            result = run_eval(config)
         main_process = distributed.is_main_process()
     finally:
         distributed.teardown()

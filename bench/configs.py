@@ -195,6 +195,9 @@ class EvalConfig(Settings):
     strict: bool = setting(False, "stop at the first unreadable image instead of skipping it")
     ema: bool = setting(False, "evaluate the checkpoint's EMA weights (state_dict_ema)")
     out: str | None = setting(None, "write the full result (per-class accuracy, confusion matrix) as JSON here")
+    classes: list[str] | None = setting(None, "score these class folders only, as a run trained with the same "
+                                        "classes (default: all)")
+    threads: int | None = setting(None, "CPU threads (default: torch's)", low=1, high=1024)
 
     def check(self):
         check_device(self, self.device)

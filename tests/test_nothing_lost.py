@@ -90,3 +90,17 @@ def test_a_resumed_run_s_metrics_are_json_and_its_tensorboard_keeps_every_point(
     steps = [event.step for event in events.Scalars("train/loss")]
     assert steps == list(range(1, summary["updates"] + 1))  # every update once, those before the stop included
     assert [event.step for event in events.Scalars("epoch/train_loss")] == [rows[0]["updates"], rows[1]["updates"]]
+
+
+def test_eval_scores_the_classes_a_run_trained_on_with_the_threads_given(tmp_path, capsys):
+    data = tiny_synthetic(tmp_path / "data", classes=3, train_per_class=4, val_per_class=2)
+    chosen = sorted(path.name for path in (data / "train").iterdir())[1:]
+    train.start(tiny_config(data, tmp_path / "run", model="vb_vit_tiny_patch16_224", epochs=1, batch_size=4,
+                            classes=chosen), progress=False)
+    checkpoint = str(tmp_path / "run" / "best.pth")
+    assert "trained on other classes" in cli_error(capsys, "eval", "--checkpoint", checkpoint, "--data", str(data),
+                                                   "--workers", "0")
+    assert main(["eval", "--checkpoint", checkpoint, "--data", str(data), "--workers", "0", "--classes", *chosen,
+                 "--threads", "1", "--out", str(tmp_path / "eval.json")]) == 0
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["classes"] == chosen and result["images"] == 4

@@ -12,7 +12,15 @@ import torch.nn.functional as F
 
 import models
 from bench.accuracy import distributed, factory
-from bench.accuracy.data import BadFileLog, ImageFolderDataset, build_loader, eval_transform, log, scan_split
+from bench.accuracy.data import (
+    BadFileLog,
+    ImageFolderDataset,
+    build_loader,
+    eval_transform,
+    keep_classes,
+    log,
+    scan_split,
+)
 from bench.configs import EvalConfig
 from models.checkpoint import extract_state_dict, read_checkpoint
 from models.errors import CheckpointError, ConfigError, DatasetError, short_list
@@ -199,6 +207,8 @@ def run_eval(config: EvalConfig, warn=log) -> dict:
     """Score `config.checkpoint` on DATA/split; the config's interpolation and crop_pct override the run's."""
     context = distributed.setup(config.device)
     found = scan_split(config.data, config.split)
+    if config.classes:  # the class folders a run trained on, chosen (and ordered) as `vitbench train` chose them
+        found = keep_classes(found, config.classes)
     loaded = model_for_checkpoint(config.checkpoint, found.classes, config.model, config.img_size, config.model_args,
                                   config.ema)
     given = {"interpolation": config.interpolation, "crop_pct": config.crop_pct}
