@@ -6,6 +6,7 @@ raises `DatasetError` with one line that names the fix. Decoding converts graysc
 palette images to RGB; a file that cannot be decoded becomes a `BadImage` record that the loop
 reports by path and either skips (counted in the run summary) or turns into an error (strict).
 """
+import fnmatch
 import hashlib
 import os
 import sys
@@ -333,6 +334,17 @@ def select_per_class(samples, classes, per_class=None, fraction=None, seed=0):
             )
         keep.extend(rng.permutation(positions)[:want].tolist())
     return [samples[position] for position in sorted(keep)]
+
+
+def named_subset(samples, pattern):
+    """The samples whose file name matches the glob `pattern` (case-sensitive, as file names on Linux), e.g.
+    Imagenette's 'ILSVRC2012_val_*': its val images from ImageNet's validation split. None matching is an error."""
+    kept = [sample for sample in samples if fnmatch.fnmatchcase(os.path.basename(sample[0]), pattern)]
+    if not kept:
+        example = os.path.basename(samples[0][0]) if samples else "no image at all"
+        raise DatasetError(f"test_subset={pattern!r} matches none of the {len(samples)} test images (e.g. {example}); "
+                           "give a glob of their file names, such as 'ILSVRC2012_val_*'")
+    return kept
 
 
 def keep_classes(split, names):

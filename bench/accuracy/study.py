@@ -532,6 +532,8 @@ def collect(spec, out):
                 "test_top5": summary.get("test_top5", summary["top5"]),
                 "test_images": summary.get("test_images", summary["val_images"]),
                 "test_best_top1": summary.get("test_best", summary["best"])["top1"],
+                "test_subset_top1": summary.get("test_subset_top1"),  # None: no test_subset (or a run before it)
+                "test_subset_images": summary.get("test_subset_images"),
                 "lr": summary.get("lr"),
                 "warmup_share": (summary["plan"]["warmup_updates"] / summary["plan"]["total_updates"]
                                  if "plan" in summary else None),

@@ -217,10 +217,11 @@ class Trainer:
             config.model, len(samples.classes), config.img_size, config.drop_path, config.model_args
         )
         self.bad_files = BadFileLog(config.strict, warn)
-        self.data = train_data(config, samples, self.model, context, self.bad_files)
         overrides = dict(config.model_args)
-        if config.init:
-            overrides.update(self.start_from(config.init, samples.classes))
+        self.normalisation = factory.set_normalisation(self.model, *factory.normalisation(self.model), "model default")
+        if config.init:  # before the data: the weights decide the normalisation its transforms use
+            overrides.update(self.start_from(config.init, samples.classes, quiet_unless_main))
+        self.data = train_data(config, samples, self.model, context, self.bad_files)
         forward_macs = any_model_macs(self.model, config.img_size)
         self.model.to(context.device)
         self.build = {
@@ -229,6 +230,7 @@ class Trainer:
             "img_size": config.img_size,
             "num_classes": len(samples.classes),
             "classes": samples.classes,
+            "normalisation": self.normalisation,  # input mean/std, and where they came from
             "eval_transform": {"interpolation": config.interpolation,  # memory mode evaluates whole images
                                "crop_pct": 1.0 if self.data.mode == "memory" else config.crop_pct},
         }
@@ -244,10 +246,13 @@ class Trainer:
         self.partial = None  # the epoch in progress at a mid-epoch checkpoint: where it was, its totals and RNGs
         self.preemption, self.last_save = Preemption(), time.monotonic()
 
-    def start_from(self, path, classes):
-        """Load the weights of `path` to fine-tune them; returns the model overrides evaluation needs. A head
-        trained on other classes (a vitbench run's record says which) starts fresh, even at the same count."""
+    def start_from(self, path, classes, warn):
+        """Load the weights of `path` to fine-tune them, with the normalisation they need (`init_normalisation`);
+        returns the model overrides evaluation needs. A head trained on other classes (a vitbench run's record says
+        which) starts fresh, even at the same count."""
         report = factory.load_weights(self.model, path)
+        self.normalisation = factory.init_normalisation(self.model, path, self.config.init_cfg, warn,
+                                                        report.pop("normalisation", None))
         if report["trained_on"] is not None and report["trained_on"] != list(classes):
             self.model.reset_classifier(len(classes))
             report["new_head"] = True
@@ -547,7 +552,20 @@ class Trainer:
         if self.context.is_main and "predictions" in scores["final"]:
             write_predictions(self.out / TEST_PREDICTIONS, scores["final"]["targets"],
                               final=scores["final"]["predictions"], best=scores["best"]["predictions"])
+        if self.config.test_subset:
+            self.subset_scores = self.score_test_subset({"final": final, "best": best})
         return chosen, scores["final"], scores["best"]
+
+    def score_test_subset(self, named_models):
+        """{name: metrics} on the test images `test_subset` names (e.g. the ones a pretrained model never saw)."""
+        return evaluate_together(named_models, self.data.test_subset_loader(self.config.test_subset),
+                                 len(self.data.classes), self.context, self.bad_files, self.opt.amp_dtype)
+
+    def subset_record(self):
+        """The test subset's scores for summary.json (final weights; best.pth's beside them)."""
+        final, best = self.subset_scores["final"], self.subset_scores.get("best")
+        return {"pattern": self.config.test_subset, "images": final["images"], "top1": final["top1"],
+                "top5": final["top5"], "loss": final["loss"], "best_top1": best and best["top1"]}
 
     def finish(self):
         """Score the test split (with a holdout), check the ranks agree, write summary.json (rank 0)."""
@@ -559,6 +577,8 @@ class Trainer:
             chosen, test, test_best = self.score_test()
         else:  # the per-epoch evaluation was the test split; best.pth was chosen on it
             chosen, test, test_best = "raw", self.final_eval, self.best
+            if self.config.test_subset:
+                self.subset_scores = self.score_test_subset({"final": self.opt.eval_net})
         checksums = distributed.all_gather_objects(
             sum(p.double().sum().item() for p in self.model.parameters()), self.context
         )
@@ -604,6 +624,10 @@ class Trainer:
             "test_images": test["images"],
             "test_best": {"epoch": self.best["epoch"], "top1": test_best["top1"], "top5": test_best["top5"],
                           "chosen_on": "holdout" if self.holdout else "test"},
+            "test_subset": self.subset_record() if self.config.test_subset else None,
+            "test_subset_top1": self.subset_scores["final"]["top1"] if self.config.test_subset else None,
+            "test_subset_images": self.subset_scores["final"]["images"] if self.config.test_subset else None,
+            "normalisation": self.normalisation,
             "train_images_per_s": float(np.mean([r["train_images_per_s"] for r in self.history])),
             "train_time_s": train_time_s,
             "mfu": used and used["mfu"],  # training FLOP/s over the device's peak for the run's dtype

@@ -22,6 +22,7 @@ from bench.accuracy.data import (
     keep_classes,
     labels_file,
     model_data_config,
+    named_subset,
     relabel,
     scan_dataset,
     select_per_class,
@@ -144,6 +145,11 @@ class FolderData:
     def test_loader(self):
         return self.eval_loader(self.test)
 
+    def test_subset_loader(self, pattern):
+        """The test images whose file name matches `pattern` (`named_subset`)."""
+        return self.eval_loader(ImageFolderDataset(named_subset(self.test.samples, pattern), self.classes,
+                                                   self.test.transform))
+
 
 def tensor_augment(config):
     """The run's augmentation for tensors: timm's RandAugment spec `rand-mM[-nN]...` becomes torchvision's
@@ -172,7 +178,7 @@ class MemoryData:
 
     def __init__(self, config, samples, model, context, bad_files):
         self.config, self.context, self.classes = config, context, samples.classes
-        self.samples, self.bad_files = samples, bad_files
+        self.samples, self.bad_files, self.test = samples, bad_files, None
         self.augment = tensor_augment(config)
         data_config = model_data_config(model)
         self.mean, self.std = data_config["mean"], data_config["std"]
@@ -216,6 +222,19 @@ class MemoryData:
         """The split scored after every epoch: the holdout, or test without one."""
         return self.eval_loader(self.val)
 
+    def test_split(self):
+        """The decoded test split (val/), decoded on first use only."""
+        if not self.samples.holdout:
+            return self.val
+        if self.test is None:
+            self.test = self.decode("val")
+        return self.test
+
     def test_loader(self):
-        test = self.val if not self.samples.holdout else self.decode("val")
-        return self.eval_loader(test)
+        return self.eval_loader(self.test_split())
+
+    def test_subset_loader(self, pattern):
+        """The test images whose file name matches `pattern` (`named_subset`)."""
+        test = self.test_split()
+        keep = test.indices(named_subset(self.samples.val, pattern))
+        return self.eval_loader(replace(test, images=test.images[keep], targets=test.targets[keep]))
