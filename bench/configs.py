@@ -35,6 +35,19 @@ def check_device(config, device):
         config.fail(f"device={device!r} is not allowed; it must be cpu, cuda or cuda:N")
 
 
+def test_subset_setting():
+    """A named part of the scored split, scored again on its own (train and eval share this one definition)."""
+    return setting(None, "also score the test split's images whose file name matches this glob, e.g. "
+                   "'ILSVRC2012_val_*' (Imagenette's val images an ImageNet-1k model has not trained on)")
+
+
+def check_test_subset(config):
+    pattern = config.test_subset
+    if pattern is not None and (not pattern.strip() or "/" in pattern or "\\" in pattern):
+        config.fail(f"test_subset={pattern!r} is not a file-name glob; give one without folders, e.g. "
+                    "'ILSVRC2012_val_*'")
+
+
 @dataclass
 class TrainConfig(Settings):
     """Every setting of a run; saved in RUN/config.json (the record) and RUN/config.toml (to start another).
@@ -111,6 +124,10 @@ class TrainConfig(Settings):
     subset_seed: int | None = setting(None, "seed of the train cut (default: the run's seed)", low=0, high=SEED_MAX)
     strict: bool = setting(False, "stop at the first unreadable image instead of skipping it")
     init: str | None = setting(None, "fine-tune from this checkpoint (reference T2T-ViT, timm ViT/ResNet or ours)")
+    init_cfg: str | None = setting(None, "the timm pretrained tag whose mean/std the --init weights need, e.g. "
+                                   "vit_tiny_patch16_224.augreg_in21k_ft_in1k (default: the pretrained_cfg in the "
+                                   "file's safetensors metadata); refused if the file says otherwise")
+    test_subset: str | None = test_subset_setting()
     device: str | None = setting(None, "cpu, cuda or cuda:N (default: cuda when available; torchrun sets one per "
                                  "rank)")
     threads: int | None = setting(None, "CPU threads per process (1 is fastest on a busy shared CPU)", low=1,
@@ -142,6 +159,12 @@ class TrainConfig(Settings):
             low, high = getattr(self, name)
             if low > high:
                 self.fail(f"{name}={list(getattr(self, name))} must run from low to high, e.g. {name}=[{high}, {low}]")
+        if self.init_cfg is not None and self.init is None:
+            self.fail("init_cfg names the normalisation of --init weights, but no --init is given; add --init FILE "
+                      "or drop init_cfg")
+        if self.test_subset is not None and not self.test:
+            self.fail("test_subset scores part of the test split, but test=false never reads it; drop one of them")
+        check_test_subset(self)
         check_device(self, self.device)
 
     def paper_base_lr(self):
@@ -195,11 +218,13 @@ class EvalConfig(Settings):
     strict: bool = setting(False, "stop at the first unreadable image instead of skipping it")
     ema: bool = setting(False, "evaluate the checkpoint's EMA weights (state_dict_ema)")
     out: str | None = setting(None, "write the full result (per-class accuracy, confusion matrix) as JSON here")
+    test_subset: str | None = test_subset_setting()
     classes: list[str] | None = setting(None, "score these class folders only, as a run trained with the same "
                                         "classes (default: all)")
     threads: int | None = setting(None, "CPU threads (default: torch's)", low=1, high=1024)
 
     def check(self):
+        check_test_subset(self)
         check_device(self, self.device)
 
 

@@ -19,6 +19,7 @@ from bench.accuracy.data import (
     eval_transform,
     keep_classes,
     log,
+    named_subset,
     scan_split,
 )
 from bench.configs import EvalConfig
@@ -118,6 +119,7 @@ class Loaded:
     class_index: list  # logit columns of the dataset's classes, None when the head matches them
     img_size: int
     transform: dict  # interpolation and crop_pct of the eval transform (None: the model's)
+    normalisation: dict  # input mean/std and where they came from
 
 
 RECORD_SIZE_MAX = {"img_size": 8192, "depth": 1024}  # other whole numbers of a record: at most 65536
@@ -152,7 +154,7 @@ def refuse_lying_record(path, payload, num_classes, size):
                               f"({wrong[0]}; {len(wrong)} in all); evaluate another checkpoint of the run")
 
 
-def model_for_checkpoint(path, classes, model_name=None, img_size=None, overrides=None, use_ema=False):
+def model_for_checkpoint(path, classes, model_name=None, img_size=None, overrides=None, use_ema=False, warn=log):
     """The model of checkpoint `path` with its weights, ready to be scored on `classes`.
 
     A `vitbench train` checkpoint rebuilds itself from its saved settings (eval transform
@@ -181,7 +183,10 @@ def model_for_checkpoint(path, classes, model_name=None, img_size=None, override
         refuse_lying_record(path, payload, len(classes), size)
         model = factory.create(build["model"], len(classes), size, overrides=build["overrides"])
         factory.load_weights(model, path, use_ema)
-        return Loaded(model, None, size, build.get("eval_transform", {}))
+        recorded = build.get("normalisation")  # runs before it used the model's default
+        normalised = (factory.set_normalisation(model, recorded["mean"], recorded["std"], recorded["source"])
+                      if recorded else factory.set_normalisation(model, *factory.normalisation(model), "model default"))
+        return Loaded(model, None, size, build.get("eval_transform", {}), normalised)
     if not model_name:
         raise ConfigError(
             f"{path} was not written by `vitbench train`; pass --model NAME to say which architecture it holds"
@@ -200,7 +205,7 @@ def model_for_checkpoint(path, classes, model_name=None, img_size=None, override
         probe = factory.create(model_name, checkpoint_classes, size, overrides=overrides)
         class_index = [synsets.index(name) for name in classes]
     factory.load_weights(probe, path, use_ema)
-    return Loaded(probe, class_index, size, {})
+    return Loaded(probe, class_index, size, {}, factory.init_normalisation(probe, path, warn=warn))
 
 
 def run_eval(config: EvalConfig, warn=log) -> dict:
@@ -210,17 +215,21 @@ def run_eval(config: EvalConfig, warn=log) -> dict:
     if config.classes:  # the class folders a run trained on, chosen (and ordered) as `vitbench train` chose them
         found = keep_classes(found, config.classes)
     loaded = model_for_checkpoint(config.checkpoint, found.classes, config.model, config.img_size, config.model_args,
-                                  config.ema)
+                                  config.ema, warn if context.is_main else lambda message: None)
     given = {"interpolation": config.interpolation, "crop_pct": config.crop_pct}
     settings = {**loaded.transform, **{k: v for k, v in given.items() if v is not None}}
-    dataset = ImageFolderDataset(
-        found.samples, found.classes, eval_transform(loaded.model, loaded.img_size, **settings)
-    )
-    loader = build_loader(dataset, config.batch_size, distributed.ShardSampler(len(dataset), context), config.workers)
+    transform = eval_transform(loaded.model, loaded.img_size, **settings)
     bad_files = BadFileLog(config.strict, warn)
-    result = evaluate(
-        loaded.model.to(context.device), loader, len(found.classes), context, bad_files, class_index=loaded.class_index
-    )
+
+    def score(samples):
+        dataset = ImageFolderDataset(samples, found.classes, transform)
+        loader = build_loader(dataset, config.batch_size, distributed.ShardSampler(len(dataset), context),
+                              config.workers)
+        return evaluate(loaded.model.to(context.device), loader, len(found.classes), context, bad_files,
+                        class_index=loaded.class_index)
+
+    result = score(found.samples)
+    subset = score(named_subset(found.samples, config.test_subset)) if config.test_subset else None
     if result["images"] == 0:
         raise DatasetError(f"no image in {found.root} could be decoded; check the files")
     warn_unmeasured(found.classes, result, found.root, warn if context.is_main else lambda message: None)
@@ -231,7 +240,12 @@ def run_eval(config: EvalConfig, warn=log) -> dict:
         "split": config.split,
         "classes": found.classes,
         "subset_of_imagenet_head": loaded.class_index is not None,
+        "normalisation": loaded.normalisation,
         **result,
+        "test_subset": subset and {"pattern": config.test_subset, "images": subset["images"], "top1": subset["top1"],
+                                   "top5": subset["top5"], "loss": subset["loss"]},
+        "test_subset_top1": subset and subset["top1"],
+        "test_subset_images": subset and subset["images"],
         "skipped_files": {path: reason for seen in skipped for path, reason in seen.items()},
     }
 
@@ -242,6 +256,13 @@ def format_report(result, max_confusion=20):
         f"loss {result['loss']:.4f}"
         + (f", {len(result['skipped_files'])} unreadable files skipped" if result["skipped_files"] else "")
     ]
+    if result.get("test_subset"):
+        subset = result["test_subset"]
+        lines.append(f"  of which {subset['pattern']}: {subset['images']} images, top-1 {subset['top1']:.2f}%, "
+                     f"top-5 {subset['top5']:.2f}%")
+    if result.get("normalisation"):
+        lines.append(f"  normalised with mean {result['normalisation']['mean']}, std {result['normalisation']['std']} "
+                     f"({result['normalisation']['source']})")
     width = max(len(name) for name in result["classes"])
     lines += [
         f"  {name:<{width}}  {'n/a' if acc is None else f'{acc:6.2f}%':>7}  ({n} images)"
