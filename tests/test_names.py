@@ -8,8 +8,8 @@ import pytest
 import tomli_w
 
 from bench.accuracy import study
-from bench.names import SAFE, path_name, path_tag
 from bench.cli import main as study_main
+from bench.names import SAFE, path_name, path_tag
 from bench.report.build import build_report, unique_tags
 from models.errors import ConfigError
 from tests.conftest import REPO
@@ -133,7 +133,8 @@ def test_what_does_not_change_a_run_may_differ_from_its_record(committed_study):
     study.check_run_records(*study.recorded_spec(committed_study), committed_study)
 
 
-HOSTILE_LABELS = ["<script>alert(1)</script> ViT", "<img src=x onerror=alert(1)> [a](javascript:alert(1)) | \\input{x} `"]
+HOSTILE_LABELS = ["<script>alert(1)</script> ViT",
+                  "<img src=x onerror=alert(1)> [a](javascript:alert(1)) | \\input{x} `"]
 
 
 def test_hostile_labels_and_folder_names_are_text_in_every_format_written(tmp_path, capsys):
