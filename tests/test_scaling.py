@@ -119,6 +119,17 @@ def test_scaling_report_end_to_end(tmp_path):
         checks["budget_pflop"])  # a budget not run is not compared
 
 
+def test_an_arm_missing_at_a_budget_is_compared_where_it_ran(tmp_path):
+    synthetic_study(tmp_path)
+    results = pd.read_csv(tmp_path / "b0.04" / "results.csv")
+    results[results["arm"] != "cnn"].to_csv(tmp_path / "b0.04" / "results.csv", index=False)
+    scaling.write_scaling_report(tmp_path, boots=50)
+    laws = pd.read_csv(tmp_path / "laws.csv").set_index("arm")
+    assert laws.loc["cnn", "runs"] == 4 and laws.loc["vit", "runs"] == 6
+    comparisons = pd.read_csv(tmp_path / "comparisons.csv")
+    assert set(comparisons.loc[comparisons["arm"] == "cnn", "budget_pflop"].dropna()) == {0.01, 0.02}
+
+
 def test_scaling_report_refuses_what_it_cannot_read(tmp_path):
     from models.errors import ResultsError
 

@@ -8,6 +8,9 @@ law with that third parameter is fitted only as a check, never to extrapolate.
 
 Intervals resample seeds with replacement within each budget (a run's seed keeps its pair across arms, so a gap's
 interval is a paired one) and refit; the 2.5% and 97.5% quantiles of what is refitted are the 95% interval.
+
+The study's report: `python -m bench.report.scaling FOLDER`, FOLDER holding one study folder per budget
+(`b0.0075/`, `b0.015/`, ...) and the pre-registration's CSVs (`write_scaling_report`).
 """
 import argparse
 import math
@@ -86,13 +89,14 @@ def resampled_laws(results, arms, boots=BOOTSTRAPS, seed=0):
     """{arm: [(a, b) per resample]}: seeds drawn with replacement within each budget, the same draw for every arm."""
     rng = np.random.default_rng(seed)
     by_budget = budget_seeds(results)
+    points = {key: runs[["budget_pflop", "test_top1"]].to_numpy(dtype=float)  # a run's points, looked up per draw
+              for key, runs in results.groupby(["arm", "budget_pflop", "seed"], sort=False)}
     laws = {arm: [] for arm in arms}
     for _ in range(boots):
-        drawn = pd.concat([results[(results["budget_pflop"] == budget) & (results["seed"] == s)]
-                           for budget, seeds in by_budget.items() for s in rng.choice(seeds, size=len(seeds))])
+        drawn = [(budget, s) for budget, seeds in by_budget.items() for s in rng.choice(seeds, size=len(seeds))]
         for arm in arms:
-            runs = drawn[drawn["arm"] == arm]
-            laws[arm].append(fit_power_law(runs["budget_pflop"], runs["test_top1"]))
+            runs = np.concatenate([points[(arm, budget, s)] for budget, s in drawn if (arm, budget, s) in points])
+            laws[arm].append(fit_power_law(runs[:, 0], runs[:, 1]))
     return laws
 
 
@@ -160,6 +164,8 @@ def seed_gaps(results, arm, baseline):
     """One row per budget and seed both arms ran: the gap arm - baseline in test top-1 (points)."""
     pivot = results[results["arm"].isin([arm, baseline])].pivot_table(
         index=["budget_pflop", "seed"], columns="arm", values="test_top1").dropna()
+    if not {arm, baseline} <= set(pivot.columns):  # one of the two never ran a seed the other did
+        return pd.DataFrame({"budget_pflop": [], "seed": [], "gap": []})
     return pd.DataFrame({"budget_pflop": pivot.index.get_level_values(0), "seed": pivot.index.get_level_values(1),
                          "gap": (pivot[arm] - pivot[baseline]).to_numpy()})
 
@@ -255,6 +261,8 @@ def budget_comparisons(runs, arm, baseline, budget):
     """Per budget, the comparisons the report states for `arm` against `baseline`: the seed-paired t-test of the
     gap and the exact McNemar test pooled over the seed pairs, each with the difference it could have detected."""
     gaps = seed_gaps(runs, arm, baseline)["gap"].to_numpy()
+    if not gaps.size:  # no seed run by both here: nothing to compare
+        return [], []
     ci = t_interval(gaps)
     rows = [{"arm": arm, "baseline": baseline, "budget_pflop": budget, "test": "seed-paired t", "n": len(gaps),
              "estimate": ci["mean"], "low": ci["low"], "high": ci["high"],
@@ -346,6 +354,9 @@ def scaling_figure(runs, fitted, boot, gaps, predicted, anchor):
             ax.axvline(gap["crossover_pflop"], color=FAMILY_COLORS.get(arm), linestyle="--", linewidth=1,
                        label=f"{arm} = vit (gap law), 95% CI {gap['crossover_low']:.3g}-{gap['crossover_high']:.3g}")
             ax.axvspan(gap["crossover_low"], gap["crossover_high"], color=FAMILY_COLORS.get(arm), alpha=0.08)
+        else:
+            ax.plot([], [], color=FAMILY_COLORS.get(arm), linestyle="--", linewidth=1,
+                    label=f"{arm} = vit: not within the measured range")
     if len(predicted):
         ax.plot([], [], "o", mfc="none", color="gray", label="pre-registered prediction (95% CI)")
     pflop, top1, label = anchor
@@ -395,7 +406,7 @@ def write_scaling_report(folder, baseline="vit", boots=BOOTSTRAPS):
     gaps = {arm: gap_model(runs, arm, baseline, boots) for arm in lawful if arm != baseline}
     rows, absent = [], {}
     for budget, at in by_budget.items():
-        for arm in (a for a in arms if a != baseline):
+        for arm in (a for a in at["arm"].unique() if a != baseline):
             stated, missing = budget_comparisons(at, arm, baseline, budget)
             rows += stated
             if missing:
