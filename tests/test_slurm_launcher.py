@@ -130,3 +130,15 @@ def test_cli_study_on_slurm_reports_failures_after_the_finished_runs_report(data
         in err[-1]
     with pytest.raises(ResultsError):
         study.collect(study.load_study_spec(config=spec_file), tmp_path / "s")
+
+
+def test_srun_tasks_get_torchruns_variables_from_slurms():
+    from bench.accuracy.distributed import from_slurm
+
+    step = {"SLURM_STEP_NUM_TASKS": "4", "SLURM_PROCID": "3", "SLURM_LOCALID": "1", "SLURM_STEP_NODELIST": "gpu7",
+            "SLURM_JOB_ID": "123456"}
+    assert from_slurm(step) == {"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1", "MASTER_ADDR": "gpu7",
+                                "MASTER_PORT": str(20000 + 123456 % 20000)}
+    assert from_slurm({**step, "WORLD_SIZE": "4"}) == {}  # torchrun's own win
+    batch_script = {"SLURM_NTASKS": "4", "SLURM_PROCID": "0", "SLURM_JOB_ID": "1"}  # no srun step: one process
+    assert from_slurm(batch_script) == {}

@@ -5,6 +5,7 @@ process, so the same training code runs on a laptop CPU and on several GPUs or n
 """
 import contextlib
 import os
+import subprocess
 from dataclasses import dataclass
 
 import torch
@@ -30,8 +31,26 @@ class Context:
         return self.world_size > 1
 
 
+def from_slurm(environ=os.environ):
+    """torchrun's variables taken from Slurm's in a task of `srun` with several tasks (as timm's
+    init_distributed_device reads SLURM_PROCID, SLURM_LOCALID and the task count): the rendezvous is the step's
+    first node on a port from the job id. Nothing changes where torchrun's variables are already set, or in a job's
+    batch script (no srun step: its task count is not this process's world)."""
+    tasks = int(environ.get("SLURM_STEP_NUM_TASKS", "1"))
+    if "WORLD_SIZE" in environ or tasks < 2 or "SLURM_PROCID" not in environ:
+        return {}
+    nodes = environ.get("SLURM_STEP_NODELIST") or environ.get("SLURM_JOB_NODELIST", "127.0.0.1")
+    first = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True, text=True,
+                           check=False).stdout.split() if any(c in nodes for c in "[,") else [nodes]
+    return {"WORLD_SIZE": str(tasks), "RANK": environ["SLURM_PROCID"], "LOCAL_RANK": environ.get("SLURM_LOCALID", "0"),
+            "MASTER_ADDR": environ.get("MASTER_ADDR") or (first or [nodes])[0],
+            "MASTER_PORT": environ.get("MASTER_PORT") or str(20000 + int(environ.get("SLURM_JOB_ID", "0")) % 20000)}
+
+
 def setup(device=None):
-    """Join the process group torchrun describes (once per process) and pick this rank's device."""
+    """Join the process group torchrun (or srun: `from_slurm`) describes (once per process) and pick this rank's
+    device."""
+    os.environ.update(from_slurm())
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
