@@ -184,11 +184,11 @@ def directed_multiplier(images, top1, target, n_images):
 
 
 def order_interval(values, level):
-    """The order statistics that bound a `level` percentile interval of `values` (no interpolation between two
-    draws, so a statistic and any sign-preserving transform of it give intervals that agree on their sign)."""
-    v = np.sort(np.asarray(values, dtype=float))
-    tail = (1 - level) / 2
-    return int(math.floor(tail * v.size)), int(math.ceil((1 - tail) * v.size)) - 1
+    """(low, high): the ranks, among `values` sorted, of the order statistics that bound their `level` percentile
+    interval. No interpolation between two draws, so a statistic and any sign-preserving transform of it give
+    intervals that agree on their sign."""
+    tail, n = (1 - level) / 2, len(values)
+    return int(math.floor(tail * n)), int(math.ceil((1 - tail) * n)) - 1
 
 
 def data_multiplier(results, arm, baseline="vit", value="test_top1", boots=4000, level=0.95, seed=0):
