@@ -142,3 +142,19 @@ def test_srun_tasks_get_torchruns_variables_from_slurms():
     assert from_slurm({**step, "WORLD_SIZE": "4"}) == {}  # torchrun's own win
     batch_script = {"SLURM_NTASKS": "4", "SLURM_PROCID": "0", "SLURM_JOB_ID": "1"}  # no srun step: one process
     assert from_slurm(batch_script) == {}
+
+
+def test_a_study_toml_chooses_the_slurm_launcher_and_its_settings(data, tmp_path, monkeypatch):
+    from bench.cli import main
+
+    path = tmp_path / "spec.toml"
+    path.write_text(tomli_w.dumps({**TINY, "seeds": [0], "launcher": "slurm", "slurm": {"cpus": 1, "partition": "x"}}))
+    chosen = []
+    monkeypatch.setattr(slurm, "run_study_on_slurm", lambda spec, data, out, resume, overwrite, settings:
+                        chosen.append(settings) or [])
+    monkeypatch.setattr("bench.report.study.write_study_report", lambda spec, out: "")
+    assert main(["study", "--config", str(path), "--data", str(data), "--out", str(tmp_path / "s"),
+                 "--slurm-partition", "y"]) == 0
+    assert chosen == [SlurmConfig(cpus=1, partition="y")]  # the flag over the table
+    with pytest.raises(ConfigError, match="unknown setting 'cpu' in the study spec's \\[slurm\\] table; did you mean"):
+        slurm.slurm_settings({"cpu": 1})

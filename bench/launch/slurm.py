@@ -51,7 +51,8 @@ class RunJob:
 
 def slurm_settings(source=None, flags=None):
     """SlurmConfig from a study spec's [slurm] table, then the --slurm-* flags."""
-    return SlurmConfig(**{**(source or {}), **(flags or {})})
+    table = SlurmConfig.check_some(dict(source or {}), "the study spec's [slurm] table")
+    return SlurmConfig(**{**table, **(flags or {})})
 
 
 def executor(out, settings, cluster=None):
