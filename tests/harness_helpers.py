@@ -71,6 +71,8 @@ def tiny_config(data, out, model="t2t_vit_7", model_args=None, **settings):
     the per-image path; tests/test_tensor_data.py and test_cifar.py cover the memory path)."""
     defaults = dict(epochs=2, batch_size=8, img_size=32, lr=1e-3, warmup_epochs=1, workers=0, threads=1,
                     data_mode="files")
+    if settings.get("budget_pflop") or settings.get("budget_minutes"):
+        del defaults["epochs"]  # a budget sets the run's length: epochs beside it is refused
     args = TINY_T2T if model.startswith("t2t") else TINY_VIT if model.startswith("vb_vit") else TINY_RESNET
     return TrainConfig(
         model=model, data=str(data), out=str(out), model_args=dict(model_args or args), **{**defaults, **settings}

@@ -47,7 +47,8 @@ def test_holdout_is_class_balanced_seeded_disjoint_and_recorded(data):
 
 
 @pytest.mark.parametrize("holdout, expected", [(7, "splits evenly over 3 classes; use e.g. 0.1 or 6"),
-                                               (24, "leaves class"), (2.5, "neither a fraction")])
+                                               (24, "holds out 8 images of each class, but class"),
+                                               (0.99, "leaves class"), (2.5, "neither a fraction")])
 def test_a_holdout_that_cannot_be_carved_is_one_line(data, holdout, expected):
     split = scan_dataset(data)["train"]
     with pytest.raises(DatasetError, match=expected.replace("(", r"\(").replace(")", r"\)")):
@@ -354,7 +355,7 @@ def test_validations_spread_a_few_evaluations_over_many_short_epochs(data, tmp_p
     summary = train.start(tiny_config(data, out, holdout=6, epochs=5, validations=2), progress=False, warn=quiet)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in rows if row["val_images"]] == [3, 5]  # every ceil(5 / 2) = 3rd and the last
-    assert all(math.isnan(row["top1"]) for row in rows if not row["val_images"])
+    assert all(row["top1"] is None for row in rows if not row["val_images"])  # JSON null: no score that epoch
     held = train_data.scan_samples(tiny_config(data, out, holdout=6), quiet).holdout
     assert {reads[path] for path, _ in held} == {2} and summary["best"]["epoch"] in (3, 5)
     with pytest.raises(ConfigError, match="validations=0 is not allowed; it must be an integer >= 1"):

@@ -141,6 +141,9 @@ def load_study_spec(preset="cpu-tiny", config=None, **changes):
     for length in LENGTHS:  # a length given replaces the spec's
         if length in given:
             raw["train"] = {k: v for k, v in raw["train"].items() if k not in LENGTHS or k == length}
+    if len(lengths := [k for k in LENGTHS if k in raw["train"]]) > 1:  # only one can apply: refused up front
+        raise ConfigError(f"study train settings set both {lengths[0]} and {lengths[1]}, but a run's length is one of "
+                          f"{', '.join(LENGTHS)}; keep one")
     if not all(0 < f <= 1 for f in raw["fractions"]):
         raise ConfigError(f"study fractions {raw['fractions']} must lie in (0, 1]")
     check_train_settings(raw["train"], "study train settings")
