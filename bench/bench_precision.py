@@ -9,7 +9,6 @@ and printed at the end. pytest-benchmark's timed call is the bf16 step. Run at t
 import copy
 import statistics
 
-
 from bench.cost.timing import TimingSetup, make_step, timed_call
 from bench.suite import Case, benchmark_info
 
