@@ -17,6 +17,7 @@ from bench.configs import (
     EvalConfig,
     ExportConfig,
     ProfileConfig,
+    SlurmConfig,
     StudyConfig,
     SweepSpec,
     SyntheticConfig,
@@ -273,6 +274,10 @@ def cmd_study(args):
     if not args.report_only:
         if not data:
             raise config_error("--data is required to run a study (or pass --report-only to rebuild its report)")
+        launcher = config.launcher if "launcher" in chosen else StudyConfig.check_some(
+            {"launcher": (spec.source or {}).get("launcher", config.launcher)}, "the study spec")["launcher"]
+        if launcher == "slurm":
+            return study_on_slurm(spec, data, config.out, args)
         try:
             writes = run_study(spec, data, config.out, args.resume, args.overwrite, jobs=config.jobs)
         finally:
@@ -281,6 +286,25 @@ def cmd_study(args):
             return
     print(write_study_report(spec, config.out))
     print(f"report: {Path(config.out) / 'report.md'}")
+
+
+def study_on_slurm(spec, data, out, args):
+    """The study's runs as Slurm jobs; the report of the runs that finished, then an error naming those that did not."""
+    from bench.launch.slurm import run_study_on_slurm, slurm_settings
+    from bench.report.study import write_study_report
+    from models.errors import ResultsError
+
+    settings = slurm_settings((spec.source or {}).get("slurm"), given_flags(args, SlurmConfig))
+    failed = run_study_on_slurm(spec, data, out, args.resume, args.overwrite, settings)
+    try:
+        print(write_study_report(spec, out))
+        print(f"report: {Path(out) / 'report.md'}")
+    except ResultsError:
+        if not failed:
+            raise
+    if failed:
+        raise ResultsError(f"{len(failed)} run(s) did not finish, e.g. {failed[0]}; `vitbench study --out {out} "
+                           "--resume --launcher slurm` submits only those again")
 
 
 # ----------------------------------------------------------------------------- the parser
@@ -385,6 +409,8 @@ def add_study_command(sub):
     add_flags(p, StudyConfig)
     add_flags(p.add_argument_group("the same for every run (replacing the spec's)"), TrainConfig,
               only=STUDY_TRAIN_SETTINGS)
+    add_flags(p.add_argument_group("--launcher slurm: each run's job (replacing the spec's [slurm] table)"),
+              SlurmConfig)
     p.add_argument("--resume", action="store_true", help="finish the study in --out, skipping finished runs")
     p.add_argument("--overwrite", action="store_true", help="replace the study in --out and start over")
     p.add_argument("--report-only", action="store_true", help="only rebuild tables and curves from finished runs")

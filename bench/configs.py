@@ -23,6 +23,7 @@ DEVICES = ("cpu", "cuda")  # what a timing runs on
 DTYPES = ("float32", "bfloat16", "float16")
 ALLOCATORS = ("steady", "system")
 MODES = ("inference", "train")
+LAUNCHERS = ("local", "slurm")  # where a study's runs train
 SWEEP_FAMILIES = ("vit", "t2t-performer", "t2t-transformer")  # the tokenizer families a sweep varies
 MEASUREMENTS = ("params", "macs", "throughput", "tokenizer_time", "memory", "max_batch")
 PAPER_BATCH = 512  # the paper's learning rates are for a global batch of 512
@@ -319,6 +320,32 @@ class StudyConfig(Settings):
     arms: list[str] | None = setting(None, "keep only these arms of the spec")
     jobs: int = setting(1, "runs trained at once, each in its own process (on a CPU, one per core with "
                         "threads 1)", low=1, high=256)
+    launcher: str = setting("local", "where the runs train: local (this machine, --jobs at once) or slurm (each run "
+                            "one Slurm job through submitit, the runs one job array; --slurm-* settings or the "
+                            "spec's [slurm] table)", choices=LAUNCHERS)
+
+
+@dataclass
+class SlurmConfig(Settings):
+    """How `--launcher slurm` asks for each run's job (submitit's AutoExecutor parameters): a study TOML's [slurm]
+    table, then the --slurm-* flags. A run with GPUs gets one process per GPU (a DDP run), as DeiT's submitit script."""
+
+    JOB = "slurm"
+    partition: str | None = setting(None, "Slurm partition (default: the cluster's)", flag="slurm-partition")
+    account: str | None = setting(None, "Slurm account charged for the jobs", flag="slurm-account")
+    nodes: int = setting(1, "nodes per run", low=1, high=4096, flag="slurm-nodes")
+    gpus: int = setting(0, "GPUs per node per run (0: a CPU run, one process per node)", low=0, high=64,
+                        flag="slurm-gpus")
+    cpus: int = setting(2, "CPUs per process", low=1, high=1024, flag="slurm-cpus")
+    mem_gb: float | None = setting(None, "memory per node in GB (default: the partition's)", above=0.0, high=1e6,
+                                   flag="slurm-mem-gb")
+    time_minutes: int = setting(24 * 60, "time limit per job; 90 s before it Slurm sends SIGUSR1, the run saves "
+                                "a checkpoint and is requeued", low=1, high=10**6, flag="slurm-time-minutes")
+    max_running: int | None = setting(None, "runs of the job array running at once (default: all)", low=1,
+                                      high=10**6, flag="slurm-max-running")
+    sbatch: dict = setting(help="extra sbatch option, e.g. qos=high or constraint=a100 (repeatable)",
+                           flag="slurm-sbatch", factory=dict)
+
 
 
 @dataclass
