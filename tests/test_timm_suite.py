@@ -1,7 +1,9 @@
-"""timm's own tests/test_models.py passes on every name we register (scripts/timm_model_tests.py).
+"""timm's own tests/test_models.py passes on the names we register (scripts/timm_model_tests.py).
 
-Slow (about 20 minutes on 2 cores). timm's source distribution comes from the cache or, unless VITBENCH_OFFLINE=1,
-from the package index; without either the test is skipped with the reason.
+The CI run takes one name of each kind (CI_NAMES: every tokenizer family, the CIFAR and ImageNet-size shapes, the
+CNN); VITBENCH_TIMM_ALL=1 runs every registered name (about 20 minutes on 2 cores), as does the script itself.
+timm's source distribution comes from the cache or, unless VITBENCH_OFFLINE=1, from the package index; without
+either the test is skipped with the reason.
 """
 import importlib.util
 import os
@@ -41,10 +43,16 @@ def test_timm_sdist_has_the_lists_we_register_in(tmp_path):
     assert "FEAT_INTER_FILTERS = ['registry', 'cnn', " in registered
 
 
+CI_NAMES = ["t2t_vit_7", "t2t_vit_t_14", "t2t_vit_lite_tiny", "vit_lite_tiny", "vb_vit_tiny_patch16_224",
+            "resnet_cifar_tiny"]  # the six names the timm run was first reported on
+
+
 @pytest.mark.slow
-def test_timms_model_tests_pass_on_every_registered_name(capsys):
+def test_timms_model_tests_pass_on_our_names(capsys):
     sdist = sdist_or_skip()
-    status, summaries = suite.run(sdist, suite.our_names())
+    names = suite.our_names() if os.environ.get("VITBENCH_TIMM_ALL") == "1" else CI_NAMES
+    assert set(CI_NAMES) <= set(suite.our_names())
+    status, summaries = suite.run(sdist, names)
     text = capsys.readouterr().out
     assert status == 0, "\n".join(line for line in text.splitlines() if line.startswith(("FAILED", "ERROR")))
     assert all(" passed" in line and "failed" not in line for _, line in summaries), summaries
