@@ -22,7 +22,7 @@ from timm.optim import create_optimizer_v2
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from bench.accuracy import factory
-from bench.accuracy.plan import TRAIN_FLOPS_PER_MAC
+from bench.cost.flops import TRAIN_FLOPS_PER_MAC
 from bench.cost.flops import any_model_macs
 from bench.cost.peak import cpu_peak
 

@@ -13,9 +13,9 @@ cosine that already decayed: a warm restart); train a new run with a larger budg
 import math
 from dataclasses import asdict, dataclass
 
+from bench.cost.flops import TRAIN_FLOPS_PER_MAC
 from models.errors import ConfigError
 
-TRAIN_FLOPS_PER_MAC = 2 * 3  # 2 FLOPs per multiply-accumulate; backward costs twice the forward
 PFLOP = 1e15
 WARMUP_MAX_SHARE = 0.2  # a warm-up asked to cover more of the run than this is shortened to this share
 BUDGETS = ("epochs", "pflop", "minutes")

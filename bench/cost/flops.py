@@ -34,6 +34,9 @@ from models.layers import count_params as count_model_params
 from models.layers import dense_macs, named_fixed_tables
 from models.tokenizers import to_2tuple_size
 
+FLOPS_PER_MAC = 2  # a multiply-accumulate is two floating-point operations
+TRAIN_FLOPS_PER_MAC = FLOPS_PER_MAC * 3  # training: the forward and a backward of twice its cost
+
 with warnings.catch_warnings():  # fvcore scripts a loss at import, which torch now warns about
     warnings.simplefilter("ignore", FutureWarning)
     from fvcore.nn import FlopCountAnalysis

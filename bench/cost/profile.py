@@ -5,10 +5,9 @@ import statistics
 
 import torch
 
-from bench.accuracy.plan import TRAIN_FLOPS_PER_MAC
 from bench.allocator import allocator_in_effect
 from bench.cost.build import build_model, check_runs, dropout_rates, input_size, is_ours
-from bench.cost.flops import macs_of, params_of
+from bench.cost.flops import FLOPS_PER_MAC, TRAIN_FLOPS_PER_MAC, macs_of, params_of
 from bench.cost.memory import activation_estimate_bytes, measure_peak_memory
 from bench.cost.peak import mfu, peak
 from bench.cost.timing import TimingSetup, autocast, measure_throughput, prepare, timed_call
@@ -82,7 +81,7 @@ def profile_model(name: str, overrides: dict | None = None, setup: TimingSetup =
             f"memory_method{suffix}": memory.get("memory_method", "oom"),
         })
         # achieved FLOP/s counted from the model's MACs (2 FLOPs each; a train step is forward + backward: x3)
-        flop_s = timing["img_s"] * counts["macs"] * (TRAIN_FLOPS_PER_MAC if mode == "train" else 2)
+        flop_s = timing["img_s"] * counts["macs"] * (TRAIN_FLOPS_PER_MAC if mode == "train" else FLOPS_PER_MAC)
         result.update({f"flop_s{suffix}": flop_s, f"mfu{suffix}": mfu(flop_s, 1.0, device_peak["flop_s"])})
         if setup.compile:
             result[f"compile_s{suffix}"] = timing["compile_s"]
