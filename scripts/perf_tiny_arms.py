@@ -22,8 +22,7 @@ from timm.optim import create_optimizer_v2
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from bench.accuracy import factory
-from bench.cost.flops import TRAIN_FLOPS_PER_MAC
-from bench.cost.flops import any_model_macs
+from bench.cost.flops import TRAIN_FLOPS_PER_MAC, any_model_macs
 from bench.cost.peak import cpu_peak
 
 ARMS = {"vit_lite_tiny": {}, "t2t_vit_lite_tiny": {"t2t_drop": 0.0}, "resnet_cifar_tiny": {}}  # as the study
