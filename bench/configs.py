@@ -347,7 +347,6 @@ class SlurmConfig(Settings):
                            flag="slurm-sbatch", factory=dict)
 
 
-
 @dataclass
 class SyntheticConfig(Settings):
     """`vitbench synthetic`: a small ImageNet-layout dataset of local-motif classes."""
