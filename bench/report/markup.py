@@ -25,8 +25,8 @@ def md_cell(value):
 
 def md_table(frame, **options):
     """`frame` as a Markdown table (pandas' to_markdown with `options`), every text cell and header escaped."""
-    frame = frame.rename(columns=md_cell)
-    frame = frame.map(md_cell)
+    frame = frame.rename(columns=md_cell).map(md_cell)
+    frame = frame.astype(object).where(frame.notna(), None)  # map() infers dtypes again: None would turn back to NaN
     return frame.to_markdown(index=False, **options)
 
 
