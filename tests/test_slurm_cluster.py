@@ -27,7 +27,8 @@ ARM = {"name": "t2t", "label": "T2T-ViT", "model": "t2t_vit_7",
        "overrides": {k: v for k, v in TINY_T2T.items() if k != "depth"}, "depths": [1]}
 SAME = ["arm", "seed", "val_top1", "test_top1", "test_top5", "updates", "train_pflop"]
 SETTINGS = SlurmConfig(cpus=1, time_minutes=60)
-REQUEUED = dict(epochs=30, checkpoint_every=1)  # 60 updates, a checkpoint after each
+REQUEUED = dict(epochs=300, checkpoint_every=1)  # 600 updates, a checkpoint after each: long enough that the
+# signal lands mid-run on a fast machine too (CI once finished 60 updates before the requeue reached the job)
 # minutes on a busy 2-core machine (every job starts Python and torch; Slurm and submitit poll): CI runs them
 pytestmark = pytest.mark.slow
 
@@ -112,7 +113,7 @@ def test_four_runs_on_slurm_equal_the_local_launcher(cluster, data, tmp_path):
 
 
 def test_cancelled_and_killed_runs_are_reported_and_resume_finishes_them(cluster, data, tmp_path):
-    runs, out = spec(tmp_path, [0, 1], epochs=40), tmp_path / "study"
+    runs, out = spec(tmp_path, [0, 1], epochs=200), tmp_path / "study"  # both still running when stopped
     thread, result = in_background(slurm.run_study_on_slurm, runs, data, out, settings=SETTINGS, warn=print)
     running = wait_until(lambda: (jobs := [(job, number) for job, number, state in squeue("%i", "%A", "%T")
                                            if state == "RUNNING"]) and len(jobs) == 2 and jobs, 60, "both runs running")
