@@ -309,7 +309,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium: ./scripts/test.sh installs it where it may "
+@pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium: CI's .ci/run installs it where it may "
                                          "(root and apt), else install it with `apt-get install chromium`")
 def test_the_html_report_loads_in_a_real_browser_with_every_figure_and_no_script_error(finished_study, tmp_path):
     from bench.report.build import build_report
