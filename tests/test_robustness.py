@@ -20,7 +20,7 @@ from bench.accuracy.data import load_rgb, scan_split
 from bench.accuracy.evaluate import model_for_checkpoint
 from bench.cli import main
 from bench.cost.sweep import SweepRun, SweepSpec, load_sweep_spec, run_sweep
-from bench.outputs import HOLDER, LOCK, folder_lock
+from bench.outputs import HOLDER, LOCK, folder_lock, take_lock
 from bench.report.build import build_report, load_inputs
 from bench.settings import model_arg_pairs
 from models.errors import CheckpointError, ConfigError, DatasetError, InputShapeError, ResultsError, UnknownModelError
@@ -237,6 +237,13 @@ def test_a_locked_folder_is_refused_naming_the_holder(tmp_path, data):
 def test_a_stale_lock_is_taken_over_and_released(tmp_path):
     out = tmp_path / "sw"
     out.mkdir()
+    (out / LOCK).write_text(f"{DEAD_PID} sweep\n")  # what a killed holder leaves: the files, no kernel lock
+    (out / HOLDER).write_text(json.dumps({"host": "gone", "pid": DEAD_PID, "kind": "sweep"}))
+    with folder_lock(out, "study"):
+        assert json.loads((out / HOLDER).read_text())["pid"] == os.getpid()  # taken over: the holder is us
+        with pytest.raises(ResultsError, match=rf"\(study, pid {os.getpid()} on "):
+            take_lock(out, "sweep")  # and held: another taker is refused
+    assert sorted(out.iterdir()) == []  # released: LOCK and HOLDER gone, the folder kept
     (out / LOCK).write_text(f"{DEAD_PID} sweep\n")
     sweep(out)
     assert (out / "sweep.csv").exists() and not (out / LOCK).exists()
@@ -299,8 +306,9 @@ def test_sweep_toml_values_of_the_wrong_type(toml, message, tmp_path):
         load_sweep_spec(tmp_path / "grid.toml")
 
 
-def test_an_empty_grid_axis_keeps_the_base_value():
-    assert SweepSpec.from_flat({"depth": []}).depth == []
+def test_an_empty_grid_axis_keeps_the_base_value(tmp_path):
+    table = sweep(tmp_path / "sw", depth=[], embed_dim=[32, 64])  # the base vb_vit_small_patch16_224 has 12 blocks
+    assert set(zip(table["depth"], table["embed_dim"])) == {(12, 32), (12, 64)} and "config_depth" not in table
 
 
 # --- outputs that are a file, read-only or on a full disk ---------------------------------------------------

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils.data import DistributedSampler
 from torchvision.transforms import v2
 
-from bench.accuracy import tensor_data
+from bench.accuracy import distributed, tensor_data
 from bench.accuracy.data import scan_split, select_per_class
 from bench.accuracy.tensor_data import (
     CIFAR10_MEAN,
@@ -296,12 +295,19 @@ def test_random_crop_is_a_window_of_the_padded_image():
         assert torch.equal(out[i], padded[i, :, top[i] : top[i] + 8, left[i] : left[i] + 8])
 
 
-@pytest.mark.parametrize("length, world", [(200, 1), (200, 3), (7, 4)])
-def test_train_order_is_distributed_samplers(length, world):
+@pytest.mark.parametrize("world", [1, 3])
+def test_memory_path_draws_the_folder_paths_order(decoded, world):
+    """TensorLoader's images come in the order the folder path's sampler (distributed.train_sampler) draws for the
+    same (seed, epoch, rank), over the selected positions: the two data modes train on the same sequence."""
+    subset = torch.arange(0, 200, 3)
     for rank in range(world):
-        sampler = DistributedSampler(range(length), num_replicas=world, rank=rank, shuffle=True, seed=4)
+        context = distributed.Context(rank, world, 0, torch.device("cpu"))
+        sampler = distributed.train_sampler(range(len(subset)), context, seed=4)
         sampler.set_epoch(5)
-        assert shard_order(length, 4, 5, rank, world).tolist() == list(sampler)
+        loader = TensorLoader(decoded.images, torch.arange(200), 8, subset, seed=4, epoch=5, rank=rank,
+                              world_size=world, drop_last=False, augment=NO_AUGMENT)
+        drawn = torch.cat([targets for _, targets, _ in loader]).tolist()
+        assert drawn == subset[list(sampler)].tolist()
 
 
 def test_train_shards_cover_every_image(decoded):
