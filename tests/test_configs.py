@@ -190,13 +190,14 @@ def test_a_flag_has_no_default_of_its_own():
     assert {k for k in vars(args) if k in TrainConfig.field_names()} == {"out"}
 
 
-def test_the_readme_s_study_specs_load(tmp_path):
-    """Every TOML example in the README is a study spec the suite reads as it is printed."""
+def test_the_docs_study_specs_load(tmp_path):
+    """Every TOML example in the README and docs/ is a study spec the suite reads as it is printed."""
     import re
 
     from bench.accuracy.study import load_study_spec
 
-    blocks = re.findall(r"```toml\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    blocks = [block for page in pages for block in re.findall(r"```toml\n(.*?)```", page.read_text(), re.S)]
     assert len(blocks) >= 2
     for i, block in enumerate(blocks):
         (tmp_path / f"{i}.toml").write_text(block)
