@@ -1,4 +1,4 @@
-"""Issue 13, "nothing lost, nothing silently wrong": each guarantee of README's Reliability section, one test each."""
+"""Issue 13, "nothing lost, nothing silently wrong": each guarantee of docs/reliability.md, one test each."""
 import dataclasses
 import errno
 import json

@@ -5,7 +5,7 @@
 - CPU: bf16 only with native bf16 dot products (the avx512_bf16 or amx_bf16 flag; without them torch emulates
   bf16 GEMMs, measured 8-10x slower than fp32 here) AND a transformer at least BF16_MIN_WIDTH wide. Narrower
   models spend their step in ops bf16 does not speed up (casts, LayerNorm, softmax, the optimiser), so autocast
-  only adds casts: the measurements behind the threshold are in README.md's performance section.
+  only adds casts: the measurements behind the threshold are in docs/cost.md, "Precision and utilisation".
 Models without a transformer width (CNNs) stay fp32 on CPU: the rule was measured on transformers only.
 """
 from dataclasses import dataclass
@@ -15,7 +15,7 @@ import torch
 
 from models.errors import ConfigError
 
-BF16_MIN_WIDTH = 192  # the narrowest width measured to gain (README: performance); 64 measured to lose
+BF16_MIN_WIDTH = 192  # the narrowest width measured to gain (docs/cost.md: precision); 64 measured to lose
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo's names for native bf16 dot products
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
 
