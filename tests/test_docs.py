@@ -5,7 +5,8 @@
   is parsed by the real argument parser, so its subcommand, every flag and every flag's value must be accepted;
   a `pytest` command's paths must exist and its options must be pytest's, its plugins' or `bench/conftest.py`'s;
   a script must exist (a shell script executable, with valid syntax). A block whose commands are cheap is marked
-  `<!-- doc-test: run -->` on the line before it and is also run for real, in a temporary folder.
+  `<!-- doc-test: run -->` on the line before it and is also run for real, in a temporary folder that sees the
+  repository's `tests/` and `bench/`; `<!-- doc-test: run slow -->` does the same under the slow mark.
 - TOML blocks are study specs and must load as one.
 - A block that needs data or a download is marked `<!-- doc-test: skip (the reason) -->` and skips with it.
 - Every relative link (and its #anchor) points at something that exists; inline `vitbench ...` spans name real
@@ -27,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 HARNESS_PAGES = ["cost", "accuracy", "studies", "reports", "configs", "reliability"]  # the issue's list
 LANGUAGES = {"python", "bash", "toml", "text"}
-MARKER = re.compile(r"<!--\s*doc-test:\s*(skip|run)\s*(?:\((.*)\))?\s*-->")
+MARKER = re.compile(r"<!--\s*doc-test:\s*(skip|run slow|run)\s*(?:\((.*)\))?\s*-->")
 FENCE = re.compile(r"^```(\S*)[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
 BIN = Path(sys.executable).parent  # .venv/bin: vitbench, pytest
 
@@ -42,7 +43,7 @@ class Block:
     line: int
     language: str
     code: str
-    mode: str  # "check", "run" or "skip"
+    mode: str  # "check", "run", "run slow" or "skip"
     reason: str
 
     @property
@@ -218,21 +219,26 @@ def check_command(words, where, capsys):
 def test_shell_block_parses(block, capsys):
     if block.mode == "skip":
         pytest.skip(block.reason)
-    commands = list(shell_commands(block.code))
+    commands = list(shell_commands(block.code))  # run ones are checked too: a slow one is often not run
     assert commands, f"{block.id}: an empty block"
     for words in commands:
         check_command(words, block.id, capsys)
 
 
-RUN_BLOCKS = [block for block in BLOCKS if block.language == "bash" and block.mode == "run"]
+RUN_BLOCKS = [pytest.param(block, id=block.id, marks=[pytest.mark.slow] if block.mode == "run slow" else [])
+              for block in BLOCKS if block.language == "bash" and block.mode.startswith("run")]
 
 
-@pytest.mark.parametrize("block", RUN_BLOCKS, ids=[block.id for block in RUN_BLOCKS])
-def test_cheap_shell_block_runs(block, tmp_path):
-    """Blocks marked `run` are cheap (no torch): each command is run for real in a temporary folder."""
+@pytest.mark.parametrize("block", RUN_BLOCKS)
+def test_shell_block_runs(block, tmp_path):
+    """Blocks marked `run` are run for real, command by command, in a temporary folder (with the repository's
+    tests/ and bench/ beside them, for the sample data and the presets): `run` ones are cheap (no torch), `run slow`
+    ones train (the slow mark)."""
+    for folder in ("tests", "bench"):
+        (tmp_path / folder).symlink_to(REPO / folder)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     for words in shell_commands(block.code):
-        done = subprocess.run(words, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(words, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, f"{block.id}: `{shlex.join(words)}` failed:\n{done.stderr}"
         assert done.stdout.strip(), f"{block.id}: `{shlex.join(words)}` printed nothing"
 
