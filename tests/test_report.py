@@ -1,6 +1,7 @@
 """`vitbench report`: every kind of result becomes tables and plots with provenance."""
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -50,13 +51,9 @@ def test_report_from_sweep_and_benchmarks(tmp_path, benchmark_json):
         for suffix in ("md", "csv", "tex"):
             assert (out / f"{name}.{suffix}").is_file(), name
         assert f"({name}.md)" in text
-    for name in (
-        "accuracy_vs_macs",
-        "mac_breakdown",
-        "throughput_inference_vs_depth_sweep-tiny",
-        "macs_vs_depth_sweep-tiny",
-    ):
+    for name in ("accuracy_vs_macs", "mac_breakdown", "sweep_sweep-tiny"):  # the sweep: one faceted figure
         assert (out / f"{name}.png").stat().st_size > 1000 and (out / f"{name}.svg").is_file()
+    assert not list(out.glob("*_vs_depth_*"))
     assert "torch" in text and "Source:" in text and str(sweep_dir) in text
     for table in out.glob("*.tex"):  # tables that compile: every name and header escaped, booktabs rules
         tex = table.read_text()
@@ -160,17 +157,165 @@ def test_a_figure_saved_twice_is_the_same_bytes(tmp_path):
     assert [path.read_bytes() for path in first] == [path.read_bytes() for path in second]
 
 
-def test_a_study_over_several_fractions_reports_its_data_multiplier(tmp_path):
-    """The committed multiplier study (results/ is part of the repository): the report states the multiplier by
-    its interval, tables it and draws it, as the study's own report.md does."""
+COMMITTED = [REPO / "results" / name for name in ("sweep-image-size", "study-cifar10-multiplier",
+                                                 "pretrained-cifar10/study")]
+
+
+@pytest.fixture(scope="module")
+def committed_report(tmp_path_factory):
+    """A report of committed results (results/ is part of the repository): a sweep, the multiplier study and the
+    pretrained study, whose folder is named `study` and whose title is in the README above it."""
+    return build_report(COMMITTED, tmp_path_factory.mktemp("committed") / "report", argv=["vitbench", "report"])
+
+
+def headings(text):
+    return [line for line in text.splitlines() if line.startswith("#")]
+
+
+def test_the_report_opens_with_the_answer_and_names_each_study_by_its_title(committed_report):
+    text = committed_report.read_text()
+    parts = [line[3:] for line in headings(text) if line.startswith("## ")]
+    assert parts[:2] == ["Contents", "The answer"] and parts[-1] == "Cost: the paper's models, sweeps and timings"
+    titles = [part for part in parts[2:-1]]
+    assert titles == ["The data multiplier on CIFAR-10: ViT vs T2T-ViT at 5% to 100% of the images (2-core CPU)",
+                      "Pretrained then fine-tuned vs from scratch, proven end to end on CIFAR-10 (2-core CPU)"]
+    assert "(study)" not in text and "From-scratch study" not in text  # never the folder's name
+    assert not [line for line in headings(text) if "](" in line]  # no heading shows Markdown link syntax
+    answer = text.split("## The answer")[1].split("\n## ")[0]
+    assert "![Paired differences to the ViT, study by study](forest.png)" in answer
+    assert "ViT-Lite tiny pretrained on the other five classes, then fine-tuned is ahead of ViT-Lite tiny from " \
+           "scratch by" in answer  # the pretrained study's sentence, by its interval
+    assert "- At 45,000 training images: no difference between T2T-ViT-Lite tiny (Performer T2T)" in answer
+    contents = re.findall(r"^ *- \[([^]]+)\]\(#([^)]+)\)$", text.split("## The answer")[0], re.M)
+    assert len(contents) == len(headings(text)) - 2  # every part and section but the title and the contents
+    for link, anchor in contents:  # GitHub's anchors: lower case, punctuation dropped, a repeat numbered
+        slug = re.sub(r"[^\w\- ]", "", link.lower()).replace(" ", "-")
+        assert re.fullmatch(re.escape(slug) + r"(-\d+)?", anchor), (link, anchor)
+    out = committed_report.parent
+    assert (out / "sweep_sweep-image-size.png").is_file() and not list(out.glob("*_vs_img_side_*"))
+    assert "; every measurement: [cost_sweep-image-size_all.csv](cost_sweep-image-size_all.csv)" in text
+    # top-5 only where the task has more than 5 classes: the pretrained study's five classes make it 100%
+    assert "test_top5_mean" not in pd.read_csv(out / "study_study.csv")
+    assert "test_top5_mean" in pd.read_csv(out / "study_study-cifar10-multiplier.csv")
+
+
+def test_a_wide_table_is_split_into_readable_ones_repeating_the_names_of_its_rows(committed_report):
+    from bench.report.build import WIDE_COLUMNS
+
+    full = pd.read_csv(committed_report.parent / "study_study-cifar10-multiplier.csv")
+    assert len(full.columns) > 2 * WIDE_COLUMNS  # the CSV keeps every column
+    page = (committed_report.parent / "index.html").read_text()
+    section = page.split("Test top-1 over seeds and the paired difference to the ViT</h3>")[1].split("<h3")[0]
+    shown = re.findall(r"<table.*?</table>", section, re.S)
+    assert len(shown) >= 2 and all('<div class="wide">' + table in section for table in shown)
+    columns = [re.findall(r"<th>([^<]*)</th>", table) for table in shown]
+    assert all(len(c) <= WIDE_COLUMNS and c[:4] == ["label", "model", "depth", "fraction"] for c in columns)
+    assert {name for c in columns for name in c} == set(full.columns)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium (apt-get install chromium)")
+def test_the_page_loads_offline_in_a_real_browser_and_its_contents_land_on_their_sections(committed_report):
+    page = committed_report.parent / "index.html"
+    text = page.read_text()
+    assert not re.search(r'(src|href)="(https?:|//)', text)  # nothing fetched: readable offline
+    links = re.findall(r'<a href="#([^"]+)">', text)
+    assert len(links) > 20 and len(set(links)) == len(links)
+    assert all(f'id="{anchor}"' in text for anchor in links)
+    dom = subprocess.run([shutil.which("chromium"), "--headless", "--no-sandbox", "--disable-gpu",
+                          "--virtual-time-budget=10000", "--window-size=1280,900", "--dump-dom",
+                          page.as_uri() + "?selftest"], capture_output=True, text=True, timeout=180).stdout
+    body = re.search(r"<body([^>]*)>", dom)
+    assert body, dom[:500]
+    seen = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body[1]))
+    assert seen.get("script-errors") == "0" and int(seen["images"]) >= 10, seen
+    assert seen["images-ok"] == seen["images"], seen  # every figure decoded
+    # every link of the contents names its heading and, followed, brings it to the top of the window
+    assert seen["toc"] == seen["toc-ok"] == seen["toc-landed"] == str(len(links)), seen
+
+
+def test_a_hostile_study_title_is_text_on_the_page_and_in_the_index(tmp_path):
+    folder = shutil.copytree(REPO / "results" / "pretrained-cifar10" / "study", tmp_path / "s" / "study")
+    (tmp_path / "s" / "README.md").write_text("# <script>alert(1)</script> [x](javascript:alert(1)) $x$ `y`\n")
+    index = build_report([folder], tmp_path / "report")
+    text, page = index.read_text(), (tmp_path / "report" / "index.html").read_text()
+    assert "<script>alert" not in text and "](javascript" not in text and "## &lt;script&gt;alert(1)" in text
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; x $x$ y</h2>" in page
+
+
+def test_the_forest_plot_has_a_panel_per_study_and_marks_what_is_stated():
+    from bench.report.study import forest_plot, forest_rows
+
+    rows = [{"arm": arm, "label": label, "fraction": 1.0, "seed": seed, "test_top1": top1 + seed * 0.1 * (arm == "t2t")}
+            for seed in range(3) for arm, label, top1 in (("vit", "ViT", 50.0), ("t2t", "T2T $x$", 53.0),
+                                                           ("cnn", "CNN", 50.0))]
+    diffs = forest_rows(pd.DataFrame(rows))
+    fig = forest_plot([("a study", diffs), ("another", diffs.iloc[:1])])
+    assert len(fig.axes) == 2 and [ax.get_title(loc="left") for ax in fig.axes] == ["a study", "another"]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["T2T \\$x\\$ (3 seeds)", "CNN (3 seeds)"]
+    assert forest_rows(pd.DataFrame(rows).query("arm != 'vit'")) is None  # no ViT arm: nothing to plot
+    fig.savefig(__import__("io").BytesIO(), format="png")  # a "$" in a label is no mathematics
+
+
+def test_accuracy_against_speed_draws_the_pareto_front():
+    from bench.report.study import pareto_front
+
+    assert pareto_front([500, 380, 290, 230], [60.0, 64.0, 60.0, 56.0]) == ([500, 380], [60.0, 64.0])
+    assert pareto_front([1, 2], [5.0, 5.0]) == ([2], [5.0])
+
+
+def test_training_curves_name_each_run_once():
+    from bench.report import plots
+
+    metrics = pd.DataFrame({"epoch": [1, 2], "train_loss": [2.0, 1.5], "val_loss": [2.1, 1.6], "top1": [10.0, 20.0]})
+    runs = [(REPO / name, {"model": "vit_lite_tiny", "seed": 0}, None, metrics) for name in ("vit-s0", "pre-s0")]
+    fig = plots.training_curves(runs, ["vit", "vit"])
+    labels = [text.get_text() for text in fig.legends[0].get_texts()]
+    assert labels == ["vit_lite_tiny (seed 0) [vit-s0]", "vit_lite_tiny (seed 0) [pre-s0]"]
+    assert [line.get_linestyle() for line in fig.axes[0].lines] == ["-", "--"]  # one family: told apart
+    fig = plots.training_curves(runs, ["vit", "vit"], labels=["scratch", "pretrained"])
+    assert [text.get_text() for text in fig.legends[0].get_texts()] == ["scratch", "pretrained"]
+
+
+def test_a_study_over_several_fractions_reports_its_data_multiplier(committed_report):
+    """The committed multiplier study: the report states the multiplier by its interval, tables it and draws it,
+    as the study's own report.md does."""
     study_folder = REPO / "results" / "study-cifar10-multiplier"
-    index = build_report([study_folder], tmp_path / "report").read_text()
-    table = pd.read_csv(tmp_path / "report" / "multiplier_study-cifar10-multiplier.csv")
+    index = committed_report.read_text()
+    table = pd.read_csv(committed_report.parent / "multiplier_study-cifar10-multiplier.csv")
     own = (study_folder / "report.md").read_text()
     assert list(table["train_images"]) == [2250, 4500, 11250, 22500, 45000]
-    assert "## Data multiplier (study-cifar10-multiplier): what the intervals allow us to say" in index
+    part = index.split("\n## The data multiplier on CIFAR-10")[1]  # the study's own part
+    assert "### Data multiplier: what the intervals allow us to say" in part
     # two seeds: the bootstrap excludes 1 but the direct difference's t-interval includes 0, so nothing is claimed
-    sentences = [line for line in index.splitlines() if line.startswith("- No data multiplier is claimed between")]
+    sentences = [line for line in part.splitlines() if line.startswith("- No data multiplier is claimed between")]
     assert len(sentences) == 1 and sentences[0] in own and "at 45,000 images: the direct difference's t-interval " \
         "includes 0" in sentences[0]
-    assert (tmp_path / "report" / "top1_vs_images_study-cifar10-multiplier.png").is_file()
+    assert (committed_report.parent / "top1_vs_images_study-cifar10-multiplier.png").is_file()
+
+
+@pytest.mark.slow
+def test_a_scaling_study_shows_each_budget_as_it_lands_and_its_laws_once_two_have(tmp_path):
+    from tests.test_scaling import synthetic_study
+
+    folder = tmp_path / "scaling"
+    folder.mkdir()
+    (folder / "README.md").write_text("# Where does the answer flip?\n")
+    synthetic_study(folder)  # three budgets with results, a fourth running
+    record = json.loads((REPO / "results" / "study-cifar10-multiplier" / "study.json").read_text())
+    (folder / "b0.02" / "study.json").write_text(json.dumps(record))  # one budget with its study's record
+    shutil.rmtree(folder / "b0.02" / "runs")  # per-image predictions only: no run folders to draw
+    results = pd.read_csv(folder / "b0.02" / "results.csv")
+    results.assign(label=results["arm"], model="m", train_images=45000, classes=10, params=1, macs=1,
+                   train_images_per_s=100.0).to_csv(folder / "b0.02" / "results.csv", index=False)
+    index = build_report([folder], tmp_path / "report").read_text()
+    assert "## Where does the answer flip?\n" in index and "still running or to run: 0.08" in index
+    assert "## Where does the answer flip?: 0.02 PFLOP per run" in index  # the budget with a record: a study
+    assert "### Test top-1 against training compute: the laws and the predictions" in index
+    laws = pd.read_csv(tmp_path / "report" / "scaling_laws_scaling.csv")
+    assert list(laws["arm"]) == ["vit", "t2t-performer", "cnn"] and (laws["runs"] == 6).all()
+    assert (tmp_path / "report" / "forest.png").is_file()
+    for budget in ("b0.01", "b0.04"):
+        shutil.rmtree(folder / budget)
+    index = build_report([folder], tmp_path / "report", overwrite=True).read_text()
+    assert "- No law yet: a law needs runs at 2 budgets or more; 1 finished so far." in index

@@ -17,7 +17,7 @@ import pandas as pd
 from bench.names import path_tag
 from bench.outputs import OutputFolder, folder_lock, read_back
 from bench.provenance import provenance
-from bench.report import html, plots, study, tables
+from bench.report import html, plots, scaling, study, tables
 from bench.report.markup import latex_table, md, md_lines, md_table
 from bench.report.style import save_figure
 from models.atomic import atomic_write_text
@@ -25,12 +25,15 @@ from models.errors import ResultsError
 
 REPORT_TITLE = "# vitbench report"
 INDEX, PAGE = "index.md", "index.html"
+WIDE_COLUMNS = 14  # a table wider than this is shown split (index.md, index.html); its files keep every column
+TABLE_KEYS = ("label", "model", "depth", "fraction", "run", "name", "pair", "family", "patch_size", "img_size",
+              "mode")
 
 
 def report_files(out):
     """What a report of ours wrote: its index and every file the index links."""
     text = (Path(out) / INDEX).read_text()
-    return {INDEX, PAGE, *re.findall(r"\]\(([^)/]+)\)", text)}
+    return {INDEX, PAGE, *re.findall(r"\]\(([^)/#]+)\)", text)}  # not the contents' #anchors
 
 
 REPORT_FOLDER = OutputFolder(kind="report", marker=INDEX, holds="a report",
@@ -43,9 +46,11 @@ class Inputs:
     benchmarks: list = field(default_factory=list)  # (path, pytest-benchmark JSON)
     runs: list = field(default_factory=list)        # (path, config, summary or None, metrics table)
     studies: list = field(default_factory=list)     # (path, results table, study.json)
+    scalings: list = field(default_factory=list)    # (path, [(budget, path, results, study.json)], [budgets pending])
+    # a budget with results but no study.json has None for both
 
     def sources(self):
-        return [path for path, *_ in self.sweeps + self.benchmarks + self.runs + self.studies]
+        return [path for path, *_ in self.sweeps + self.benchmarks + self.runs + self.studies + self.scalings]
 
 
 def print_warning(message):
@@ -84,6 +89,27 @@ def load_study(path, inputs):
     return True
 
 
+def load_scaling(path, inputs):
+    """A compute-scaling study: a folder of `b<budget>/` study folders. Each budget with results is a study of its
+    own; those still running are listed as pending. False for any other folder."""
+    budgets = sorted((float(match[1]), folder) for folder in path.iterdir()
+                     if folder.is_dir() and (match := scaling.BUDGET_FOLDER.fullmatch(folder.name)))
+    if not budgets:
+        return False
+    finished, pending = [], []
+    for budget, folder in budgets:
+        if not (folder / "results.csv").is_file():
+            pending.append(budget)
+        elif (folder / "study.json").is_file():
+            found = Inputs()
+            load_study(folder, found)
+            finished.append((budget, *found.studies[0]))
+        else:  # results without the study's record: in the laws, not shown as a study
+            finished.append((budget, folder, None, None))
+    inputs.scalings.append((path, finished, pending))
+    return True
+
+
 def load_benchmarks(path, inputs):
     try:
         data = json.loads(path.read_text())
@@ -101,6 +127,8 @@ def load_one(path, inputs):
         return True
     if path.is_dir() and (path / "study.json").is_file():
         return load_study(path, inputs)
+    if path.is_dir() and load_scaling(path, inputs):
+        return True
     if path.is_dir() and (path / "config.json").is_file() and (path / "metrics.jsonl").is_file():
         inputs.runs.append(load_run(path))
         return True
@@ -150,49 +178,92 @@ def markdown(frame):
     return md_table(frame.astype(object).where(frame.notna(), None), missingval="–")
 
 
+@dataclass
+class Section:
+    """One table, figure or list of sentences: its Markdown form (link and preview) and its page form."""
+    title: str
+    source: str
+    kind: str  # "table", "figure" or "text"
+    content: object  # a DataFrame, a PNG path or lines
+    link: str  # Markdown: the files it was written to
+    preview: str | None = None  # Markdown: the table or sentences themselves
+
+
+@dataclass
+class Part:
+    """A titled group of sections: the answer, a study, the costs."""
+    title: str
+    intro: list = field(default_factory=list)  # sentences under the part's heading
+    sections: list = field(default_factory=list)
+
+
+def link_text(title):
+    """A title as a Markdown link's (or image's) text: escaped, and no bracket that would end the text early."""
+    return md(title).replace("[", "(").replace("]", ")")
+
+
+def wide_chunks(frame, keys=TABLE_KEYS, width=WIDE_COLUMNS):
+    """A table of more than `width` columns as several tables of at most `width`, each repeating the columns that
+    name a row (those of `keys` it has): every column readable without scrolling sideways."""
+    if len(frame.columns) <= width:
+        return [frame]
+    named = [column for column in frame.columns if column in keys][: width // 2]
+    rest = [column for column in frame.columns if column not in named]
+    step = width - len(named)
+    return [frame[named + rest[i:i + step]] for i in range(0, len(rest), step)]
+
+
 class ReportWriter:
     """Writes tables and figures into `out`, listing each in index.md before it is written: a report that is
-    interrupted still has an index (marked unfinished) naming every file it began, so `--overwrite` replaces it."""
+    interrupted still has an index (marked unfinished) naming every file it began, so `--overwrite` replaces it.
+    Sections are grouped in parts (`part`), shown in the order they were added, with a table of contents."""
 
     def __init__(self, out, prov, sources, overwrite=False, reads=()):
         self.out, self.prov, self.sources = Path(out), prov, sources
         # a stale plot from an earlier report must not survive; nor may the report overlap what it reads
         REPORT_FOLDER.start(self.out, overwrite=overwrite, reads=reads)
-        self.sections, self.page_sections = [], []
+        self.parts = []
         self.write_index(finished=False)
 
-    def add(self, section, page_section):
-        self.sections.append(section)
-        self.page_sections.append(page_section)
+    def part(self, title, intro=()):
+        """Start a part: the sections added next belong to it."""
+        self.parts.append(Part(title, list(intro)))
+
+    def add(self, section):
+        if not self.parts:
+            self.part("Results")
+        self.parts[-1].sections.append(section)
         self.write_index(finished=False)
 
-    def table(self, name, frame, title, source):
+    def table(self, name, frame, title, source, note=""):
         frame = frame.round(4)
-        self.add((title, source, f"[{name}.md]({name}.md) ([csv]({name}.csv), [tex]({name}.tex))",
-                  markdown(frame.head(20))), (title, source, "table", frame))
+        preview = "\n\n".join(markdown(chunk) for chunk in wide_chunks(frame.head(20)))
+        self.add(Section(title, source, "table", frame,
+                         f"[{name}.md]({name}.md) ([csv]({name}.csv), [tex]({name}.tex)){note}", preview))
         atomic_write_text(self.out / f"{name}.csv", frame.to_csv(index=False))  # missing cells stay empty here
         atomic_write_text(self.out / f"{name}.md", markdown(frame) + "\n")
         atomic_write_text(self.out / f"{name}.tex", latex_table(frame))
 
     def figure(self, name, fig, title, source):
-        fig.tight_layout()
-        self.add((title, source, f"![{title}]({name}.png) ([svg]({name}.svg))", None),
-                 (title, source, "figure", self.out / f"{name}.png"))
+        if fig.get_layout_engine() is None:  # a figure laid out by its maker (constrained) keeps its layout
+            fig.tight_layout()
+        self.add(Section(title, source, "figure", self.out / f"{name}.png",
+                         f"![{link_text(title)}]({name}.png) ([svg]({name}.svg))"))
         save_figure(fig, self.out / name, formats=("png", "svg"), dpi=120)
 
     def text(self, title, source, lines):
         """A section of sentences (a study's comparisons, stated by the interval rule), as plain text."""
-        self.add((title, source, "\n".join(md_lines(lines)), None), (title, source, "text", lines))
+        self.add(Section(title, source, "text", lines, "", "\n".join(md_lines(lines))))
 
     def finish(self):
-        """The final index.md, then index.html: the same sections on one self-contained page."""
+        """The final index.md, then index.html: the same parts and sections on one self-contained page."""
         index = self.write_index(finished=True)
         prov = self.prov
         header = [f"Made {prov['date']} by {prov['command']} at commit {prov['git_commit']}.",
                   f"Report machine: {prov['device']}; versions: "
                   + ", ".join(f"{k} {v}" for k, v in prov["versions"].items() if v) + ".",
                   "Inputs: " + ", ".join(str(path) for path in self.sources) if self.sources else "No inputs."]
-        atomic_write_text(self.out / PAGE, html.page("vitbench report", header, self.page_sections))
+        atomic_write_text(self.out / PAGE, html.page("vitbench report", header, self.parts, wide_chunks))
         return index
 
     def write_index(self, finished):
@@ -211,12 +282,36 @@ class ReportWriter:
                       "`--overwrite` to replace it.", ""]
         if self.sources:
             lines += ["Inputs:", ""] + [md(f"- `{path}`") for path in self.sources] + [""]
-        for title, source, link, preview in self.sections:  # titles and links: fixed words and plain tags
-            lines += [f"## {title}", "", md(f"Source: {source}"), "", link, ""]
-            if preview:
-                lines += [preview, ""]
+        slugs = Slugs(taken=["vitbench report", "Contents"])
+        contents, body = ["## Contents", ""], []
+        for part in self.parts:  # titles are text (a study's title is data): escaped, then linked by their slug
+            contents.append(f"- [{link_text(part.title)}](#{slugs(part.title)})")
+            body += [f"## {md(part.title)}", "", *md_lines(part.intro), *([""] if part.intro else [])]
+            for section in part.sections:
+                contents.append(f"  - [{link_text(section.title)}](#{slugs(section.title)})")
+                body += [f"### {md(section.title)}", "", md(f"Source: {section.source}"), ""]
+                for text in (section.link, section.preview):
+                    if text:
+                        body += [text, ""]
+        lines += (contents + [""] if self.parts else []) + body
         atomic_write_text(self.out / INDEX, "\n".join(lines))
         return self.out / INDEX
+
+
+class Slugs:
+    """The anchors a Markdown renderer (GitHub's) gives headings: lower case, punctuation dropped, spaces as
+    hyphens, a repeated one numbered (-1, -2...) in the order the headings come."""
+
+    def __init__(self, taken=()):
+        self.seen = {}
+        for title in taken:
+            self(title)
+
+    def __call__(self, title):
+        base = re.sub(r"[^\w\- ]", "", str(title).lower()).replace(" ", "-")
+        count = self.seen.get(base, 0)
+        self.seen[base] = count + 1
+        return base if count == 0 else f"{base}-{count}"
 
 
 def source_line(prov):
@@ -242,6 +337,9 @@ def study_source(record):
 
 
 # ----------------------------------------------------------------------------- one section per input kind
+
+
+COST_PART = "Cost: the paper's models, sweeps and timings"
 
 
 def add_paper_tables(writer, date):
@@ -272,22 +370,15 @@ def add_paper_tables(writer, date):
 
 def add_sweep(writer, tag, table, prov):
     wide = tables.sweep_wide(table)
-    writer.table(
-        f"cost_{tag}",
-        tables.cost_table(wide),
-        f"Cost per configuration ({tag}; every measurement in [cost_{tag}_all.csv](cost_{tag}_all.csv))",
-        source_line(prov),
-    )
+    writer.table(f"cost_{tag}", tables.cost_table(wide), f"Cost per configuration ({tag})", source_line(prov),
+                 note=f"; every measurement: [cost_{tag}_all.csv](cost_{tag}_all.csv)")
     atomic_write_text(writer.out / f"cost_{tag}_all.csv", wide.to_csv(index=False))  # listed by the table above
-    for axis in tables.crossed_axes(table, plots.AXES):
-        for measurement, (label, scale) in plots.SWEEP_PLOTS.items():
-            if measurement in wide and wide[measurement].notna().any():
-                writer.figure(
-                    f"{measurement}_vs_{axis}_{tag}",
-                    plots.sweep_axis(wide, axis, measurement, label, scale, note=tables.setup_note(table)),
-                    f"{label} vs {plots.AXES[axis]} ({tag})",
-                    source_line(prov),
-                )
+    axes = tables.crossed_axes(table, plots.AXES)
+    measurements = {m: shown for m, shown in plots.SWEEP_PLOTS.items() if m in wide and wide[m].notna().any()}
+    if axes and measurements:
+        writer.figure(f"sweep_{tag}", plots.sweep_facets(wide, axes, measurements, note=tables.setup_note(table)),
+                      f"Cost against each axis swept ({tag}): " + ", ".join(plots.AXES[axis] for axis in axes),
+                      source_line(prov))
 
 
 def add_benchmarks(writer, tag, data):
@@ -304,11 +395,12 @@ def add_benchmarks(writer, tag, data):
         )
 
 
-def training_curves(runs):
-    return plots.training_curves(runs, [tables.run_family(config) for _, config, _, _ in runs])
+def training_curves(runs, labels=None):
+    return plots.training_curves(runs, [tables.run_family(config) for _, config, _, _ in runs], labels)
 
 
 def add_runs(writer, runs):
+    writer.part("Training runs")
     writer.table(
         "accuracy_runs",
         tables.accuracy_table(runs),
@@ -318,20 +410,146 @@ def add_runs(writer, runs):
     writer.figure("training_curves", training_curves(runs), "Training curves", "the runs' metrics.jsonl")
 
 
-def add_study(writer, path, tag, results, record):
+# ----------------------------------------------------------------------------- studies: their titles and the answer
+
+
+def plain_markdown(text):
+    """A Markdown heading's words: links as their text, no emphasis or code marks."""
+    text = re.sub(r"\[([^\]]*)\]\((?:[^()]|\([^()]*\))*\)", r"\1", text)  # a link's address may hold (...)
+    return " ".join(text.replace("`", "").replace("**", "").replace("__", "").split())
+
+
+def readme_heading(folder):
+    """(title, superseded): the first `# ` heading of the folder's README.md (None without one), and whether the
+    README's opening says the study is superseded."""
+    readme = Path(folder) / "README.md"
+    if not readme.is_file():
+        return None, False
+    lines = readme.read_text(errors="replace").splitlines()
+    title = next((plain_markdown(line[2:]) for line in lines if line.startswith("# ")), None)
+    return title or None, "superseded" in " ".join(lines[:8]).lower()
+
+
+@dataclass
+class StudyInput:
+    path: Path
+    tag: str
+    results: pd.DataFrame
+    record: dict
+    title: str = ""
+    superseded: bool = False
+    budget: float | None = None  # a budget of a compute-scaling study
+    scaling: object = None  # that study: (path, tag, title, finished budgets, pending budgets)
+
+    @property
+    def pretraining(self):
+        return any("init" in variant for variant in self.record["spec"].get("variants", []))
+
+    @property
+    def held_out(self):
+        return "holdout" in self.record["spec"].get("train", {})
+
+    @property
+    def multiplier(self):
+        return study.multipliers(self.results)
+
+    def rank(self):
+        """The order of the report: studies scored under the protocol (held out) first, the plain comparison
+        before the data multiplier before pretraining, superseded ones last; newest first within."""
+        if self.budget is not None:  # a scaling study's budgets together, the smallest first
+            return (self.superseded, not self.held_out, 1.5, (self.budget,))
+        kind = 2 if self.pretraining else 1 if self.results["fraction"].nunique() > 1 else 0
+        date = self.record.get("provenance", {}).get("date", "")
+        return (self.superseded, not self.held_out, kind, tuple(-ord(c) for c in date))
+
+
+def study_title(path, record, tag):
+    """(title, superseded) of a study: the spec's `title`, else its README's heading, else that of the folder
+    above when it holds this study alone (a study inside a larger experiment: `pretrained-cifar10/study`); else
+    its kind and tag. Never the folder's name alone where the study has a title of its own."""
+    path = Path(path)
+    title, superseded = readme_heading(path)
+    parent = path.resolve().parent
+    alone = not any((sibling / "study.json").is_file() for sibling in parent.iterdir()
+                    if sibling.is_dir() and sibling.resolve() != path.resolve())
+    if title is None and alone:
+        title, superseded = readme_heading(parent)
+    kind = ("Pretraining study" if any("init" in v for v in record["spec"].get("variants", []))
+            else "From-scratch study")
+    return str(record["spec"].get("title") or title or f"{kind} ({tag})"), superseded
+
+
+def protocol_summary(item):
+    """One line: how the study's runs were trained and scored."""
+    spec, results = item.record["spec"], study.upgraded(item.results)
+    train = spec.get("train", {})
+    length = next((f"{train[k]:g} {unit} per run" for k, unit in (("budget_pflop", "PFLOP"),
+                   ("budget_minutes", "minutes"), ("epochs", "epochs")) if k in train), "the default epochs")
+    images = results["train_images"].max() if "train_images" in results else None
+    scored = ("test scored once, at the end, after choosing on a holdout" if item.held_out else
+              "no holdout: the per-epoch scores were read on the test split")
+    return (f"{results['arm'].nunique()} arms, {results['seed'].nunique()} seeds, {length}"
+            + (f", up to {images:,.0f} training images" if images else "") + f"; {scored}.")
+
+
+def answer_lines(item):
+    """A study's answer in short: at its largest training set, each arm against the ViT (and the MAC-matched
+    ViT) by the interval rule, and the data multiplier where it has one."""
+    results = study.upgraded(item.results)
+    largest = results[results["fraction"] == results["fraction"].max()]
+    where = ""
+    if results["fraction"].nunique() > 1:
+        where = f"At {largest['train_images'].max():,.0f} training images: " if "train_images" in largest else \
+            f"At fraction {largest['fraction'].max():g}: "
+    lines = [f"- {where}{sentence[0].lower() + sentence[1:] if where and sentence.startswith('No ') else sentence}"
+             for sentence in (line.removeprefix("- ") for line in study.comparison_sentences(largest))]
+    if (table := item.multiplier) is not None:
+        lines += study.multiplier_lines(item.results, table)
+    return [f"- {protocol_summary(item)}", *lines] if lines else [f"- {protocol_summary(item)}",
+                                                                  "- No ViT arm to compare with."]
+
+
+def add_answer(writer, items):
+    """The report's first part: every study's paired differences to the ViT in one forest plot, and each
+    study's sentences in short."""
+    writer.part("The answer", [
+        "Each arm's test top-1 minus the ViT's, paired by seed, with its 95% t-interval, study by study. A difference "
+        "is stated only when its interval excludes zero; otherwise no difference is detectable at that budget. "
+        "Each study's own part below has its table, every comparison and its curves."])
+    compared = [(item.title, study.forest_rows(item.results)) for item in items]
+    compared = [(title, rows) for title, rows in compared if rows is not None and len(rows)]
+    if compared:
+        writer.figure("forest", study.forest_plot(compared), "Paired differences to the ViT, study by study",
+                      "the studies' results.csv: " + ", ".join(str(item.path) for item in items))
+    for item in items:
+        writer.text(item.title, study_source(item.record), answer_lines(item))
+
+
+FIGURE_TITLES = {
+    "top1_vs_fraction": "Test top-1 vs training fraction",
+    "top1_vs_images": "Test top-1 vs training images, with the data multiplier",
+    "top1_vs_macs": "Test top-1 vs MACs per image",
+    "top1_vs_throughput": "Test top-1 vs measured training images/s, with the Pareto front",
+    "top1_vs_time": "Validation top-1 vs wall time",
+    "top1_vs_pflop": "Validation top-1 vs training compute",
+}
+
+
+def add_study(writer, item):
+    path, tag, results, record = item.path, item.tag, item.results, item.record
+    source = study_source(record)
+    writer.part(item.title, [f"Folder: {path}. {protocol_summary(item)}"])
     table = study.aggregate(results)
-    writer.table(
-        f"study_{tag}", table, f"From-scratch study ({tag}): top-1 mean and spread over seeds", study_source(record)
-    )
-    writer.text(f"From-scratch study ({tag}): what the intervals allow us to say", study_source(record),
+    writer.table(f"study_{tag}", table, "Test top-1 over seeds and the paired difference to the ViT", source)
+    writer.text("Comparisons: what the intervals allow us to say", source,
                 [*study.comparison_sentences(results), f"- {study.test_noise_line(results)}"])
-    if (multiplier_table := study.multipliers(results)) is not None:
-        writer.table(f"multiplier_{tag}", multiplier_table,
-                     f"Data multiplier ({tag}): images the ViT needs to match each T2T arm", study_source(record))
-        writer.text(f"Data multiplier ({tag}): what the intervals allow us to say", study_source(record),
+    if (multiplier_table := item.multiplier) is not None:
+        writer.table(f"multiplier_{tag}", multiplier_table, "Data multiplier: images the ViT needs to match each T2T "
+                     "arm", source)
+        writer.text("Data multiplier: what the intervals allow us to say", source,
                     study.multiplier_lines(results, multiplier_table))
     for name, fig in study.study_figures(results, table, multiplier_table, study.histories(results, path)).items():
-        writer.figure(f"{name}_{tag}", fig, f"{name.replace('_', ' ')} ({tag})", study_source(record))
+        writer.figure(f"{name}_{tag}", fig, FIGURE_TITLES.get(name, name.replace("_", " ")), source)
     suffix = f"-f{results.fraction.max():g}-s{results.seed.min()}"
     final = (
         [load_run(run) for run in sorted((path / "runs").iterdir()) if suffix in run.name]
@@ -341,19 +559,82 @@ def add_study(writer, path, tag, results, record):
     if final:
         writer.figure(
             f"training_curves_{tag}",
-            training_curves(final),
-            f"Training curves of the study's full-data runs, seed {results.seed.min()} ({tag})",
-            study_source(record),
+            training_curves(final, study.run_labels(results, [run_path.name for run_path, *_ in final])),
+            f"Training curves of the full-data runs, seed {results.seed.min()}",
+            source,
         )
+
+
+def scaling_laws(folder, baseline=study.BASELINE, boots=scaling.BOOTSTRAPS):
+    """(figure, laws table) of a compute-scaling study's finished budgets, as `bench.report.scaling` draws them:
+    test top-1 against training PFLOP, each arm's power law with its bootstrap band, the gap's crossover and the
+    pre-registered predictions. Raises ResultsError or ValueError where no law can be fitted yet."""
+    by_budget, _ = scaling.read_budgets(folder)
+    if len(by_budget) < 2:
+        raise ResultsError(f"a law needs runs at 2 budgets or more; {len(by_budget)} finished so far")
+    runs = pd.concat(by_budget.values(), ignore_index=True)
+    lawful = [arm for arm in dict.fromkeys(runs["arm"]) if runs.loc[runs["arm"] == arm, "budget_pflop"].nunique() > 1]
+    fitted = {arm: scaling.fit_power_law(*runs.loc[runs["arm"] == arm, ["budget_pflop", "test_top1"]].T.values)
+              for arm in lawful}
+    boot = scaling.resampled_laws(runs[runs["arm"].isin(lawful)], lawful, boots)
+    gaps = {}
+    for arm in lawful:
+        if arm != baseline and baseline in lawful:
+            try:
+                gaps[arm] = scaling.gap_model(runs, arm, baseline, boots)
+            except ResultsError:  # too few seed pairs yet: the laws are drawn without the gap's crossover
+                pass
+    predictions = Path(folder) / "preregistered_predictions.csv"
+    predicted = pd.read_csv(predictions) if predictions.is_file() else pd.DataFrame(
+        columns=["arm", "budget_pflop", "top1", "top1_low", "top1_high"])
+    predicted = predicted[predicted["budget_pflop"].isin(list(by_budget))]
+    laws = pd.DataFrame([scaling.law_row(arm, runs[runs["arm"] == arm], fitted[arm], boot[arm]) for arm in lawful])
+    return scaling.scaling_figure(runs, fitted, boot, gaps, predicted, scaling.anchor_point()), laws
+
+
+def add_scaling(writer, path, tag, title, finished, pending):
+    """A compute-scaling study's overview part: which budgets have landed, and once two have, its laws."""
+    budgets = ", ".join(f"{b:g}" for b in finished) or "none"
+    writer.part(title, [f"Folder: {path}. Budgets finished (PFLOP per run): {budgets}; still running or to run: "
+                        f"{', '.join(f'{b:g}' for b in pending) or 'none'}. Each finished budget is a study of its "
+                        "own below; the laws are drawn once two budgets have finished."])
+    source = f"the budgets' results.csv under {path}"
+    try:
+        fig, laws = scaling_laws(path)
+    except (ResultsError, ValueError) as reason:
+        writer.text("Test top-1 against training compute", source, [f"- No law yet: {reason}."])
+        return
+    writer.figure(f"scaling_{tag}", fig, "Test top-1 against training compute: the laws and the predictions", source)
+    writer.table(f"scaling_laws_{tag}", laws, "Power laws: error = a C^-b per arm (95% bootstrap over seeds)", source)
 
 
 def build_report(paths: list, out: str | Path, argv: list[str] | None = None, overwrite: bool = False) -> Path:
     """Write every table and plot the inputs allow into `out`; returns the index path. The folder is locked
-    meanwhile: a second report into it is refused instead of mixing its files in."""
+    meanwhile: a second report into it is refused instead of mixing its files in. The answer comes first (every
+    study's paired differences and sentences), then each study, then the costs, then single training runs."""
     inputs = load_inputs(paths)
     prov = provenance("cpu", argv)
+    items = []
+    for tag, (path, results, record) in zip(unique_tags(p for p, *_ in inputs.studies), inputs.studies):
+        items.append(StudyInput(Path(path), tag, results, record, *study_title(path, record, tag)))
+    for tag, (path, finished, pending) in zip(unique_tags(p for p, *_ in inputs.scalings), inputs.scalings):
+        title = readme_heading(path)[0] or f"Compute-scaling study ({tag})"
+        for budget, budget_path, results, record in (row for row in finished if row[3] is not None):
+            items.append(StudyInput(Path(budget_path), f"{tag}-b{budget:g}", results, record,
+                                    f"{title}: {budget:g} PFLOP per run", budget=budget,
+                                    scaling=(Path(path), tag, title, [b for b, *_ in finished], pending)))
+    items.sort(key=StudyInput.rank)
     with folder_lock(out, "report"):
         writer = ReportWriter(out, prov, inputs.sources(), overwrite, reads=paths)
+        if items:
+            add_answer(writer, items)
+        shown = set()
+        for item in items:
+            if item.scaling is not None and item.scaling[0] not in shown:
+                shown.add(item.scaling[0])
+                add_scaling(writer, *item.scaling)
+            add_study(writer, item)
+        writer.part(COST_PART)
         add_paper_tables(writer, prov["date"])
         for tag, (_, table, sweep_prov) in zip(unique_tags(p for p, *_ in inputs.sweeps), inputs.sweeps):
             add_sweep(writer, tag, table, sweep_prov)
@@ -362,6 +643,4 @@ def build_report(paths: list, out: str | Path, argv: list[str] | None = None, ov
             add_benchmarks(writer, tag, data)
         if inputs.runs:
             add_runs(writer, inputs.runs)
-        for tag, (path, results, record) in zip(unique_tags(p for p, *_ in inputs.studies), inputs.studies):
-            add_study(writer, path, tag, results, record)
         return writer.finish()

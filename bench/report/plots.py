@@ -1,6 +1,7 @@
 """Plots from the tables of `bench.report.tables`: training curves, accuracy vs MACs, where the MACs go,
 and cost against each sweep axis. Each function returns a `matplotlib.figure.Figure`."""
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from bench.report.style import FAMILY_COLORS, family_label, new_figure
 
@@ -18,13 +19,28 @@ SWEEP_PLOTS = {  # measurement -> (axis label, scale)
 }
 
 
-def training_curves(runs, families):
-    """Train loss, val loss and val top-1 per epoch, a line per run, coloured by its family and named by its model
-    (and seed); the legend sits below the panels, where it hides no curve."""
-    fig, axes = new_figure(13, 4.6, columns=3)
-    for (path, config, _, metrics), family in zip(runs, families):
-        label = f"{config.get('model', path.name)} (seed {config['seed']})" if "seed" in config else path.name
-        style = dict(color=FAMILY_COLORS.get(family), label=label, alpha=0.8, marker="o", markersize=2)
+LINESTYLES = ["-", "--", ":", "-."]
+
+
+def unique_labels(labels, names):
+    """`labels` with the run's own `names` added to any label that repeats: one legend entry per line."""
+    labels = list(labels)
+    return [label if labels.count(label) == 1 else f"{label} [{name}]" for label, name in zip(labels, names)]
+
+
+def training_curves(runs, families, labels=None):
+    """Train loss, val loss and val top-1 per epoch, a line per run, coloured by its family (a family's second run
+    dashed, its third dotted...) and named by `labels` (default: its model and seed), each name once; the legend
+    sits below the panels, where it hides no curve."""
+    fig = Figure(figsize=(13, 4.6), layout="constrained")  # the layout leaves the legend its own room
+    axes = fig.subplots(1, 3)
+    if labels is None:
+        labels = [f"{config.get('model', path.name)} (seed {config['seed']})" if "seed" in config else path.name
+                  for path, config, _, _ in runs]
+    labels = unique_labels(labels, [path.name for path, *_ in runs])
+    for i, ((*_, metrics), family, label) in enumerate(zip(runs, families, labels)):
+        style = dict(color=FAMILY_COLORS.get(family), label=label, alpha=0.8, marker="o", markersize=2,
+                     linestyle=LINESTYLES[families[:i].count(family) % len(LINESTYLES)])
         validated = metrics.dropna(subset=["top1"])  # epochs between validations have no score
         for ax, frame, column in zip(axes, (metrics, validated, validated), ("train_loss", "val_loss", "top1")):
             ax.plot(frame["epoch"], frame[column], **style)
@@ -32,8 +48,7 @@ def training_curves(runs, families):
         ax.set(xlabel="epoch", ylabel=ylabel)
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
-    fig.subplots_adjust(bottom=0.18 + 0.05 * ((len(labels) - 1) // 4))
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(3, len(labels)), fontsize=8, frameon=False)
     fig.suptitle("Training curves")
     return fig
 
@@ -87,11 +102,9 @@ def mac_breakdown(frame):
     return fig
 
 
-def sweep_axis(wide, axis, measurement, ylabel, scale=1, note=""):
-    """`measurement` against one sweep axis: a line per family and patch size, median over other axes, with the
-    timings' interquartile range as a band; throughput and memory from zero; `note` (batch, device, threads,
-    dtype) in the corner."""
-    fig, ax = new_figure(6, 4)
+def draw_sweep(ax, wide, axis, measurement, scale=1):
+    """`measurement` against one sweep axis on `ax`: a line per family and patch size, median over other axes, with
+    the timings' interquartile range as a band; throughput and memory from zero."""
     keys = ["family"] + (["patch_size"] if axis != "patch_size" else [])
     for (family, *patch), group in wide.groupby(keys, dropna=False):  # a timm CNN has no patch size
         series = group.groupby(axis)[measurement].median().dropna() * scale
@@ -112,8 +125,40 @@ def sweep_axis(wide, axis, measurement, ylabel, scale=1, note=""):
                             alpha=0.2, linewidth=0)
     if measurement.startswith(("throughput", "peak_memory")):
         ax.set_ylim(bottom=0)  # a ratio of heights is a ratio of speeds (or bytes) only from zero
+
+
+def sweep_axis(wide, axis, measurement, ylabel, scale=1, note=""):
+    """`measurement` against one sweep axis (`draw_sweep`), `note` (batch, device, threads, dtype) in the corner."""
+    fig, ax = new_figure(6, 4)
+    draw_sweep(ax, wide, axis, measurement, scale)
     if note:
         ax.text(0.99, 0.01, note, transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="dimgray")
     ax.set(xlabel=AXES[axis], ylabel=ylabel, title=f"{ylabel} vs {AXES[axis]}")
     ax.legend()
+    return fig
+
+
+def sweep_facets(wide, axes, measurements, note=""):
+    """Small multiples: a row per measurement ({column: (label, scale)}), a column per sweep axis, each panel
+    `draw_sweep`; a row shares its y axis (one measurement, one scale), a column its x axis. One legend for all,
+    each line once; `note` under it."""
+    fig = Figure(figsize=(3.6 * len(axes) + 1.2, 2.5 * len(measurements) + 1.2), layout="constrained")
+    grid = fig.subplots(len(measurements), len(axes), sharex="col", sharey="row", squeeze=False)
+    for row, (measurement, (label, scale)) in enumerate(measurements.items()):
+        for column, axis in enumerate(axes):
+            ax = grid[row, column]
+            draw_sweep(ax, wide, axis, measurement, scale)
+            ax.grid(alpha=0.3)
+            if column == 0:
+                ax.set_ylabel(label, fontsize=8)
+            if row == len(measurements) - 1:
+                ax.set_xlabel(AXES[axis])
+    entries = {}
+    for ax in grid.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncol=min(4, len(entries)),
+               fontsize=8, frameon=False)
+    fig.suptitle("Cost against each axis swept (median over the other axes; band: the timings' interquartile range)"
+                 + (f"\n{note}" if note else ""), fontsize=9)
     return fig

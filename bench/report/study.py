@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib import ticker
+from matplotlib.figure import Figure
 
 from bench.accuracy.study import RESULTS, STUDY_FILE, TABLE, collect, read_summary, run_folder_name
 from bench.outputs import read_back
@@ -52,7 +53,7 @@ def upgraded(results):
 
 def aggregate(results):
     """One row per architecture and fraction: costs, and test top-1 over seeds (mean, std, 95% t-interval),
-    with the seed-paired difference to the ViT arm."""
+    with the seed-paired difference to the ViT arm. Test top-5 only where the task has more than 5 classes."""
     results = upgraded(results)
     stats = arm_summary(results, "test_top1", KEYS).rename(
         columns={"mean": "test_top1_mean", "std": "test_top1_std", "ci_low": "test_top1_ci_low",
@@ -60,6 +61,10 @@ def aggregate(results):
     columns = {name: (column, how) for name, (column, how) in PER_ARCHITECTURE.items() if column in results}
     table = results.groupby(KEYS, sort=False).agg(**columns, plateau_runs=("plateau", "sum")).reset_index()
     table = stats.merge(table, on=KEYS)
+    if "test_top5_mean" in table and "classes" in table:  # top-5 of five classes or fewer is 100% by definition
+        table["test_top5_mean"] = table["test_top5_mean"].where(table["classes"] > 5)
+        if table["test_top5_mean"].isna().all():
+            table = table.drop(columns="test_top5_mean")
     if (results["arm"] == BASELINE).any():
         diffs = paired_differences(results, BASELINE, "test_top1")[["arm", "fraction", "seeds", "diff_mean",
                                                                    "ci_low", "ci_high"]]
@@ -222,11 +227,27 @@ def half_widths(group):
     return ((group["test_top1_ci_high"] - group["test_top1_ci_low"]) / 2).fillna(0)
 
 
-def top1_vs_cost(table, column, xlabel):
-    """Test top-1 against a cost column at the largest training fraction, a line per arm through its depths."""
+def pareto_front(x, y):
+    """The points no other beats on both: higher `x` (speed) and higher `y` (accuracy), as (xs, ys) from the
+    fastest to the most accurate."""
+    order = sorted(zip(x, y), key=lambda point: (-point[0], -point[1]))
+    front, best = [], -np.inf
+    for point in order:
+        if point[1] > best:
+            front.append(point)
+            best = point[1]
+    return [p[0] for p in front], [p[1] for p in front]
+
+
+def top1_vs_cost(table, column, xlabel, front=False):
+    """Test top-1 against a cost column at the largest training fraction, a line per arm through its depths; with
+    `front` (a speed, higher is better), the Pareto front over every arm's mean: what no other arm beats on both."""
     full = table[table["fraction"] == table["fraction"].max()]
     fig, ax = new_figure()
     chance_line(ax, table["classes"].max())
+    if front:
+        xs, ys = pareto_front(full[column], full["test_top1_mean"])
+        ax.step(xs, ys, where="post", color="gray", linestyle="--", linewidth=1, zorder=1, label="Pareto front")
     for (arm, label), group in full.groupby(["arm", "label"], sort=False):
         group = group.sort_values("depth")
         ax.errorbar(group[column], group["test_top1_mean"], yerr=half_widths(group), capsize=3, marker="o",
@@ -262,6 +283,61 @@ def val_curves(history, table, column, xlabel, scale=1.0):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return fig
+
+
+def forest_rows(results):
+    """Every arm's seed-paired difference to the ViT (test top-1, points) with its 95% t-interval, a row per arm
+    and training set; None for a study without a ViT arm."""
+    results = upgraded(results)
+    if not (results["arm"] == BASELINE).any():
+        return None
+    rows = paired_differences(results, BASELINE, "test_top1")
+    if "train_images" in results and results["fraction"].nunique() > 1:
+        images = results.groupby("fraction")["train_images"].max()
+        rows["label"] = [f"{label}, {images[f]:,.0f} images" for label, f in zip(rows["label"], rows["fraction"])]
+    return rows
+
+
+def figure_text(text):
+    """A name as text in a figure: a "$" is a dollar, never the start of mathematics."""
+    return str(text).replace("$", r"\$")
+
+
+def forest_plot(studies):
+    """`studies`: (title, `forest_rows`) each. A panel per study, each on its own scale (a small study's intervals
+    would squash a large one's), zero marked in every one: each arm's difference to the ViT (a dot) with its 95%
+    interval (a bar); filled where the interval excludes zero (a difference is stated), open where it does not; a
+    cross where fewer than 2 seeds are paired (no interval)."""
+    heights = [len(rows) + 2.2 for _, rows in studies]
+    fig = Figure(figsize=(9, 0.28 * sum(heights) + 0.6), layout="constrained")
+    axes = fig.subplots(len(studies), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
+    for ax, (title, rows) in zip(axes, studies):
+        for y, row in enumerate(rows.itertuples()):
+            color = ARM_COLORS.get(row.arm, "black")
+            if row.seeds < 2:
+                ax.plot([row.diff_mean], [y], marker="x", color=color, linestyle="none")
+                continue
+            ax.errorbar([row.diff_mean], [y], xerr=[[row.diff_mean - row.ci_low], [row.ci_high - row.diff_mean]],
+                        marker="o", color=color, mfc=color if row.excludes_zero else "white", capsize=3,
+                        linestyle="none")
+        ax.axvline(0, color="gray", linewidth=1)
+        ax.set_yticks(range(len(rows)), [figure_text(f"{label} ({n} seeds)") for label, n in
+                                         zip(rows["label"], rows["seeds"])], fontsize=8)
+        ax.set_ylim(len(rows) - 0.4, -0.6)
+        ax.set_title(figure_text(title), fontsize=9, loc="left")
+        ax.grid(alpha=0.3, axis="x")
+        ax.tick_params(axis="x", labelsize=8)
+    axes[-1].set_xlabel("test top-1 minus the ViT's (points): seed-paired mean, 95% t-interval; filled: the interval "
+                        "excludes 0; each panel on its own scale", fontsize=8)
+    return fig
+
+
+def run_labels(results, names):
+    """A legend label per run folder name: its arm's label, depth and seed (two arms may share one model: a
+    scratch and a pretrained ViT); the folder's name where the results do not list it."""
+    known = {run_folder_name(row.arm, row.depth, row.fraction, row.seed): f"{row.label} d{row.depth} (seed {row.seed})"
+             for row in upgraded(results).itertuples()}
+    return [known.get(name, name) for name in names]
 
 
 def equal_updates(results):
@@ -369,7 +445,8 @@ def study_figures(results, table, multiplier_table, history=None):
     if multiplier_table is not None:
         figures["top1_vs_images"] = top1_vs_images(results, multiplier_table)
     figures["top1_vs_macs"] = top1_vs_cost(table, "macs", "MACs per image")
-    figures["top1_vs_throughput"] = top1_vs_cost(table, "train_images_per_s", "training images/s")
+    figures["top1_vs_throughput"] = top1_vs_cost(table, "train_images_per_s", "training images/s (measured)",
+                                                 front=True)
     if history is not None:
         figures["top1_vs_time"] = val_curves(history, table, "elapsed_s", "wall time since the run started (min; "
                                              "training and validation)", scale=60)
