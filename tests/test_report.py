@@ -319,3 +319,14 @@ def test_a_scaling_study_shows_each_budget_as_it_lands_and_its_laws_once_two_hav
         shutil.rmtree(folder / budget)
     index = build_report([folder], tmp_path / "report", overwrite=True).read_text()
     assert "- No law yet: a law needs runs at 2 budgets or more; 1 finished so far." in index
+
+
+def test_a_run_shows_top5_only_where_its_task_has_more_than_5_classes():
+    from bench.report.tables import accuracy_table
+
+    metrics = pd.DataFrame({"epoch": [1], "top1": [70.0], "top5": [100.0], "train_images_per_s": [9.0],
+                            "peak_mem_mb": [1.0]})
+    five = (REPO / "five", {"model": "vit_lite_tiny", "classes": ["a", "b", "c", "d", "e"]}, None, metrics)
+    ten = (REPO / "ten", {"model": "vit_lite_tiny"}, {"classes": 10, "params": 1, "device": "cpu"}, metrics)
+    assert "top5" not in accuracy_table([five])
+    assert accuracy_table([five, ten])["top5"].tolist()[1] == 100.0 and pd.isna(accuracy_table([five, ten])["top5"][0])

@@ -182,11 +182,20 @@ def run_family(config):
     return models.family_of({**models.MODEL_CONFIGS[config["model"]], **config.get("model_args", {})})
 
 
+def run_classes(config, summary):
+    """How many classes a run's task has, where its record says (None where it does not)."""
+    if summary and isinstance(summary.get("classes"), int):
+        return summary["classes"]
+    return len(config["classes"]) if isinstance(config.get("classes"), list) else None
+
+
 def accuracy_table(runs):
-    """One row per training run: accuracy beside its cost."""
+    """One row per training run: accuracy beside its cost; top-5 only where the task has more than 5 classes (of 5
+    or fewer it is 100% by definition), the column left out where no run has."""
     rows = []
     for path, config, summary, metrics in runs:
         last = metrics.iloc[-1]
+        classes = run_classes(config, summary)
         rows.append(
             {
                 "run": path.name,
@@ -195,7 +204,7 @@ def accuracy_table(runs):
                 "epochs": int(last["epoch"]),
                 "finished": summary is not None,
                 "top1": last["top1"],
-                "top5": last["top5"],
+                "top5": last["top5"] if classes is None or classes > 5 else None,
                 "best_top1": metrics["top1"].max(),
                 "params": summary["params"] if summary else None,
                 "train_img_s": metrics["train_images_per_s"].median(),
@@ -203,7 +212,8 @@ def accuracy_table(runs):
                 "device": summary["device"] if summary else config.get("device"),
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    return table.drop(columns="top5") if table["top5"].isna().all() else table
 
 
 def cifar_models():
