@@ -101,7 +101,8 @@ def cmd_macs(args):
 
     from bench.cost.dialect import mac_table_row, model_names
 
-    rows = [mac_table_row(name, args.img_size) for name in model_names(args.models, args.model_list)]
+    config = ProfileConfig.from_sources(None, given_flags(args, ProfileConfig))  # --img-size: profile's setting
+    rows = [mac_table_row(name, config.img_size) for name in model_names(args.models, config.model_list)]
     table = pd.DataFrame(rows)
     print(table.to_json(orient="records") if args.json else
           table.astype(object).where(table.notna(), "–").to_string(index=False))
@@ -328,8 +329,7 @@ def add_cost_commands(sub):
 
     p = sub.add_parser("macs", help="MACs per image by every counter side by side, and what plain fvcore misses")
     p.add_argument("models", nargs="*", help="names or wildcards, ours and timm's")
-    p.add_argument("--model-list", help="a file of model names, one per line")
-    p.add_argument("--img-size", type=int, help="square image size (default: the model's)")
+    add_flags(p, ProfileConfig, only=("model_list", "img_size"))
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p.set_defaults(func=cmd_macs)
 

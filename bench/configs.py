@@ -15,7 +15,6 @@ PROBABILITY = dict(low=0.0, high=1.0)
 FRACTION = dict(above=0.0, high=1.0)  # (0, 1]
 LR = dict(low=0.0, high=10.0)  # 0 keeps the weights as loaded (a frozen fine-tune check)
 DEVICE = re.compile(r"cpu|cuda(:\d+)?|mps")
-TRAIN_IMG_SIZE = 224  # the paper's training resolution
 AMP = ("auto", "bf16", "fp16", "off")
 DATA_MODES = ("auto", "memory", "files")
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
@@ -29,6 +28,25 @@ MEASUREMENTS = ("params", "macs", "throughput", "tokenizer_time", "memory", "max
 PAPER_BATCH = 512  # the paper's learning rates are for a global batch of 512
 PAPER_LR, PAPER_MIN_LR = 5e-4, 1e-5  # and its cosine decays from 5e-4 to 1e-5
 SMALL_T2T = ("t2t_vit_7", "t2t_vit_10", "t2t_vit_12")  # lr 1e-3, wd .03 in the paper; larger models 5e-4, .05
+
+
+class ImageSide:
+    """A job's square image side (`--img-size`) by the one image-size check, `models.tokenizers.is_img_side`
+    (imported when a config is checked: building the parsers stays torch-free). Unset: the model's own input size
+    (`models.default_img_size`)."""
+
+    def __call__(self, value):
+        from models.tokenizers import is_img_side
+
+        return is_img_side(value)
+
+    def __str__(self):
+        from models.tokenizers import MAX_IMG_SIDE
+
+        return f"an integer >= 1 and <= {MAX_IMG_SIDE}"
+
+
+IMG_SIDE = ImageSide()
 
 
 def check_device(config, device):
@@ -67,7 +85,9 @@ class TrainConfig(Settings):
                                            "updates once)", above=0.0, high=1e7)
     batch_size: int = setting(128, "images per step per process (the global batch is this x world size)", low=1,
                               high=65536)
-    img_size: int = setting(TRAIN_IMG_SIZE, "square training and test image side", low=1, high=8192)
+    img_size: int | None = setting(None, "square training and test image side (default: the model's input size, "
+                                   "its timm pretrained_cfg's: 32 for the CIFAR models, 224 for the paper's)",
+                                   check=IMG_SIDE)
     lr: float | None = setting(None, "absolute learning rate (default: base_lr x global batch / 512)", **LR)
     base_lr: float | None = setting(None, "lr at global batch 512 (default 1e-3 for T2T-ViT-7/10/12, else 5e-4, "
                                     "the paper's)", **LR)
@@ -167,6 +187,12 @@ class TrainConfig(Settings):
             self.fail("test_subset scores part of the test split, but test=false never reads it; drop one of them")
         check_test_subset(self)
         check_device(self, self.device)
+        if self.img_size is None:  # no size given: the model's own (None for an unknown name: building it says so)
+            from models import default_img_size  # here: building the parsers stays torch-free
+
+            self.img_size = default_img_size(self.model)
+        if self.img_size is not None and not IMG_SIDE(self.img_size):
+            self.fail(f"{self.model}'s input size is {self.img_size}, not square; give img_size")
 
     def paper_base_lr(self):
         return 1e-3 if self.model in SMALL_T2T else 5e-4
@@ -208,8 +234,8 @@ class EvalConfig(Settings):
     split: str = setting("val", "the split folder to score")
     model: str | None = setting(None, "architecture name; required for checkpoints not written by `vitbench train`")
     model_args: dict = setting(help="model override, e.g. depth=4 (repeatable)", flag="model-arg", factory=dict)
-    img_size: int | None = setting(None, "evaluation size (positions are interpolated for ViTs; default: the run's)",
-                                   low=1, high=8192)
+    img_size: int | None = setting(None, "evaluation size (positions are interpolated for ViTs; default: the run's, "
+                                   "else the model's input size)", check=IMG_SIDE)
     crop_pct: float | None = setting(None, "centre-crop fraction (default: the run's, else the model's)", **FRACTION)
     interpolation: str | None = setting(None, "resize interpolation (default: the run's, else the model's)",
                                         choices=INTERPOLATIONS)
@@ -263,7 +289,7 @@ class ProfileConfig(TimingSetup):
     JOB = "profile"
     models: list[str] | None = setting(None, "names or wildcards, ours and timm's", cli=False)
     model_list: str | None = setting(None, "a file of model names, one per line")
-    img_size: int | None = setting(None, "square image size (default: the model's)", low=1, high=8192)
+    img_size: int | None = setting(None, "square image size (default: the model's)", check=IMG_SIDE)
     train: bool = setting(False, "also time and measure a full training step")
     results_file: str | None = setting(None, "also write a CSV with timm benchmark.py's column names, then ours")
 
@@ -286,7 +312,8 @@ class SweepSpec(TimingSetup):
     mlp_ratio: list[float] = setting(help="MLP width / token width", above=0.0, high=64.0, empty=True,
                                      factory=list)
     patch_size: list[int] = setting(help="ViT only", low=1, high=8192, empty=True, factory=list)
-    img_size: list[int] = setting(help="square image sides", low=1, high=8192, empty=True, factory=list)
+    img_size: list[int] = setting(help="square image sides (none: each model's own)", check=IMG_SIDE, empty=True,
+                                  factory=list)
     measure: list[str] = setting(help="what to measure", choices=MEASUREMENTS,
                                  factory=lambda: ["params", "macs", "throughput", "tokenizer_time"])
     modes: list[str] = setting(help="inference, train", choices=MODES, factory=lambda: ["inference"])

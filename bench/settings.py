@@ -35,12 +35,13 @@ def config_error(message):
 
 
 def setting(default=NO_DEFAULT, help="", *, low=None, high=None, above=None, below=None, choices=None,
-            empty=False, flag=None, cli=True, factory=None):
+            empty=False, flag=None, cli=True, factory=None, check=None):
     """A field of a job config. low/high are inclusive bounds, above/below exclusive (for numbers, and for the
-    items of a list or tuple); `empty` allows "" for a string and [] for a list; `flag` renames the command-line
-    flag; `cli=False` keeps a setting out of the flags (it is still read from files and overrides)."""
+    items of a list or tuple); `check` instead: a predicate that says it in words as its str() (a check that lives
+    elsewhere, e.g. the image size's); `empty` allows "" for a string and [] for a list; `flag` renames the
+    command-line flag; `cli=False` keeps a setting out of the flags (it is still read from files and overrides)."""
     meta = dict(help=help, low=low, high=high, above=above, below=below, choices=choices, empty=empty, flag=flag,
-                cli=cli)
+                cli=cli, check=check)
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -76,6 +77,7 @@ class Spec:
             kind = self.item or self.kind
             words = {int: "an integer", float: "a finite number",
                      str: "a string" if m["empty"] and self.kind is str else "a non-empty string"}[kind]
+            words = str(m["check"]) if m["check"] else words
             bounds = []
             if m["low"] is not None or m["above"] is not None:
                 bounds.append(f">= {m['low']}" if m["low"] is not None else f"> {m['above']}")
@@ -138,6 +140,8 @@ def in_range(spec, value):
         return bool(value) or (m["empty"] and spec.kind is str)
     if isinstance(value, float) and not math.isfinite(value):
         return False
+    if m["check"]:
+        return m["check"](value)
     return ((m["low"] is None or value >= m["low"]) and (m["high"] is None or value <= m["high"])
             and (m["above"] is None or value > m["above"]) and (m["below"] is None or value < m["below"]))
 

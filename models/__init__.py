@@ -20,6 +20,7 @@ from .registry import (
     PUBLISHED_EQUIVALENTS,
     Family,
     create_model,
+    default_img_size,
     family_of,
     list_models,
     resolve_config,
@@ -29,7 +30,7 @@ from .tokenizers import PatchTokenizer, T2TTokenizer, Tokenizer
 __all__ = [
     "VisionTransformer", "PatchTokenizer", "T2TTokenizer", "create_model", "list_models", "resolve_config",
     "load_checkpoint", "save_checkpoint", "MODEL_CONFIGS", "PUBLISHED_EQUIVALENTS", "FAMILIES", "family_of",
-    "count_params", "Family", "FAMILY_TABLE", "Tokenizer", "DEFAULT_IMG_SIZE", "CNN_BASELINES",
+    "count_params", "Family", "FAMILY_TABLE", "Tokenizer", "DEFAULT_IMG_SIZE", "default_img_size", "CNN_BASELINES",
     "VitbenchError", "ConfigError", "InputShapeError", "UnknownModelError", "CheckpointError", "DatasetError",
     "ResultsError",
 ]

@@ -23,6 +23,7 @@ from torch import nn
 from .atomic import atomic_write
 from .backbone import VisionTransformer, resample_pos_embed
 from .errors import CheckpointError, short_list
+from .tokenizers import MAX_IMG_SIDE
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +175,7 @@ def detect_layout(state_dict):
     return "vitbench"
 
 
-STORED_SIZE_MAX = {"img_size": 8192, "embed_dim": 65536}  # bounds of any size read from a checkpoint's config
+STORED_SIZE_MAX = {"img_size": MAX_IMG_SIDE, "embed_dim": 65536}  # bounds of any size read from a checkpoint's config
 
 
 def stored_grid(config, num_tokens):

@@ -25,12 +25,18 @@ from urllib.parse import urlparse
 import timm
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model, resolve_pretrained_cfg
+from timm.models import (
+    build_model_with_cfg,
+    generate_default_cfgs,
+    get_pretrained_cfg,
+    register_model,
+    resolve_pretrained_cfg,
+)
 
 from .backbone import VisionTransformer
 from .checkpoint import SAFE_GLOBALS, timm_pretrained_filter
 from .errors import CheckpointError, ConfigError, UnknownModelError, UnknownOptionError
-from .tokenizers import DEFAULT_IMG_SIZE, REFERENCE_T2T_STAGES, PatchTokenizer, T2TTokenizer
+from .tokenizers import DEFAULT_IMG_SIZE, REFERENCE_T2T_STAGES, PatchTokenizer, T2TTokenizer, check_img_size
 
 
 def _t2t(block, embed_dim, depth, num_heads, mlp_ratio, **extra):
@@ -175,13 +181,6 @@ def check_bool(key, value):
     raise ConfigError(f"{key}={value!r} must be True or False (or 1 / 0); pass e.g. {key}=False")
 
 
-def check_img_size(value):
-    sides = list(value) if isinstance(value, (tuple, list)) else [value]
-    if len(sides) not in (1, 2) or not all(is_int(side) and side >= 1 for side in sides):
-        raise ConfigError(f"img_size={value!r} must be a positive integer or an (H, W) pair; pass e.g. img_size=224")
-    return value
-
-
 def check_settings(config):
     """`config` with every known setting type-checked (ints stay ints, 0/1 become booleans); bad ones raise."""
     checked = dict(config)
@@ -194,7 +193,7 @@ def check_settings(config):
             checked[key] = check_float(key, value, FLOAT_SETTINGS[key])
         elif key in BOOL_SETTINGS:
             checked[key] = check_bool(key, value)
-    checked["img_size"] = check_img_size(config["img_size"])
+    check_img_size(config["img_size"])  # kept as given (an int stays an int in the config a checkpoint records)
     return checked
 
 
@@ -358,6 +357,18 @@ def build_timm_model(name, pretrained=False, pretrained_cfg=None, pretrained_cfg
     if net is not model:  # the feature wrapper's own copy, without the head's fields
         model.pretrained_cfg = model.default_cfg = {**model.pretrained_cfg, "input_size": input_size}
     return model
+
+
+def default_img_size(name):
+    """The image side `name` takes when no size is given: timm's `pretrained_cfg["input_size"]` of the registered
+    name (ours: 32 for the CIFAR models, 224 for the paper's; any timm model's own, e.g. 224 for resnet18), an
+    (H, W) pair where that is not square. Every command's "no --img-size" comes from here. None for a name timm
+    does not know: building it then says so."""
+    cfg = get_pretrained_cfg(name) if isinstance(name, str) else None
+    if cfg is None or not cfg.input_size:
+        return None
+    _, height, width = cfg.input_size
+    return height if height == width else (height, width)
 
 
 def create_model(name: str, **overrides) -> VisionTransformer:

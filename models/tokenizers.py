@@ -7,6 +7,7 @@ Both take any H and W divisible by their total stride, square or not, and say th
 (`macs`, `activation_elements`), so the counters in bench/cost need no case per front end.
 """
 import math
+import numbers
 from contextlib import nullcontext
 
 import torch
@@ -22,12 +23,24 @@ DEFAULT_IMG_SIZE = 224  # every named model's image size unless overridden
 ImageSize = int | tuple[int, int]
 
 
-def to_2tuple_size(size, name="img_size"):
-    if isinstance(size, int):
-        return (size, size)
-    if isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(s, int) for s in size):
-        return tuple(size)
-    raise ConfigError(f"{name}={size!r} is not an int or an (H, W) pair; pass e.g. {name}=224 or {name}=(60, 100)")
+MAX_IMG_SIDE = 8192  # the largest image side any command or model takes: a typo such as 1e9 is refused
+
+
+def is_img_side(value):
+    """An image side: a whole number in [1, MAX_IMG_SIDE] (not a bool, not a float such as 32.0)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and 1 <= value <= MAX_IMG_SIDE
+
+
+def check_img_size(size, name="img_size"):
+    """The one image-size check of the suite (models, counters, every command's --img-size): `size` as (H, W), from
+    a side or an (H, W) pair of sides (`is_img_side`); anything else ([32], 0, "large", 32.0) a one-line ConfigError.
+    Whether the model's stride divides it is the tokenizer's check (`token_grid`)."""
+    if is_img_side(size):
+        return (int(size), int(size))
+    if isinstance(size, (tuple, list)) and len(size) == 2 and all(map(is_img_side, size)):
+        return tuple(map(int, size))
+    raise ConfigError(f"{name}={size!r} must be a positive integer (at most {MAX_IMG_SIDE}) or an (H, W) pair of "
+                      f"them; pass e.g. {name}=224 or {name}=(60, 100)")
 
 
 class Tokenizer(nn.Module):
@@ -49,7 +62,7 @@ class Tokenizer(nn.Module):
         self.set_img_size(img_size)
 
     def set_img_size(self, img_size):
-        self.img_size = to_2tuple_size(img_size)
+        self.img_size = check_img_size(img_size)
         self.grid_size = self.token_grid(*self.img_size, error=ConfigError)
         self.num_tokens = self.grid_size[0] * self.grid_size[1]
 

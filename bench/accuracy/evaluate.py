@@ -25,6 +25,7 @@ from bench.accuracy.data import (
 from bench.configs import EvalConfig
 from models.checkpoint import extract_state_dict, read_checkpoint
 from models.errors import CheckpointError, ConfigError, DatasetError, short_list
+from models.tokenizers import MAX_IMG_SIDE
 
 
 def evaluate(model, loader, num_classes, context, bad_files, amp_dtype=None, class_index=None):
@@ -122,7 +123,7 @@ class Loaded:
     normalisation: dict  # input mean/std and where they came from
 
 
-RECORD_SIZE_MAX = {"img_size": 8192, "depth": 1024}  # other whole numbers of a record: at most 65536
+RECORD_SIZE_MAX = {"img_size": MAX_IMG_SIDE, "depth": 1024}  # other whole numbers of a record: at most 65536
 
 
 def refuse_lying_record(path, payload, num_classes, size):
@@ -191,7 +192,7 @@ def model_for_checkpoint(path, classes, model_name=None, img_size=None, override
         raise ConfigError(
             f"{path} was not written by `vitbench train`; pass --model NAME to say which architecture it holds"
         )
-    size = img_size or models.DEFAULT_IMG_SIZE
+    size = img_size or models.default_img_size(model_name)  # the model's own input size, as training's
     probe = factory.create(model_name, len(classes), size, overrides=overrides)
     checkpoint_classes = factory.head_classes(probe, extract_state_dict(payload, path))
     class_index = None

@@ -175,8 +175,10 @@ def run_names(spec):
     return names
 
 
-def study_img_size(spec):
-    return spec.train.get("img_size", train.TrainConfig.default("img_size"))
+def variant_img_size(spec, variant):
+    """The side `variant`'s runs train at (as `run_config` resolves it): its arm's, else the study's, else the
+    model's own input size."""
+    return {**spec.train, **variant.train}.get("img_size") or models.default_img_size(variant.model)
 
 
 def variant_cost(variant, num_classes, img_size, overrides=None):
@@ -189,8 +191,8 @@ def counted_costs(spec, num_classes):
     """{variant: (params, macs, embed_dim)} counted from the spec, MAC-matched widths resolved: for runs whose
     summaries predate recording their params and MACs."""
     resolved = dict(zip(spec.variants, resolve_mac_matched(spec, num_classes).variants))
-    img_size = study_img_size(spec)
-    return {variant: (*variant_cost(actual, num_classes, img_size), actual.overrides.get("embed_dim"))
+    return {variant: (*variant_cost(actual, num_classes, variant_img_size(spec, actual)),
+                      actual.overrides.get("embed_dim"))
             for variant, actual in resolved.items()}
 
 
@@ -214,7 +216,7 @@ def matching_width(variant, target_macs, num_classes, img_size):
 
 def resolve_mac_matched(spec, num_classes):
     """`spec` with each `match_macs` variant widened to the MACs of the arm it names at its depth (within 5%)."""
-    img_size, resolved = study_img_size(spec), []
+    resolved = []
     for variant in spec.variants:
         if variant.match_macs is None:
             resolved.append(variant)
@@ -224,8 +226,8 @@ def resolve_mac_matched(spec, num_classes):
             raise ConfigError(f"study arm {variant.arm!r} matches the MACs of {variant.match_macs!r} at depth "
                               f"{variant.depth}, which this study lacks (or is not one of our ViTs); keep that arm "
                               "or drop match_macs")
-        target_macs = variant_cost(target, num_classes, img_size)[1]
-        width, macs = matching_width(variant, target_macs, num_classes, img_size)
+        target_macs = variant_cost(target, num_classes, variant_img_size(spec, target))[1]
+        width, macs = matching_width(variant, target_macs, num_classes, variant_img_size(spec, variant))
         if abs(macs / target_macs - 1) > MAC_MATCH_TOLERANCE:
             raise ConfigError(f"no width of {variant.model} at depth {variant.depth} comes within "
                               f"{MAC_MATCH_TOLERANCE:.0%} of {variant.match_macs}'s {target_macs / 1e6:.1f} M MACs "

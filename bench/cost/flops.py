@@ -32,7 +32,7 @@ from models.backbone import VisionTransformer
 from models.errors import ConfigError
 from models.layers import count_params as count_model_params
 from models.layers import dense_macs, named_fixed_tables
-from models.tokenizers import to_2tuple_size
+from models.tokenizers import check_img_size
 
 FLOPS_PER_MAC = 2  # a multiply-accumulate is two floating-point operations
 TRAIN_FLOPS_PER_MAC = FLOPS_PER_MAC * 3  # training: the forward and a backward of twice its cost
@@ -55,7 +55,7 @@ aten = torch.ops.aten
 
 def checked_img_size(model, img_size=None):
     """(H, W) to count at, the model's own by default; sizes its tokenizer cannot take raise."""
-    height, width = model.img_size if img_size is None else to_2tuple_size(img_size)
+    height, width = model.img_size if img_size is None else check_img_size(img_size)
     model.tokenizer.token_grid(height, width)  # InputShapeError unless a multiple of the stride
     return height, width
 
@@ -211,7 +211,7 @@ def any_model_macs(model, img_size=None):
 def one_image(model, img_size=None):
     """A zero image of `img_size` (default the pretrained_cfg's input size) on the model's device and dtype."""
     channels, *size = model.pretrained_cfg["input_size"]
-    size = to_2tuple_size(img_size) if img_size else tuple(size)
+    size = check_img_size(img_size) if img_size else tuple(size)
     weight = next(model.parameters())
     return torch.zeros(1, channels, *size, dtype=weight.dtype, device=weight.device)
 
