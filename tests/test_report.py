@@ -209,7 +209,7 @@ def test_a_wide_table_is_split_into_readable_ones_repeating_the_names_of_its_row
     shown = re.findall(r"<table.*?</table>", section, re.S)
     assert len(shown) >= 2 and all('<div class="wide">' + table in section for table in shown)
     columns = [re.findall(r"<th>([^<]*)</th>", table) for table in shown]
-    assert all(len(c) <= WIDE_COLUMNS and c[:4] == ["label", "model", "depth", "fraction"] for c in columns)
+    assert all(len(c) <= WIDE_COLUMNS and c[:3] == ["label", "depth", "fraction"] for c in columns)
     assert {name for c in columns for name in c} == set(full.columns)
 
 

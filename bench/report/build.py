@@ -25,9 +25,9 @@ from models.errors import ResultsError
 
 REPORT_TITLE = "# vitbench report"
 INDEX, PAGE = "index.md", "index.html"
-WIDE_COLUMNS = 14  # a table wider than this is shown split (index.md, index.html); its files keep every column
-TABLE_KEYS = ("label", "model", "depth", "fraction", "run", "name", "pair", "family", "patch_size", "img_size",
-              "mode")
+WIDE_COLUMNS = 10  # a table wider than this is shown split (index.md, index.html); its files keep every column
+TABLE_KEYS = ("label", "run", "name", "pair", "fraction", "depth", "model", "family", "patch_size", "img_size",
+              "mode")  # the columns that name a row, the most telling first
 
 
 def report_files(out):
@@ -207,7 +207,8 @@ def wide_chunks(frame, keys=TABLE_KEYS, width=WIDE_COLUMNS):
     name a row (those of `keys` it has): every column readable without scrolling sideways."""
     if len(frame.columns) <= width:
         return [frame]
-    named = [column for column in frame.columns if column in keys][: width // 2]
+    chosen = [key for key in keys if key in frame.columns][:3]
+    named = [column for column in frame.columns if column in chosen]
     rest = [column for column in frame.columns if column not in named]
     step = width - len(named)
     return [frame[named + rest[i:i + step]] for i in range(0, len(rest), step)]
