@@ -188,6 +188,29 @@ def test_bad_specs_fail_with_one_line(kwargs, expected):
     assert expected in str(info.value)
 
 
+ONE_RUN = ('fractions = [1.0]\nseeds = [0]\n[train]\nepochs = 1\nworkers = 0\nthreads = 1\nwarmup_epochs = 0\n{train}\n'
+           '[[arms]]\nname = "vit"\nlabel = "ViT"\nmodel = "vit_lite_tiny"\ndepths = [1]\n[arms.train]\n{arm}\n')
+FINE = "batch_size = 8"
+
+
+@pytest.mark.parametrize("train, arm, expected", [
+    ("batch_size = 0", "", "the study spec's [train] table: train: batch_size=0 is not allowed"),
+    (f"{FINE}\nimg_size = [32]", "", "train: img_size=[32] is not allowed"),
+    (FINE, "reprob = 2", "study arm 'vit''s [arms.train] table: train: reprob=2 is not allowed"),
+    (FINE, "checkpoint_every = 5\ncheckpoint_minutes = 1.0",
+     "study arm 'vit' (depth 1, fraction 1, seed 0): train: checkpoint_every and checkpoint_minutes both set"),
+], ids=["train value", "train size", "arm value", "arm cross-field rule"])
+def test_a_bad_spec_is_refused_before_anything_is_written_and_the_fixed_one_then_runs(train, arm, expected, tmp_path,
+                                                                                     capsys):
+    data, out, spec = tiny_synthetic(tmp_path / "data"), tmp_path / "study", tmp_path / "spec.toml"
+    spec.write_text(ONE_RUN.format(train=train, arm=arm))
+    line = cli_error(capsys, "study", "--config", str(spec), "--data", str(data), "--out", str(out))
+    assert expected in line and not out.exists()  # no study.json, no spec.toml: nothing to refuse a re-run
+    spec.write_text(ONE_RUN.format(train=FINE, arm=""))
+    assert main(["study", "--config", str(spec), "--data", str(data), "--out", str(out)]) == 0
+    assert (out / "study.json").is_file() and (out / "runs" / "vit-d1-f1-s0" / "summary.json").is_file()
+
+
 def test_bad_arms_and_files(tmp_path):
     with pytest.raises(ConfigError, match="needs exactly one of depths"):
         study.expand_arm({"name": "x", "label": "X", "model": "t2t_vit_7"})

@@ -90,6 +90,7 @@ def expand_arm(arm):
         )
     base, own = arm.get("overrides", {}), {"init": arm.get("init"), "train": dict(arm.get("train", {}))}
     check_train_settings(own["train"], f"study arm {arm['name']!r}'s train settings")
+    check_values(own["train"], f"study arm {arm['name']!r}'s [arms.train] table")
     if "depths" in arm:
         return [Variant(arm["name"], arm["label"], arm["model"], d, {**base, "depth": d}, arm.get("match_macs"), **own)
                 for d in arm["depths"]]
@@ -108,6 +109,14 @@ def check_train_settings(settings, what):
     if set(settings) - train.config_fields() or per_run & set(settings):
         raise ConfigError(f"{what} {sorted(settings)} include unknown or per-run keys; use TrainConfig fields other "
                           f"than {', '.join(sorted(per_run))} (an arm's checkpoint is its `init`)")
+
+
+def check_values(settings, where):
+    """Each value of a spec's training settings, as TrainConfig checks it; the one-line error says where it is."""
+    try:
+        train.TrainConfig.check_some(settings, where)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
 
 
 def load_study_spec(preset="cpu-tiny", config=None, **changes):
@@ -147,10 +156,24 @@ def load_study_spec(preset="cpu-tiny", config=None, **changes):
     if not all(0 < f <= 1 for f in raw["fractions"]):
         raise ConfigError(f"study fractions {raw['fractions']} must lie in (0, 1]")
     check_train_settings(raw["train"], "study train settings")
+    check_values(raw["train"], "the study spec's [train] table")
     variants = [v for arm in raw["arms"] for v in expand_arm(arm)]
     spec = Spec(variants, list(raw["fractions"]), list(raw["seeds"]), raw["train"], source=raw)
     run_names(spec)
+    check_run_configs(spec)
     return spec
+
+
+def check_run_configs(spec):
+    """Every run of `spec` is a whole TrainConfig (each value and the cross-field rules of its arm's recipe over the
+    study's): checked when the spec is read, so a bad spec is refused before study.json or spec.toml is written and
+    the fixed spec then starts the study afresh."""
+    for variant, fraction, seed in spec.runs():
+        try:
+            run_config(spec, "DATA", "OUT", variant, fraction, seed)
+        except ConfigError as error:
+            raise ConfigError(f"study arm {variant.arm!r} (depth {variant.depth}, fraction {fraction:g}, seed {seed}): "
+                              f"{error}") from None
 
 
 def run_name(variant, fraction, seed):
