@@ -1,10 +1,19 @@
 """`vitbench report`: tables (Markdown, CSV, LaTeX) and plots (PNG, SVG) from any mix of results.
 
 Inputs are recognised by what they hold: a sweep folder (`provenance.json` from `vitbench
-sweep`), a pytest-benchmark JSON (`--benchmark-json`), a training run folder or a study
-folder. The paper's model table is always built: published numbers beside our counts.
-Everything lands in one folder with an `index.md` that links each table and plot and says
-where its numbers came from.
+sweep`), a pytest-benchmark JSON (`--benchmark-json`), a training run folder, a study
+folder or a compute-scaling study (a folder of `b<budget>/` study folders). The paper's model
+table is always built: published numbers beside our counts. Everything lands in one folder
+with an `index.md` (and the same as one page, `index.html`) that links each table and plot and
+says where its numbers came from.
+
+The report reads in the order a reader asks: a table of contents; the answer (every study's
+seed-paired differences to the ViT in one forest plot, and each study's sentences by the
+interval rule, in short); then each study under its own title (its spec's `title`, its
+README's first heading, or that of the folder above when it holds this study alone), the
+held-out studies first, a scaling study's budgets as they land and its laws once two have,
+pretraining next, superseded and test-selected studies last; then the costs (the paper's
+models, sweeps, timings); then single training runs.
 """
 import json
 import re
