@@ -189,6 +189,15 @@ def parse_override(text):
     return key.strip(), value
 
 
+def typed_override(spec, text, value):
+    """A KEY=VALUE override read as its field's kind, as the field's flag reads its word: a string field takes the
+    word as written where TOML read it as a number or a boolean (`out=2024` is the folder '2024', as `--out 2024`);
+    every other kind keeps TOML's reading, which the field's check then judges."""
+    if spec is not None and spec.kind is str and isinstance(value, (bool, int, float)):
+        return text.partition("=")[2].strip()
+    return value
+
+
 def model_arg_pairs(pairs):
     """--model-arg depth=4 --model-arg qkv_bias=false -> {'depth': 4, 'qkv_bias': False}."""
     return dict(parse_override(pair) for pair in pairs)
@@ -243,14 +252,16 @@ class Settings:
         from earlier sources, and one source giving two of a group is refused."""
         from_file = dict(read_toml(file, cls.JOB)) if file else {}
         cls.unknown(from_file, file)
-        dicts = {spec.name for spec in specs(cls) if spec.kind is dict}
+        by_name = {spec.name: spec for spec in specs(cls)}
+        dicts = {name for name, spec in by_name.items() if spec.kind is dict}
         from_overrides = {}
-        for key, value in map(parse_override, overrides):
+        for text in overrides:
+            key, value = parse_override(text)
             head, _, sub = key.partition(".")
             if sub and head in dicts:  # model_args.depth=4
                 from_overrides[head] = {**from_overrides.get(head, {}), sub: value}
             else:
-                from_overrides[key] = value
+                from_overrides[key] = typed_override(by_name.get(key), text, value)
         cls.unknown(from_overrides, "the overrides")
         values = {}
         for where, source in ((f"{file}", from_file), ("the flags", flags or {}), ("the overrides", from_overrides)):

@@ -102,8 +102,14 @@ def cli_call(cls, spec, text, tmp_path):
     return base + [f"{spec.name}={text}"]
 
 
+def is_a_word(spec, text):
+    """A KEY=VALUE word a string field takes as written, as its flag does (`out=0` is the folder '0'): bad for the
+    typed Python API only."""
+    return spec.kind is str and not spec.meta["choices"] and text in ("0", "nan", "true")
+
+
 CLI_CASES = [(cls, spec, text) for cls, spec, text in CASES[::2]  # every field, half its values: the API has all
-             if cls is not TimingSetup
+             if cls is not TimingSetup and not is_a_word(spec, text)
              and not (cls is SyntheticConfig and (spec.name == "out" or text.startswith("[")))]
 CLI_CASES += [(TrainConfig, spec, text) for spec in specs(TrainConfig) if spec.name in STUDY_TRAIN_SETTINGS
               for text in bad_values(spec)[:3]]
@@ -132,6 +138,24 @@ def test_unknown_keys_name_the_closest_setting(tmp_path, capsys):
     (tmp_path / "c.toml").write_text("lr = 0.1\nwarmpu_epochs = 2\n")
     with pytest.raises(ConfigError, match="unknown setting 'warmpu_epochs' .*did you mean warmup_epochs"):
         TrainConfig.gather(tmp_path / "c.toml")
+
+
+def test_overrides_are_read_as_the_fields_kind(tmp_path):
+    """KEY=VALUE as the flag: a string field takes the word as written; numbers stay numbers, bad values stay bad."""
+    for job, flags in ((TrainConfig, ["--out", "2024", "--labels", "nan", "--model", "1"]),
+                       (StudyConfig, ["--out", "2024"])):
+        words = [f"{flag[2:]}={value}" for flag, value in zip(flags[::2], flags[1::2])]
+        assert job.gather(None, {}, words) == {flag[2:]: value for flag, value in zip(flags[::2], flags[1::2])}
+    assert TrainConfig.gather(None, {}, ["seed=1", "auto_augment=", "classes=[\"1\", \"2\"]"]) == {
+        "seed": 1, "auto_augment": "", "classes": ["1", "2"]}
+    with pytest.raises(ConfigError, match="seed='one' is not allowed"):
+        TrainConfig.gather(None, {}, ["seed=one"])
+    with pytest.raises(ConfigError, match="device='0' is not allowed"):
+        TrainConfig(**required(TrainConfig, tmp_path), **TrainConfig.gather(None, {}, ["device=0"]))
+    with pytest.raises(ConfigError, match="amp='true' is not allowed"):
+        TrainConfig.gather(None, {}, ["amp=true"])
+    with pytest.raises(ConfigError, match="out=2024 is not allowed"):  # the typed Python API takes no number
+        TrainConfig(**{**required(TrainConfig, tmp_path), "out": 2024})
 
 
 def test_sources_apply_in_order(tmp_path):
