@@ -374,9 +374,18 @@ def test_a_pair_s_timed_call_is_ours_alone_and_the_baseline_runs_in_the_same_rou
     assert len(benchmark.extra_info["round_seconds"]) == 3 and benchmark.extra_info["speedup"] > 0
 
 
-def test_profile_speaks_timm_s_dialect_wildcards_list_files_and_results_csv(tmp_path, capsys):
-    from bench.cost.dialect import TIMM_COLUMNS, model_names
+# timm benchmark.py's results-file columns (timm 1.0.31, `benchmark()`: `model`, the runners' rows prefixed, each
+# runner's `param_count` popped and set last), for --bench inference (its default) and --bench both (`--train`)
+TIMM_INFERENCE_FILE = ["model", "infer_samples_per_sec", "infer_step_time", "infer_batch_size", "infer_img_size",
+                       "infer_gmacs", "infer_macts", "param_count"]
+TIMM_BOTH_FILE = [*TIMM_INFERENCE_FILE[:-1], "train_samples_per_sec", "train_step_time", "train_batch_size",
+                  "train_img_size", "param_count"]
 
+
+def test_profile_speaks_timm_s_dialect_wildcards_list_files_and_results_csv(tmp_path, capsys):
+    from bench.cost.dialect import TIMM_COLUMNS, model_names, timm_columns
+
+    assert list(timm_columns()) == TIMM_INFERENCE_FILE and list(TIMM_COLUMNS) == TIMM_BOTH_FILE
     assert model_names(["t2t_vit_t_[0-9]*"]) == ["t2t_vit_t_14", "t2t_vit_t_19", "t2t_vit_t_24"]
     assert "deit_tiny_patch16_224" in model_names(["deit_tiny*"])
     (tmp_path / "list.txt").write_text("t2t_vit_7\n\nvb_vit_tiny_patch16_224\nt2t_vit_7\n")
@@ -384,15 +393,51 @@ def test_profile_speaks_timm_s_dialect_wildcards_list_files_and_results_csv(tmp_
     assert "no model matches 'zzz*'" in cli_error(capsys, "profile", "zzz*")
     results = tmp_path / "bench.csv"
     assert cli(["profile", "t2t_vit_7", "vb_vit_tiny_patch16_224", "--img-size", "32", "--batch-size", "2",
-                 "--repeats", "1", "--warmup", "0", "--results-file", str(results)]) == 0
-    printed = capsys.readouterr().out
-    assert "== t2t_vit_7" in printed and " img/s" in printed and " GMACs" in printed and "%" in printed
+                 "--repeats", "1", "--warmup", "0", "--results-file", str(results), "--json"]) == 0
+    profiled = {row["model"]: row for row in map(json.loads, capsys.readouterr().out.splitlines())}
     table = pd.read_csv(results)
-    assert list(table.columns[:len(TIMM_COLUMNS)]) == list(TIMM_COLUMNS) and len(table) == 2
-    row = table.iloc[0]
-    rate = row["infer_samples_per_sec"]  # rounded to 0.01, as timm's benchmark.py writes it: at 2.4 img/s that is 0.2%
-    assert row["infer_step_time"] == pytest.approx(1000 * 2 / rate, rel=0.005 / rate + 1e-3)
-    assert row["param_count"] == pytest.approx(row["params"] / 1e6, abs=0.01) and row["infer_batch_size"] == 2
+    assert list(table.columns[:len(TIMM_INFERENCE_FILE)]) == TIMM_INFERENCE_FILE and len(table) == 2
+    assert not {"train_samples_per_sec", "train_img_size"} & set(table.columns)  # inference only: no train columns
+    rates = list(table["infer_samples_per_sec"])
+    assert rates == sorted(rates, reverse=True)  # sorted as timm sorts a bulk run: fastest first
+    for _, row in table.iterrows():
+        ours = profiled[row["model"]]
+        rate = row["infer_samples_per_sec"]  # rounded to 0.01, as timm's benchmark.py writes it: at 2.4 img/s 0.2%
+        assert row["infer_step_time"] == pytest.approx(1000 * 2 / rate, rel=0.005 / rate + 1e-3)
+        assert row["infer_batch_size"] == 2 and row["infer_img_size"] == 32
+        assert row["infer_gmacs"] == round(ours["macs_fvcore"] / 1e9, 2)
+        assert row["infer_macts"] == round(ours["activations_fvcore"] / 1e6, 2) and ours["activations_fvcore"] > 0
+        model = models.create_model(row["model"], img_size=32)  # timm's count_params: the model's parameters
+        assert row["param_count"] == round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
+        assert row["params"] == ours["params"] == models.count_params(model)  # the paper's count, kept beside it
+        # cells that hold a list, dict or boolean are JSON, never a Python repr
+        assert json.loads(row["throughput_iqr"]) == ours["throughput_iqr"]
+        assert json.loads(row["dropout"]) == ours["dropout"]
+    assert json.loads(table.set_index("model").loc["t2t_vit_7", "dropout"]) == {"tokenizer": 0.1}
+    text = results.read_text()
+    assert ",false," in text and "False" not in text and "{'" not in text  # JSON's false and quotes, not Python's
+
+
+def test_profile_results_file_with_train_has_timm_s_both_columns(tmp_path):
+    results = tmp_path / "both.csv"
+    assert cli(["profile", "vit_lite_tiny", "--train", "--batch-size", "2", "--repeats", "1", "--warmup", "0",
+                "--results-file", str(results)]) == 0
+    header, row = (line.split(",") for line in results.read_text().splitlines())
+    assert header[:len(TIMM_BOTH_FILE)] == TIMM_BOTH_FILE and row[0] == "vit_lite_tiny"
+    values = dict(zip(header, row))
+    assert float(values["train_samples_per_sec"]) > 0 and values["train_img_size"] == values["infer_img_size"] == "32"
+
+
+def test_fvcore_activations_count_fused_attention_as_its_two_products():
+    from bench.cost.flops import fvcore_activations
+
+    model = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2, num_classes=10).eval()
+    fused = fvcore_activations(model, 32)
+    for block in model.blocks:
+        block.attn.fused_attn = False  # q @ k^T and attn @ v as matmuls, which fvcore counts as they are
+    assert fused == fvcore_activations(model, 32) > 0
+    ours = models.create_model("vb_vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2, num_classes=10)
+    assert fvcore_activations(ours) == fused  # the same network as ours: the same count
 
 
 def test_macs_shows_every_counter_and_what_plain_fvcore_misses(capsys):

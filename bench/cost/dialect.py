@@ -4,6 +4,7 @@ numbers shown rounded with their units, and the MAC counters side by side."""
 import csv
 import fnmatch
 import io
+import json
 from pathlib import Path
 
 import timm
@@ -15,9 +16,21 @@ from bench.cost.flops import FlopCountAnalysis, counting_twin, macs_of, one_imag
 from models.atomic import atomic_write_text
 from models.errors import ConfigError, UnknownModelError
 
-TIMM_COLUMNS = ("model", "infer_samples_per_sec", "infer_step_time", "infer_batch_size", "infer_img_size",
-                "infer_gmacs", "train_samples_per_sec", "train_step_time", "train_batch_size", "train_img_size",
-                "param_count")  # timm benchmark.py's names: step time in ms, GMACs by fvcore, params in millions
+# timm benchmark.py's results file (its `benchmark()` and `main()`, timm 1.0.31): `model`, then each bench's columns
+# prefixed `infer_`/`train_` in the order its runners return them (fvcore's `gmacs` and `macts` after the
+# inference timing; the training runner counts none), and `param_count` last, popped from the runners' rows
+TIMM_INFER = ("infer_samples_per_sec", "infer_step_time", "infer_batch_size", "infer_img_size", "infer_gmacs",
+              "infer_macts")
+TIMM_TRAIN = ("train_samples_per_sec", "train_step_time", "train_batch_size", "train_img_size")
+
+
+def timm_columns(train=False):
+    """timm benchmark.py's columns for `--bench inference` (its default), or `--bench both` with `train`."""
+    return ("model", *TIMM_INFER, *(TIMM_TRAIN if train else ()), "param_count")
+
+
+TIMM_COLUMNS = timm_columns(train=True)
+TIMM_SORT_KEY = "infer_samples_per_sec"  # timm sorts a bulk run by it, fastest first, for --bench inference and both
 
 
 def model_names(patterns, model_list=None):
@@ -43,27 +56,49 @@ def model_names(patterns, model_list=None):
 
 
 def timm_row(result):
-    """A `profile_model` result as timm benchmark.py's columns, followed by every measurement of ours."""
-    side = result["img_size"] if isinstance(result["img_size"], int) else max(result["img_size"])
-    row = {"model": result["model"], "param_count": round(result["params"] / 1e6, 2),
-           "infer_gmacs": round(result.get("macs_fvcore", result["macs"]) / 1e9, 3)}
+    """A `profile_model` result as timm benchmark.py's row (its columns, rounded as it rounds them), followed by every
+    measurement of ours. The values are timm's definitions: step time in ms per batch, the image side its input's
+    width, `param_count` the model's parameters in millions as timm's `count_params` sums them (ours keep their fixed
+    tables as buffers, which the paper's count in `params` includes), `infer_gmacs` and `infer_macts` counted by
+    fvcore on one image in eval mode, with fused attention counted (plain fvcore, which timm runs, drops it:
+    `vitbench macs` shows how much)."""
+    width = result["img_size"] if isinstance(result["img_size"], int) else result["img_size"][-1]
+    row = {"model": result["model"], "param_count": round(result["params_trainable"] / 1e6, 2),
+           "infer_gmacs": round(result.get("macs_fvcore", result["macs"]) / 1e9, 2),
+           "infer_macts": round(result["activations_fvcore"] / 1e6, 2)}
     for prefix, suffix in (("infer", ""), ("train", "_train")):
         rate = result.get(f"throughput_img_s{suffix}")
         if rate:
             row.update({f"{prefix}_samples_per_sec": round(rate, 2),
                         f"{prefix}_step_time": round(1000 * result["batch_size"] / rate, 3),
-                        f"{prefix}_batch_size": result["batch_size"], f"{prefix}_img_size": side})
-    return {**{column: row.get(column) for column in TIMM_COLUMNS},
-            **{key: value for key, value in result.items() if key not in row}}
+                        f"{prefix}_batch_size": result["batch_size"], f"{prefix}_img_size": width})
+    columns = timm_columns(train="throughput_img_s_train" in result)
+    return {**{column: row.get(column) for column in columns},
+            **{key: value for key, value in result.items() if key not in columns}}
+
+
+def timm_rows(results):
+    """`profile_model` results as timm's rows, sorted as timm's benchmark.py sorts a run over several models:
+    fastest inference first (a stable sort: ties keep their order)."""
+    rows = [timm_row(result) for result in results]
+    return sorted(rows, key=lambda row: row[TIMM_SORT_KEY], reverse=True)
+
+
+def json_cell(value):
+    """A CSV cell: numbers and strings as they are, None empty, anything else (lists, dicts, booleans) as JSON."""
+    if value is None or isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return value
+    return json.dumps(value)
 
 
 def write_results_file(path, rows):
-    """CSV with timm's columns first (in its order), then the union of ours."""
+    """CSV with timm's columns first (in its order), then the union of ours; a list, dict or boolean cell is JSON
+    (`[0.5, 0.7]`, `{"tokenizer": 0.1}`, `true`), never a Python repr."""
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(dict.fromkeys(key for row in rows for key in row)),
                             lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({key: json_cell(value) for key, value in row.items()} for row in rows)
     atomic_write_text(path, text.getvalue())
 
 

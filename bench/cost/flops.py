@@ -39,7 +39,7 @@ TRAIN_FLOPS_PER_MAC = FLOPS_PER_MAC * 3  # training: the forward and a backward 
 
 with warnings.catch_warnings():  # fvcore scripts a loss at import, which torch now warns about
     warnings.simplefilter("ignore", FutureWarning)
-    from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis
     from fvcore.nn.jit_handles import get_shape
 
 MODULE_GROUPS = ("tokenizer", "attention", "mlp", "norm", "head")
@@ -237,6 +237,32 @@ def mac_counts(model, img_size=None):
         "macs_torch": torch_macs(model, img_size)["total"],
         **{f"macs_{part}": macs for part, macs in breakdown.items()},
     }
+
+
+def sdpa_activations_jit(inputs, outputs):
+    """fvcore activation handle for aten::scaled_dot_product_attention: the outputs of its two products, QK^T
+    (B, H, L, S) and AV (B, H, L, Ev), as fvcore counts them when attention is written as two matmuls."""
+    query, key, value = (get_shape(v) for v in inputs[:3])
+    return math.prod(query[:-1]) * (key[-2] + value[-1])
+
+
+def fvcore_activations(model, img_size=None):
+    """Activations per image by fvcore's ActivationCountAnalysis (the output elements of convolutions, linear
+    layers and matrix products: what timm's benchmark.py reports as `macts`, in millions there), fused attention
+    counted as its two products, as `fvcore_macs` counts its MACs. Any model: ours at `img_size` (default its
+    own), any other at `img_size` or its pretrained_cfg's input size; the model itself is left as it was."""
+    if isinstance(model, VisionTransformer):
+        twin, image = counting_twin(model, img_size)
+    else:
+        twin, image = model, one_image(model, img_size)
+    was_training = twin.training
+    analysis = ActivationCountAnalysis(twin.eval(), image)
+    analysis.set_op_handle("aten::scaled_dot_product_attention", sdpa_activations_jit)
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    with torch.no_grad():
+        total = analysis.total()
+    twin.train(was_training)
+    return int(total)
 
 
 def params_of(model):

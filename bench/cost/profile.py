@@ -7,7 +7,7 @@ import torch
 
 from bench.allocator import allocator_in_effect
 from bench.cost.build import build_model, check_runs, dropout_rates, input_size, is_ours
-from bench.cost.flops import FLOPS_PER_MAC, TRAIN_FLOPS_PER_MAC, macs_of, params_of
+from bench.cost.flops import FLOPS_PER_MAC, TRAIN_FLOPS_PER_MAC, fvcore_activations, macs_of, params_of
 from bench.cost.memory import activation_estimate_bytes, measure_peak_memory
 from bench.cost.peak import mfu, peak
 from bench.cost.timing import TimingSetup, autocast, measure_throughput, prepare, timed_call
@@ -60,6 +60,7 @@ def profile_model(name: str, overrides: dict | None = None, setup: TimingSetup =
         "model": name,
         **params,
         **{k: v for k, v in counts.items() if k.startswith("macs")},
+        "activations_fvcore": fvcore_activations(model),  # per image: timm benchmark.py's macts x 1e6
         "device": setup.device,
         "device_name": device_name(setup.device),
         "dtype": setup.dtype,
