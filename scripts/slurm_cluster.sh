@@ -3,10 +3,13 @@
 #   scripts/slurm_cluster.sh start DIR [NODES]   write DIR/slurm.conf, start the daemons (NODES slurmd, default 1,
 #                                               named n1..nN on their own ports), wait until the nodes are idle
 #   scripts/slurm_cluster.sh stop DIR            stop every daemon this script started (by the pids in DIR/pids)
+#                                               and remove its /etc/hosts line
 #   scripts/slurm_cluster.sh install             apt-get install the packages (root; what .ci/run calls)
 # Clients need SLURM_CONF=DIR/slurm.conf. Accounting (slurmdbd) is not optional: without it submitit never learns
 # that a job killed by SIGKILL, OOM or scancel ended. munged refuses to run as root: it runs as `munge`.
-# AuthType=auth/slurm does not exist in 22.05, hence munge. Everything else lives in DIR.
+# AuthType=auth/slurm does not exist in 22.05, hence munge. Everything else lives in DIR, but for one line in
+# /etc/hosts: node names that do not resolve (n1, n2, ...) as 127.0.0.1, for a DDP run's rendezvous on the first node
+# (torchrun's MASTER_ADDR is a node name, as on a real cluster); marked with DIR, removed by stop.
 set -euo pipefail
 PACKAGES="slurm-wlm munge slurmdbd mariadb-server"
 PORT_BASE=${VITBENCH_SLURM_PORT:-16817}  # slurmctld; slurmdbd +1; slurmd of node i +1+i
@@ -22,6 +25,20 @@ install() {
         && apt-get install -y -q $PACKAGES >/dev/null 2>&1; }
 }
 
+hosts_mark() { echo "# vitbench slurm_cluster.sh $DIR"; }
+
+hosts_add() {  # names...: those that do not resolve, as 127.0.0.1
+    local missing=""
+    for name in "$@"; do getent hosts "$name" >/dev/null || missing+=" $name"; done
+    [ -z "$missing" ] || echo "127.0.0.1$missing $(hosts_mark)" >>/etc/hosts
+}
+
+hosts_remove() {  # in place, not by rename: /etc/hosts is often a bind mount
+    grep -qF "$(hosts_mark)" /etc/hosts 2>/dev/null || return 0
+    local kept; kept=$(grep -vF "$(hosts_mark)" /etc/hosts || true)
+    printf '%s\n' "$kept" >/etc/hosts
+}
+
 started() { echo "$1 $2" >>"$DIR/pids"; }  # name pid
 
 wait_for() {  # seconds, description, command...
@@ -35,6 +52,7 @@ start() {
     host=$(hostname)
     mkdir -p "$DIR/state" "$DIR/db"
     : >"$DIR/pids"
+    hosts_add $(seq -f "n%g" "$nodes")
     # munge: as the munge user with the packaged key, on the default socket (sacctmgr's persistent connection to
     # slurmdbd ignores AuthInfo's socket), so one such cluster runs on a machine at a time; its files in /run/munge,
     # which the munge user can reach (DIR may sit in a folder only root may enter)
@@ -123,6 +141,7 @@ EOF
 }
 
 stop() {
+    hosts_remove
     [ -f "$DIR/pids" ] || return 0
     tac "$DIR/pids" | while read -r name pid; do
         kill "$pid" 2>/dev/null || true

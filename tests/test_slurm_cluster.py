@@ -1,11 +1,13 @@
-"""`--launcher slurm` on a real Slurm: a single-machine cluster (scripts/slurm_cluster.sh: slurmctld, slurmd,
-slurmdbd, mariadb, munge on 127.0.0.1), started once for this module and stopped by pid after it. Skipped with the
-reason where the packages, root or the daemons are missing (.ci/run installs the packages where it may)."""
+"""`--launcher slurm` on a real Slurm: a single-machine cluster (scripts/slurm_cluster.sh: slurmctld, two slurmd as
+nodes n1 and n2, slurmdbd, mariadb, munge on 127.0.0.1), started once for this module and stopped by pid after it.
+Skipped with the reason where the packages, root or the daemons are missing (.ci/run installs the packages where it
+may)."""
 import contextlib
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -13,12 +15,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import tomli_w
+import torch
 
 from bench.accuracy import study, train
 from bench.configs import SlurmConfig
 from bench.launch import slurm
 from tests.conftest import REPO
-from tests.harness_helpers import TINY_T2T, tiny_synthetic
+from tests.harness_helpers import TINY_T2T, TINY_VIT, tiny_cli_args, tiny_synthetic
 
 SCRIPT = REPO / "scripts" / "slurm_cluster.sh"
 RUN = {"batch_size": 4, "img_size": 32, "lr": 1e-3, "warmup_epochs": 0, "workers": 0, "threads": 1, "mixup": 0.0,
@@ -29,6 +32,15 @@ SAME = ["arm", "seed", "val_top1", "test_top1", "test_top5", "updates", "train_p
 SETTINGS = SlurmConfig(cpus=1, time_minutes=60)
 REQUEUED = dict(epochs=300, checkpoint_every=1)  # 600 updates, a checkpoint after each: long enough that the
 # signal lands mid-run on a fast machine too (CI once finished 60 updates before the requeue reached the job)
+# A 2-node DDP run against one process with the same global batch: every draw off (augmentation, drop path, label
+# smoothing), so the two see the same images in the same global batches. The ViT twin: the tiny T2T tokenizer's
+# gradients at init are mostly rounding (summing a batch in two halves in one process changes some by half), which
+# AdamW's normalised step turns into weight differences of the lr's size; the ViT's agree to ~1e-8.
+VIT = "vb_vit_tiny_patch16_224"
+SAMPLE = REPO / "tests" / "data" / "cifar10-sample"
+EXACT = {"drop_path": 0.0, "mixup": 0.0, "cutmix": 0.0, "auto_augment": "", "reprob": 0.0, "scale": [1.0, 1.0],
+         "ratio": [1.0, 1.0], "hflip": 0.0, "color_jitter": 0.0, "smoothing": 0.0, "amp": "off", "device": "cpu",
+         "classes": ["airplane", "automobile", "bird"], "train_per_class": 8}  # 24 images: 3 global batches of 8
 # minutes on a busy 2-core machine (every job starts Python and torch; Slurm and submitit poll): CI runs them
 pytestmark = pytest.mark.slow
 
@@ -47,7 +59,7 @@ def cluster(tmp_path_factory):
     if reason := missing():
         pytest.skip(reason)
     folder = tmp_path_factory.mktemp("slurm")
-    started = subprocess.run([SCRIPT, "start", folder], capture_output=True, text=True, timeout=120)
+    started = subprocess.run([SCRIPT, "start", folder, "2"], capture_output=True, text=True, timeout=180)
     if started.returncode:
         subprocess.run([SCRIPT, "stop", folder], timeout=60)
         pytest.skip(f"the local Slurm cluster did not start: {started.stderr.strip()[-300:]}")
@@ -167,3 +179,88 @@ def test_a_requeued_run_resumes_mid_epoch_and_ends_bit_identical(cluster, data, 
                                                                                                     uninterrupted))
     assert all((ours["state_dict"][k] == v).all() for k, v in theirs["state_dict"].items())
     pd.testing.assert_frame_equal(study.collect(runs, out)[SAME], study.collect(runs, uninterrupted)[SAME])
+
+
+def flags(settings):
+    """EXACT as `vitbench train` flags."""
+    found = []
+    for key, value in settings.items():
+        found += [f"--{key.replace('_', '-')}", *map(str, value if isinstance(value, list) else [value])]
+    return [flag if flag != "--auto-augment" else "--auto-augment=" for flag in found if flag != ""]
+
+
+def train_cli(*launcher, out, batch_size):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [*launcher, sys.executable, "-m", "bench.cli", "train", *tiny_cli_args(VIT), "--data", str(SAMPLE),
+               "--out", str(out), "--batch-size", str(batch_size), *flags(EXACT)]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """The 2-node runs' reference: one process, the same global batch (8)."""
+    return train_cli(out=tmp_path_factory.mktemp("one") / "run", batch_size=8)
+
+
+def without_key_bias(name, tensor):
+    """An attention's qkv bias without its key third: a constant added to every key of a query leaves the softmax
+    unchanged, so that bias's gradient is zero but for rounding, which AdamW's normalised step turns into moves of
+    the lr's size (measured: 3e-5 here, every other weight within 1e-8)."""
+    if name.endswith("attn.qkv.bias"):
+        query, _, value = tensor.chunk(3)
+        return torch.cat([query, value])
+    return tensor
+
+
+def assert_same_run(ours, reference):
+    """Final weights and per-epoch metrics within float tolerance; one writer (rank 0) with world size 2."""
+    summary = (ours / train.SUMMARY).read_text()
+    assert '"world_size": 2' in summary and '"global_batch": 8' in summary, summary[:500]
+    mine, theirs = (train.read_checkpoint(folder / train.LAST)["state_dict"] for folder in (ours, reference))
+    assert mine.keys() == theirs.keys()
+    for key, value in theirs.items():
+        torch.testing.assert_close(without_key_bias(key, mine[key]), without_key_bias(key, value), rtol=1e-4,
+                                   atol=1e-6, msg=key)
+    a, b = (pd.read_csv(folder / "metrics.csv") for folder in (ours, reference))
+    assert a["epoch"].tolist() == b["epoch"].tolist() == [1, 2]
+    for column in ("train_loss", "val_loss", "grad_norm"):
+        assert a[column].tolist() == pytest.approx(b[column].tolist(), rel=1e-4), column
+    for column in ("top1", "train_images", "val_images", "updates"):
+        assert a[column].tolist() == b[column].tolist(), column
+
+
+def job_nodes(name):
+    """The node lists of the jobs named `name` (sacct)."""
+    listing = subprocess.run(["sacct", "-n", "-X", "--name", name, "-o", "nodelist%40"], capture_output=True,
+                             text=True).stdout
+    return listing.split()
+
+
+def test_a_2_node_ddp_run_through_srun_equals_one_process(cluster, one_process, tmp_path):
+    """`srun` on 2 nodes, one task each: torchrun's variables from Slurm's (MASTER_ADDR the first node, n1), gloo."""
+    out = train_cli("srun", "--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=1", "--time=20",
+                    "--job-name=vitbench-ddp-srun", out=tmp_path / "run", batch_size=4)
+    assert_same_run(out, one_process)
+    assert job_nodes("vitbench-ddp-srun") == ["n[1-2]"]
+
+
+def test_a_2_node_study_run_through_submitit_equals_one_process(cluster, tmp_path):
+    """A study's run with `--slurm-nodes 2` is one DDP run of one job (submitit's TorchDistributedEnvironment)."""
+    arm = {"name": "vit", "label": "ViT", "model": VIT, "overrides": {k: v for k, v in TINY_VIT.items()
+                                                                       if k != "depth"}, "depths": [1]}
+    settings = {**RUN, **EXACT, "holdout": None, "train_per_class": None, "epochs": 2}  # 90 images: a study cuts
+    # by fraction
+    runs = {}
+    for batch_size in (4, 8):
+        path = tmp_path / f"spec{batch_size}.toml"
+        table = {k: v for k, v in {**settings, "batch_size": batch_size}.items() if v is not None}
+        path.write_text(tomli_w.dumps({"fractions": [1.0], "seeds": [0], "train": table, "arms": [arm]}))
+        runs[batch_size] = study.load_study_spec(config=path)
+    study.run_study(runs[8], SAMPLE, tmp_path / "local", warn=lambda line: None)
+    out = tmp_path / "ddp-study"
+    assert slurm.run_study_on_slurm(runs[4], SAMPLE, out, settings=SlurmConfig(nodes=2, cpus=1, time_minutes=20),
+                                    warn=print) == []
+    assert_same_run(out / "runs" / "vit-d1-f1-s0", tmp_path / "local" / "runs" / "vit-d1-f1-s0")
+    assert job_nodes("vitbench-ddp-study") == ["n[1-2]"]

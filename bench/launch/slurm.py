@@ -100,7 +100,7 @@ def run_study_on_slurm(spec, data, out, resume=False, overwrite=False, settings=
         try:
             if error:
                 raise error
-            summary = job.result()
+            summary = job.results()[0]  # task 0 (rank 0) of a job with several (nodes, GPUs)
         except Exception as error:  # failed, cancelled, killed, out of memory: the other runs go on
             failed.append(failure(name, job, error))
             warn(f"[{index}/{tally.total}] {failed[-1]}")
