@@ -21,6 +21,12 @@ TINY = {"fractions": [1.0], "seeds": [0, 1], "train": {
     "mixup": 0.0, "cutmix": 0.0, "auto_augment": "", "crop_pct": 1.0, "holdout": 3, "data_mode": "files"},
     "arms": [{"name": "t2t", "label": "T2T-ViT", "model": "t2t_vit_7",
               "overrides": {k: v for k, v in TINY_T2T.items() if k != "depth"}, "depths": [1]}]}
+def write_spec(folder, **changes):
+    path = folder / "spec.toml"
+    path.write_text(tomli_w.dumps({**TINY, **changes}))
+    return path
+
+
 @pytest.fixture
 def no_post_mortem(monkeypatch):
     """submitit's debug executor opens pdb on a job's exception; a test wants the exception."""
@@ -114,6 +120,30 @@ def test_slurm_settings_reach_the_executor_and_are_checked(tmp_path):
         SlurmConfig(gpus=-1)
     with pytest.raises(ConfigError, match="unknown setting 'partitoin'"):
         SlurmConfig.check_some({"partitoin": "gpu"}, "the spec's [slurm] table")
+
+
+def test_a_run_asks_for_gpus_on_several_nodes():
+    settings = slurm.slurm_settings({"nodes": 2, "gpus": 4}, {"cpus": 8})
+    params = slurm.executor("out", settings, cluster="slurm")._executor.parameters  # noqa: SLF001
+    assert (params["nodes"], params["gpus_per_node"], params["ntasks_per_node"], params["cpus_per_task"]) == \
+        (2, 4, 4, 8)  # 8 processes, one per GPU: one DDP run
+    cpu = slurm.executor("out", SlurmConfig(nodes=3), cluster="slurm")._executor.parameters  # noqa: SLF001
+    assert (cpu["nodes"], cpu["ntasks_per_node"]) == (3, 1) and "gpus_per_node" not in cpu
+    with pytest.raises(ConfigError, match="slurm: nodes=0"):
+        SlurmConfig(nodes=0)
+    with pytest.raises(ConfigError, match="nodes"):
+        slurm.slurm_settings({"nodes": "two"})
+
+
+def test_a_job_with_two_tasks_is_one_ddp_run_reported_once(data, tmp_path):
+    """The local executor starts a job's tasks as Slurm would (one node): 2 "GPUs" are 2 processes here, on the CPU
+    without CUDA; submitit's TorchDistributedEnvironment joins them, and rank 0's summary is the run's."""
+    spec, out, lines = study.load_study_spec(config=write_spec(tmp_path, seeds=[0])), tmp_path / "study", []
+    assert slurm.run_study_on_slurm(spec, data, out, settings=SlurmConfig(gpus=2, cpus=1), cluster="local",
+                                    warn=lines.append) == []
+    summary = study.read_summary(out / "runs" / "t2t-d1-f1-s0", out)
+    assert (summary["world_size"], summary["global_batch"]) == (2, 8)
+    assert any(line.startswith("[1/1] t2t-d1-f1-s0: ") for line in lines) and len(study.collect(spec, out)) == 1
 
 
 def test_cli_study_on_slurm_reports_failures_after_the_finished_runs_report(data, spec_file, tmp_path, monkeypatch,
