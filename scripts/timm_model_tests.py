@@ -51,6 +51,35 @@ def fetch_sdist(version, cache=CACHE):
     return path
 
 
+SCRIPTS = ("train.py", "validate.py", "benchmark.py")  # timm's scripts: in its repository, not in its sdist or wheel
+SCRIPTS_CACHE = CACHE.parent / "timm-scripts"
+SCRIPTS_URL = "https://raw.githubusercontent.com/huggingface/pytorch-image-models/v{version}/{name}"
+
+
+def fetch_scripts(version, cache=SCRIPTS_CACHE):
+    """(folder, source): a folder holding timm's train.py, validate.py and benchmark.py, which its sdist lacks (it
+    carries only timm/ and tests/). From $VITBENCH_TIMM_SCRIPTS (a timm checkout or any folder with them), else the
+    cache (~/.cache/vitbench/timm-scripts/VERSION), else downloaded there from the repository at tag vVERSION; an
+    OSError (urllib's URLError included) when none of these can give them."""
+    given = os.environ.get("VITBENCH_TIMM_SCRIPTS")
+    if given:
+        missing = [name for name in SCRIPTS if not (Path(given) / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"VITBENCH_TIMM_SCRIPTS={given} has no {', '.join(missing)}")
+        return Path(given), f"$VITBENCH_TIMM_SCRIPTS ({given})"
+    folder = cache / version
+    if all((folder / name).is_file() for name in SCRIPTS):
+        return folder, f"the cache ({folder})"
+    import urllib.request
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in SCRIPTS:
+        with urllib.request.urlopen(SCRIPTS_URL.format(version=version, name=name), timeout=30) as response:
+            (folder / f"{name}.part").write_bytes(response.read())
+        (folder / f"{name}.part").replace(folder / name)
+    return folder, f"timm's repository at tag v{version}"
+
+
 def extract_tests(sdist, version, folder):
     """timm's tests/test_models.py from `sdist` into `folder`, and a copy with our names registered as a timm PR would
     register them (pass 2); refuses an sdist of another version or a file whose lists moved."""

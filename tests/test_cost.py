@@ -375,7 +375,7 @@ def test_a_pair_s_timed_call_is_ours_alone_and_the_baseline_runs_in_the_same_rou
 
 
 # timm benchmark.py's results-file columns (timm 1.0.31, `benchmark()`: `model`, the runners' rows prefixed, each
-# runner's `param_count` popped and set last), for --bench inference (its default) and --bench both (`--train`)
+# runner's `param_count` popped and set last), for --bench inference and --bench both (its default; `--train`)
 TIMM_INFERENCE_FILE = ["model", "infer_samples_per_sec", "infer_step_time", "infer_batch_size", "infer_img_size",
                        "infer_gmacs", "infer_macts", "param_count"]
 TIMM_BOTH_FILE = [*TIMM_INFERENCE_FILE[:-1], "train_samples_per_sec", "train_step_time", "train_batch_size",

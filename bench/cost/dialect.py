@@ -25,7 +25,7 @@ TIMM_TRAIN = ("train_samples_per_sec", "train_step_time", "train_batch_size", "t
 
 
 def timm_columns(train=False):
-    """timm benchmark.py's columns for `--bench inference` (its default), or `--bench both` with `train`."""
+    """timm benchmark.py's columns for `--bench inference`, or `--bench both` (its default) with `train`."""
     return ("model", *TIMM_INFER, *(TIMM_TRAIN if train else ()), "param_count")
 
 
