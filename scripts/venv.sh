@@ -14,6 +14,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     # torch and torchvision must be resolved together: a lone CPU torch wheel pairs with a
     # torchvision whose operators fail to load, which breaks `import timm`.
     "$venv/bin/python" -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
-    "$venv/bin/python" -m pip install --quiet -e "$root[test]"
+    "$venv/bin/python" -m pip install --quiet -e "$root[all]"  # every extra: bench, report, tensorboard, wandb, test
     echo "$want" > "$stamp"
 fi
