@@ -122,7 +122,8 @@ class TrainConfig(Settings):
                        "width >= 192, on a CPU with native bf16 (avx512_bf16/amx_bf16); else off (fp32)", choices=AMP)
     compile: bool = setting(False, "torch.compile the model")
     log: str | None = setting(None, "also log per-step loss, lr, grad norm, img/s and per-epoch metrics for "
-                              "TensorBoard in OUT/tensorboard/", choices=("tensorboard",))
+                              "TensorBoard in OUT/tensorboard/ or W&B in OUT/wandb/ (WANDB_MODE=offline: no "
+                              "account; the wandb extra)", choices=("tensorboard", "wandb"))
     seed: int = setting(0, "seed of the weights, batches and augmentation", low=0, high=SEED_MAX)
     workers: int = setting(2, "data loader processes per rank", low=0, high=256)
     holdout: float | None = setting(None, "validation carved from train/: a fraction in (0, 1) or an image count, "

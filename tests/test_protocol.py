@@ -2,6 +2,7 @@
 epochs / PFLOP / minutes with the cosine ending at the budget, the warm-up cap, the MAC-matched ViT."""
 import json
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -345,8 +346,30 @@ def test_tensorboard_logging_writes_step_and_epoch_scalars_when_asked(data, tmp_
     assert events.Scalars("test/top1")[0].value == pytest.approx(summary["test_top1"])
     plain = train.start(tiny_config(data, tmp_path / "plain", epochs=1), progress=False, warn=quiet)
     assert plain and not (tmp_path / "plain" / "tensorboard").exists()  # only when asked
-    with pytest.raises(ConfigError, match="log='wandb' is not allowed; it must be one of tensorboard"):
-        tiny_config(data, out, log="wandb")
+    with pytest.raises(ConfigError, match="log='mlflow' is not allowed; it must be one of tensorboard, wandb"):
+        tiny_config(data, out, log="mlflow")
+
+
+def test_wandb_logging_offline_writes_a_run_folder_with_the_same_scalars(data, tmp_path, monkeypatch):
+    pytest.importorskip("wandb", reason="W&B is the optional `wandb` extra (pip install 'vitbench[wandb]'); "
+                                        "scripts/venv.sh installs it")
+    monkeypatch.setenv("WANDB_MODE", "offline")  # no account, no network: the run stays in OUT/wandb/
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = tmp_path / "run"
+    assert train.start(tiny_config(data, out, holdout=6, epochs=2, log="wandb"), progress=False, warn=quiet)
+    (run,) = (out / "wandb").glob("offline-run-*")
+    run_id = (out / "wandb" / "vitbench-run-id").read_text().strip()
+    (log,) = run.glob(f"run-{run_id}.wandb")  # W&B's own record of the run, which `wandb sync` uploads
+    records = log.read_bytes()
+    for tag in ("train/loss", "train/lr", "train/grad_norm", "train/images_per_s", "epoch/top1", "test/top1"):
+        assert tag.encode() in records, tag  # the scalars TensorBoard gets, under the same names
+    assert b"t2t_vit_7" in records and b"holdout" in records  # the run's config (TrainConfig) went with it
+    assert json.loads((out / "config.json").read_text())["log"] == "wandb"
+    assert not (out / "tensorboard").exists() and train.RUN_FOLDER.foreign(out) == []  # ours: --overwrite clears it
+    monkeypatch.setitem(sys.modules, "wandb", None)  # as without the extra
+    missing = r"--log wandb needs W&B, which is not installed: pip install 'vitbench\[wandb\]'"
+    with pytest.raises(ConfigError, match=missing):
+        train.start(tiny_config(data, tmp_path / "none", epochs=1, log="wandb"), progress=False, warn=quiet)
 
 
 def test_validations_spread_a_few_evaluations_over_many_short_epochs(data, tmp_path, monkeypatch):

@@ -16,9 +16,11 @@ import copy
 import dataclasses
 import json
 import math
+import os
 import random
 import resource
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +50,8 @@ CONFIG_TOML = "config.toml"  # the settings without `out`: `vitbench train --con
 METRICS_JSONL, METRICS_CSV = "metrics.jsonl", "metrics.csv"
 TEST_PREDICTIONS = "test_predictions.npz"  # per test image: its label and the class the final and best weights chose
 TENSORBOARD = "tensorboard"  # RUN/tensorboard/: event files of --log tensorboard
+WANDB = "wandb"  # RUN/wandb/: the W&B run of --log wandb (offline-run-*/ with WANDB_MODE=offline)
+WANDB_ID = "vitbench-run-id"  # RUN/wandb/vitbench-run-id: the W&B run a resumed run continues
 REQUIRED_RUN_KEYS = {"model", "data", "out", "epochs", "batch_size", "seed", "model_args"}
 # settings that leave the recipe alone: threads and workers set how fast it runs (a new worker count in files mode
 # gives images other random augmentations from then on, the same recipe, so not a bit-identical continuation)
@@ -110,8 +114,36 @@ RUN_FOLDER = OutputFolder(
     resumable=lambda out: (Path(out) / LAST).is_file(),
     is_marked=is_run_config,
     written=(CONFIG_FILE, CONFIG_TOML, LAST, BEST, SUMMARY, METRICS_JSONL, METRICS_CSV, TEST_PREDICTIONS,
-             f"{TENSORBOARD}/*"),
+             f"{TENSORBOARD}/*", f"{WANDB}/*"),
 )
+
+
+class WandbLog:
+    """`--log wandb`: the scalars `--log tensorboard` writes, under the same names and update counts, logged to a W&B
+    run kept in RUN/wandb/ (timm's `--log-wandb` habit; WANDB_MODE=offline keeps it there for `wandb sync`,
+    WANDB_PROJECT names the project, default vitbench). A resumed run continues the same W&B run (its id is kept in
+    RUN/wandb/vitbench-run-id); W&B ignores the points it already holds past the checkpoint."""
+
+    def __init__(self, out, config):
+        try:
+            import wandb
+        except ImportError:
+            raise ConfigError("--log wandb needs W&B, which is not installed: pip install 'vitbench[wandb]' (or "
+                              "wandb), or log with --log tensorboard") from None
+        folder = Path(out) / WANDB
+        folder.mkdir(exist_ok=True)
+        id_file = folder / WANDB_ID
+        run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:8]  # W&B's own id form
+        atomic_write_text(id_file, run_id + "\n")
+        self.run = wandb.init(dir=str(out), id=run_id, resume="allow", name=Path(out).name, config=config,
+                              project=os.environ.get("WANDB_PROJECT", "vitbench"),
+                              settings=wandb.Settings(console="off"))  # our own lines stay ours
+
+    def add_scalar(self, tag, value, step):
+        self.run.log({tag: value}, step=step)
+
+    def close(self):
+        self.run.finish()
 
 
 def reads_of(settings):
@@ -422,9 +454,12 @@ class Trainer:
             self.preemption.stop(self.context, f"update {self.opt.num_updates} (epoch {self.epoch + 1})")
 
     def open_log(self):
-        """The TensorBoard writer of `--log tensorboard` (rank 0); a resumed run drops what followed its checkpoint."""
-        if self.config.log != "tensorboard" or not self.context.is_main:
+        """The TensorBoard writer of `--log tensorboard`, or the W&B run of `--log wandb` (rank 0); a resumed run drops
+        what followed its checkpoint."""
+        if self.config.log is None or not self.context.is_main:
             return None
+        if self.config.log == WANDB:
+            return WandbLog(self.out, jsonable(dataclasses.asdict(self.config)))
         from torch.utils.tensorboard import SummaryWriter  # only runs that log need tensorboard imported
 
         # points are logged at the update count they follow, and the checkpoint's own (its last update, its epoch)
