@@ -205,6 +205,9 @@ def check_command(words, where, capsys):
                 assert arg.split("=")[0] in pytest_options(), f"{where}: pytest has no option {arg.split('=')[0]}"
             elif not arg.startswith("-"):
                 assert (REPO / arg).exists(), f"{where}: pytest path {arg} does not exist"
+    elif program == "srun":  # its own options (as --name=value), then the command it starts
+        check_command(args[next((i for i, word in enumerate(args) if not word.startswith("-")), len(args)):], where,
+                      capsys)
     elif program.startswith(("./scripts/", "scripts/")):
         check_script(REPO / program, where)
     elif program in (".venv/bin/python", "python") and args and args[0].startswith("scripts/"):
