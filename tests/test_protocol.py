@@ -366,6 +366,8 @@ def test_wandb_logging_offline_writes_a_run_folder_with_the_same_scalars(data, t
     assert b"t2t_vit_7" in records and b"holdout" in records  # the run's config (TrainConfig) went with it
     assert json.loads((out / "config.json").read_text())["log"] == "wandb"
     assert not (out / "tensorboard").exists() and train.RUN_FOLDER.foreign(out) == []  # ours: --overwrite clears it
+    train.resume(out, {}, progress=False, warn=quiet)  # a resumed run continues the same W&B run: the same id
+    assert sorted(p.name.rsplit("-", 1)[1] for p in (out / "wandb").glob("offline-run-*")) == [run_id, run_id]
     monkeypatch.setitem(sys.modules, "wandb", None)  # as without the extra
     missing = r"--log wandb needs W&B, which is not installed: pip install 'vitbench\[wandb\]'"
     with pytest.raises(ConfigError, match=missing):
