@@ -1,5 +1,6 @@
 """timm's own scripts run our models through `python -m models.timm_script` (docs/timm.md): validate.py scores a
-vitbench run's checkpoint, and benchmark.py writes the very columns `vitbench profile --results-file` writes.
+vitbench run's checkpoint, benchmark.py writes the very columns `vitbench profile --results-file` writes, and
+train.py trains one of our names into a checkpoint `vitbench eval` reads.
 
 timm's scripts are in its repository, not in its wheel or sdist: they come from $VITBENCH_TIMM_SCRIPTS (a timm
 checkout), the cache (~/.cache/vitbench/timm-scripts/VERSION) or, unless VITBENCH_OFFLINE=1, the repository at the
@@ -7,6 +8,7 @@ installed version's tag; without any of these the tests are skipped with the rea
 """
 import csv
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -118,3 +120,16 @@ def test_timm_benchmark_py_writes_the_columns_profile_writes(timm_scripts, tmp_p
         # fvcore's counts, ours with fused attention counted, which timm's plain fvcore drops
         for column in ("infer_gmacs", "infer_macts"):
             assert float(row[column]) >= float(same[column]) > 0, (row["model"], column)
+
+
+@pytest.mark.slow
+def test_timm_train_py_trains_our_model_and_vitbench_evaluates_its_checkpoint(timm_scripts, tmp_path):
+    output = run_timm(timm_scripts / "train.py", "--data-dir", SAMPLE, "--model", "vit_lite_tiny", "-b", "30",
+                      "--epochs", "1", "--warmup-epochs", "0", "--device", "cpu", "--workers", "0", "--output",
+                      tmp_path / "timm", cwd=tmp_path)
+    assert "Train: 0" in output and "Acc@1" in output  # an epoch of our model under timm's loop, then its eval
+    (best,) = (tmp_path / "timm").glob("*-vit_lite_tiny-32/model_best.pth.tar")
+    assert cli(["eval", "--model", "vit_lite_tiny", "--checkpoint", str(best), "--data", str(SAMPLE), "--out",
+                str(tmp_path / "eval.json")]) == 0  # timm's checkpoint (its args, EMA slot and all) read back as ours
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["images"] == 100 and 0 <= report["top1"] <= 100
