@@ -233,8 +233,8 @@ def assert_same_run(ours, reference):
 
 def job_nodes(name):
     """The node lists of the jobs named `name` (sacct)."""
-    listing = subprocess.run(["sacct", "-n", "-X", "--name", name, "-o", "nodelist%40"], capture_output=True,
-                             text=True).stdout
+    listing = subprocess.run(["sacct", "-n", "-X", "-S", "2000-01-01", "--name", name, "-o", "nodelist%40"],
+                             capture_output=True, text=True).stdout
     return listing.split()
 
 
@@ -243,7 +243,7 @@ def test_a_2_node_ddp_run_through_srun_equals_one_process(cluster, one_process, 
     out = train_cli("srun", "--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=1", "--time=20",
                     "--job-name=vitbench-ddp-srun", out=tmp_path / "run", batch_size=4)
     assert_same_run(out, one_process)
-    assert job_nodes("vitbench-ddp-srun") == ["n[1-2]"]
+    wait_until(lambda: job_nodes("vitbench-ddp-srun") == ["n[1-2]"], 60, "its record in the accounting, on both nodes")
 
 
 def test_a_2_node_study_run_through_submitit_equals_one_process(cluster, tmp_path):
@@ -263,4 +263,4 @@ def test_a_2_node_study_run_through_submitit_equals_one_process(cluster, tmp_pat
     assert slurm.run_study_on_slurm(runs[4], SAMPLE, out, settings=SlurmConfig(nodes=2, cpus=1, time_minutes=20),
                                     warn=print) == []
     assert_same_run(out / "runs" / "vit-d1-f1-s0", tmp_path / "local" / "runs" / "vit-d1-f1-s0")
-    assert job_nodes("vitbench-ddp-study") == ["n[1-2]"]
+    wait_until(lambda: job_nodes("vitbench-ddp-study") == ["n[1-2]"], 60, "its record in the accounting, on both nodes")

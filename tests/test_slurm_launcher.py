@@ -137,8 +137,9 @@ def test_a_run_asks_for_gpus_on_several_nodes():
 
 def test_a_job_with_two_tasks_is_one_ddp_run_reported_once(data, tmp_path):
     """The local executor starts a job's tasks as Slurm would (one node): 2 "GPUs" are 2 processes here, on the CPU
-    without CUDA; submitit's TorchDistributedEnvironment joins them, and rank 0's summary is the run's."""
-    spec, out, lines = study.load_study_spec(config=write_spec(tmp_path, seeds=[0])), tmp_path / "study", []
+    (gloo); submitit's TorchDistributedEnvironment joins them, and rank 0's summary is the run's."""
+    path = write_spec(tmp_path, seeds=[0], train={**TINY["train"], "device": "cpu"})  # a GPU machine has maybe one
+    spec, out, lines = study.load_study_spec(config=path), tmp_path / "study", []
     assert slurm.run_study_on_slurm(spec, data, out, settings=SlurmConfig(gpus=2, cpus=1), cluster="local",
                                     warn=lines.append) == []
     summary = study.read_summary(out / "runs" / "t2t-d1-f1-s0", out)
