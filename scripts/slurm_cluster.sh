@@ -30,7 +30,9 @@ hosts_mark() { echo "# vitbench slurm_cluster.sh $DIR"; }
 hosts_add() {  # names...: those that do not resolve, as 127.0.0.1
     local missing=""
     for name in "$@"; do getent hosts "$name" >/dev/null || missing+=" $name"; done
-    [ -z "$missing" ] || echo "127.0.0.1$missing $(hosts_mark)" >>/etc/hosts
+    [ -n "$missing" ] || return 0
+    [ -z "$(tail -c 1 /etc/hosts)" ] || echo >>/etc/hosts  # a last line without its newline stays whole
+    echo "127.0.0.1$missing $(hosts_mark)" >>/etc/hosts
 }
 
 hosts_remove() {  # in place, not by rename: /etc/hosts is often a bind mount
