@@ -75,8 +75,9 @@ class TrainConfig(Settings):
     JOB = "train"
     ONE_OF = (("epochs", "budget_pflop", "budget_minutes"),)  # a run's length: a later source's replaces the group
     model: str = setting(None, "our name (vitbench list) or a timm CNN such as resnet18")
-    data: str = setting(None, "folder with train/<class>/* and val/<class>/* (or an Imagenette/Tiny-ImageNet folder)")
-    out: str = setting(None, "run folder (config, metrics, checkpoints, summary)")
+    data: str = setting(None, "folder with train/<class>/* and val/<class>/* (or an Imagenette/Tiny-ImageNet folder)",
+                         path=True)
+    out: str = setting(None, "run folder (config, metrics, checkpoints, summary)", path=True)
     model_args: dict = setting(help="model override, e.g. depth=4 (repeatable)", flag="model-arg", factory=dict)
     epochs: int = setting(310, "the run's length, unless a budget is given", low=1, high=100_000)
     budget_pflop: float | None = setting(None, "train for this much compute instead: forward MACs x 6 x images "
@@ -145,7 +146,8 @@ class TrainConfig(Settings):
     train_per_class: int | None = setting(None, "or on K images per class", low=1, high=10**9)
     subset_seed: int | None = setting(None, "seed of the train cut (default: the run's seed)", low=0, high=SEED_MAX)
     strict: bool = setting(False, "stop at the first unreadable image instead of skipping it")
-    init: str | None = setting(None, "fine-tune from this checkpoint (reference T2T-ViT, timm ViT/ResNet or ours)")
+    init: str | None = setting(None, "fine-tune from this checkpoint (reference T2T-ViT, timm ViT/ResNet or ours)",
+                               path=True)
     init_cfg: str | None = setting(None, "the timm pretrained tag whose mean/std the --init weights need, e.g. "
                                    "vit_tiny_patch16_224.augreg_in21k_ft_in1k (default: the pretrained_cfg in the "
                                    "file's safetensors metadata); refused if the file says otherwise")
@@ -230,8 +232,8 @@ class EvalConfig(Settings):
     """`vitbench eval`: score a checkpoint on one split."""
 
     JOB = "eval"
-    checkpoint: str = setting(None, "a run's best.pth/last.pth, or a pretrained file with --model")
-    data: str = setting(None, "ImageNet-style folder (uses DATA/<split>/<class>/*)")
+    checkpoint: str = setting(None, "a run's best.pth/last.pth, or a pretrained file with --model", path=True)
+    data: str = setting(None, "ImageNet-style folder (uses DATA/<split>/<class>/*)", path=True)
     split: str = setting("val", "the split folder to score")
     model: str | None = setting(None, "architecture name; required for checkpoints not written by `vitbench train`")
     model_args: dict = setting(help="model override, e.g. depth=4 (repeatable)", flag="model-arg", factory=dict)
@@ -245,7 +247,8 @@ class EvalConfig(Settings):
     device: str | None = setting(None, "cpu, cuda or cuda:N (default: cuda when available)")
     strict: bool = setting(False, "stop at the first unreadable image instead of skipping it")
     ema: bool = setting(False, "evaluate the checkpoint's EMA weights (state_dict_ema)")
-    out: str | None = setting(None, "write the full result (per-class accuracy, confusion matrix) as JSON here")
+    out: str | None = setting(None, "write the full result (per-class accuracy, confusion matrix) as JSON here",
+                              path=True)
     test_subset: str | None = test_subset_setting()
     classes: list[str] | None = setting(None, "score these class folders only, as a run trained with the same "
                                         "classes (default: all)")
@@ -289,10 +292,11 @@ class ProfileConfig(TimingSetup):
 
     JOB = "profile"
     models: list[str] | None = setting(None, "names or wildcards, ours and timm's", cli=False)
-    model_list: str | None = setting(None, "a file of model names, one per line")
+    model_list: str | None = setting(None, "a file of model names, one per line", path=True)
     img_size: int | None = setting(None, "square image size (default: the model's)", check=IMG_SIDE)
     train: bool = setting(False, "also time and measure a full training step")
-    results_file: str | None = setting(None, "also write a CSV with timm benchmark.py's column names, then ours")
+    results_file: str | None = setting(None, "also write a CSV with timm benchmark.py's column names, then ours",
+                                     path=True)
 
 
 @dataclass(frozen=True)
@@ -339,8 +343,8 @@ class StudyConfig(Settings):
     """`vitbench study`'s own settings; the runs' recipe is TrainConfig's (the spec's `train` table)."""
 
     JOB = "study"
-    data: str | None = setting(None, "ImageNet-style folder (train/<class>, val/<class>)")
-    out: str = setting(None, "study folder (runs/, results.csv, table.md, curves, report.md)")
+    data: str | None = setting(None, "ImageNet-style folder (train/<class>, val/<class>)", path=True)
+    out: str = setting(None, "study folder (runs/, results.csv, table.md, curves, report.md)", path=True)
     preset: str | None = setting(None, "a named study (default cpu-tiny; with --resume or --report-only the "
                                  "study's own record in study.json)")
     fractions: list[float] | None = setting(None, "training-set fractions, e.g. 0.1 0.25 0.5 1", **FRACTION)
@@ -380,7 +384,7 @@ class SyntheticConfig(Settings):
     """`vitbench synthetic`: a small ImageNet-layout dataset of local-motif classes."""
 
     JOB = "synthetic"
-    out: str = setting(None, "folder to create")
+    out: str = setting(None, "folder to create", path=True)
     classes: int = setting(10, "classes (motifs)", low=2, high=10)
     train_per_class: int = setting(200, "train images per class", low=1, high=100_000)
     val_per_class: int = setting(50, "val images per class", low=1, high=100_000)
@@ -394,8 +398,8 @@ class ExportConfig(Settings):
 
     JOB = "export"
     checkpoint: str = setting(None, "a `vitbench train` run folder (its best.pth, else last.pth) or checkpoint file",
-                              cli=False)
-    out: str = setting(None, "the .safetensors file to write")
+                              cli=False, path=True)
+    out: str = setting(None, "the .safetensors file to write", path=True)
     format: str = setting("safetensors", "file format", choices=("safetensors",))
     layout: str = setting("ours", "key layout: ours, timm (timm's VisionTransformer, ViTs only) or reference (the "
                           "T2T-ViT reference code, T2T-ViTs only)", choices=("ours", "timm", "reference"))

@@ -19,6 +19,7 @@ import dataclasses
 import difflib
 import functools
 import math
+import os
 import tomllib
 import types
 import typing
@@ -35,13 +36,15 @@ def config_error(message):
 
 
 def setting(default=NO_DEFAULT, help="", *, low=None, high=None, above=None, below=None, choices=None,
-            empty=False, flag=None, cli=True, factory=None, check=None):
+            empty=False, flag=None, cli=True, factory=None, check=None, path=False):
     """A field of a job config. low/high are inclusive bounds, above/below exclusive (for numbers, and for the
     items of a list or tuple); `check` instead: a predicate that says it in words as its str() (a check that lives
     elsewhere, e.g. the image size's); `empty` allows "" for a string and [] for a list; `flag` renames the
-    command-line flag; `cli=False` keeps a setting out of the flags (it is still read from files and overrides)."""
+    command-line flag; `cli=False` keeps a setting out of the flags (it is still read from files and overrides);
+    `path=True` marks a file or folder: a record stores it relative to its own folder (`portable_paths`) and reads it
+    back against that folder (`located_paths`), so records hold no machine path and work from any directory."""
     meta = dict(help=help, low=low, high=high, above=above, below=below, choices=choices, empty=empty, flag=flag,
-                cli=cli, check=check)
+                cli=cli, check=check, path=path)
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -252,6 +255,8 @@ class Settings:
         from earlier sources, and one source giving two of a group is refused."""
         from_file = dict(read_toml(file, cls.JOB)) if file else {}
         cls.unknown(from_file, file)
+        if file:  # a path in a file is relative to the file's folder (as vitbench writes RUN/config.toml)
+            from_file = located_paths(cls, from_file, Path(file).parent)
         by_name = {spec.name: spec for spec in specs(cls)}
         dicts = {name for name, spec in by_name.items() if spec.kind is dict}
         from_overrides = {}
@@ -308,6 +313,41 @@ class Settings:
 
         kept = {k: plain(v) for k, v in self.as_dict().items() if v is not None and k not in skip}
         return tomli_w.dumps(kept)
+
+
+def path_fields(cls):
+    """The names of `cls`'s path-valued settings (declared `setting(..., path=True)`)."""
+    return tuple(spec.name for spec in specs(cls) if spec.meta.get("path"))
+
+
+def portable_path(value, folder):
+    """`value`, a path, relative to `folder` (None and "" as they are)."""
+    return os.path.relpath(os.path.abspath(value), os.path.abspath(folder)) if value else value
+
+
+def portable_paths(cls, values, folder):
+    """`values` (a record of `cls`) with every path-valued setting written relative to `folder`, the record's own
+    folder: valid wherever the tree is moved and from any working directory."""
+    return {key: portable_path(value, folder) if key in path_fields(cls) and isinstance(value, str) else value
+            for key, value in values.items()}
+
+
+def located_path(value, folder):
+    """A path read from a record in `folder`: an absolute one as it is; a relative one against `folder` (how records
+    are written now), unless only the old meaning exists: records written before paths were made portable held
+    them as typed, relative to the directory the job ran in (then the current one, as before)."""
+    if os.path.isabs(value):
+        return value
+    here = os.path.normpath(os.path.join(os.path.abspath(folder), value))
+    if not os.path.exists(here) and os.path.exists(value):  # an old record's cwd-relative path
+        return os.path.abspath(value)
+    return here
+
+
+def located_paths(cls, values, folder):
+    """`values` read from a record of `cls` in `folder`, its path-valued settings resolved (`located_path`)."""
+    return {key: located_path(value, folder) if key in path_fields(cls) and isinstance(value, str) and value
+            else value for key, value in values.items()}
 
 
 def read_toml(path, job):

@@ -33,7 +33,7 @@ from bench.names import path_name
 from bench.outputs import RESUME, OutputFolder, folder_lock, read_back
 from bench.processes import worker_pool
 from bench.provenance import provenance
-from bench.settings import read_toml
+from bench.settings import located_paths, read_toml
 from models.atomic import atomic_write_text
 from models.errors import ConfigError, ResultsError
 
@@ -446,6 +446,7 @@ def check_run_records(spec, data, out):
         if not path.exists():
             continue
         recorded = read_back(path, f"move {path.parent} away and `vitbench study --resume` trains that run again")
+        recorded = located_paths(train.TrainConfig, recorded, path.parent)  # its paths are relative to its folder
         differ = [key for key, value in expected.items() if key not in RUN_ONLY and not same_setting(
             key, recorded.get(key, LEGACY.get(key, train.jsonable(train.TrainConfig.default(key)))), value)]
         if differ:

@@ -41,6 +41,7 @@ from bench.configs import TrainConfig
 from bench.cost.flops import any_model_macs, count_params
 from bench.cost.peak import utilisation
 from bench.outputs import OutputFolder, folder_lock, read_back, refuse_overlap
+from bench.settings import located_paths, path_fields, portable_path, portable_paths
 from models.atomic import atomic_write, atomic_write_text
 from models.checkpoint import read_checkpoint
 from models.errors import CheckpointError, ConfigError, ResultsError
@@ -172,8 +173,11 @@ def read_predictions(run):
 
 
 def write_config(out, config):
-    atomic_write_text(Path(out) / CONFIG_FILE, json.dumps(jsonable(dataclasses.asdict(config)), indent=1) + "\n")
-    atomic_write_text(Path(out) / CONFIG_TOML, config.to_toml(skip=("out",)))
+    """RUN/config.json and RUN/config.toml, their paths (data, init, ...) relative to RUN (`portable_paths`): `--resume`
+    and `--config RUN/config.toml` read them back against RUN, from any directory and after the tree moves."""
+    portable = TrainConfig(**portable_paths(TrainConfig, dataclasses.asdict(config), out))
+    atomic_write_text(Path(out) / CONFIG_FILE, json.dumps(jsonable(dataclasses.asdict(portable)), indent=1) + "\n")
+    atomic_write_text(Path(out) / CONFIG_TOML, portable.to_toml(skip=("out",)))
 
 
 def resume_config(out, given):
@@ -183,13 +187,18 @@ def resume_config(out, given):
     out = Path(out)
     RUN_FOLDER.prepare(out, resume=True)
     saved = {"data_mode": "files",  # runs from before data_mode
-             **read_back(out / CONFIG_FILE, "the run's settings are lost: start it again with --overwrite")}
+             **located_paths(TrainConfig, read_back(out / CONFIG_FILE, "the run's settings are lost: start it again "
+                                                    "with --overwrite"), out)}
     refuse_overlap(out, reads_of(saved))
     given = {k: v for k, v in given.items() if k != "out"}
+    paths = path_fields(TrainConfig)  # one file typed two ways (relative here, absolute in the record) is the same
     conflicts = [
         f"{key}={value!r} (run has {saved.get(key)!r})"
         for key, value in given.items()
-        if jsonable(value) != saved.get(key) and key not in CHANGE_ON_RESUME
+        if key not in CHANGE_ON_RESUME and not (
+            jsonable(value) == saved.get(key)
+            or key in paths and isinstance(value, str) and isinstance(saved.get(key), str)
+            and os.path.realpath(value) == os.path.realpath(saved[key]))
     ]
     if conflicts:
         raise ConfigError(f"cannot resume with other settings: {', '.join(conflicts)}; drop them or start a new --out "
@@ -637,14 +646,16 @@ class Trainer:
         summary = {
             "model": self.config.model,
             "model_args": self.config.model_args,
-            "data": self.config.data,
+            "data": portable_path(self.config.data, self.out),  # relative to the run folder, as config.json
             "classes": len(self.data.classes),
             "data_mode": self.data.mode,
             "train_images": self.data.train_images,
             "selection": "holdout" if self.holdout else "test",  # the split best.pth and the per-epoch scores use
             "holdout": self.holdout,
             "layout": {name: split.layout for name, split in self.splits.items()},  # how labels were read
-            "init": self.init_report,  # the checkpoint fine-tuned from, how it was loaded; None: from scratch
+            # the checkpoint fine-tuned from (relative to the run folder), how it was loaded; None: from scratch
+            "init": self.init_report and {**self.init_report,
+                                          "checkpoint": portable_path(self.init_report["checkpoint"], self.out)},
             "val_images": self.data.val_images,
             "params": count_params(self.model),
             "params_trainable": count_params(self.model, trainable_only=True),

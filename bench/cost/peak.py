@@ -81,7 +81,15 @@ def cpu_peak(dtype):
                            "source": f"GEMM calibration: best of {REPEATS} square matmuls of {SIZES}",
                            "measured": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
             atomic_write_text(path, json.dumps(cached, indent=1) + "\n")
-    return {**cached[key], "cache": str(path)}
+    return {**cached[key], "cache": cache_name()}
+
+
+def cache_name():
+    """Where the calibration is cached, as a record names it: no machine path (~ for the home folder, else the
+    variable that chose it)."""
+    if os.environ.get("VITBENCH_PEAK_CACHE"):
+        return "$VITBENCH_PEAK_CACHE"
+    return "~/.cache/vitbench/peak.json"
 
 
 def cuda_peak(dtype, device):
