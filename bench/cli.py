@@ -23,7 +23,7 @@ from bench.configs import (
     SyntheticConfig,
     TrainConfig,
 )
-from bench.settings import add_flags, config_error, given_flags
+from bench.settings import add_flags, config_error, given_flags, portable_paths
 
 
 def command_line():
@@ -222,7 +222,9 @@ def cmd_eval(args):
         return
     print(format_report(result))
     if config.out:
-        atomic_write_text(config.out, json.dumps(result, indent=1) + "\n")
+        # its paths (checkpoint, data) relative to the file's folder, as every record: no machine path
+        portable = portable_paths(EvalConfig, result, Path(config.out).parent)
+        atomic_write_text(config.out, json.dumps(portable, indent=1) + "\n")
         print(f"wrote {config.out}")
 
 

@@ -4,6 +4,7 @@ path (`--init FILE.safetensors`, timm's pretrained_cfg_overlay) with the normali
 Every test builds its own small replica in tmp_path; the check on the real files in ../shared is skipped without
 them."""
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -170,7 +171,7 @@ def test_a_safetensors_vit_loads_at_another_size_with_a_new_head_and_its_own_nor
                           progress=False, warn=quiet)
     assert summary["init"]["resized_pos_embed"] and summary["init"]["new_head"] and summary["classes"] == 3
     assert summary["normalisation"] == {**IN21K, "source": f"pretrained_cfg in {path}"}
-    assert json.loads((out / "config.json").read_text())["init"] == str(path)
+    assert json.loads((out / "config.json").read_text())["init"] == os.path.relpath(path, out)  # from the run folder
     tuned = torch.load(out / "last.pth", weights_only=False)["state_dict"]  # lr 0: the weights as loaded
     assert torch.equal(tuned["blocks.0.attn.qkv.weight"], source.state_dict()["blocks.0.attn.qkv.weight"])
     # the checkpoint carries its normalisation: eval scores it as the run did (the loss moves with mean/std)

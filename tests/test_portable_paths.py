@@ -7,11 +7,18 @@ import shutil
 import tomllib
 from pathlib import Path
 
-from bench.accuracy import train
+import tomli_w
+
+from bench.accuracy import study, train
 from bench.cli import main
 from bench.configs import TrainConfig
 from bench.settings import located_path, path_fields
 from tests.harness_helpers import tiny_config, tiny_synthetic
+
+
+def write_toml(path, table):
+    Path(path).write_text(tomli_w.dumps(table))
+    return path
 
 
 def strings(value):
@@ -66,6 +73,11 @@ def test_every_path_setting_is_recorded_relative_and_resumes_from_anywhere(tmp_p
     assert main(["train", "--resume", "--out", "../runs/ft"]) == 0
     assert main(["train", "--config", "../runs/ft/config.toml", "--out", "../runs/again"]) == 0
     again = os.path.realpath(tree / "runs/again")
+    (tree / "evals").mkdir()
+    assert main(["eval", "--checkpoint", "../runs/ft/best.pth", "--data", "../data", "--out", "../evals/ft.json",
+                 "--workers", "0", "--threads", "1"]) == 0
+    scored = json.loads((tree / "evals" / "ft.json").read_text())  # from the file's folder
+    assert (scored["checkpoint"], scored["data"]) == ("../runs/ft/best.pth", "../data")
     assert run_paths(tree / "runs/again") == {**run_paths(tree / "runs/ft"), "out": again}
     assert machine_paths(tree) == []
 
@@ -90,3 +102,43 @@ def test_old_records_still_read(tmp_path, monkeypatch):
     (tmp_path / "run" / "data").mkdir()
     assert located_path("data", "run") == str(tmp_path / "run" / "data")  # the record's own meaning first
     assert located_path("missing", "run") == str(tmp_path / "run" / "missing")
+
+
+def test_a_study_started_with_relative_paths_resumes_from_anywhere_and_records_no_machine_path(tmp_path, monkeypatch,
+                                                                                              capsys):
+    tree = tmp_path / "tree"
+    data = tiny_synthetic(tree / "data", classes=2, train_per_class=4, val_per_class=2)
+    (tree / "a").mkdir()
+    (tree / "b").mkdir()
+    monkeypatch.chdir(tree / "a")
+    train.start(tiny_config("../data", "../pretrain", model="vb_vit_tiny_patch16_224", epochs=1), progress=False)
+    overrides = {"embed_dim": 32, "num_heads": 2, "mlp_ratio": 2.0, "patch_size": 4}
+    spec = {"fractions": [1.0], "seeds": [0], "train": {
+        "epochs": 1, "batch_size": 4, "img_size": 32, "lr": 1e-3, "warmup_epochs": 0, "workers": 0, "threads": 1,
+        "mixup": 0.0, "cutmix": 0.0, "auto_augment": "", "data_mode": "files"},
+        "arms": [{"name": "vit", "label": "ViT", "model": "vb_vit_tiny_patch16_224", "depths": [1],
+                  "overrides": overrides, "init": "../pretrain/last.pth"}]}
+    loaded = study.load_study_spec(config=write_toml(tree / "a" / "spec.toml", spec))
+    study.run_study(loaded, "../data", "../study")
+    recorded = json.loads((tree / "study" / study.STUDY_FILE).read_text())["spec"]
+    assert recorded["data"] == "../data" and recorded["variants"][0]["init"] == "../pretrain/last.pth"
+    run = tree / "study" / "runs" / "vit-d1-f1-s0"
+    assert run_paths(run)["data"] == os.path.realpath(data)
+    assert run_paths(run)["init"] == os.path.realpath(tree / "pretrain" / "last.pth")
+    assert machine_paths(tree) == []
+
+    monkeypatch.chdir(tree / "b")  # resumed, reported and checked from another directory
+    assert main(["study", "--resume", "--out", "../study"]) == 0
+    assert main(["study", "--config", "../study/spec.toml", "--data", "../data", "--out", "../again"]) == 0
+    assert json.loads((tree / "again" / study.STUDY_FILE).read_text())["spec"]["variants"][0]["init"] == (
+        "../pretrain/last.pth")  # OUT/spec.toml's init, relative to OUT, re-runs the study from anywhere
+    moved = tmp_path / "elsewhere" / "moved"
+    moved.parent.mkdir()
+    shutil.move(tree, moved)
+    monkeypatch.chdir(tmp_path)  # and after the whole tree moved
+    assert main(["study", "--resume", "--out", "elsewhere/moved/study"]) == 0
+    spec_after, data_after = study.recorded_spec(moved / "study")
+    assert data_after == os.path.realpath(moved / "data")
+    assert spec_after.variants[0].init == os.path.realpath(moved / "pretrain" / "last.pth")
+    assert machine_paths(moved) == []
+    capsys.readouterr()

@@ -2,6 +2,7 @@
 epochs / PFLOP / minutes with the cosine ending at the budget, the warm-up cap, the MAC-matched ViT."""
 import json
 import math
+import os
 import sys
 
 import numpy as np
@@ -16,7 +17,7 @@ from bench.accuracy import plan as plan_module
 from bench.accuracy.data import carve_holdout, scan_dataset
 from bench.accuracy.optimisation import Optimisation
 from bench.accuracy.plan import Plan, plan_run, train_pflop
-from bench.accuracy.train import TrainConfig, plateau_causes
+from bench.accuracy.train import plateau_causes
 from bench.cost.flops import any_model_macs
 from models.errors import ConfigError, DatasetError, ResultsError
 from tests.harness_helpers import tiny_config, tiny_synthetic
@@ -88,7 +89,7 @@ def test_with_a_holdout_the_test_split_is_read_once_and_chosen_on_nothing(data, 
                           progress=False, warn=quiet)
     split = scan_dataset(data)
     test_paths = [path for path, _ in split["val"].samples]
-    held = train_data.scan_samples(TrainConfig(**json.loads((out / "config.json").read_text())), quiet).holdout
+    held = train_data.scan_samples(train.read_config(out), quiet).holdout
     assert [reads.get(path, 0) for path in test_paths] == [1] * len(test_paths)  # final and best: one reading
     assert {reads.get(path, 0) for path, _ in held} == {3}  # once per epoch, never in a training batch
     assert summary["selection"] == "holdout" and summary["val_images"] == 6 and summary["test_images"] == 9
@@ -251,7 +252,8 @@ def test_a_pretrained_arm_fine_tunes_another_run_with_a_fresh_head_beside_scratc
     recorded, _ = study.recorded_spec(out)
     assert [(v.init, v.train) for v in recorded.variants] == [(v.init, v.train) for v in loaded.variants]
     results = study.collect(recorded, out)
-    assert results.set_index("arm")["init"].to_dict() == {"vit": "", "vit-pretrained": str(pretrain / "last.pth")}
+    pretrained = os.path.relpath(pretrain / "last.pth", out)  # results.csv names it from the study folder
+    assert results.set_index("arm")["init"].to_dict() == {"vit": "", "vit-pretrained": pretrained}
 
 
 def checkpoint_of_kind(kind, tmp_path, data):
@@ -287,7 +289,8 @@ def test_each_kind_of_checkpoint_fine_tunes_at_another_size_with_a_new_head(data
     summary = train.start(tiny_config(data, tmp_path / "tuned", model=model, model_args=overrides, init=str(path),
                                       img_size=32, epochs=1, holdout=3), progress=False, warn=quiet)
     loaded = summary["init"]
-    assert loaded["checkpoint"] == str(path) and loaded["resized_pos_embed"]  # 16 px pretrained, 32 px here
+    assert loaded["checkpoint"] == os.path.relpath(path, tmp_path / "tuned")  # from the run folder
+    assert loaded["resized_pos_embed"]  # 16 px pretrained, 32 px here
     # a 1000-class head is replaced; the vitbench run was trained on these very classes, so its head is kept
     assert loaded["new_head"] == (kind != "vitbench run") and summary["classes"] == 3 and summary["updates"] > 0
     assert loaded["layout"] == {"vitbench run": "vitbench", "reference T2T-ViT": "reference-t2t"}.get(kind, "timm-vit")

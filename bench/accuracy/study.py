@@ -28,12 +28,13 @@ from bench.accuracy.data import log, scan_dataset
 from bench.accuracy.progress import duration
 from bench.accuracy.tensor_data import decoded_split
 from bench.accuracy.train_data import scan_samples
+from bench.configs import StudyConfig
 from bench.cost.flops import any_model_macs, count_params
 from bench.names import path_name
 from bench.outputs import RESUME, OutputFolder, folder_lock, read_back
 from bench.processes import worker_pool
 from bench.provenance import provenance
-from bench.settings import located_paths, read_toml
+from bench.settings import located_paths, portable_path, portable_paths, read_toml
 from models.atomic import atomic_write_text
 from models.errors import ConfigError, ResultsError
 
@@ -119,11 +120,20 @@ def check_values(settings, where):
         raise ConfigError(f"{where}: {error}") from None
 
 
+def arm_paths(raw, convert, folder):
+    """A study TOML's table with each arm's path-valued TrainConfig settings (init) converted by `convert` against
+    `folder` (`portable_paths` to write it, `located_paths` to read it)."""
+    arms = raw.get("arms")
+    if not isinstance(arms, list):
+        return raw
+    return {**raw, "arms": [convert(train.TrainConfig, arm, folder) if isinstance(arm, dict) else arm for arm in arms]}
+
+
 def load_study_spec(preset="cpu-tiny", config=None, **changes):
     """A Spec from a preset or a TOML file (fractions, seeds, [train], [[arms]]), with `changes` (epochs, seeds,
     fractions, arms...) applied."""
-    if config:
-        raw = read_toml(config, "study")
+    if config:  # an arm's path (init) is relative to the file's folder, as OUT/spec.toml holds it (`arm_paths`)
+        raw = arm_paths(read_toml(config, "study"), located_paths, Path(config).parent)
     elif preset in preset_names():
         raw = read_toml(PRESET_DIR / f"{preset}.toml", "study")
     else:
@@ -280,12 +290,31 @@ def spec_record(spec, data):
     }
 
 
+def spec_paths(record, convert, out):
+    """A spec record (`spec_record`) with every path-valued setting in it converted by `convert` (`portable_paths`:
+    relative to the study folder `out`, as study.json holds them; `located_paths`: back against it): the study's own
+    (data) and its arms' and recipe's TrainConfig ones (init)."""
+    def run(values):
+        return convert(train.TrainConfig, values, out)
+
+    variants = [{**run(v), **({"train": run(v["train"])} if "train" in v else {})} for v in record["variants"]]
+    return {**convert(StudyConfig, record, out), "train": run(record["train"]), "variants": variants}
+
+
+def located_spec(recorded, out):
+    """The spec of a study.json read back (`recorded`), its paths resolved against the study folder; {} if absent."""
+    try:
+        return spec_paths(recorded["spec"], located_paths, out)
+    except (KeyError, TypeError, AttributeError):
+        return {}
+
+
 def recorded_spec(out):
     """(Spec, data) of the study in `out`, read from its study.json: the study's own record, which every later
     command (--resume, --report-only) follows instead of the command line's defaults."""
     path = Path(out) / STUDY_FILE
     try:
-        record = json.loads(path.read_text())["spec"]
+        record = spec_paths(json.loads(path.read_text())["spec"], located_paths, out)
         variants = [Variant(v["arm"], v["label"], v["model"], v["depth"], dict(v["overrides"]), v.get("match_macs"),
                             v.get("init"), dict(v.get("train", {}))) for v in record["variants"]]
         return Spec(variants, list(record["fractions"]), list(record["seeds"]), dict(record["train"])), record["data"]
@@ -384,7 +413,8 @@ def begin_study(spec, data, out, resume, overwrite, context):
     record = spec_record(spec, data)
     if mode == RESUME:
         recorded = read_back(out / STUDY_FILE, "the study's record is lost: run it again into a new --out")
-        if recorded.get("spec") != train.jsonable(record):
+        same = spec_paths(train.jsonable(record), portable_paths, out)  # each path as study.json holds it
+        if spec_paths(located_spec(recorded, out), portable_paths, out) != same:
             raise ConfigError(
                 f"{out} holds a study with other settings; resume it with the same options or use a new --out"
             )
@@ -392,10 +422,11 @@ def begin_study(spec, data, out, resume, overwrite, context):
     distributed.barrier(context)
     if context.is_main:
         STUDY_FOLDER.start(out, resume, overwrite, reads=(data,))
-        study_record = {"spec": record, "provenance": provenance(context.device)}
+        study_record = {"spec": spec_paths(train.jsonable(record), portable_paths, out),
+                        "provenance": provenance(context.device)}
         atomic_write_text(out / STUDY_FILE, json.dumps(study_record, indent=1) + "\n")
         if spec.source is not None:  # `vitbench study --config OUT/spec.toml` runs the same study again
-            atomic_write_text(out / SPEC_TOML, tomli_w.dumps(spec.source))
+            atomic_write_text(out / SPEC_TOML, tomli_w.dumps(arm_paths(spec.source, portable_paths, out)))
     distributed.barrier(context)
     todo = [(index, run_name(variant, fraction, seed), run_config(spec, data, out, variant, fraction, seed))
             for index, (variant, fraction, seed) in enumerate(spec.runs(), 1)
@@ -549,7 +580,8 @@ def collect(spec, out):
                 "classes": summary["classes"],
                 "train_images": summary["train_images"],
                 "selection": summary.get("selection", "test"),  # studies before the holdout chose on test
-                "init": variant.init or "",  # the checkpoint a pretrained arm fine-tuned; empty: from scratch
+                # the checkpoint a pretrained arm fine-tuned, relative to the study folder; empty: from scratch
+                "init": portable_path(variant.init, out) or "",
                 "val_images": summary["val_images"],
                 "epochs": summary.get("epochs_trained", summary["epochs"]),
                 "updates": summary.get("updates"),

@@ -175,9 +175,17 @@ def read_predictions(run):
 def write_config(out, config):
     """RUN/config.json and RUN/config.toml, their paths (data, init, ...) relative to RUN (`portable_paths`): `--resume`
     and `--config RUN/config.toml` read them back against RUN, from any directory and after the tree moves."""
-    portable = TrainConfig(**portable_paths(TrainConfig, dataclasses.asdict(config), out))
+    portable = copy.copy(config)  # not checked again: the config as it runs, only its paths rewritten
+    for key, value in portable_paths(TrainConfig, dataclasses.asdict(config), out).items():
+        object.__setattr__(portable, key, value)
     atomic_write_text(Path(out) / CONFIG_FILE, json.dumps(jsonable(dataclasses.asdict(portable)), indent=1) + "\n")
     atomic_write_text(Path(out) / CONFIG_TOML, portable.to_toml(skip=("out",)))
+
+
+def read_config(out):
+    """The TrainConfig a run folder records (RUN/config.json), its paths resolved against the folder."""
+    return TrainConfig(**located_paths(TrainConfig, read_back(Path(out) / CONFIG_FILE, "the run's settings are lost: "
+                                                              "start it again with --overwrite"), out))
 
 
 def resume_config(out, given):
