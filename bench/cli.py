@@ -269,9 +269,11 @@ def cmd_study(args):
         if given:
             refuse_other_spec(config.out, spec, given, flags_spec() if config.preset or args.config else None,
                               config.fractions, config.seeds, config.arms, train_settings)
-        if config.data and str(config.data) != data:
-            raise config_error(f"{config.out} was run on {data}, not {config.data}; drop --data to use the study's "
-                               "own")
+        if config.data:  # the same images where they lie now: each run checks them against its checkpoint
+            data = config.data
+        elif not args.report_only and not Path(data).is_dir():
+            raise config_error(f"the study's data folder {data} (recorded relative to {config.out}) is not there; "
+                               "resume with --data DIR where its images now lie")
     else:
         spec = flags_spec()
     if not args.report_only:

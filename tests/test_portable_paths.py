@@ -142,3 +142,71 @@ def test_a_study_started_with_relative_paths_resumes_from_anywhere_and_records_n
     assert spec_after.variants[0].init == os.path.realpath(moved / "pretrain" / "last.pth")
     assert machine_paths(moved) == []
     capsys.readouterr()
+
+
+def snapshot(tree):
+    return {path: path.read_bytes() for path in sorted(Path(tree).rglob("*")) if path.is_file()}
+
+
+def other_images(data, tmp_path):
+    """Copies of `data` that differ in one way each: what a resumed run must refuse as another dataset."""
+    def renamed(root):  # one training image under another name
+        first = sorted((root / "train").rglob("*.png"))[0]
+        first.rename(first.with_name("renamed.png"))
+
+    def relabelled(root):  # one test image in another class's folder
+        folders = sorted(p for p in (root / "val").iterdir())
+        first = sorted(folders[0].iterdir())[0]
+        first.rename(folders[1] / first.name)
+
+    def one_more(root):  # an extra training image
+        first = sorted((root / "train").rglob("*.png"))[0]
+        shutil.copy(first, first.with_name("extra.png"))
+
+    for change in (renamed, relabelled, one_more):
+        root = tmp_path / change.__name__
+        shutil.copytree(data, root)
+        change(root)
+        yield change.__name__, root
+
+
+def test_a_run_copied_away_from_its_data_resumes_with_data_and_only_on_the_same_images(tmp_path, capsys):
+    data = tiny_synthetic(tmp_path / "data")
+    train.start(tiny_config(data, tmp_path / "run", model="vb_vit_tiny_patch16_224", holdout=3), progress=False)
+    copy = tmp_path / "elsewhere" / "run"
+    shutil.copytree(tmp_path / "run", copy)
+    before = snapshot(copy)
+    assert main(["train", "--resume", "--out", str(copy)]) == 2  # its data, relative to the run, is not there
+    assert "resume with --data DIR where its images now lie" in capsys.readouterr().err
+    for name, other in other_images(data, tmp_path):
+        assert main(["train", "--resume", "--out", str(copy), "--data", str(other)]) == 2, name
+        error = capsys.readouterr().err
+        assert "was trained on other images than" in error and len(error.strip().splitlines()) == 1, name
+        assert snapshot(copy) == before, name  # nothing written
+    assert main(["train", "--resume", "--out", str(copy), "--data", str(data)]) == 0
+    assert run_paths(copy)["data"] == os.path.realpath(data)  # now recorded where the images lie
+    assert main(["train", "--resume", "--out", str(copy)]) == 0
+    capsys.readouterr()
+
+
+def test_a_study_copied_away_from_its_data_resumes_with_data_and_only_on_the_same_images(tmp_path, capsys):
+    data = tiny_synthetic(tmp_path / "data", classes=2, train_per_class=4, val_per_class=2)
+    spec = {"fractions": [1.0], "seeds": [0], "train": {
+        "epochs": 1, "batch_size": 4, "img_size": 32, "lr": 1e-3, "warmup_epochs": 0, "workers": 0, "threads": 1,
+        "mixup": 0.0, "cutmix": 0.0, "auto_augment": "", "data_mode": "files"},
+        "arms": [{"name": "vit", "label": "ViT", "model": "vb_vit_tiny_patch16_224", "depths": [1],
+                  "overrides": {"embed_dim": 32, "num_heads": 2, "mlp_ratio": 2.0, "patch_size": 4}}]}
+    study.run_study(study.load_study_spec(config=write_toml(tmp_path / "spec.toml", spec)), data, tmp_path / "study")
+    copy = tmp_path / "elsewhere" / "study"
+    shutil.copytree(tmp_path / "study", copy)
+    before = snapshot(copy)
+    assert main(["study", "--resume", "--out", str(copy)]) == 2
+    assert "resume with --data DIR where its images now lie" in capsys.readouterr().err
+    for name, other in other_images(data, tmp_path):
+        assert main(["study", "--resume", "--out", str(copy), "--data", str(other)]) == 2, name
+        assert "holds other images than the study" in capsys.readouterr().err, name
+        assert snapshot(copy) == before, name
+    assert main(["study", "--resume", "--out", str(copy), "--data", str(data)]) == 0
+    assert study.recorded_spec(copy)[1] == os.path.realpath(data)
+    assert main(["study", "--out", str(copy), "--report-only"]) == 0  # no data needed to report
+    capsys.readouterr()

@@ -538,12 +538,14 @@ def test_a_damaged_file_read_back_is_one_line_naming_it_and_the_fix(finished, tm
     assert damaged.split("/")[-1] in message and fix in message, message
 
 
-def test_damaged_files_are_recovered_by_the_command_the_error_names(finished, tmp_path):
-    root = tmp_path / "copy"
+def test_damaged_files_are_recovered_by_the_command_the_error_names(finished, data, tmp_path, capsys):
+    root = tmp_path / "copy"  # copied away from its data, which the records name relative to themselves
     shutil.copytree(finished, root, symlinks=True)
     for name in ("summary.json", "metrics.jsonl"):
         damage(root / RUN_IN_STUDY / name)
-    assert main(["study", "--out", str(root / "study"), "--resume"]) == 0  # the run is finished again
+    assert main(["study", "--out", str(root / "study"), "--resume"]) == 2
+    assert "resume with --data DIR where its images now lie" in capsys.readouterr().err
+    assert main(["study", "--out", str(root / "study"), "--resume", "--data", str(data)]) == 0  # finished again
     summary = json.loads((root / RUN_IN_STUDY / "summary.json").read_text())
     assert summary["epochs"] == 1 and len((root / RUN_IN_STUDY / "metrics.jsonl").read_text().splitlines()) == 1
     damage(root / "run" / "config.json")  # the folder's marker: still recognised as ours, so --overwrite may redo it

@@ -141,7 +141,9 @@ def test_a_study_folder_s_own_record_drives_report_only_and_resume(finished_stud
                                                         "--seeds", "5")
     other = cli_error(capsys, "study", "--out", str(out), "--report-only", "--preset", "cifar10-cpu")
     assert "other fractions, seeds, train, variants than given by --preset" in other
-    assert "drop --data" in cli_error(capsys, "study", "--out", str(out), "--resume", "--data", str(tmp_path))
+    # --data re-points the study at its images (tests/test_portable_paths.py): a folder of none is refused
+    assert "a dataset folder needs train/" in cli_error(capsys, "study", "--out", str(out), "--resume", "--data",
+                                                        str(tmp_path))
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "study.json").write_text('{"spec": {"fractions": [1.0]')

@@ -27,7 +27,7 @@ from bench.accuracy import distributed, factory, train
 from bench.accuracy.data import log, scan_dataset
 from bench.accuracy.progress import duration
 from bench.accuracy.tensor_data import decoded_split
-from bench.accuracy.train_data import scan_samples
+from bench.accuracy.train_data import file_list_digest, scan_samples
 from bench.configs import StudyConfig
 from bench.cost.flops import any_model_macs, count_params
 from bench.names import path_name
@@ -301,6 +301,30 @@ def spec_paths(record, convert, out):
     return {**convert(StudyConfig, record, out), "train": run(record["train"]), "variants": variants}
 
 
+def images_of(data):
+    """Which images a data folder holds (its class folders and file names, split by split), wherever it lies."""
+    scanned = scan_dataset(data)
+    return {"classes": list(scanned["train"].classes),
+            **{name: file_list_digest(split.samples, data) for name, split in scanned.items()}}
+
+
+def refuse_other_study(recorded, record, images, out):
+    """A study resumes only with its own settings and its own images; where the images lie may change (`--data`).
+    Records from before `images` was kept name their data folder, which must then stay the same."""
+    location = Path(located_spec(recorded, out).get("data", ""))
+    same_images = recorded.get("images", images if location.resolve() == Path(record["data"]).resolve() else None)
+    if same_images != images:
+        raise ConfigError(f"{record['data']} holds other images than the study in {out} was run on; resume with "
+                          "--data pointing at its images, or use a new --out")
+
+    def without_data(spec):  # each path as study.json holds it
+        return {key: value for key, value in spec_paths(spec, portable_paths, out).items() if key != "data"}
+
+    if without_data(located_spec(recorded, out)) != without_data(train.jsonable(record)):
+        raise ConfigError(f"{out} holds a study with other settings; resume it with the same options or use a new "
+                          "--out")
+
+
 def located_spec(recorded, out):
     """The spec of a study.json read back (`recorded`), its paths resolved against the study folder; {} if absent."""
     try:
@@ -410,19 +434,15 @@ def begin_study(spec, data, out, resume, overwrite, context):
     mode = STUDY_FOLDER.prepare(out, resume, overwrite, reads=(data,))  # every rank checks: all stop on a refusal
     if any(variant.match_macs for variant in spec.variants):
         spec = resolve_mac_matched(spec, data_classes(data))
-    record = spec_record(spec, data)
+    record, images = spec_record(spec, data), images_of(data)
     if mode == RESUME:
         recorded = read_back(out / STUDY_FILE, "the study's record is lost: run it again into a new --out")
-        same = spec_paths(train.jsonable(record), portable_paths, out)  # each path as study.json holds it
-        if spec_paths(located_spec(recorded, out), portable_paths, out) != same:
-            raise ConfigError(
-                f"{out} holds a study with other settings; resume it with the same options or use a new --out"
-            )
+        refuse_other_study(recorded, record, images, out)
         check_run_records(spec, data, out)
     distributed.barrier(context)
     if context.is_main:
         STUDY_FOLDER.start(out, resume, overwrite, reads=(data,))
-        study_record = {"spec": spec_paths(train.jsonable(record), portable_paths, out),
+        study_record = {"spec": spec_paths(train.jsonable(record), portable_paths, out), "images": images,
                         "provenance": provenance(context.device)}
         atomic_write_text(out / STUDY_FILE, json.dumps(study_record, indent=1) + "\n")
         if spec.source is not None:  # `vitbench study --config OUT/spec.toml` runs the same study again
@@ -463,6 +483,8 @@ def same_setting(key, recorded, expected):
     if expected == "auto":  # data_mode, amp: decided on the machine (and before data_mode, runs read files)
         return True
     if key in ("data", "init") and recorded and expected:  # one folder, typed two ways
+        if key == "data" and not os.path.exists(recorded):  # moved (--data): its images are checked on resume
+            return True
         return recorded == expected or os.path.realpath(recorded) == os.path.realpath(expected)
     return recorded == expected
 
@@ -496,7 +518,7 @@ def train_run(config, warn=log):
     its epoch lines (no per-step lines) go to `warn`."""
     start = time.perf_counter()
     if (Path(config.out) / train.LAST).is_file():
-        summary = train.resume(config.out, progress="epochs", warn=warn)
+        summary = train.resume(config.out, {"data": config.data}, progress="epochs", warn=warn)  # where it lies now
     else:
         summary = train.start(config, overwrite=True, progress="epochs", warn=warn)
     return {**summary, "wall_s": time.perf_counter() - start}

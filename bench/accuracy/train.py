@@ -191,14 +191,20 @@ def read_config(out):
 def resume_config(out, given):
     """The run's saved config with `given` applied. Settings that would change the run are refused (its length
     too: the schedule was planned for it, and extending a finished cosine would be a warm restart); only
-    `strict` may change."""
+    the settings in CHANGE_ON_RESUME may change, and `data` may name another folder: the images themselves are
+    checked against the checkpoint's (`Trainer.restore`), so a run copied away from its data resumes with --data."""
     out = Path(out)
     RUN_FOLDER.prepare(out, resume=True)
     saved = {"data_mode": "files",  # runs from before data_mode
              **located_paths(TrainConfig, read_back(out / CONFIG_FILE, "the run's settings are lost: start it again "
                                                     "with --overwrite"), out)}
-    refuse_overlap(out, reads_of(saved))
     given = {k: v for k, v in given.items() if k != "out"}
+    if given.get("data"):
+        saved["data"] = given.pop("data")
+    elif not Path(saved["data"]).is_dir():
+        raise ConfigError(f"the run's data folder {saved['data']} (recorded relative to {out}) is not there; resume "
+                          "with --data DIR where its images now lie")
+    refuse_overlap(out, reads_of(saved))
     paths = path_fields(TrainConfig)  # one file typed two ways (relative here, absolute in the record) is the same
     conflicts = [
         f"{key}={value!r} (run has {saved.get(key)!r})"
@@ -264,6 +270,7 @@ class Trainer:
         quiet_unless_main = warn if context.is_main else print_nothing
         samples = scan_samples(config, quiet_unless_main)
         self.ignored_files, self.holdout, self.init_report = samples.ignored, samples.holdout_record, None
+        self.data_identity = samples.identity
         self.splits = samples.splits
         if self.holdout is None and resume_from is None:
             quiet_unless_main("notice: no --holdout, so the per-epoch scores, best.pth and the plateau check use the "
@@ -355,6 +362,7 @@ class Trainer:
                 train_config=jsonable(dataclasses.asdict(self.config)),
                 plan=self.plan.record(),
                 holdout=self.holdout,
+                data_identity=self.data_identity,
             )
         models.save_checkpoint(self.model, path, **extra)
 
@@ -369,10 +377,18 @@ class Trainer:
                 f"{path} is not a resumable vitbench checkpoint (it lacks the optimiser state); "
                 "start the run again with --overwrite"
             )
-        if payload.get("holdout", self.holdout) != self.holdout:
+        differ = ["holdout"] if payload.get("holdout", self.holdout) != self.holdout else []
+        recorded = payload.get("data_identity")
+        if recorded is None:  # written before runs recorded their images: only from the folder it was trained on
+            trained_on = str(payload.get("train_config", {}).get("data", ""))
+            recorded = self.data_identity if os.path.realpath(trained_on) == os.path.realpath(self.config.data) else {}
+        recorded = recorded if isinstance(recorded, dict) else {}
+        differ += [part for part in ("classes", "train", "holdout", "test")
+                   if part not in differ and recorded.get(part) != self.data_identity[part]]
+        if differ:
             raise CheckpointError(
-                f"{path} was validated on another holdout than {self.config.data} gives now (the training images "
-                "changed); resume with the data it was trained on, or start the run again with --overwrite"
+                f"{path} was trained on other images than {self.config.data} holds ({', '.join(differ)} differ); "
+                "resume with --data pointing at the images it was trained on, or start the run again with --overwrite"
             )
         try:
             self.model.load_state_dict(payload["state_dict"])
@@ -758,12 +774,15 @@ def resume(out: str | Path, given: dict | None = None, progress: bool | str = Tr
     """Continue the run in `out` from its last checkpoint, on the plan saved there; it ends as an uninterrupted
     run would."""
     config = resume_config(out, given or {})
+    moved = os.path.realpath(config.data) != os.path.realpath(read_config(out).data)
     context = distributed.setup(config.device)
     last = Path(out) / LAST
     with folder_lock(out, "run", take=context.is_main), cpu_threads(config.threads):
         payload = read_checkpoint(last)
         trainer = Trainer(config, context, progress, warn, resume_from=payload if isinstance(payload, dict) else None)
         trainer.restore(last, payload)
+        if context.is_main and moved:  # its images, checked by restore: now recorded where they lie
+            write_config(out, config)
         if context.is_main:
             warn(f"resuming {out} after epoch {trainer.epoch} of {trainer.plan.epochs}")
         return trainer.fit()

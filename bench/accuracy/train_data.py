@@ -10,6 +10,8 @@ run sees exactly the batches an uninterrupted one would:
   (`bench.accuracy.tensor_data`): random crop with padding, flip, RandAugment or AutoAugment,
   random erasing; eval on the whole image. Mixup/CutMix and label smoothing are the loop's in both.
 """
+import hashlib
+import os
 import re
 from dataclasses import dataclass, replace
 
@@ -41,6 +43,21 @@ class Samples:
     holdout_record: dict  # images, per class, seed, sha256 of its file list; None without a holdout
     ignored: list  # files without an image extension: reported, never loaded
     splits: dict  # the scanned splits, {"train": Split, "val": Split}
+    identity: dict  # which images these are, wherever the folder lies (`data_identity`)
+
+
+def file_list_digest(samples, root):
+    """sha256 of the sorted (path relative to `root`, class index) pairs: the same images under the same labels give
+    the same digest in any folder."""
+    pairs = sorted(f"{os.path.relpath(path, root)}\t{target}" for path, target in samples)
+    return hashlib.sha256("\n".join(pairs).encode()).hexdigest()
+
+
+def data_identity(classes, train, val, holdout, root):
+    """The images a run trains, chooses and is scored on, by name and label rather than by the folder they lie in:
+    a resumed run may read its data from another place (`--data`), never other data."""
+    return {"classes": list(classes), "train": file_list_digest(train, root),
+            "holdout": file_list_digest(holdout, root), "test": file_list_digest(val, root)}
 
 
 def scan_samples(config, warn):
@@ -74,7 +91,8 @@ def scan_samples(config, warn):
     if config.train_fraction is not None or config.train_per_class is not None:
         seed = config.seed if config.subset_seed is None else config.subset_seed
         samples = select_per_class(samples, train.classes, config.train_per_class, config.train_fraction, seed)
-    return Samples(train.classes, samples, val.samples, holdout, record, ignored, scanned)
+    identity = data_identity(train.classes, samples, val.samples, holdout, config.data)
+    return Samples(train.classes, samples, val.samples, holdout, record, ignored, scanned, identity)
 
 
 def refuse_unreadable_classes(train, classes, unreadable):
