@@ -210,3 +210,49 @@ def test_a_study_copied_away_from_its_data_resumes_with_data_and_only_on_the_sam
     assert study.recorded_spec(copy)[1] == os.path.realpath(data)
     assert main(["study", "--out", str(copy), "--report-only"]) == 0  # no data needed to report
     capsys.readouterr()
+
+
+def test_old_records_are_rewritten_portable_once_and_read_back_the_same(tmp_path, monkeypatch, capsys):
+    """bench.records turns records written with machine paths (absolute, or relative to where the job ran) into
+    today's: each path value relative to its file's folder, nothing else in the file changed."""
+    from bench import records
+
+    tree = tmp_path / "repo"
+    data = tiny_synthetic(tree / "data", classes=2, train_per_class=4, val_per_class=2)
+    monkeypatch.chdir(tree)  # the old run was typed from the repository root
+    run = tree / "results" / "run"
+    train.start(tiny_config("data", "results/run", model="vb_vit_tiny_patch16_224", epochs=1), progress=False)
+    old = {"config.json": json.dumps({"model": "m", "data": str(data), "out": "/elsewhere/results/run", "init": ""},
+                                     indent=1) + "\n",
+           "config.toml": f'data = "{data}"\ninit = "results/run/last.pth"\nseed = 0\n',
+           "summary.json": json.dumps({"data": "data", "init": {"checkpoint": f"{tree}/results/run/last.pth"}})}
+    for name, text in old.items():
+        (run / name).write_text(text)
+    (tree / "results" / "gone").mkdir()
+    (tree / "results" / "gone" / "summary.json").write_text('{"data": "/nowhere/scratch"}')
+    assert records.main(["results"]) == 0
+    assert "left /nowhere/scratch in results/gone/summary.json" in capsys.readouterr().err
+    assert (run / "config.json").read_text() == old["config.json"].replace(str(data), "../../data").replace(
+        "/elsewhere/results/run", ".")  # a run's out is its own folder, wherever it ran
+    assert (run / "config.toml").read_text() == 'data = "../../data"\ninit = "last.pth"\nseed = 0\n'
+    assert json.loads((run / "summary.json").read_text()) == {"data": "../../data",
+                                                             "init": {"checkpoint": "last.pth"}}
+    assert machine_paths(run) == [] and run_paths(run)["data"] == os.path.realpath(data)
+    after = snapshot(tree)
+    assert records.main(["results"]) == 0 and snapshot(tree) == after  # once: the second pass changes nothing
+    assert records.main(["missing"]) == 2 and "is not a folder" in capsys.readouterr().err
+
+
+SCRATCH = ("/tmp/vb/", "/tmp/tmp.6C8ieePVaZ/")  # data generated in a scratch folder of the machine that ran it
+
+
+def test_committed_records_name_no_machine_path():
+    """Every path a committed record holds is relative to it, except data that lived in another machine's scratch
+    folder (recreated by the command in the results' README); caches and free text are not paths of a record."""
+    from bench import records
+
+    results = Path(__file__).parent.parent / "results"
+    found = [(str(path), match["path"]) for name in records.RECORDS for path in results.rglob(name)
+             for pattern in (records.JSON_PATH, records.TOML_PATH) for match in pattern.finditer(path.read_text())
+             if os.path.isabs(match["path"]) and not match["path"].startswith(SCRATCH)]
+    assert found == []
