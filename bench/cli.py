@@ -269,11 +269,7 @@ def cmd_study(args):
         if given:
             refuse_other_spec(config.out, spec, given, flags_spec() if config.preset or args.config else None,
                               config.fractions, config.seeds, config.arms, train_settings)
-        if config.data:  # the same images where they lie now: each run checks them against its checkpoint
-            data = config.data
-        elif not args.report_only and not Path(data).is_dir():
-            raise config_error(f"the study's data folder {data} (recorded relative to {config.out}) is not there; "
-                               "resume with --data DIR where its images now lie")
+        data = config.data or data  # the same images where they lie now: checked against the study's record
     else:
         spec = flags_spec()
     if not args.report_only:

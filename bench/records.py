@@ -10,6 +10,7 @@ left as it is and named, since its relative form could not be checked (one insid
 checkpoint, is converted). Free text (a provenance `command`, a report's prose) is not touched.
 """
 import argparse
+import json
 import os
 import re
 import sys
@@ -37,6 +38,22 @@ def portable_text(text, pattern, folder, missing):
         return match["head"] + portable_path(where, folder) + match["tail"]
 
     return pattern.sub(relative, text)
+
+
+def with_path(text, key, value, pattern):
+    """`text` (a record, its `pattern` JSON_PATH or TOML_PATH) with the path under `key` set to `value`."""
+    quoted = json.dumps(value)[1:-1]  # escaped as JSON and TOML basic strings both read it
+    return pattern.sub(lambda match: match["head"] + quoted + match["tail"] if match["key"] == key else match[0], text)
+
+
+def repoint(folder, key, value, names=("config.json", "config.toml", "summary.json")):
+    """Record in `folder`'s records (`names`) that `key`'s path is now `value`, written relative to the folder;
+    nothing else in them changes."""
+    for name in names:
+        path = Path(folder) / name
+        if path.is_file():
+            pattern = TOML_PATH if path.suffix == ".toml" else JSON_PATH
+            atomic_write_text(path, with_path(path.read_text(), key, portable_path(value, folder), pattern))
 
 
 def make_portable(tree):

@@ -208,6 +208,9 @@ def test_a_study_copied_away_from_its_data_resumes_with_data_and_only_on_the_sam
         assert snapshot(copy) == before, name
     assert main(["study", "--resume", "--out", str(copy), "--data", str(data)]) == 0
     assert study.recorded_spec(copy)[1] == os.path.realpath(data)
+    run = copy / "runs" / "vit-d1-f1-s0"  # every run of it, finished or not, now recorded where its images lie
+    assert run_paths(run)["data"] == os.path.realpath(data)
+    assert os.path.realpath(run / json.loads((run / train.SUMMARY).read_text())["data"]) == os.path.realpath(data)
     assert main(["study", "--out", str(copy), "--report-only"]) == 0  # no data needed to report
     capsys.readouterr()
 

@@ -23,6 +23,7 @@ import pandas as pd
 import tomli_w
 
 import models
+from bench import records
 from bench.accuracy import distributed, factory, train
 from bench.accuracy.data import log, scan_dataset
 from bench.accuracy.progress import duration
@@ -308,15 +309,18 @@ def images_of(data):
             **{name: file_list_digest(split.samples, data) for name, split in scanned.items()}}
 
 
-def refuse_other_study(recorded, record, images, out):
-    """A study resumes only with its own settings and its own images; where the images lie may change (`--data`).
-    Records from before `images` was kept name their data folder, which must then stay the same."""
+def refuse_other_images(recorded, record, images, out):
+    """A study resumes only on its own images, wherever they lie now (`--data`). Records from before `images` was
+    kept name their data folder, which must then stay the same."""
     location = Path(located_spec(recorded, out).get("data", ""))
     same_images = recorded.get("images", images if location.resolve() == Path(record["data"]).resolve() else None)
     if same_images != images:
         raise ConfigError(f"{record['data']} holds other images than the study in {out} was run on; resume with "
                           "--data pointing at its images, or use a new --out")
 
+
+def refuse_other_settings(recorded, record, out):
+    """A study resumes only with its own settings: all but where its data lies."""
     def without_data(spec):  # each path as study.json holds it
         return {key: value for key, value in spec_paths(spec, portable_paths, out).items() if key != "data"}
 
@@ -434,14 +438,26 @@ def begin_study(spec, data, out, resume, overwrite, context):
     mode = STUDY_FOLDER.prepare(out, resume, overwrite, reads=(data,))  # every rank checks: all stop on a refusal
     if any(variant.match_macs for variant in spec.variants):
         spec = resolve_mac_matched(spec, data_classes(data))
-    record, images = spec_record(spec, data), images_of(data)
+    record = spec_record(spec, data)
     if mode == RESUME:
         recorded = read_back(out / STUDY_FILE, "the study's record is lost: run it again into a new --out")
-        refuse_other_study(recorded, record, images, out)
-        check_run_records(spec, data, out)
+        refuse_other_settings(recorded, record, out)
+        # against the study's record: a study copied with its runs and re-pointed (--data) moved them all alike
+        check_run_records(spec, located_spec(recorded, out).get("data", data), out)
+        if not Path(data).is_dir():
+            raise ConfigError(f"the study's data folder {data} (recorded relative to {out}) is not there; resume "
+                              "with --data DIR where its images now lie")
+        images = images_of(data)
+        refuse_other_images(recorded, record, images, out)
+        moved = Path(located_spec(recorded, out).get("data", data)).resolve() != Path(data).resolve()
+    else:
+        images, moved = images_of(data), False
     distributed.barrier(context)
     if context.is_main:
         STUDY_FOLDER.start(out, resume, overwrite, reads=(data,))
+        if moved:  # its runs' images, checked: the study and every run of it now recorded where they lie
+            for variant, fraction, seed in spec.runs():
+                records.repoint(out / "runs" / run_name(variant, fraction, seed), "data", data)
         study_record = {"spec": spec_paths(train.jsonable(record), portable_paths, out), "images": images,
                         "provenance": provenance(context.device)}
         atomic_write_text(out / STUDY_FILE, json.dumps(study_record, indent=1) + "\n")
@@ -483,8 +499,6 @@ def same_setting(key, recorded, expected):
     if expected == "auto":  # data_mode, amp: decided on the machine (and before data_mode, runs read files)
         return True
     if key in ("data", "init") and recorded and expected:  # one folder, typed two ways
-        if key == "data" and not os.path.exists(recorded):  # moved (--data): its images are checked on resume
-            return True
         return recorded == expected or os.path.realpath(recorded) == os.path.realpath(expected)
     return recorded == expected
 

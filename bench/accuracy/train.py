@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 import models
+from bench import records
 from bench.accuracy import distributed, factory, precision
 from bench.accuracy.data import BadFileLog, log
 from bench.accuracy.distributed import cpu_threads
@@ -782,7 +783,7 @@ def resume(out: str | Path, given: dict | None = None, progress: bool | str = Tr
         trainer = Trainer(config, context, progress, warn, resume_from=payload if isinstance(payload, dict) else None)
         trainer.restore(last, payload)
         if context.is_main and moved:  # its images, checked by restore: now recorded where they lie
-            write_config(out, config)
+            records.repoint(out, "data", config.data)
         if context.is_main:
             warn(f"resuming {out} after epoch {trainer.epoch} of {trainer.plan.epochs}")
         return trainer.fit()
