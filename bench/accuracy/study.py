@@ -28,6 +28,7 @@ from bench.accuracy.data import log, scan_dataset
 from bench.accuracy.progress import duration
 from bench.accuracy.tensor_data import decoded_split
 from bench.accuracy.train_data import scan_samples
+from bench.configs import SlurmConfig
 from bench.cost.flops import any_model_macs, count_params
 from bench.names import path_name
 from bench.outputs import RESUME, OutputFolder, folder_lock, read_back
@@ -39,6 +40,7 @@ from models.errors import ConfigError, ResultsError
 
 STUDY_FILE, RESULTS, TABLE = "study.json", "results.csv", "table"
 SPEC_TOML = "spec.toml"
+SLURM_JOBS = "slurm_jobs"  # study.json's {run name: its Slurm job id and resources} (--launcher slurm)
 
 LENGTHS = ("epochs", "budget_pflop", "budget_minutes")  # how long each run trains: one of them
 STUDY_HOLDOUT = 0.1  # studies hold out 10% of each class unless their spec says otherwise
@@ -62,6 +64,7 @@ class Variant:
     match_macs: str = None  # an arm whose MACs (at this depth) this ViT's width is chosen to match
     init: str = None  # a checkpoint this arm fine-tunes (a pretrained arm); None: from scratch
     train: dict = field(default_factory=dict, hash=False)  # this arm's own training settings (a fine-tune recipe)
+    slurm: dict = field(default_factory=dict, hash=False)  # this arm's own Slurm resources over the study's
 
 
 @dataclass
@@ -88,7 +91,9 @@ def expand_arm(arm):
         raise ConfigError(
             f"study arm {arm['name']!r} needs exactly one of depths (transformers) or variants (any model)"
         )
-    base, own = arm.get("overrides", {}), {"init": arm.get("init"), "train": dict(arm.get("train", {}))}
+    check_slurm(arm.get("slurm", {}), f"study arm {arm['name']!r}'s [arms.slurm] table")
+    base = arm.get("overrides", {})
+    own = {"init": arm.get("init"), "train": dict(arm.get("train", {})), "slurm": dict(arm.get("slurm", {}))}
     check_train_settings(own["train"], f"study arm {arm['name']!r}'s train settings")
     check_values(own["train"], f"study arm {arm['name']!r}'s [arms.train] table")
     if "depths" in arm:
@@ -117,6 +122,17 @@ def check_values(settings, where):
         train.TrainConfig.check_some(settings, where)
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from None
+
+
+def check_slurm(table, where):
+    """A spec's [slurm] table or an arm's, each value checked as SlurmConfig checks the --slurm-* flags (read when
+    the spec is, so a bad one is refused before anything is written); the one-line error says where it is."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} is {table!r}, not a table of Slurm settings; e.g. nodes = 2")
+    try:
+        SlurmConfig.check_some(table, where)
+    except ConfigError as error:
+        raise ConfigError(str(error) if where in str(error) else f"{where}: {error}") from None
 
 
 def load_study_spec(preset="cpu-tiny", config=None, **changes):
@@ -157,6 +173,7 @@ def load_study_spec(preset="cpu-tiny", config=None, **changes):
         raise ConfigError(f"study fractions {raw['fractions']} must lie in (0, 1]")
     check_train_settings(raw["train"], "study train settings")
     check_values(raw["train"], "the study spec's [train] table")
+    check_slurm(raw.get("slurm", {}), "the study spec's [slurm] table")
     variants = [v for arm in raw["arms"] for v in expand_arm(arm)]
     spec = Spec(variants, list(raw["fractions"]), list(raw["seeds"]), raw["train"], source=raw)
     run_names(spec)
@@ -268,7 +285,7 @@ def spec_record(spec, data):
     variants = [
         {"arm": v.arm, "label": v.label, "model": v.model, "depth": v.depth, "overrides": v.overrides,
          **({"match_macs": v.match_macs} if v.match_macs else {}), **({"init": v.init} if v.init else {}),
-         **({"train": v.train} if v.train else {})}
+         **({"train": v.train} if v.train else {}), **({"slurm": v.slurm} if v.slurm else {})}
         for v in spec.variants
     ]
     return {
@@ -287,7 +304,8 @@ def recorded_spec(out):
     try:
         record = json.loads(path.read_text())["spec"]
         variants = [Variant(v["arm"], v["label"], v["model"], v["depth"], dict(v["overrides"]), v.get("match_macs"),
-                            v.get("init"), dict(v.get("train", {}))) for v in record["variants"]]
+                            v.get("init"), dict(v.get("train", {})), dict(v.get("slurm", {})))
+                    for v in record["variants"]]
         return Spec(variants, list(record["fractions"]), list(record["seeds"]), dict(record["train"])), record["data"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ResultsError(f"{path} is unreadable ({type(error).__name__}: {error}); it cannot be repaired by hand "
@@ -381,7 +399,7 @@ def begin_study(spec, data, out, resume, overwrite, context):
     mode = STUDY_FOLDER.prepare(out, resume, overwrite, reads=(data,))  # every rank checks: all stop on a refusal
     if any(variant.match_macs for variant in spec.variants):
         spec = resolve_mac_matched(spec, data_classes(data))
-    record = spec_record(spec, data)
+    record, jobs = spec_record(spec, data), {}
     if mode == RESUME:
         recorded = read_back(out / STUDY_FILE, "the study's record is lost: run it again into a new --out")
         if recorded.get("spec") != train.jsonable(record):
@@ -389,10 +407,13 @@ def begin_study(spec, data, out, resume, overwrite, context):
                 f"{out} holds a study with other settings; resume it with the same options or use a new --out"
             )
         check_run_records(spec, data, out)
+        # the Slurm jobs of the runs that finished stay on record; the others are trained again, maybe elsewhere
+        jobs = {name: job for name, job in recorded.get(SLURM_JOBS, {}).items() if finished(out / "runs" / name)}
     distributed.barrier(context)
     if context.is_main:
         STUDY_FOLDER.start(out, resume, overwrite, reads=(data,))
-        study_record = {"spec": record, "provenance": provenance(context.device)}
+        study_record = {"spec": record, "provenance": provenance(context.device),
+                        **({SLURM_JOBS: jobs} if jobs else {})}
         atomic_write_text(out / STUDY_FILE, json.dumps(study_record, indent=1) + "\n")
         if spec.source is not None:  # `vitbench study --config OUT/spec.toml` runs the same study again
             atomic_write_text(out / SPEC_TOML, tomli_w.dumps(spec.source))
