@@ -86,7 +86,8 @@ def describe(resources):
 
 
 def record_jobs(out, submitted):
-    """Each submitted run's job id and resources in study.json (beside the spec, whose runs they are)."""
+    """Each submitted run's job id and resources in study.json (beside the spec, whose runs they are); `submitted`:
+    [(resources, runs, jobs)]."""
     path = out / study.STUDY_FILE
     record = read_back(path, "the study's record is lost: run it again into a new --out")
     jobs = record.setdefault(study.SLURM_JOBS, {})
@@ -131,10 +132,11 @@ def run_study_on_slurm(spec, data, out, resume=False, overwrite=False, settings=
     arrays(spec, [], settings)  # every arm's resources checked before anything is written
     with folder_lock(out, "study"):  # bookkeeping only: each job locks its own run folder
         spec, todo = study.begin_study(spec, data, out, resume, overwrite, SUBMITTER)
-        submitted = [(resources, runs, executor(out, resources, cluster).map_array(
-            RunJob(), [config for _, _, config in runs])) for resources, runs in arrays(spec, todo, settings)]
-        if submitted:
-            record_jobs(out, submitted)
+        submitted = []
+        for resources, runs in arrays(spec, todo, settings):
+            array = executor(out, resources, cluster).map_array(RunJob(), [config for _, _, config in runs])
+            submitted.append((resources, runs, array))
+            record_jobs(out, submitted[-1:])  # at once: sbatch refusing a later array loses no job id of this one
     for resources, runs, array in submitted:
         warn(f"[study] {len(runs)} of {len(spec.runs())} runs submitted as job array {array[0].job_id.split('_')[0]} "
              f"({describe(resources)}); logs in {out / SLURM_FOLDER}")
