@@ -253,6 +253,7 @@ def cmd_study(args):
     config = StudyConfig.from_sources(None, given_flags(args, StudyConfig), overrides)
     train_flags = {k: v for k, v in given_flags(args, TrainConfig).items() if k in STUDY_TRAIN_SETTINGS}
     train_settings = TrainConfig.gather(None, train_flags, train_overrides)
+    slurm_flags = SlurmConfig.check_some(given_flags(args, SlurmConfig), "the flags")  # whichever the launcher
     chosen = {**given_flags(args, StudyConfig), **dict(pair.split("=", 1) for pair in overrides)}
     if "preset" in chosen and args.config:
         raise config_error("--preset and --config both name the study's spec; pass one")
@@ -278,7 +279,7 @@ def cmd_study(args):
         launcher = config.launcher if "launcher" in chosen else StudyConfig.check_some(
             {"launcher": (spec.source or {}).get("launcher", config.launcher)}, "the study spec")["launcher"]
         if launcher == "slurm":
-            return study_on_slurm(spec, data, config.out, args)
+            return study_on_slurm(spec, data, config.out, args, slurm_flags)
         try:
             writes = run_study(spec, data, config.out, args.resume, args.overwrite, jobs=config.jobs)
         finally:
@@ -289,13 +290,13 @@ def cmd_study(args):
     print(f"report: {Path(config.out) / 'report.md'}")
 
 
-def study_on_slurm(spec, data, out, args):
+def study_on_slurm(spec, data, out, args, flags):
     """The study's runs as Slurm jobs; the report of the runs that finished, then an error naming those that did not."""
     from bench.launch.slurm import run_study_on_slurm, slurm_settings
     from bench.report.study import write_study_report
     from models.errors import ResultsError
 
-    settings = slurm_settings((spec.source or {}).get("slurm"), given_flags(args, SlurmConfig))
+    settings = slurm_settings((spec.source or {}).get("slurm"), flags)
     failed = run_study_on_slurm(spec, data, out, args.resume, args.overwrite, settings)
     try:
         print(write_study_report(spec, out))
@@ -409,7 +410,8 @@ def add_study_command(sub):
     add_flags(p, StudyConfig)
     add_flags(p.add_argument_group("the same for every run (replacing the spec's)"), TrainConfig,
               only=STUDY_TRAIN_SETTINGS)
-    add_flags(p.add_argument_group("--launcher slurm: each run's job (replacing the spec's [slurm] table)"),
+    add_flags(p.add_argument_group("--launcher slurm: each run's job (over the spec's [slurm] table; an arm's "
+                                 "[arms.slurm] over these)"),
               SlurmConfig)
     p.add_argument("--resume", action="store_true", help="finish the study in --out, skipping finished runs")
     p.add_argument("--overwrite", action="store_true", help="replace the study in --out and start over")

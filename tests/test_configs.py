@@ -13,6 +13,7 @@ from bench.configs import (
     STUDY_TRAIN_SETTINGS,
     EvalConfig,
     ProfileConfig,
+    SlurmConfig,
     StudyConfig,
     SweepSpec,
     SyntheticConfig,
@@ -24,7 +25,7 @@ from models.errors import ConfigError
 from tests.conftest import REPO
 from tests.harness_helpers import tiny_config, tiny_synthetic
 
-JOBS = (TrainConfig, EvalConfig, TimingSetup, ProfileConfig, SweepSpec, StudyConfig, SyntheticConfig)
+JOBS = (TrainConfig, EvalConfig, TimingSetup, ProfileConfig, SweepSpec, StudyConfig, SyntheticConfig, SlurmConfig)
 
 
 def required(cls, tmp_path):
@@ -96,8 +97,9 @@ def cli_call(cls, spec, text, tmp_path):
             EvalConfig: ["eval", "--checkpoint", str(tmp_path / "x.pth"), "--data", str(tmp_path / "data")],
             TimingSetup: ["profile", "vit_lite_tiny"], ProfileConfig: ["profile", "vit_lite_tiny"],
             SweepSpec: ["sweep", "--out", out], StudyConfig: ["study", "--out", out, "--data", str(tmp_path)],
-            SyntheticConfig: ["synthetic", "--out", out]}[cls]
-    if cls is SyntheticConfig:
+            SyntheticConfig: ["synthetic", "--out", out],
+            SlurmConfig: ["study", "--out", out, "--data", str(tmp_path)]}[cls]  # checked whichever the launcher
+    if cls in (SyntheticConfig, SlurmConfig):
         return base + [f"{spec.flag}={text.strip(chr(34))}"]  # --classes=-inf: not read as a flag
     return base + [f"{spec.name}={text}"]
 
@@ -110,7 +112,8 @@ def is_a_word(spec, text):
 
 CLI_CASES = [(cls, spec, text) for cls, spec, text in CASES[::2]  # every field, half its values: the API has all
              if cls is not TimingSetup and not is_a_word(spec, text)
-             and not (cls is SyntheticConfig and (spec.name == "out" or text.startswith("[")))]
+             and not (cls is SyntheticConfig and (spec.name == "out" or text.startswith("[")))
+             and not (cls is SlurmConfig and (spec.kind is dict or spec.kind is str and text.startswith("[")))]
 CLI_CASES += [(TrainConfig, spec, text) for spec in specs(TrainConfig) if spec.name in STUDY_TRAIN_SETTINGS
               for text in bad_values(spec)[:3]]
 
@@ -124,6 +127,40 @@ def test_cli_refuses_bad_values(cls, spec, text, tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith(f"vitbench {argv[0]}: error: ") and spec.name in err[0], err
     assert "Traceback" not in err[0]
     assert not any(tmp_path.iterdir()), sorted(tmp_path.iterdir())
+
+
+ONE_ARM = """fractions = [1.0]
+seeds = [0]
+
+[train]
+epochs = 1
+
+[[arms]]
+name = "vit"
+label = "ViT"
+model = "vit_lite_tiny"
+depths = [1]
+"""
+ARM_CASES = [(spec, text) for spec in specs(SlurmConfig) for text in bad_values(spec)]
+
+
+@pytest.mark.parametrize("spec, text", ARM_CASES, ids=[f"arms.slurm.{s.name}={t}" for s, t in ARM_CASES])
+def test_an_arms_slurm_table_refuses_bad_values(spec, text, tmp_path, capsys):
+    """An arm's own Slurm resources, as the study's: refused when the spec is read, through the API and the CLI
+    (whichever the launcher), in one line naming the arm and the setting; nothing written."""
+    from bench.accuracy.study import load_study_spec
+
+    path = tmp_path / "spec" / "spec.toml"
+    path.parent.mkdir()
+    path.write_text(f"{ONE_ARM}\n[arms.slurm]\n{spec.name} = {text}\n")
+    with pytest.raises(ConfigError) as error:
+        load_study_spec(config=path)
+    message = str(error.value)
+    assert "\n" not in message and "study arm 'vit''s [arms.slurm] table" in message and spec.name in message, message
+    assert main(["study", "--config", str(path), "--data", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0] == f"vitbench study: error: {message}", err
+    assert sorted(tmp_path.iterdir()) == [path.parent]
 
 
 def test_study_train_settings_are_checked_through_the_cli(tmp_path, capsys):

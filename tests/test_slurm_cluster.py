@@ -20,6 +20,7 @@ import torch
 from bench.accuracy import study, train
 from bench.configs import SlurmConfig
 from bench.launch import slurm
+from bench.outputs import read_back
 from tests.conftest import REPO
 from tests.harness_helpers import TINY_T2T, TINY_VIT, tiny_cli_args, tiny_synthetic
 
@@ -76,10 +77,10 @@ def data(tmp_path_factory):
     return tiny_synthetic(tmp_path_factory.mktemp("data"), classes=3, train_per_class=4, val_per_class=2)
 
 
-def spec(tmp_path, seeds, **train_settings):
+def spec(tmp_path, seeds, arms=(ARM,), **train_settings):
     path = tmp_path / "spec.toml"
     path.write_text(tomli_w.dumps({"fractions": [1.0], "seeds": seeds, "train": {**RUN, **train_settings},
-                                   "arms": [ARM]}))
+                                   "arms": list(arms)}))
     return study.load_study_spec(config=path)
 
 
@@ -265,3 +266,51 @@ def test_a_2_node_study_run_through_submitit_equals_one_process(cluster, tmp_pat
                                     warn=print) == []
     assert_same_run(out / "runs" / "vit-d1-f1-s0", tmp_path / "local" / "runs" / "vit-d1-f1-s0")
     wait_until(lambda: job_nodes("vitbench-ddp-study") == ["n[1-2]"], 60, "its record in the accounting, on both nodes")
+
+
+def test_one_arm_on_2_nodes_and_another_on_1_in_one_study(cluster, data, tmp_path):
+    """An arm's [arms.slurm] nodes = 2 beside an arm on the study's one node: two job arrays, each run's job on the
+    nodes its arm asked for (sacct), a DDP run of 2 for the one and a single process for the other."""
+    runs = spec(tmp_path, [0], [ARM, {**ARM, "name": "t2t-2n", "slurm": {"nodes": 2}}], epochs=1)
+    out, lines = tmp_path / "study", []
+    assert slurm.run_study_on_slurm(runs, data, out, settings=SETTINGS, warn=lines.append) == []
+    assert sum("1 of 2 runs submitted as job array" in line for line in lines) == 2, lines
+    jobs = read_back(out / study.STUDY_FILE, "")[study.SLURM_JOBS]
+    assert {name: job["nodes"] for name, job in jobs.items()} == {"t2t-d1-f1-s0": 1, "t2t-2n-d1-f1-s0": 2}
+
+    def nodes(job):
+        return subprocess.run(["sacct", "-n", "-X", "-j", job, "-o", "nodelist%40"], capture_output=True,
+                              text=True).stdout.split()
+
+    wait_until(lambda: nodes(jobs["t2t-2n-d1-f1-s0"]["job_id"]) == ["n[1-2]"], 60, "the 2-node job's record")
+    assert nodes(jobs["t2t-d1-f1-s0"]["job_id"]) in (["n1"], ["n2"])
+    sizes = {name: study.read_summary(out / "runs" / name, out)["world_size"] for name in jobs}
+    assert sizes == {"t2t-d1-f1-s0": 1, "t2t-2n-d1-f1-s0": 2}
+
+
+def test_a_requeued_2_node_run_resumes_and_ends_bit_identical_to_its_uninterrupted_twin(cluster, data, tmp_path):
+    """Two arms alike but for their names, each a DDP run on 2 nodes: one job is requeued (`scontrol requeue`) mid-run
+    and resumes from its checkpoint on both nodes; the two end with the same weights, bit for bit (gloo sums two
+    ranks in one order)."""
+    twin = {**ARM, "slurm": {"nodes": 2}}
+    runs = spec(tmp_path, [0], [twin, {**twin, "name": "requeued"}], **REQUEUED)
+    out = tmp_path / "study"
+    thread, result = in_background(slurm.run_study_on_slurm, runs, data, out, settings=SETTINGS, warn=print)
+    last = out / "runs" / "requeued-d1-f1-s0" / train.LAST
+    wait_until(lambda: last.is_file() and train.read_checkpoint(last)["num_updates"] >= 8, 120, "8 updates")
+    job = read_back(out / study.STUDY_FILE, "")[study.SLURM_JOBS]["requeued-d1-f1-s0"]["job_id"]
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    wait_until(lambda: [j for j, state in squeue("%i", "%T") if j == job and state == "PENDING"], 60, "requeued")
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)  # not 2 min later
+    assert wait_until(lambda: not thread.is_alive() or None, 300, "the runs' end") is True
+    assert result["value"] == []
+    states = subprocess.run(["sacct", "-n", "-X", "-D", "-j", job, "-o", "state,nodelist%40"], capture_output=True,
+                            text=True).stdout.split()
+    assert "REQUEUED" in states and "n[1-2]" in states, states
+    assert "resuming " in "".join(path.read_text() for path in (out / "slurm").glob(f"{job}_*_log.err"))
+    ours, theirs = (train.read_checkpoint(out / "runs" / f"{arm}-d1-f1-s0" / train.LAST) for arm in ("requeued", "t2t"))
+    assert ours["num_updates"] == theirs["num_updates"] > 8
+    assert all((ours["state_dict"][k] == v).all() for k, v in theirs["state_dict"].items())
+    rows = study.collect(runs, out).set_index("arm")[[column for column in SAME if column != "arm"]]
+    pd.testing.assert_series_equal(rows.loc["requeued"], rows.loc["t2t"], check_names=False)
+    assert (study.read_summary(last.parent, out)["world_size"]) == 2

@@ -10,7 +10,7 @@ import tomli_w
 from bench.accuracy import study
 from bench.configs import SlurmConfig
 from bench.launch import slurm
-from bench.outputs import release_lock, take_lock
+from bench.outputs import read_back, release_lock, take_lock
 from models.errors import ConfigError, ResultsError
 from tests.harness_helpers import TINY_T2T, tiny_synthetic
 
@@ -189,3 +189,56 @@ def test_a_study_toml_chooses_the_slurm_launcher_and_its_settings(data, tmp_path
     assert chosen == [SlurmConfig(cpus=1, partition="y")]  # the flag over the table
     with pytest.raises(ConfigError, match="unknown setting 'cpu' in the study spec's \\[slurm\\] table; did you mean"):
         slurm.slurm_settings({"cpu": 1})
+
+
+def test_each_arm_asks_for_its_own_resources_one_job_array_per_set(data, tmp_path, monkeypatch, no_post_mortem):
+    """An arm's [arms.slurm] table over the study's settings: runs of one set of resources share a job array (one
+    sbatch script), each run's job and resources are recorded in study.json, and --resume (which reads the study's
+    own record) asks for the same again."""
+    wide = {**TINY["arms"][0], "name": "t2t-2n", "slurm": {"nodes": 2, "gpus": 4, "time_minutes": 30,
+                                                            "sbatch": {"constraint": "a100"}}}
+    path = write_spec(tmp_path, seeds=[0], arms=[TINY["arms"][0], wide], slurm={"cpus": 3, "sbatch": {"qos": "high"}})
+    spec, out, lines = study.load_study_spec(config=path), tmp_path / "study", []
+    asked, original = [], slurm.executor
+
+    def debug_executor(out, settings, cluster=None):  # the resources a job array asks for; run here
+        asked.append(original(out, settings, "slurm")._executor.parameters)  # noqa: SLF001
+        return original(out, settings, "debug")
+
+    monkeypatch.setattr(slurm, "executor", debug_executor)
+    first, train_run = [], study.train_run
+    monkeypatch.setattr(study, "train_run", lambda config, warn: (
+        first.append(config.out) or (_ for _ in ()).throw(RuntimeError("pre-empted (simulated)"))
+        if "t2t-2n" in config.out and not first else train_run(config, warn)))
+    settings = slurm.slurm_settings(spec.source["slurm"], {"cpus": 2})  # a flag over the spec's table
+    failed = slurm.run_study_on_slurm(spec, data, out, settings=settings, cluster="debug", warn=lines.append)
+    assert len(failed) == 1 and failed[0].startswith("t2t-2n-d1-f1-s0: job ")
+    study_wide, own = {"qos": "high"}, {"qos": "high", "constraint": "a100"}  # the arm's sbatch merged by key
+    assert [(p["nodes"], p.get("gpus_per_node"), p["ntasks_per_node"], p["cpus_per_task"], p["time"],
+             p["additional_parameters"]) for p in asked] == [(1, None, 1, 2, 1440, study_wide), (2, 4, 4, 2, 30, own)]
+    assert sum("1 of 2 runs submitted as job array" in line for line in lines) == 2
+    jobs = read_back(out / study.STUDY_FILE, "")[study.SLURM_JOBS]
+    assert {name: (job["nodes"], job["gpus"], job["cpus"], job["time_minutes"], job["sbatch"])
+            for name, job in jobs.items()} == {"t2t-d1-f1-s0": (1, 0, 2, 1440, study_wide),
+                                               "t2t-2n-d1-f1-s0": (2, 4, 2, 30, own)}
+    assert jobs["t2t-d1-f1-s0"]["job_id"] != jobs["t2t-2n-d1-f1-s0"]["job_id"]
+
+    recorded, _ = study.recorded_spec(out)  # --resume: the arms' resources from the study's record
+    asked.clear()
+    assert slurm.run_study_on_slurm(recorded, data, out, resume=True, settings=settings, cluster="debug",
+                                    warn=lines.append) == []
+    assert [(p["nodes"], p["ntasks_per_node"]) for p in asked] == [(2, 4)]  # only the unfinished run, as before
+    again = read_back(out / study.STUDY_FILE, "")[study.SLURM_JOBS]
+    assert again["t2t-d1-f1-s0"] == jobs["t2t-d1-f1-s0"] and again["t2t-2n-d1-f1-s0"]["job_id"] != \
+        jobs["t2t-2n-d1-f1-s0"]["job_id"]
+    assert len(study.collect(recorded, out)) == 2
+
+
+def test_an_arms_slurm_table_is_checked_when_the_spec_is_read(tmp_path):
+    bad = {**TINY["arms"][0], "slurm": {"nodes": 0}}
+    with pytest.raises(ConfigError, match=r"study arm 't2t''s \[arms.slurm\] table: slurm: nodes=0 is not allowed"):
+        study.load_study_spec(config=write_spec(tmp_path, arms=[bad]))
+    with pytest.raises(ConfigError, match=r"unknown setting 'node' in study arm 't2t''s \[arms.slurm\] table; did"):
+        study.load_study_spec(config=write_spec(tmp_path, arms=[{**bad, "slurm": {"node": 2}}]))
+    with pytest.raises(ConfigError, match=r"\[slurm\] table is 3, not a table"):
+        study.load_study_spec(config=write_spec(tmp_path, slurm=3))

@@ -29,7 +29,7 @@ from bench.accuracy.data import log, scan_dataset
 from bench.accuracy.progress import duration
 from bench.accuracy.tensor_data import decoded_split
 from bench.accuracy.train_data import file_list_digest, scan_samples
-from bench.configs import StudyConfig
+from bench.configs import SlurmConfig, StudyConfig
 from bench.cost.flops import any_model_macs, count_params
 from bench.names import path_name
 from bench.outputs import RESUME, OutputFolder, folder_lock, read_back
@@ -41,6 +41,7 @@ from models.errors import ConfigError, ResultsError
 
 STUDY_FILE, RESULTS, TABLE = "study.json", "results.csv", "table"
 SPEC_TOML = "spec.toml"
+SLURM_JOBS = "slurm_jobs"  # study.json's {run name: its Slurm job id and resources} (--launcher slurm)
 
 LENGTHS = ("epochs", "budget_pflop", "budget_minutes")  # how long each run trains: one of them
 STUDY_HOLDOUT = 0.1  # studies hold out 10% of each class unless their spec says otherwise
@@ -64,6 +65,7 @@ class Variant:
     match_macs: str = None  # an arm whose MACs (at this depth) this ViT's width is chosen to match
     init: str = None  # a checkpoint this arm fine-tunes (a pretrained arm); None: from scratch
     train: dict = field(default_factory=dict, hash=False)  # this arm's own training settings (a fine-tune recipe)
+    slurm: dict = field(default_factory=dict, hash=False)  # this arm's own Slurm resources over the study's
 
 
 @dataclass
@@ -90,7 +92,9 @@ def expand_arm(arm):
         raise ConfigError(
             f"study arm {arm['name']!r} needs exactly one of depths (transformers) or variants (any model)"
         )
-    base, own = arm.get("overrides", {}), {"init": arm.get("init"), "train": dict(arm.get("train", {}))}
+    check_slurm(arm.get("slurm", {}), f"study arm {arm['name']!r}'s [arms.slurm] table")
+    base = arm.get("overrides", {})
+    own = {"init": arm.get("init"), "train": dict(arm.get("train", {})), "slurm": dict(arm.get("slurm", {}))}
     check_train_settings(own["train"], f"study arm {arm['name']!r}'s train settings")
     check_values(own["train"], f"study arm {arm['name']!r}'s [arms.train] table")
     if "depths" in arm:
@@ -128,6 +132,17 @@ def arm_paths(raw, convert, folder):
     if not isinstance(arms, list):
         return raw
     return {**raw, "arms": [convert(train.TrainConfig, arm, folder) if isinstance(arm, dict) else arm for arm in arms]}
+
+
+def check_slurm(table, where):
+    """A spec's [slurm] table or an arm's, each value checked as SlurmConfig checks the --slurm-* flags (read when
+    the spec is, so a bad one is refused before anything is written); the one-line error says where it is."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} is {table!r}, not a table of Slurm settings; e.g. nodes = 2")
+    try:
+        SlurmConfig.check_some(table, where)
+    except ConfigError as error:
+        raise ConfigError(str(error) if where in str(error) else f"{where}: {error}") from None
 
 
 def load_study_spec(preset="cpu-tiny", config=None, **changes):
@@ -168,6 +183,7 @@ def load_study_spec(preset="cpu-tiny", config=None, **changes):
         raise ConfigError(f"study fractions {raw['fractions']} must lie in (0, 1]")
     check_train_settings(raw["train"], "study train settings")
     check_values(raw["train"], "the study spec's [train] table")
+    check_slurm(raw.get("slurm", {}), "the study spec's [slurm] table")
     variants = [v for arm in raw["arms"] for v in expand_arm(arm)]
     spec = Spec(variants, list(raw["fractions"]), list(raw["seeds"]), raw["train"], source=raw)
     run_names(spec)
@@ -279,7 +295,7 @@ def spec_record(spec, data):
     variants = [
         {"arm": v.arm, "label": v.label, "model": v.model, "depth": v.depth, "overrides": v.overrides,
          **({"match_macs": v.match_macs} if v.match_macs else {}), **({"init": v.init} if v.init else {}),
-         **({"train": v.train} if v.train else {})}
+         **({"train": v.train} if v.train else {}), **({"slurm": v.slurm} if v.slurm else {})}
         for v in spec.variants
     ]
     return {
@@ -344,7 +360,8 @@ def recorded_spec(out):
     try:
         record = spec_paths(json.loads(path.read_text())["spec"], located_paths, out)
         variants = [Variant(v["arm"], v["label"], v["model"], v["depth"], dict(v["overrides"]), v.get("match_macs"),
-                            v.get("init"), dict(v.get("train", {}))) for v in record["variants"]]
+                            v.get("init"), dict(v.get("train", {})), dict(v.get("slurm", {})))
+                    for v in record["variants"]]
         return Spec(variants, list(record["fractions"]), list(record["seeds"]), dict(record["train"])), record["data"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ResultsError(f"{path} is unreadable ({type(error).__name__}: {error}); it cannot be repaired by hand "
@@ -438,7 +455,7 @@ def begin_study(spec, data, out, resume, overwrite, context):
     mode = STUDY_FOLDER.prepare(out, resume, overwrite, reads=(data,))  # every rank checks: all stop on a refusal
     if any(variant.match_macs for variant in spec.variants):
         spec = resolve_mac_matched(spec, data_classes(data))
-    record = spec_record(spec, data)
+    record, jobs = spec_record(spec, data), {}
     if mode == RESUME:
         recorded = read_back(out / STUDY_FILE, "the study's record is lost: run it again into a new --out")
         refuse_other_settings(recorded, record, out)
@@ -450,6 +467,8 @@ def begin_study(spec, data, out, resume, overwrite, context):
         images = images_of(data)
         refuse_other_images(recorded, record, images, out)
         moved = Path(located_spec(recorded, out).get("data", data)).resolve() != Path(data).resolve()
+        # the Slurm jobs of the runs that finished stay on record; the others are trained again, maybe elsewhere
+        jobs = {name: job for name, job in recorded.get(SLURM_JOBS, {}).items() if finished(out / "runs" / name)}
     else:
         images, moved = images_of(data), False
     distributed.barrier(context)
@@ -459,7 +478,7 @@ def begin_study(spec, data, out, resume, overwrite, context):
             for variant, fraction, seed in spec.runs():
                 records.repoint(out / "runs" / run_name(variant, fraction, seed), "data", data)
         study_record = {"spec": spec_paths(train.jsonable(record), portable_paths, out), "images": images,
-                        "provenance": provenance(context.device)}
+                        "provenance": provenance(context.device), **({SLURM_JOBS: jobs} if jobs else {})}
         atomic_write_text(out / STUDY_FILE, json.dumps(study_record, indent=1) + "\n")
         if spec.source is not None:  # `vitbench study --config OUT/spec.toml` runs the same study again
             atomic_write_text(out / SPEC_TOML, tomli_w.dumps(arm_paths(spec.source, portable_paths, out)))
