@@ -338,7 +338,7 @@ def test_imagenette_noisy_labels_relabel_the_training_images_only(tmp_path):
 
 
 def test_memory_mode_takes_labels_from_the_scan_and_keeps_one_cache_per_class_set(tmp_path):
-    from bench.accuracy.tensor_data import decoded_split
+    from bench.accuracy.decoded_cache import decoded_split
     from bench.accuracy.train_data import scan_samples
 
     root = imagenette(tmp_path / "imagenette2-160")

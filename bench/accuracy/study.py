@@ -25,8 +25,8 @@ import tomli_w
 import models
 from bench.accuracy import distributed, factory, train
 from bench.accuracy.data import log, scan_dataset
+from bench.accuracy.decoded_cache import decoded_split
 from bench.accuracy.progress import duration
-from bench.accuracy.tensor_data import decoded_split
 from bench.accuracy.train_data import scan_samples
 from bench.cost.flops import any_model_macs, count_params
 from bench.names import path_name
