@@ -23,7 +23,7 @@ from bench.accuracy.subset import NAMED_SUBSETS, build_subset, sha256
 from bench.accuracy.synthetic import MOTIFS, make_synthetic
 from bench.accuracy.train import TrainConfig
 from bench.accuracy.train_data import scan_samples
-from models.errors import DatasetError
+from bench.errors import DatasetError
 from tests.harness_helpers import SAMPLES, cli_error, make_imagenet_root, sample_synsets, tiny_synthetic, write_image
 
 IMAGENETTE = NAMED_SUBSETS["imagenette"]

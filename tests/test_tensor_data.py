@@ -24,7 +24,8 @@ from bench.accuracy.tensor_loaders import (
     shard_order,
 )
 from bench.configs import TrainConfig
-from models.errors import ConfigError, DatasetError
+from bench.errors import DatasetError
+from models.errors import ConfigError
 from tests.conftest import CIFAR10_SAMPLE
 from tests.harness_helpers import write_image
 

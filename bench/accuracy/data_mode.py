@@ -5,7 +5,7 @@ import os
 
 from PIL import Image
 
-from models.errors import DatasetError
+from bench.errors import DatasetError
 
 SMALL_SIDE = 64  # "auto" holds data sets in memory only when their images are at most this wide
 MEMORY_CAP = 4 * 2**30  # decoded bytes held in memory at most: min(25% of RAM, 4 GiB)

@@ -26,9 +26,9 @@ import torch
 from PIL import Image
 
 from bench.accuracy.data import BadFileLog, BadImage, describe_failure, load_rgb, log
+from bench.errors import DatasetError
 from bench.processes import worker_pool
 from models.atomic import atomic_write, remove_stale_temporaries
-from models.errors import DatasetError
 
 CACHE_VERSION = 1
 CHUNK = 1000  # images per decoding task

@@ -23,8 +23,9 @@ from bench.accuracy.data import (
     scan_split,
 )
 from bench.configs import EvalConfig
+from bench.errors import DatasetError
 from models.checkpoint import extract_state_dict, read_checkpoint
-from models.errors import CheckpointError, ConfigError, DatasetError, short_list
+from models.errors import CheckpointError, ConfigError, short_list
 from models.tokenizers import MAX_IMG_SIDE
 
 

@@ -29,13 +29,14 @@ from bench.accuracy.decoded_cache import decoded_split
 from bench.accuracy.progress import duration
 from bench.accuracy.train_data import scan_samples
 from bench.cost.flops import any_model_macs, count_params
+from bench.errors import ResultsError
 from bench.names import path_name
 from bench.outputs import RESUME, OutputFolder, folder_lock, read_back
 from bench.processes import worker_pool
 from bench.provenance import provenance
 from bench.settings import read_toml
 from models.atomic import atomic_write_text
-from models.errors import ConfigError, ResultsError
+from models.errors import ConfigError
 
 STUDY_FILE, RESULTS, TABLE = "study.json", "results.csv", "table"
 SPEC_TOML = "spec.toml"

@@ -21,7 +21,7 @@ from torch.utils.data import DistributedSampler
 
 from bench.accuracy.distributed import cpu_threads
 from bench.accuracy.tensor_augment import Augment, Eraser, GroupedPolicy, random_crop, random_flip
-from models.errors import DatasetError
+from bench.errors import DatasetError
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # CIFAR-10 train set, per channel on [0, 1]
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)

@@ -40,10 +40,11 @@ from bench.accuracy.train_data import scan_samples, train_data
 from bench.configs import TrainConfig
 from bench.cost.flops import any_model_macs, count_params
 from bench.cost.peak import utilisation
+from bench.errors import ResultsError
 from bench.outputs import OutputFolder, folder_lock, read_back, refuse_overlap
 from models.atomic import atomic_write, atomic_write_text
 from models.checkpoint import read_checkpoint
-from models.errors import CheckpointError, ConfigError, ResultsError
+from models.errors import CheckpointError, ConfigError
 
 CONFIG_FILE, LAST, BEST, SUMMARY = "config.json", "last.pth", "best.pth", "summary.json"
 CONFIG_TOML = "config.toml"  # the settings without `out`: `vitbench train --config RUN/config.toml --out NEW seed=1`

@@ -32,7 +32,8 @@ from bench.accuracy.data_mode import choose_data_mode
 from bench.accuracy.decoded_cache import decoded_split
 from bench.accuracy.tensor_augment import Augment
 from bench.accuracy.tensor_loaders import TensorEvalLoader, TensorLoader
-from models.errors import ConfigError, DatasetError
+from bench.errors import DatasetError
+from models.errors import ConfigError
 
 
 @dataclass
