@@ -292,9 +292,9 @@ def cmd_study(args):
 
 def study_on_slurm(spec, data, out, args, flags):
     """The study's runs as Slurm jobs; the report of the runs that finished, then an error naming those that did not."""
+    from bench.errors import ResultsError
     from bench.launch.slurm import run_study_on_slurm, slurm_settings
     from bench.report.study import write_study_report
-    from models.errors import ResultsError
 
     settings = slurm_settings((spec.source or {}).get("slurm"), flags)
     failed = run_study_on_slurm(spec, data, out, args.resume, args.overwrite, settings)

@@ -23,7 +23,8 @@ from pathlib import Path
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from models.errors import ConfigError, ResultsError
+from bench.errors import ResultsError
+from models.errors import ConfigError
 
 NEW, RESUME, OVERWRITE = "new", "resume", "overwrite"
 TEMPORARY = ".*.tmp"  # what models.atomic leaves behind when killed mid-write

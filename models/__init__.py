@@ -5,9 +5,7 @@ from .cnn import CNN_BASELINES
 from .errors import (
     CheckpointError,
     ConfigError,
-    DatasetError,
     InputShapeError,
-    ResultsError,
     UnknownModelError,
     VitbenchError,
 )
@@ -31,6 +29,5 @@ __all__ = [
     "VisionTransformer", "PatchTokenizer", "T2TTokenizer", "create_model", "list_models", "resolve_config",
     "load_checkpoint", "save_checkpoint", "MODEL_CONFIGS", "PUBLISHED_EQUIVALENTS", "FAMILIES", "family_of",
     "count_params", "Family", "FAMILY_TABLE", "Tokenizer", "DEFAULT_IMG_SIZE", "default_img_size", "CNN_BASELINES",
-    "VitbenchError", "ConfigError", "InputShapeError", "UnknownModelError", "CheckpointError", "DatasetError",
-    "ResultsError",
+    "VitbenchError", "ConfigError", "InputShapeError", "UnknownModelError", "CheckpointError",
 ]

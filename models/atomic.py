@@ -1,5 +1,8 @@
 """Atomic file writes: a temporary file beside the target, fsync, then rename over it.
 
+It lives in models/ because checkpoints (`save_checkpoint`) and exports are written with it and models imports
+nothing of bench; the harness writes every file with it too, so one writer names every temporary file.
+
 The temporary file's name carries the writer's pid (`.<name>.<pid>.<random>.tmp`), so a file left by a
 writer that was killed (SIGKILL gives it no chance to clean up) is recognised and removed later by
 `remove_stale_temporaries`, while one that a live process is still writing is left alone.

@@ -1,4 +1,5 @@
-"""Exception types shared by the whole suite.
+"""The models' exception types and the base every vitbench user error shares (the harness adds its own in
+bench/errors.py).
 
 Every user mistake raises a subclass of :class:`VitbenchError` whose message is one line that
 names the problem and the fix; the CLI prints that line and exits non-zero.
@@ -27,14 +28,6 @@ class UnknownModelError(VitbenchError, ValueError):
 
 class CheckpointError(VitbenchError, ValueError):
     """A checkpoint file that is missing, unreadable, unsafe or for another architecture."""
-
-
-class DatasetError(VitbenchError, ValueError):
-    """A dataset folder, subset or image file that cannot be used as asked."""
-
-
-class ResultsError(VitbenchError, ValueError):
-    """A results folder or sweep config that is not ours or cannot be read."""
 
 
 def short_list(items, limit=4):

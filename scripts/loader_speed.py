@@ -25,7 +25,9 @@ from timm.optim import create_optimizer_v2
 
 import models
 from bench.accuracy.data import scan_dataset
-from bench.accuracy.tensor_data import Augment, TensorLoader, decoded_split
+from bench.accuracy.decoded_cache import decoded_split
+from bench.accuracy.tensor_augment import Augment
+from bench.accuracy.tensor_loaders import TensorLoader
 from models.atomic import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]

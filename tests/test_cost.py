@@ -18,8 +18,9 @@ from bench.cli import main as cli
 from bench.cost import memory, sweep, timing
 from bench.cost.sweep import SweepSpec, check_names, load_sweep_spec, run_sweep
 from bench.cost.timing import TimingSetup, measure_throughput
+from bench.errors import ResultsError
 from bench.report import plots, tables
-from models import ConfigError, ResultsError
+from models import ConfigError
 from models.errors import VitbenchError
 from tests.harness_helpers import cli_error
 

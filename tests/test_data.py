@@ -23,7 +23,7 @@ from bench.accuracy.subset import NAMED_SUBSETS, build_subset, sha256
 from bench.accuracy.synthetic import MOTIFS, make_synthetic
 from bench.accuracy.train import TrainConfig
 from bench.accuracy.train_data import scan_samples
-from models.errors import DatasetError
+from bench.errors import DatasetError
 from tests.harness_helpers import SAMPLES, cli_error, make_imagenet_root, sample_synsets, tiny_synthetic, write_image
 
 IMAGENETTE = NAMED_SUBSETS["imagenette"]
@@ -338,7 +338,7 @@ def test_imagenette_noisy_labels_relabel_the_training_images_only(tmp_path):
 
 
 def test_memory_mode_takes_labels_from_the_scan_and_keeps_one_cache_per_class_set(tmp_path):
-    from bench.accuracy.tensor_data import decoded_split
+    from bench.accuracy.decoded_cache import decoded_split
     from bench.accuracy.train_data import scan_samples
 
     root = imagenette(tmp_path / "imagenette2-160")

@@ -22,7 +22,8 @@ from bench.accuracy.data import load_rgb, scan_dataset
 from bench.accuracy.evaluate import run_eval
 from bench.accuracy.train_data import scan_samples
 from bench.configs import EvalConfig, TrainConfig
-from models.errors import CheckpointError, ConfigError, DatasetError
+from bench.errors import DatasetError
+from models.errors import CheckpointError, ConfigError
 from tests.harness_helpers import REPO_ROOT, tiny_config, write_image
 
 WNIDS = ("n01440764", "n02102040", "n03000684")  # tench, English springer, chain saw

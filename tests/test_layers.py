@@ -1,7 +1,7 @@
 """The layer rule of bench/__init__.py: every import, at module level or inside a function, points down.
 
-    models  <-  bench.settings, bench.configs, bench.names, bench.provenance, bench.outputs, bench.allocator,
-                bench.processes  <-  bench.cost  <-  bench.accuracy  <-  bench.report, bench.launch
+    models  <-  bench.errors, bench.settings, bench.configs, bench.names, bench.provenance, bench.outputs,
+                bench.allocator, bench.processes  <-  bench.cost  <-  bench.accuracy  <-  bench.report, bench.launch
             <-  bench.cli and the pytest-benchmark suite (conftest, bench_*.py, suite, reference_t2t)
 """
 import ast
@@ -12,7 +12,7 @@ import pytest
 
 from .conftest import REPO
 
-LAYERS = {"models": 0, "bench.settings": 1, "bench.configs": 1, "bench.names": 1,
+LAYERS = {"models": 0, "bench.errors": 1, "bench.settings": 1, "bench.configs": 1, "bench.names": 1,
           "bench.provenance": 1, "bench.outputs": 1, "bench.allocator": 1, "bench.processes": 1,
           "bench.cost": 2,
           "bench.accuracy": 3, "bench.report": 4, "bench.launch": 4}

@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
+from bench.errors import ResultsError
 from bench.outputs import HOLDER, LOCK, folder_lock, take_lock
-from models.errors import ResultsError
 from tests.harness_helpers import REPO_ROOT
 
 

@@ -11,7 +11,7 @@ import pytest
 import tomli_w
 
 from bench.accuracy.data import scan_split
-from bench.accuracy.tensor_data import decoded_split
+from bench.accuracy.decoded_cache import decoded_split
 from models.atomic import atomic_write_text, is_alive, remove_stale_temporaries
 from tests.conftest import CIFAR10_SAMPLE, REPO
 from tests.harness_helpers import TINY_T2T, tiny_synthetic
@@ -138,7 +138,7 @@ def test_partial_files_of_dead_writers_are_reclaimed_and_live_ones_kept(tmp_path
 
 
 def decode_in_a_worker(root):
-    from bench.accuracy.tensor_data import decode_images
+    from bench.accuracy.decoded_cache import decode_images
 
     paths = sorted(str(p) for p in Path(root).rglob("*.png"))[:6]
     images, bad = decode_images(paths, 16, workers=2)

@@ -19,7 +19,8 @@ from bench.accuracy.optimisation import Optimisation
 from bench.accuracy.plan import Plan, plan_run, train_pflop
 from bench.accuracy.train import plateau_causes
 from bench.cost.flops import any_model_macs
-from models.errors import ConfigError, DatasetError, ResultsError
+from bench.errors import DatasetError, ResultsError
+from models.errors import ConfigError
 from tests.harness_helpers import tiny_config, tiny_synthetic
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from bench import suite
 from bench.cost.sweep import SweepSpec, run_sweep
+from bench.errors import ResultsError
 from bench.report.build import build_report, load_inputs
-from models import ResultsError
 
 from .conftest import REPO
 

@@ -20,10 +20,11 @@ from bench.accuracy.data import load_rgb, scan_split
 from bench.accuracy.evaluate import model_for_checkpoint
 from bench.cli import main
 from bench.cost.sweep import SweepRun, SweepSpec, load_sweep_spec, run_sweep
+from bench.errors import DatasetError, ResultsError
 from bench.outputs import HOLDER, LOCK, folder_lock, take_lock
 from bench.report.build import build_report, load_inputs
 from bench.settings import model_arg_pairs
-from models.errors import CheckpointError, ConfigError, DatasetError, InputShapeError, ResultsError, UnknownModelError
+from models.errors import CheckpointError, ConfigError, InputShapeError, UnknownModelError
 from tests.harness_helpers import (
     REPO_ROOT,
     TINY_VIT,

@@ -131,7 +131,7 @@ def test_an_arm_missing_at_a_budget_is_compared_where_it_ran(tmp_path):
 
 
 def test_scaling_report_refuses_what_it_cannot_read(tmp_path):
-    from models.errors import ResultsError
+    from bench.errors import ResultsError
 
     with pytest.raises(ResultsError, match="is no folder"):
         scaling.write_scaling_report(tmp_path / "absent")

@@ -9,9 +9,10 @@ import tomli_w
 
 from bench.accuracy import study
 from bench.configs import SlurmConfig
+from bench.errors import ResultsError
 from bench.launch import slurm
 from bench.outputs import read_back, release_lock, take_lock
-from models.errors import ConfigError, ResultsError
+from models.errors import ConfigError
 from tests.harness_helpers import TINY_T2T, tiny_synthetic
 
 pytest.importorskip("submitit")

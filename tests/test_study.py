@@ -12,8 +12,9 @@ from PIL import Image
 
 from bench.accuracy import study
 from bench.cli import main
+from bench.errors import ResultsError
 from bench.report.study import aggregate, markdown_table, pivot_table
-from models.errors import ConfigError, ResultsError
+from models.errors import ConfigError
 from tests.conftest import REPO
 from tests.harness_helpers import TINY_RESNET, TINY_T2T, cli_error, tiny_synthetic
 

@@ -1,4 +1,5 @@
-"""Decoded tensor cache and tensor-side augmentation (bench.accuracy.tensor_data) on real CIFAR-10 files."""
+"""The memory path on real CIFAR-10 files: the decoded tensor cache (bench.accuracy.decoded_cache), the memory-or-files
+choice (data_mode), tensor-side augmentation (tensor_augment) and the loaders over them (tensor_loaders)."""
 
 import os
 import random
@@ -9,26 +10,22 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from bench.accuracy import distributed, tensor_data
+from bench.accuracy import decoded_cache, distributed, tensor_augment
 from bench.accuracy.data import scan_split, select_per_class
-from bench.accuracy.tensor_data import (
+from bench.accuracy.data_mode import choose_data_mode, fits_in_memory
+from bench.accuracy.decoded_cache import decode_file, decoded_split
+from bench.accuracy.tensor_augment import NO_AUGMENT, Augment, GroupedPolicy, random_crop
+from bench.accuracy.tensor_loaders import (
     CIFAR10_MEAN,
     CIFAR10_STD,
-    NO_AUGMENT,
-    Augment,
-    GroupedPolicy,
     TensorEvalLoader,
     TensorLoader,
-    choose_data_mode,
-    decode_file,
-    decoded_split,
     epoch_generator,
-    fits_in_memory,
-    random_crop,
     shard_order,
 )
 from bench.configs import TrainConfig
-from models.errors import ConfigError, DatasetError
+from bench.errors import DatasetError
+from models.errors import ConfigError
 from tests.conftest import CIFAR10_SAMPLE
 from tests.harness_helpers import write_image
 
@@ -76,7 +73,7 @@ def no_decoding(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("decoded although the cache was valid")
 
-    monkeypatch.setattr(tensor_data, "decode_images", fail)
+    monkeypatch.setattr(decoded_cache, "decode_images", fail)
 
 
 def batches(loader):
@@ -109,8 +106,8 @@ def test_cache_rebuilt_when_a_file_changes(cifar, cache, monkeypatch):
     after = decode(cifar, cache)
     assert torch.equal(after.images[7], before.images[150]) and not torch.equal(after.images[7], before.images[7])
     os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))  # touched only
-    original, calls = tensor_data.decode_images, []
-    monkeypatch.setattr(tensor_data, "decode_images", lambda *args: calls.append(1) or original(*args))
+    original, calls = decoded_cache.decode_images, []
+    monkeypatch.setattr(decoded_cache, "decode_images", lambda *args: calls.append(1) or original(*args))
     decode(cifar, cache)
     assert calls == [1]
     assert len(list(cache.glob("*.pt"))) == 1  # the stale entries were removed
@@ -266,18 +263,18 @@ def test_policy_ops_equal_torchvisions_randaugment_and_autoaugment(decoded):
     seen = set()
     for seed in range(80):
         torch.manual_seed(seed)
-        name = tensor_data.RAND_OPS[int(torch.randint(len(tensor_data.RAND_OPS), ()))]
+        name = tensor_augment.RAND_OPS[int(torch.randint(len(tensor_augment.RAND_OPS), ()))]
         negate = rand.ops[name][0] is not None and rand.ops[name][1] and bool(torch.rand(()) <= 0.5)
         torch.manual_seed(seed)
         expected = v2.RandAugment(num_ops=1, magnitude=27)(image)
         assert torch.equal(rand.apply(image[None], *rand.signed(name, 27, negate, 32, 32))[0], expected), name
         seen.add(name)
-    assert seen == set(tensor_data.RAND_OPS)
+    assert seen == set(tensor_augment.RAND_OPS)
     auto = GroupedPolicy(Augment(policy="cifar10"))
     for seed in range(40):
         torch.manual_seed(seed)
         result = image[None]
-        for name, probability, level in tensor_data.CIFAR10_POLICY[int(torch.randint(25, ()))]:
+        for name, probability, level in tensor_augment.CIFAR10_POLICY[int(torch.randint(25, ()))]:
             if torch.rand(()) <= probability:
                 negate = level is not None and auto.ops[name][1] and bool(torch.rand(()) <= 0.5)
                 result = auto.apply(result, *auto.signed(name, level, negate, 32, 32))

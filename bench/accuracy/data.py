@@ -19,7 +19,8 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset, default_collate
 
-from models.errors import DatasetError, short_list
+from bench.errors import DatasetError
+from models.errors import short_list
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp")
 SPLITS = ("train", "val")

@@ -23,8 +23,9 @@ from bench.accuracy.data import (
     scan_split,
 )
 from bench.configs import EvalConfig
+from bench.errors import DatasetError
 from models.checkpoint import extract_state_dict, read_checkpoint
-from models.errors import CheckpointError, ConfigError, DatasetError, short_list
+from models.errors import CheckpointError, ConfigError, short_list
 from models.tokenizers import MAX_IMG_SIDE
 
 
@@ -100,8 +101,8 @@ def unmeasured_classes(classes, metrics):
     return [name for name, n in zip(classes, metrics["per_class_images"]) if n == 0]
 
 
-def warn_unmeasured(classes, metrics, split, warn):
-    missing = unmeasured_classes(classes, metrics)
+def warn_unmeasured(classes, missing, split, warn):
+    """Warn that the `missing` (`unmeasured_classes`) of `classes` had no readable image in `split`."""
     if missing:
         warn(f"warning: {split} has no readable image of {short_list(missing)}; their accuracy is n/a and top-1 is "
              f"over the other {len(classes) - len(missing)} classes")
@@ -233,7 +234,8 @@ def run_eval(config: EvalConfig, warn=log) -> dict:
     subset = score(named_subset(found.samples, config.test_subset)) if config.test_subset else None
     if result["images"] == 0:
         raise DatasetError(f"no image in {found.root} could be decoded; check the files")
-    warn_unmeasured(found.classes, result, found.root, warn if context.is_main else lambda message: None)
+    warn_unmeasured(found.classes, unmeasured_classes(found.classes, result), found.root,
+                    warn if context.is_main else lambda message: None)
     skipped = distributed.all_gather_objects(bad_files.seen, context)
     return {
         "checkpoint": str(config.checkpoint),

@@ -26,18 +26,19 @@ import models
 from bench import records
 from bench.accuracy import distributed, factory, train
 from bench.accuracy.data import log, scan_dataset
+from bench.accuracy.decoded_cache import decoded_split
 from bench.accuracy.progress import duration
-from bench.accuracy.tensor_data import decoded_split
 from bench.accuracy.train_data import file_list_digest, scan_samples
 from bench.configs import SlurmConfig, StudyConfig
 from bench.cost.flops import any_model_macs, count_params
+from bench.errors import ResultsError
 from bench.names import path_name
 from bench.outputs import RESUME, OutputFolder, folder_lock, read_back
 from bench.processes import worker_pool
 from bench.provenance import provenance
 from bench.settings import located_paths, portable_path, portable_paths, read_toml
 from models.atomic import atomic_write_text
-from models.errors import ConfigError, ResultsError
+from models.errors import ConfigError
 
 STUDY_FILE, RESULTS, TABLE = "study.json", "results.csv", "table"
 SPEC_TOML = "spec.toml"

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.accuracy.data import SPLITS, check_cut, scan_dataset, select_per_class
+from bench.errors import DatasetError
 from bench.outputs import OVERWRITE, OutputFolder
 from models.atomic import atomic_write_text, umask_mode
-from models.errors import DatasetError, short_list
+from models.errors import short_list
 
 NAMED_SUBSETS = {
     "imagenette": (

@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image
 
 from bench.accuracy.subset import MANIFEST, sha256, staged
+from bench.errors import DatasetError
 from models.atomic import atomic_write_text
-from models.errors import DatasetError
 
 MOTIF_ROWS = {  # 5x5, '#' = ink; each is its own mirror image left-to-right
     "hbar": ".....|.....|#####|.....|.....",

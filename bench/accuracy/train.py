@@ -32,7 +32,7 @@ from bench import records
 from bench.accuracy import distributed, factory, precision
 from bench.accuracy.data import BadFileLog, log
 from bench.accuracy.distributed import cpu_threads
-from bench.accuracy.evaluate import evaluate, evaluate_together, warn_unmeasured
+from bench.accuracy.evaluate import evaluate, evaluate_together, unmeasured_classes, warn_unmeasured
 from bench.accuracy.optimisation import Optimisation, amp_dtype
 from bench.accuracy.plan import PFLOP, WARMUP_MAX_SHARE, Plan, plan_run, train_pflop
 from bench.accuracy.preempt import Preemption
@@ -41,11 +41,12 @@ from bench.accuracy.train_data import scan_samples, train_data
 from bench.configs import TrainConfig
 from bench.cost.flops import any_model_macs, count_params
 from bench.cost.peak import utilisation
+from bench.errors import ResultsError
 from bench.outputs import OutputFolder, folder_lock, read_back, refuse_overlap
 from bench.settings import located_paths, path_fields, portable_path, portable_paths
 from models.atomic import atomic_write, atomic_write_text
 from models.checkpoint import read_checkpoint
-from models.errors import CheckpointError, ConfigError, ResultsError
+from models.errors import CheckpointError, ConfigError
 
 CONFIG_FILE, LAST, BEST, SUMMARY = "config.json", "last.pth", "best.pth", "summary.json"
 CONFIG_TOML = "config.toml"  # the settings without `out`: `vitbench train --config RUN/config.toml --out NEW seed=1`
@@ -258,7 +259,8 @@ def plateau_causes(config, lr, plan):
 
 
 class Trainer:
-    """Runs the epochs of one run: train, evaluate, checkpoint, metrics; `fit` ends with summary.json.
+    """Runs the epochs of one run: train, evaluate, checkpoint, metrics; `fit` ends with summary.json
+    (`finish` computes the summary, `record` writes it).
 
     With a holdout, every per-epoch score, best.pth, the EMA choice and the plateau flag use it, and the
     test split (the data folder's val/) is read once, at the end, to score the final weights and, labelled
@@ -308,6 +310,7 @@ class Trainer:
         self.opt = Optimisation(config, self.model, context, self.plan, len(samples.classes), quiet_unless_main)
         self.epoch, self.history, self.best, self.final_eval, self.tb = 0, [], None, None, None
         self.partial = None  # the epoch in progress at a mid-epoch checkpoint: where it was, its totals and RNGs
+        self.test_predictions = None  # per test image: its label and the classes the final and best weights chose
         self.preemption, self.last_save = Preemption(), time.monotonic()
 
     def start_from(self, path, classes, warn):
@@ -533,7 +536,9 @@ class Trainer:
         self.tb = self.open_log()
         with self.preemption:
             self.fit_epochs()
-        return self.finish()
+        summary = self.finish()
+        self.record(summary)
+        return summary
 
     def fit_epochs(self):
         context = self.context
@@ -625,9 +630,9 @@ class Trainer:
         best.load_state_dict(read_checkpoint(self.out / BEST)["state_dict"])
         scores = evaluate_together({"final": final, "best": best}, self.data.test_loader(), len(self.data.classes),
                                    self.context, self.bad_files, self.opt.amp_dtype, per_image=True)
-        if self.context.is_main and "predictions" in scores["final"]:
-            write_predictions(self.out / TEST_PREDICTIONS, scores["final"]["targets"],
-                              final=scores["final"]["predictions"], best=scores["best"]["predictions"])
+        if "predictions" in scores["final"]:
+            self.test_predictions = dict(targets=scores["final"]["targets"], final=scores["final"]["predictions"],
+                                         best=scores["best"]["predictions"])
         if self.config.test_subset:
             self.subset_scores = self.score_test_subset({"final": final, "best": best})
         return chosen, scores["final"], scores["best"]
@@ -644,7 +649,7 @@ class Trainer:
                 "top5": final["top5"], "loss": final["loss"], "best_top1": best and best["top1"]}
 
     def finish(self):
-        """Score the test split (with a holdout), check the ranks agree, write summary.json (rank 0)."""
+        """The run's summary: scores the test split (with a holdout) and checks the ranks agree; writes nothing."""
         if self.final_eval is None:  # resumed a run whose last epoch was already done
             self.final_eval = self.evaluate(self.opt.eval_net, self.data.val_loader())
         if not self.config.test:  # a recipe sweep: chosen on the holdout, the test split never read
@@ -722,18 +727,25 @@ class Trainer:
             "ranks_in_sync": max(checksums) == min(checksums),
             "health": self.health(),
             "per_class_top1": dict(zip(self.data.classes, test["per_class_top1"])),  # test, final weights; None: n/a
-            "classes_without_test_images": warn_unmeasured(self.data.classes, test, "the test split",
-                                                           self.warn if self.context.is_main else print_nothing)
-            if self.config.test else None,
+            "classes_without_test_images": unmeasured_classes(self.data.classes, test) if self.config.test else None,
             "confusion": test["confusion"],
             "skipped_files": skipped,
             "ignored_non_image_files": len(self.ignored_files),
         }
+        return summary
+
+    def record(self, summary):
+        """Write what `finish` found: the test scalars to the log, and on rank 0 the test predictions, metrics and
+        summary.json; warn about unmeasured classes and a run that stayed on its plateau."""
+        if self.context.is_main and summary["classes_without_test_images"]:
+            warn_unmeasured(self.data.classes, summary["classes_without_test_images"], "the test split", self.warn)
         if self.tb is not None:
             if self.config.test:
                 self.log_scalars("test", {"top1": summary["test_top1"], "top5": summary["test_top5"]})
             self.tb.close()
         if self.context.is_main:
+            if self.test_predictions is not None:
+                write_predictions(self.out / TEST_PREDICTIONS, **self.test_predictions)
             self.write_metrics()  # again, so a resumed finished run repairs a damaged metrics file
             atomic_write_text(self.out / SUMMARY, json.dumps(summary, indent=1) + "\n")
             if summary["health"]["plateau"]:
@@ -742,7 +754,6 @@ class Trainer:
                     f"{summary['health']['final_loss_vs_chance']:.2f}"
                     f" x chance); likely: {'; '.join(summary['health']['likely_causes'])}"
                 )
-        return summary
 
 
 def start(config: TrainConfig, overwrite: bool = False, progress: bool | str = True, warn=log) -> dict:

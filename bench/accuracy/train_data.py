@@ -6,9 +6,9 @@ run sees exactly the batches an uninterrupted one would:
 
 - `FolderData` (data_mode "files"): decoded per image by loader workers with timm's transforms;
 - `MemoryData` (data_mode "memory", chosen by "auto" for small images that fit): the split decoded
-  once into a cached uint8 tensor and augmented as tensors on the training device
-  (`bench.accuracy.tensor_data`): random crop with padding, flip, RandAugment or AutoAugment,
-  random erasing; eval on the whole image. Mixup/CutMix and label smoothing are the loop's in both.
+  once into a cached uint8 tensor (`bench.accuracy.decoded_cache`) and augmented as tensors on the
+  training device (`tensor_loaders`, `tensor_augment`): random crop with padding, flip, RandAugment or
+  AutoAugment, random erasing; eval on the whole image. Mixup/CutMix and label smoothing are the loop's in both.
 """
 import hashlib
 import os
@@ -30,8 +30,12 @@ from bench.accuracy.data import (
     select_per_class,
     train_transform,
 )
-from bench.accuracy.tensor_data import Augment, TensorEvalLoader, TensorLoader, choose_data_mode, decoded_split
-from models.errors import ConfigError, DatasetError
+from bench.accuracy.data_mode import choose_data_mode
+from bench.accuracy.decoded_cache import decoded_split
+from bench.accuracy.tensor_augment import Augment
+from bench.accuracy.tensor_loaders import TensorEvalLoader, TensorLoader
+from bench.errors import DatasetError
+from models.errors import ConfigError
 
 
 @dataclass

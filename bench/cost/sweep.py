@@ -27,10 +27,11 @@ from bench.cost.flops import macs_of, params_of
 from bench.cost.memory import activation_estimate_bytes, is_oom, largest_batch, measure_peak_memory, release_memory
 from bench.cost.profile import tokenizer_time_share
 from bench.cost.timing import measure_throughput
+from bench.errors import ResultsError
 from bench.outputs import RESUME, OutputFolder, folder_lock
 from bench.provenance import provenance
 from models.atomic import atomic_write_text
-from models.errors import ConfigError, ResultsError
+from models.errors import ConfigError
 
 FAMILY_BASES = {"vit": "vb_vit_small_patch16_224", "t2t-performer": "t2t_vit_14", "t2t-transformer": "t2t_vit_t_14"}
 assert set(FAMILY_BASES) <= set(models.FAMILIES) and tuple(FAMILY_BASES) == SWEEP_FAMILIES

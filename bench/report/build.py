@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.errors import ResultsError
 from bench.names import path_tag
 from bench.outputs import OutputFolder, folder_lock, read_back
 from bench.provenance import provenance
@@ -30,7 +31,6 @@ from bench.report import html, plots, scaling, study, tables
 from bench.report.markup import latex_table, md, md_lines, md_table
 from bench.report.style import save_figure
 from models.atomic import atomic_write_text
-from models.errors import ResultsError
 
 REPORT_TITLE = "# vitbench report"
 INDEX, PAGE = "index.md", "index.html"

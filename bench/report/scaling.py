@@ -30,6 +30,7 @@ from bench.accuracy.plan import train_pflop
 from bench.accuracy.study import RESULTS, run_folder_name
 from bench.accuracy.train import TEST_PREDICTIONS, read_predictions
 from bench.cost.published import published_cifar10
+from bench.errors import ResultsError
 from bench.report.markup import md, md_lines, md_table
 from bench.report.stats import (
     combine_mcnemar,
@@ -43,7 +44,6 @@ from bench.report.stats import (
 )
 from bench.report.style import FAMILY_COLORS, new_figure, save_figure
 from models.atomic import atomic_write_text
-from models.errors import ResultsError
 
 LEVEL = 0.95
 BOOTSTRAPS = 4000
