@@ -23,7 +23,6 @@ import pandas as pd
 import tomli_w
 
 import models
-from bench import records
 from bench.accuracy import distributed, factory, train
 from bench.accuracy.data import log, scan_dataset
 from bench.accuracy.decoded_cache import decoded_split
@@ -36,6 +35,7 @@ from bench.names import path_name
 from bench.outputs import RESUME, OutputFolder, folder_lock, read_back
 from bench.processes import worker_pool
 from bench.provenance import provenance
+from bench.records import repoint
 from bench.settings import located_paths, portable_path, portable_paths, read_toml
 from models.atomic import atomic_write_text
 from models.errors import ConfigError
@@ -477,7 +477,7 @@ def begin_study(spec, data, out, resume, overwrite, context):
         STUDY_FOLDER.start(out, resume, overwrite, reads=(data,))
         if moved:  # its runs' images, checked: the study and every run of it now recorded where they lie
             for variant, fraction, seed in spec.runs():
-                records.repoint(out / "runs" / run_name(variant, fraction, seed), "data", data)
+                repoint(out / "runs" / run_name(variant, fraction, seed), "data", data)
         study_record = {"spec": spec_paths(train.jsonable(record), portable_paths, out), "images": images,
                         "provenance": provenance(context.device), **({SLURM_JOBS: jobs} if jobs else {})}
         atomic_write_text(out / STUDY_FILE, json.dumps(study_record, indent=1) + "\n")

@@ -28,7 +28,6 @@ import pandas as pd
 import torch
 
 import models
-from bench import records
 from bench.accuracy import distributed, factory, precision
 from bench.accuracy.data import BadFileLog, log
 from bench.accuracy.distributed import cpu_threads
@@ -43,6 +42,7 @@ from bench.cost.flops import any_model_macs, count_params
 from bench.cost.peak import utilisation
 from bench.errors import ResultsError
 from bench.outputs import OutputFolder, folder_lock, read_back, refuse_overlap
+from bench.records import repoint
 from bench.settings import located_paths, path_fields, portable_path, portable_paths
 from models.atomic import atomic_write, atomic_write_text
 from models.checkpoint import read_checkpoint
@@ -794,7 +794,7 @@ def resume(out: str | Path, given: dict | None = None, progress: bool | str = Tr
         trainer = Trainer(config, context, progress, warn, resume_from=payload if isinstance(payload, dict) else None)
         trainer.restore(last, payload)
         if context.is_main and moved:  # its images, checked by restore: now recorded where they lie
-            records.repoint(out, "data", config.data)
+            repoint(out, "data", config.data)
         if context.is_main:
             warn(f"resuming {out} after epoch {trainer.epoch} of {trainer.plan.epochs}")
         return trainer.fit()
