@@ -17,7 +17,8 @@ import torch
 from timm.models.vision_transformer import VisionTransformer as TimmViT
 
 import models
-from bench.cost.build import build_model, dropout_rates, input_size
+from bench import factory
+from bench.cost.build import dropout_rates, input_size
 from bench.cost.flops import analytic_macs, any_model_macs, count_params
 from bench.cost.profile import pass_steps
 from bench.cost.sweep import FAMILY_BASES, SweepSpec, configurations
@@ -40,7 +41,7 @@ class Case:
         return f"{self.name}[{extra}]" if extra else self.name
 
     def build(self):
-        return build_model(self.name, self.overrides)
+        return factory.create(self.name, self.overrides)
 
 
 def build_reference(ours):

@@ -9,10 +9,10 @@ import pytest
 import tomli_w
 import torch
 
-from bench import cli
+from bench import cli, factory
 from bench.accuracy import data as data_module
-from bench.accuracy import factory, study, train, train_data
 from bench.accuracy import plan as plan_module
+from bench.accuracy import study, train, train_data
 from bench.accuracy.data import carve_holdout, scan_dataset
 from bench.accuracy.optimisation import Optimisation
 from bench.accuracy.plan import Plan, plan_run, train_pflop
@@ -161,7 +161,7 @@ def test_the_cosine_ends_at_the_budget_and_peaks_after_the_warm_up():
 
 def test_a_pflop_run_stops_at_its_budget_mid_epoch_and_records_its_compute(data, tmp_path):
     config = tiny_config(data, tmp_path / "run", model="vb_vit_tiny_patch16_224", holdout=6, warmup_epochs=0)
-    macs = any_model_macs(factory.create(config.model, 3, config.img_size, overrides=config.model_args), 32)
+    macs = any_model_macs(factory.create(config.model, config.model_args, 3, config.img_size, 0.0), 32)
     config.budget_pflop = train_pflop(8 * 5, macs)  # 5 updates of 8 images: two epochs of 2 and one of 1
     summary = train.start(config, progress=False, warn=quiet)
     assert summary["updates"] == 5 and summary["epochs"] == 3 and summary["images_seen"] == 40

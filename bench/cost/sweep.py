@@ -20,9 +20,10 @@ from pathlib import Path
 import pandas as pd
 
 import models
+from bench import factory
 from bench.allocator import describe_policy
 from bench.configs import SWEEP_FAMILIES, SweepSpec
-from bench.cost.build import build_model, check_runs, check_timm_name, input_size, is_ours
+from bench.cost.build import check_runs, input_size
 from bench.cost.flops import macs_of, params_of
 from bench.cost.memory import activation_estimate_bytes, is_oom, largest_batch, measure_peak_memory, release_memory
 from bench.cost.profile import tokenizer_time_share
@@ -44,9 +45,9 @@ def check_names(spec):
         if name not in models.MODEL_CONFIGS:
             raise ConfigError(f"unknown models value {name!r}; choose from `vitbench list`")
     for name in spec.timm:
-        if is_ours(name):
+        if factory.is_ours(name):
             raise ConfigError(f"timm value {name!r} is one of ours; list it under models = [{name!r}]")
-        check_timm_name(name)
+        factory.check_name(name)
     return spec
 
 
@@ -137,7 +138,7 @@ def timm_columns(model):
 
 def measure_config(spec, name, overrides):
     """All rows for one configuration: (measurement, value, unit, extra)."""
-    model = build_model(name, overrides)
+    model = factory.create(name, overrides)
     ours = isinstance(model, models.VisionTransformer)
     if not ours:
         check_runs(model)
