@@ -104,10 +104,15 @@ def pairs(img_size, shrink=None):
 
 
 SMOKE = {"depth": 1, "embed_dim": 64, "num_heads": 2}
+
+
+def smoke_case(name):
+    """`name` at 32 px and SMOKE's size; a model with patches takes 8 x 8 ones (16 would leave 4 tokens)."""
+    patches = {"patch_size": 8} if "patch_size" in models.MODEL_CONFIGS[name] else {}
+    return Case(name, {"img_size": 32, **SMOKE, **patches})
 SIZES = {
     "smoke": {
-        "named_case": [Case(name, {"img_size": 32, **SMOKE, **({} if name.startswith("t2t") else {"patch_size": 8})})
-                       for name in ("t2t_vit_7", "t2t_vit_t_14", "vb_vit_tiny_patch16_224")],
+        "named_case": [smoke_case(name) for name in ("t2t_vit_7", "t2t_vit_t_14", "vb_vit_tiny_patch16_224")],
         "sweep_case": sweep_cases([1, 2], [2, 4], [8, 16], 32, 64),
         "baseline_case": [Case("deit_tiny_patch16_224", {"img_size": 32, **SMOKE}), Case("resnet50", {"img_size": 32})],
         "pair_case": pairs(32, SMOKE),

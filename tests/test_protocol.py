@@ -281,11 +281,38 @@ def checkpoint_of_kind(kind, tmp_path, data):
     return tmp_path / "model.safetensors", "vb_vit_tiny_patch16_224", vit
 
 
+def reads_of(path, monkeypatch):
+    """A list that grows by one each time torch.load or safetensors opens `path`."""
+    import safetensors
+    import safetensors.torch
+
+    reads = []
+
+    def counted(reader):
+        def read(file, *args, **kwargs):
+            reads.extend([file] if str(file) == str(path) else [])
+            return reader(file, *args, **kwargs)
+        return read
+
+    monkeypatch.setattr(torch, "load", counted(torch.load))
+    for module in (safetensors, safetensors.torch):  # safetensors.torch.load_file opens through its own name
+        monkeypatch.setattr(module, "safe_open", counted(safetensors.safe_open))
+    return reads
+
+
 @pytest.mark.parametrize("kind", ["vitbench run", "reference T2T-ViT", "timm state dict", "safetensors"])
-def test_each_kind_of_checkpoint_fine_tunes_at_another_size_with_a_new_head(data, tmp_path, kind):
+def test_each_kind_of_checkpoint_fine_tunes_at_another_size_with_a_new_head(data, tmp_path, kind, monkeypatch):
+    from bench.accuracy.evaluate import imagenet_synsets, model_for_checkpoint
+
     path, model, overrides = checkpoint_of_kind(kind, tmp_path, data)
+    reads = reads_of(path, monkeypatch)
     summary = train.start(tiny_config(data, tmp_path / "tuned", model=model, model_args=overrides, init=str(path),
                                       img_size=32, epochs=1, holdout=3), progress=False, warn=quiet)
+    assert len(reads) == 1  # --init reads its file once: weights, classes and normalisation from that one read
+    reads.clear()  # eval too: a run's file on its own classes, any other's 1000-class head on three synsets
+    classes = scan_dataset(data)["train"].classes if kind == "vitbench run" else imagenet_synsets()[:3]
+    model_for_checkpoint(path, classes, model, 16, overrides, warn=quiet)
+    assert len(reads) == 1
     loaded = summary["init"]
     assert loaded["checkpoint"] == str(path) and loaded["resized_pos_embed"]  # 16 px pretrained, 32 px here
     # a 1000-class head is replaced; the vitbench run was trained on these very classes, so its head is kept

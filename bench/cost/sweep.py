@@ -75,12 +75,12 @@ def configurations(spec):
     """(label, model name, overrides) for every point of the grid, deduplicated, in order."""
     axes = {k: getattr(spec, k) for k in ("depth", "num_heads", "embed_dim", "mlp_ratio", "img_size")}
     seen = set()
-    for family in spec.families:
-        patch_sizes = spec.patch_size if family == "vit" else []
+    for family in spec.families:  # its base model and its FAMILY_TABLE row say what it varies
+        patch_sizes = spec.patch_size if "patch_size" in models.MODEL_CONFIGS[FAMILY_BASES[family]] else []
+        block = models.FAMILY_TABLE[family].t2t_block
         for values in itertools.product(*(v or [None] for v in axes.values()), patch_sizes or [None]):
             overrides = {k: v for k, v in zip([*axes, "patch_size"], values) if v is not None}
-            if family != "vit":
-                overrides["t2t_block"] = family.split("-")[1]
+            overrides.update({"t2t_block": block} if block else {})
             yield from _once(seen, family, FAMILY_BASES[family], overrides)
     for family, names in (("named", spec.models), (TIMM_FAMILY, spec.timm)):
         for name in names:
@@ -106,7 +106,7 @@ def config_columns(model):
     config = model.config
     return {
         "model": model.model_name,
-        "tokenizer": config["t2t_block"] if config["tokenizer"] == "t2t" else "patch",
+        "tokenizer": models.FAMILY_TABLE[models.family_of(config)].kind,
         "depth": len(model.blocks),
         "num_heads": model.blocks[0].attn.num_heads,
         "embed_dim": model.embed_dim,

@@ -61,12 +61,9 @@ def mac_breakdown(counts):
 
 
 def tokenizer_family(tokenizer):
-    """The family of a sweep row from its `tokenizer` column (patch, performer, transformer or timm)."""
-    if tokenizer == TIMM_FAMILY:
-        return TIMM_FAMILY
-    return models.family_of(
-        {"tokenizer": "patch"} if tokenizer == "patch" else {"tokenizer": "t2t", "t2t_block": tokenizer}
-    )
+    """The family of a sweep row from its `tokenizer` column (a `models.Family.kind`: patch, performer,
+    transformer..., or timm)."""
+    return TIMM_FAMILY if tokenizer == TIMM_FAMILY else models.family_of_kind(tokenizer)
 
 
 def sweep_wide(table):
@@ -177,9 +174,7 @@ def ratio_table(data):
 
 def run_family(config):
     """Family of a training run from its config: ours by registry, anything else a CNN from timm."""
-    if config["model"] not in models.MODEL_CONFIGS:
-        return "cnn"
-    return models.family_of({**models.MODEL_CONFIGS[config["model"]], **config.get("model_args", {})})
+    return models.family_of_model(config["model"], config.get("model_args"))
 
 
 def run_classes(config, summary):
