@@ -1,7 +1,7 @@
 """Save our checkpoints and load three layouts into our models, proven by equivalence tests.
 
-A file is read once (`open_checkpoint`) into a `LoadedCheckpoint` that knows what it holds (layout, weights, the
-classes a vitbench run trained on, its stored config and normalisation) and is then applied to a model
+A file is read once (`open_checkpoint`) into a `LoadedCheckpoint` that knows what it holds (its weights, the
+classes and normalisation a vitbench run recorded, its stored config and metadata) and is then applied to a model
 (`LoadedCheckpoint.load_into`; `load_checkpoint` does both). Layouts understood by it and by
 `timm_pretrained_filter` (timm's `create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=...))`):
 - ours (`save_checkpoint`): keys as in `VisionTransformer`, plus the model's name and config;
@@ -17,7 +17,6 @@ import os
 import pickle
 import re
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import safetensors.torch
@@ -74,7 +73,7 @@ def read_file(path):
     if path.suffix == ".safetensors":  # Hugging Face / timm's safe format: tensors only, no pickle
         try:
             with safetensors.safe_open(path, "pt", device="cpu") as f:
-                return f.get_tensors(), f.metadata()
+                return {key: f.get_tensor(key) for key in f.keys()}, f.metadata()
         except Exception as e:  # safetensors raises its own SafetensorError for a damaged header
             raise CheckpointError(f"{path} is not a readable safetensors file ({first_line(e)})") from None
     if foreign := FOREIGN_FORMATS.get(path.suffix.lower()):
@@ -332,7 +331,7 @@ class LoadedCheckpoint:
         config = self.payload.get("config") if isinstance(self.payload, dict) else None
         return config if isinstance(config, dict) else None
 
-    @cached_property
+    @property
     def pretrained_cfg(self):
         """The `pretrained_cfg` (timm's field names) in a .safetensors file's metadata; None where there is none."""
         return metadata_pretrained_cfg(self.metadata, self.path)
