@@ -24,7 +24,7 @@ def check_name(name):
     if not isinstance(name, str) or not timm.is_model(name):
         close = difflib.get_close_matches(str(name), timm.list_models(), n=3, cutoff=0.6)  # ours are timm's too
         hint = (f"did you mean {', '.join(close)}?" if close else
-                "run `vitbench list` for ours or pick any timm model name, e.g. resnet18")
+                "run `vitbench list` or pick any timm model name")
         raise UnknownModelError(f"unknown model {name!r}; {hint}")
     return name
 
