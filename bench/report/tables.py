@@ -228,8 +228,8 @@ def cifar_models():
     for name in models.CNN_BASELINES:
         model = timm.create_model(name)
         macs = any_model_macs(model)
-        rows.append({"model": name, "family": "cnn", "params": count_params(model), "macs_G": macs / 1e9,
-                     "macs_without_qk_av_G": macs / 1e9, "tokenizer_mac_share": None})
+        rows.append({"model": name, "family": models.family_of_model(name), "params": count_params(model),
+                     "macs_G": macs / 1e9, "macs_without_qk_av_G": macs / 1e9, "tokenizer_mac_share": None})
     for row in rows:
         source = published.get(row["model"], {})
         row.update(params_published=float(source["params_published"]) if source else None,
