@@ -17,7 +17,8 @@ import torch
 from timm.models.vision_transformer import VisionTransformer as TimmViT
 
 import models
-from bench.cost.build import build_model, dropout_rates, input_size
+from bench import factory
+from bench.cost.build import dropout_rates, input_size
 from bench.cost.flops import analytic_macs, any_model_macs, count_params
 from bench.cost.profile import pass_steps
 from bench.cost.sweep import FAMILY_BASES, SweepSpec, configurations
@@ -40,7 +41,7 @@ class Case:
         return f"{self.name}[{extra}]" if extra else self.name
 
     def build(self):
-        return build_model(self.name, self.overrides)
+        return factory.create(self.name, self.overrides)
 
 
 def build_reference(ours):
@@ -103,10 +104,15 @@ def pairs(img_size, shrink=None):
 
 
 SMOKE = {"depth": 1, "embed_dim": 64, "num_heads": 2}
+
+
+def smoke_case(name):
+    """`name` at 32 px and SMOKE's size; a model with patches takes 8 x 8 ones (16 would leave 4 tokens)."""
+    patches = {"patch_size": 8} if "patch_size" in models.MODEL_CONFIGS[name] else {}
+    return Case(name, {"img_size": 32, **SMOKE, **patches})
 SIZES = {
     "smoke": {
-        "named_case": [Case(name, {"img_size": 32, **SMOKE, **({} if name.startswith("t2t") else {"patch_size": 8})})
-                       for name in ("t2t_vit_7", "t2t_vit_t_14", "vb_vit_tiny_patch16_224")],
+        "named_case": [smoke_case(name) for name in ("t2t_vit_7", "t2t_vit_t_14", "vb_vit_tiny_patch16_224")],
         "sweep_case": sweep_cases([1, 2], [2, 4], [8, 16], 32, 64),
         "baseline_case": [Case("deit_tiny_patch16_224", {"img_size": 32, **SMOKE}), Case("resnet50", {"img_size": 32})],
         "pair_case": pairs(32, SMOKE),

@@ -20,6 +20,8 @@ from .registry import (
     create_model,
     default_img_size,
     family_of,
+    family_of_kind,
+    family_of_model,
     list_models,
     resolve_config,
 )
@@ -28,6 +30,7 @@ from .tokenizers import PatchTokenizer, T2TTokenizer, Tokenizer
 __all__ = [
     "VisionTransformer", "PatchTokenizer", "T2TTokenizer", "create_model", "list_models", "resolve_config",
     "load_checkpoint", "save_checkpoint", "MODEL_CONFIGS", "PUBLISHED_EQUIVALENTS", "FAMILIES", "family_of",
+    "family_of_model", "family_of_kind",
     "count_params", "Family", "FAMILY_TABLE", "Tokenizer", "DEFAULT_IMG_SIZE", "default_img_size", "CNN_BASELINES",
     "VitbenchError", "ConfigError", "InputShapeError", "UnknownModelError", "CheckpointError",
 ]

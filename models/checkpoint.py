@@ -1,10 +1,13 @@
 """Save our checkpoints and load three layouts into our models, proven by equivalence tests.
 
-Layouts understood by `load_checkpoint` and by `timm_pretrained_filter` (timm's
-`create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=...))`):
+A file is read once (`open_checkpoint`) into a `LoadedCheckpoint` that knows what it holds (its weights, the
+classes and normalisation a vitbench run recorded, its stored config and metadata) and is then applied to a model
+(`LoadedCheckpoint.load_into`; `load_checkpoint` does both). Layouts understood by it and by
+`timm_pretrained_filter` (timm's `create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=...))`):
 - ours (`save_checkpoint`): keys as in `VisionTransformer`, plus the model's name and config;
 - the reference T2T-ViT `.pth.tar` (`state_dict` / `state_dict_ema`, `tokens_to_token.*` keys);
 - a timm `VisionTransformer` state dict (`patch_embed.proj.weight` as a (D, C, P, P) conv).
+Any other model (a timm CNN) takes its own state dict, its classifier fresh for another class count.
 """
 import argparse
 import json
@@ -13,6 +16,7 @@ import math
 import os
 import pickle
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import safetensors.torch
@@ -50,7 +54,13 @@ def save_checkpoint(model: nn.Module, path: str | Path, **extra) -> Path:
 
 
 def read_checkpoint(path):
-    """torch.load with weights_only=True, every failure turned into a one-line CheckpointError."""
+    """What checkpoint `path` holds (torch.load with weights_only=True, or a .safetensors file's tensors), every
+    failure turned into a one-line CheckpointError."""
+    return read_file(path)[0]
+
+
+def read_file(path):
+    """(what the file holds, its safetensors metadata or None): the one read of a checkpoint file."""
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder, not a checkpoint file; pass the file, e.g. {path / 'best.pth'}")
@@ -62,7 +72,8 @@ def read_checkpoint(path):
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes); the file was not written completely")
     if path.suffix == ".safetensors":  # Hugging Face / timm's safe format: tensors only, no pickle
         try:
-            return safetensors.torch.load_file(path, device="cpu")
+            with safetensors.safe_open(path, "pt", device="cpu") as f:
+                return {key: f.get_tensor(key) for key in f.keys()}, f.metadata()
         except Exception as e:  # safetensors raises its own SafetensorError for a damaged header
             raise CheckpointError(f"{path} is not a readable safetensors file ({first_line(e)})") from None
     if foreign := FOREIGN_FORMATS.get(path.suffix.lower()):
@@ -71,7 +82,7 @@ def read_checkpoint(path):
                               "save its state_dict as .pth or .safetensors")
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True), None
     except pickle.UnpicklingError as e:
         # only a pickle that names a global to call is one that runs code; other bytes are just not a checkpoint
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
@@ -96,9 +107,15 @@ def file_pretrained_cfg(path):
         return None
     try:
         with safetensors.safe_open(path, "pt") as f:
-            text = (f.metadata() or {}).get("pretrained_cfg")
+            metadata = f.metadata()
     except Exception as e:  # SafetensorError for a damaged header
         raise CheckpointError(f"{path} is not a readable safetensors file ({first_line(e)})") from None
+    return metadata_pretrained_cfg(metadata, path)
+
+
+def metadata_pretrained_cfg(metadata, path):
+    """The `pretrained_cfg` JSON object in a safetensors file's `metadata`, None where it has none."""
+    text = (metadata or {}).get("pretrained_cfg")
     try:
         cfg = None if text is None else json.loads(text)
     except ValueError:
@@ -215,34 +232,6 @@ def source_grid(payload, num_tokens):
     return (side, side)
 
 
-def saved_as(payload):
-    name = payload.get("model") if isinstance(payload, dict) else None
-    return f" (saved from {name})" if isinstance(name, str) else ""
-
-
-def trained_on(payload):
-    """The classes a vitbench run trained on (its record's `build`); None for any other checkpoint."""
-    build = payload.get("build") if isinstance(payload, dict) else None
-    return build.get("classes") if isinstance(build, dict) else None
-
-
-def recorded_normalisation(payload):
-    """The input mean/std a vitbench run trained with (its record's `build`); None for any other checkpoint."""
-    build = payload.get("build") if isinstance(payload, dict) else None
-    return build.get("normalisation") if isinstance(build, dict) else None
-
-
-def saved_by(payload):
-    """Which program wrote a checkpoint, as far as its top-level keys tell."""
-    if not isinstance(payload, dict):
-        return "unknown"
-    if "build" in payload:
-        return "vitbench"
-    if "args" in payload and "arch" in payload:
-        return f"timm train.py ({payload['arch']}, epoch {payload.get('epoch', '?')})"
-    return "a state dict" if all(isinstance(v, torch.Tensor) for v in payload.values()) else "a training script"
-
-
 HEAD_KEYS = ("head.weight", "head.bias")
 CONVERTERS = {"reference-t2t": convert_reference_t2t, "timm-vit": convert_timm_vit}
 # The backbone LayerNorm eps each source was trained with: weights reproduce their logits only with it (a 1e-5 vs
@@ -298,37 +287,134 @@ def use_reference_scale(model):
     log.info("set backbone attention scale to embed_dim ** -0.5 as the released T2T-ViT weights were trained")
 
 
-def load_checkpoint(model: VisionTransformer, path: str | Path, use_ema: bool = False, strict: bool = True,
-                    reference_qk_scale: bool = True) -> dict:
-    """Load a local checkpoint into `model`, adapting positions and head; returns what was done.
-
-    The position table is interpolated when the image size differs; a head for another
-    class count is left at its fresh init. Reference T2T-ViT weights were trained with the
-    backbone scale embed_dim ** -0.5, which is set on the model when `reference_qk_scale`.
-    """
-    payload = read_checkpoint(path)
-    state_dict, layout, resized = to_our_layout(extract_state_dict(payload, path, use_ema), model, payload)
-    report = {"layout": layout, "saved_by": saved_by(payload), "trained_on": trained_on(payload), "use_ema": use_ema,
-              "resized_pos_embed": resized, "new_head": False, "normalisation": recorded_normalisation(payload)}
-    own = model.state_dict()
-    head_keys = [k for k in HEAD_KEYS if k in state_dict]
+def fresh_head(state_dict, own, head_keys):
+    """`state_dict` without the classifier `head_keys` where they do not fit the model's (`own`): another class
+    count starts at its init. (state_dict, whether the head is fresh)."""
+    head_keys = [key for key in head_keys if key in state_dict]
     if head_keys and any(own.get(k) is None or own[k].shape != state_dict[k].shape for k in head_keys):
-        for key in head_keys:
-            del state_dict[key]
-        report["new_head"] = True
+        return {k: v for k, v in state_dict.items() if k not in head_keys}, True
+    return state_dict, False
 
-    if parts := misfit(state_dict, own, report["new_head"], strict) + settings_misfit(model, layout, payload):
-        raise CheckpointError(
-            f"{path} ({layout} layout) does not fit {getattr(model, 'model_name', type(model).__name__)}: "
-            + "; ".join(parts)
-            + f"; create the model this checkpoint was trained as{saved_as(payload)}"
-        )
-    model.load_state_dict(state_dict, strict=False)
-    if layout == "reference-t2t" and reference_qk_scale:
-        use_reference_scale(model)
-    if report["new_head"]:
-        log.info("%s: head left at random init for %d classes", path, model.num_classes)
-    return report
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """A checkpoint file read once (`open_checkpoint`): what it holds and says of itself, applied by `load_into`."""
+
+    path: Path
+    payload: object  # what the file holds: a training script's dict (weights, a vitbench run's record...) or tensors
+    metadata: dict | None = None  # a .safetensors file's header metadata (str -> str)
+
+    def state_dict(self, use_ema=False):
+        """Its weights in the file's own keys, `module.` prefixes stripped; the EMA ones with `use_ema`."""
+        return extract_state_dict(self.payload, self.path, use_ema)
+
+    @property
+    def record(self):
+        """The record a vitbench run saves with its weights (`build`: model, overrides, img_size, classes,
+        normalisation, eval transform); None for any other file."""
+        build = self.payload.get("build") if isinstance(self.payload, dict) else None
+        return build if isinstance(build, dict) else None
+
+    @property
+    def classes(self):
+        """The classes a vitbench run trained on; None for any other checkpoint."""
+        return (self.record or {}).get("classes")
+
+    @property
+    def normalisation(self):
+        """The input mean/std a vitbench run trained with, and their source; None for any other checkpoint."""
+        return (self.record or {}).get("normalisation")
+
+    @property
+    def config(self):
+        """The model config `save_checkpoint` stored; None where the file has none."""
+        config = self.payload.get("config") if isinstance(self.payload, dict) else None
+        return config if isinstance(config, dict) else None
+
+    @property
+    def pretrained_cfg(self):
+        """The `pretrained_cfg` (timm's field names) in a .safetensors file's metadata; None where there is none."""
+        return metadata_pretrained_cfg(self.metadata, self.path)
+
+    @property
+    def saved_by(self):
+        """Which program wrote the file, as far as its top-level keys tell."""
+        payload = self.payload
+        if not isinstance(payload, dict):
+            return "unknown"
+        if "build" in payload:
+            return "vitbench"
+        if "args" in payload and "arch" in payload:
+            return f"timm train.py ({payload['arch']}, epoch {payload.get('epoch', '?')})"
+        return "a state dict" if all(isinstance(v, torch.Tensor) for v in payload.values()) else "a training script"
+
+    def saved_as(self):
+        name = self.payload.get("model") if isinstance(self.payload, dict) else None
+        return f" (saved from {name})" if isinstance(name, str) else ""
+
+    def head_classes(self, model):
+        """The class count of its classifier as `model` names it (`head` for ours, `fc` for a ResNet...); None if
+        it has none."""
+        state_dict = self.state_dict()
+        keys = [key for key in classifier_keys(model, state_dict) if key.endswith("weight")]
+        return state_dict[keys[0]].shape[0] if keys else None
+
+    def load_into(self, model, use_ema=False, strict=True, reference_qk_scale=True):
+        """Its weights into `model`, adapting positions and head; returns what was done. A head for another class
+        count is left at its fresh init. Ours take the three layouts (`load_vit`), any other model its own keys."""
+        if isinstance(model, VisionTransformer):
+            return self.load_vit(model, use_ema, strict, reference_qk_scale)
+        own = model.state_dict()
+        state_dict, new_head = fresh_head(self.state_dict(use_ema), own, classifier_keys(model, own))
+        mismatched = [k for k, v in state_dict.items() if k in own and v.shape != own[k].shape]
+        missing = set(own) - set(state_dict) - (set(classifier_keys(model, own)) if new_head else set())
+        unexpected = set(state_dict) - set(own)
+        if mismatched or missing or unexpected:
+            raise CheckpointError(
+                f"{self.path} does not fit {type(model).__name__}: mismatched {short_list(mismatched, limit=6)}, "
+                f"missing {short_list(missing, limit=6)}, unexpected {short_list(unexpected, limit=6)}; "
+                "create the model this checkpoint was trained as"
+            )
+        model.load_state_dict(state_dict, strict=False)
+        return {"layout": "timm", "new_head": new_head, "trained_on": self.classes}
+
+    def load_vit(self, model, use_ema, strict, reference_qk_scale):
+        """The position table is interpolated when the image size differs. Reference T2T-ViT weights were trained
+        with the backbone scale embed_dim ** -0.5, which is set on the model when `reference_qk_scale`."""
+        state_dict, layout, resized = to_our_layout(self.state_dict(use_ema), model, self.payload)
+        own = model.state_dict()
+        state_dict, new_head = fresh_head(state_dict, own, HEAD_KEYS)
+        report = {"layout": layout, "saved_by": self.saved_by, "trained_on": self.classes, "use_ema": use_ema,
+                  "resized_pos_embed": resized, "new_head": new_head, "normalisation": self.normalisation}
+        if parts := misfit(state_dict, own, new_head, strict) + settings_misfit(model, layout, self.payload):
+            raise CheckpointError(
+                f"{self.path} ({layout} layout) does not fit {getattr(model, 'model_name', type(model).__name__)}: "
+                + "; ".join(parts)
+                + f"; create the model this checkpoint was trained as{self.saved_as()}"
+            )
+        model.load_state_dict(state_dict, strict=False)
+        if layout == "reference-t2t" and reference_qk_scale:
+            use_reference_scale(model)
+        if new_head:
+            log.info("%s: head left at random init for %d classes", self.path, model.num_classes)
+        return report
+
+
+def classifier_keys(model, state_dict):
+    """The state-dict keys of `model`'s classifier (`head.*` for ours, `fc.*` for a ResNet...)."""
+    prefix = model.pretrained_cfg.get("classifier", "head") if hasattr(model, "pretrained_cfg") else "head"
+    return [key for key in state_dict if key.startswith(prefix + ".")]
+
+
+def open_checkpoint(path) -> LoadedCheckpoint:
+    """Checkpoint `path` read once (`read_file`: every failure a one-line CheckpointError)."""
+    return LoadedCheckpoint(Path(path), *read_file(path))
+
+
+def load_checkpoint(model: nn.Module, path: str | Path, use_ema: bool = False, strict: bool = True,
+                    reference_qk_scale: bool = True) -> dict:
+    """Load a local checkpoint into `model` (`LoadedCheckpoint.load_into`); returns what was done."""
+    return open_checkpoint(path).load_into(model, use_ema, strict, reference_qk_scale)
 
 
 def timm_pretrained_filter(state_dict, model):

@@ -11,7 +11,7 @@ from pathlib import Path
 import safetensors.torch
 
 from .atomic import atomic_write
-from .checkpoint import extract_state_dict, read_checkpoint
+from .checkpoint import open_checkpoint
 from .errors import CheckpointError, ConfigError
 
 LAYOUTS = ("ours", "timm", "reference")
@@ -79,14 +79,14 @@ def export_checkpoint(source, out, layout="ours", use_ema=False):
     if Path(out).suffix != ".safetensors":
         raise ConfigError(f"{out} must end in .safetensors (the only --format written)")
     path = run_checkpoint(source)
-    payload = read_checkpoint(path)
-    config = payload.get("config") if isinstance(payload, dict) else None
-    if layout != "ours" and not isinstance(config, dict):
+    checkpoint = open_checkpoint(path)
+    config = checkpoint.config
+    if layout != "ours" and config is None:
         raise CheckpointError(f"{path} has no vitbench model config, so its {layout} layout cannot be told; "
                               "export it with --layout ours, or load it in timm as it is")
-    state_dict = extract_state_dict(payload, path, use_ema)
+    state_dict = checkpoint.state_dict(use_ema)
     tensors = {key: value.contiguous() for key, value in EXPORTERS[layout](state_dict, config or {}).items()}
-    metadata = {"format": "pt", "layout": layout, "model": str(payload.get("model") or ""),
+    metadata = {"format": "pt", "layout": layout, "model": str(checkpoint.payload.get("model") or ""),
                 "config": json.dumps(config), "source": path.name, "ema": json.dumps(use_ema)}
     if layout == "timm":
         head = tensors.get("head.weight")

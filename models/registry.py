@@ -119,6 +119,12 @@ class Family:
     tokenizer: str | None = None
     t2t_block: str | None = None
 
+    @property
+    def kind(self):
+        """The word for the family's front end in a sweep's `tokenizer` column: its block kind where it is one
+        (performer, transformer), else its tokenizer (patch); None for a family vitbench does not build."""
+        return self.t2t_block or self.tokenizer
+
 
 # The model families every table, sweep, study and plot speaks of, in the order they are shown.
 FAMILY_TABLE = {
@@ -144,6 +150,16 @@ def family_of(settings: dict) -> str:
     matches = (name for name, family in FAMILY_TABLE.items()
                if family.tokenizer == tokenizer and family.t2t_block in (None, block))
     return next(matches, "cnn")  # not built by vitbench: a timm baseline
+
+
+def family_of_model(name, overrides=None):
+    """The family of named model `name` with `overrides`; any timm model that is not ours is a "cnn"."""
+    return family_of({**MODEL_CONFIGS[name], **(overrides or {})}) if name in MODEL_CONFIGS else "cnn"
+
+
+def family_of_kind(kind):
+    """The family whose `Family.kind` is `kind` (a sweep row's `tokenizer` column); "cnn" for none."""
+    return next((name for name, family in FAMILY_TABLE.items() if family.kind and family.kind == kind), "cnn")
 
 
 # Settings type-checked before any module is built. Integers: the lowest allowed value.

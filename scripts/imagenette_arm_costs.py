@@ -16,7 +16,8 @@ import time
 
 import torch
 
-from bench.accuracy import factory, study
+from bench import factory
+from bench.accuracy import study
 from bench.cost.flops import any_model_macs
 
 HOLDOUT, TEST, CLEAN = 947, 3925, 134  # Imagenette: 10% of train/ held out, val/ scored as test, its clean part
@@ -32,7 +33,7 @@ def arms(spec):
 
 
 def step_timer(model_name, img_size, overrides, amp, batch):
-    model = factory.create(model_name, 10, img_size, overrides=overrides)
+    model = factory.create(model_name, overrides, 10, img_size, drop_path_rate=0.0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     images, targets = torch.randn(batch, 3, img_size, img_size), torch.randint(0, 10, (batch,))
     dtype = torch.bfloat16 if amp == "bf16" else None

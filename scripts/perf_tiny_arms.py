@@ -21,7 +21,7 @@ from timm.loss import LabelSmoothingCrossEntropy
 from timm.optim import create_optimizer_v2
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from bench.accuracy import factory
+from bench import factory
 from bench.cost.flops import TRAIN_FLOPS_PER_MAC, any_model_macs
 from bench.cost.peak import cpu_peak
 
@@ -47,7 +47,7 @@ def build(arm, batch, levers, seed=0):
     """(model, optimiser, images, targets, loss) for one arm, deterministic in `seed`."""
     channels_last, opt_options, _, _ = levers
     torch.manual_seed(seed)
-    model = factory.create(arm, 10, 32, 0.0, ARMS[arm])
+    model = factory.create(arm, ARMS[arm], 10, 32, 0.0)
     images, targets = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -136,7 +136,7 @@ def main():
     results = {"threads": args.threads, "batch": args.batch, "rounds": args.rounds, "peak": peak,
                "torch": torch.__version__, "arms": {}}
     for arm in args.arms:
-        macs = any_model_macs(factory.create(arm, 10, 32, 0.0, ARMS[arm]), 32)
+        macs = any_model_macs(factory.create(arm, ARMS[arm], 10, 32, 0.0), 32)
         ratios, medians = lever_ratios(arm, args.batch, args.rounds, args.levers)
         flop_s = args.batch * macs * TRAIN_FLOPS_PER_MAC / medians["plain"]
         results["arms"][arm] = {

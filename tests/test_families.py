@@ -1,6 +1,8 @@
-"""Model families: a tokenizer family brings its own costs, and one table names and colours every family."""
+"""Model families: a tokenizer family brings its own costs, and one table names and colours every family, which
+sweeps, studies and reports read."""
 import math
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,7 +12,9 @@ from torch import nn
 import models
 from bench.cost.flops import MODULE_GROUPS, analytic_macs, fvcore_macs, torch_macs
 from bench.cost.memory import activation_estimate_bytes
-from bench.report import style
+from bench.cost.sweep import config_columns
+from bench.report import style, tables
+from bench.report.study import comparison_sentences, multipliers
 from models import ConfigError, Tokenizer, VisionTransformer
 from models.layers import dense_macs
 
@@ -101,3 +105,41 @@ def test_family_of_reads_the_table():
 
 def test_the_toy_tokenizer_runs_in_the_backbone():
     assert backbone(PoolTokenizer())(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+POOL = models.Family("Pool tokens", "tab:brown", tokenizer="pool")
+
+
+@pytest.fixture
+def pool_family(monkeypatch):
+    """The toy family as a new family would be added: a FAMILY_TABLE row (the report's styles, made from the table
+    at import, get it too) and a named model of it."""
+    monkeypatch.setitem(models.FAMILY_TABLE, "pool", POOL)
+    monkeypatch.setitem(style.FAMILY_STYLES, "pool", POOL)
+    monkeypatch.setitem(models.MODEL_CONFIGS, "pool_toy", {"tokenizer": "pool", "mlp_ratio": 2.0})
+
+
+def test_a_new_family_is_its_own_in_a_sweeps_rows_and_report(pool_family):
+    model = backbone(PoolTokenizer())
+    model.model_name, model.config = "pool_toy", models.MODEL_CONFIGS["pool_toy"]
+    row = config_columns(model)
+    assert row["tokenizer"] == "pool"  # was "patch": every front end that was not T2T read as the ViT's
+    measured = pd.DataFrame([{**row, "status": "ok", "measurement": "params", "value": 1.0, "batch_size": 1,
+                              "dtype": "float32"}])
+    family = tables.sweep_wide(measured)["family"].tolist()
+    assert family == ["pool"] and style.family_label(family[0]) == "Pool tokens"
+    vit = config_columns(models.create_model("vit_lite_tiny", depth=1))
+    assert [tables.tokenizer_family(r["tokenizer"]) for r in (vit, row)] == ["vit", "pool"]
+
+
+def test_a_new_family_is_a_front_end_the_study_report_compares_with_the_mac_matched_vit(pool_family):
+    arms = {"vit": "vit_lite_tiny", "vit-mac-matched": "vit_lite_tiny", "pool": "pool_toy",
+            "t2t-performer": "t2t_vit_lite_tiny", "cnn": "resnet_cifar_tiny"}
+    results = pd.DataFrame([
+        {"arm": arm, "label": f"{arm} label", "model": model, "depth": 4, "fraction": fraction, "seed": seed,
+         "test_top1": 50.0 + i + seed + fraction, "train_images": int(fraction * 1000), "updates": 100}
+        for i, (arm, model) in enumerate(arms.items()) for seed in (0, 1) for fraction in (0.5, 1.0)])
+    ahead = " is ahead of vit-mac-matched label by"  # each arm is 1 point above the one before it, on every seed
+    compared = {line.split(": ")[1].split(ahead)[0] for line in comparison_sentences(results) if ahead in line}
+    assert compared == {"pool label", "t2t-performer label"}  # the front ends, not the CNN nor the ViT
+    assert set(multipliers(results)["arm"]) == {"pool", "t2t-performer"}

@@ -8,7 +8,8 @@ import timm
 import torch
 
 import models
-from bench.accuracy import factory, study
+from bench import factory
+from bench.accuracy import study
 from bench.accuracy.evaluate import model_for_checkpoint
 from bench.cli import main
 from bench.configs import EvalConfig, ProfileConfig, SweepSpec, TrainConfig
@@ -116,7 +117,7 @@ def test_one_image_size_check_refuses_every_class_of_bad_value_on_every_path(val
 def test_the_one_check_takes_sides_and_pairs_up_to_the_bound():
     assert check_img_size(32) == (32, 32) and check_img_size([60, 100]) == (60, 100)
     assert check_img_size(MAX_IMG_SIDE) == (MAX_IMG_SIDE, MAX_IMG_SIDE)
-    assert factory.create(CIFAR, 3, (32, 48)).tokenizer.grid_size == (8, 12)
+    assert factory.create(CIFAR, num_classes=3, img_size=(32, 48)).tokenizer.grid_size == (8, 12)
     assert TrainConfig(model=CIFAR, data="d", out="o", img_size=MAX_IMG_SIDE).img_size == MAX_IMG_SIDE
     with pytest.raises(ConfigError, match=r"train: img_size=\[32, 48\] is not allowed"):  # a run is square
         TrainConfig(model=CIFAR, data="d", out="o", img_size=[32, 48])

@@ -2,14 +2,15 @@
 import torch
 from timm.optim import create_optimizer_v2
 
-from bench.accuracy import factory, train
+from bench import factory
+from bench.accuracy import train
 from tests.harness_helpers import tiny_config, tiny_synthetic
 
 
 def steps(channels_last, count=3):
     """Losses of `count` AdamW steps of the CNN arm, and the first step's gradients, from one start and batch."""
     torch.manual_seed(0)
-    model = factory.create("resnet_cifar_tiny", 10, 32, 0.0, {})
+    model = factory.create("resnet_cifar_tiny", {}, 10, 32, 0.0)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = create_optimizer_v2(model, opt="adamw", lr=1e-3, weight_decay=0.05)

@@ -4,7 +4,8 @@ import json
 import pytest
 import torch
 
-from bench.accuracy import factory, precision, train
+from bench import factory
+from bench.accuracy import precision, train
 from bench.accuracy.plan import PFLOP
 from bench.cost import peak
 from models.errors import ConfigError
@@ -15,7 +16,7 @@ NATIVE = {"fpu", "avx2", "avx512f", "avx512_bf16"}
 
 
 def vit(width):
-    return factory.create("vb_vit_tiny_patch16_224", 3, 32, 0.0, {**TINY_VIT, "embed_dim": width, "num_heads": 1})
+    return factory.create("vb_vit_tiny_patch16_224", {**TINY_VIT, "embed_dim": width, "num_heads": 1}, 3, 32, 0.0)
 
 
 @pytest.fixture
@@ -46,7 +47,7 @@ def test_auto_takes_bf16_on_native_bf16_for_a_wide_transformer(flags, flag):
 ])
 def test_auto_stays_fp32_where_bf16_does_not_pay(flags, given, width, expected):
     flags(given)
-    model = vit(width) if width else factory.create("resnet18", 3, 32, 0.0, {})
+    model = vit(width) if width else factory.create("resnet18", {}, 3, 32, 0.0)
     chosen = precision.choose("auto", CPU, model)
     assert chosen.amp == "off" and chosen.dtype is None and expected in chosen.reason
 

@@ -10,10 +10,10 @@ import pytest
 import tomli_w
 import torch
 
-from bench import cli
+from bench import cli, factory
 from bench.accuracy import data as data_module
-from bench.accuracy import factory, study, train, train_data
 from bench.accuracy import plan as plan_module
+from bench.accuracy import study, train, train_data
 from bench.accuracy.data import carve_holdout, scan_dataset
 from bench.accuracy.optimisation import Optimisation
 from bench.accuracy.plan import Plan, plan_run, train_pflop
@@ -163,7 +163,7 @@ def test_the_cosine_ends_at_the_budget_and_peaks_after_the_warm_up():
 
 def test_a_pflop_run_stops_at_its_budget_mid_epoch_and_records_its_compute(data, tmp_path):
     config = tiny_config(data, tmp_path / "run", model="vb_vit_tiny_patch16_224", holdout=6, warmup_epochs=0)
-    macs = any_model_macs(factory.create(config.model, 3, config.img_size, overrides=config.model_args), 32)
+    macs = any_model_macs(factory.create(config.model, config.model_args, 3, config.img_size, 0.0), 32)
     config.budget_pflop = train_pflop(8 * 5, macs)  # 5 updates of 8 images: two epochs of 2 and one of 1
     summary = train.start(config, progress=False, warn=quiet)
     assert summary["updates"] == 5 and summary["epochs"] == 3 and summary["images_seen"] == 40
@@ -284,11 +284,38 @@ def checkpoint_of_kind(kind, tmp_path, data):
     return tmp_path / "model.safetensors", "vb_vit_tiny_patch16_224", vit
 
 
+def reads_of(path, monkeypatch):
+    """A list that grows by one each time torch.load or safetensors opens `path`."""
+    import safetensors
+    import safetensors.torch
+
+    reads = []
+
+    def counted(reader):
+        def read(file, *args, **kwargs):
+            reads.extend([file] if str(file) == str(path) else [])
+            return reader(file, *args, **kwargs)
+        return read
+
+    monkeypatch.setattr(torch, "load", counted(torch.load))
+    for module in (safetensors, safetensors.torch):  # safetensors.torch.load_file opens through its own name
+        monkeypatch.setattr(module, "safe_open", counted(safetensors.safe_open))
+    return reads
+
+
 @pytest.mark.parametrize("kind", ["vitbench run", "reference T2T-ViT", "timm state dict", "safetensors"])
-def test_each_kind_of_checkpoint_fine_tunes_at_another_size_with_a_new_head(data, tmp_path, kind):
+def test_each_kind_of_checkpoint_fine_tunes_at_another_size_with_a_new_head(data, tmp_path, kind, monkeypatch):
+    from bench.accuracy.evaluate import imagenet_synsets, model_for_checkpoint
+
     path, model, overrides = checkpoint_of_kind(kind, tmp_path, data)
+    reads = reads_of(path, monkeypatch)
     summary = train.start(tiny_config(data, tmp_path / "tuned", model=model, model_args=overrides, init=str(path),
                                       img_size=32, epochs=1, holdout=3), progress=False, warn=quiet)
+    assert len(reads) == 1  # --init reads its file once: weights, classes and normalisation from that one read
+    reads.clear()  # eval too: a run's file on its own classes, any other's 1000-class head on three synsets
+    classes = scan_dataset(data)["train"].classes if kind == "vitbench run" else imagenet_synsets()[:3]
+    model_for_checkpoint(path, classes, model, 16, overrides, warn=quiet)
+    assert len(reads) == 1
     loaded = summary["init"]
     assert loaded["checkpoint"] == os.path.relpath(path, tmp_path / "tuned")  # from the run folder
     assert loaded["resized_pos_embed"]  # 16 px pretrained, 32 px here

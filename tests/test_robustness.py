@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 
 import models
-from bench.accuracy import factory, train
+from bench import factory
+from bench.accuracy import train
 from bench.accuracy.data import load_rgb, scan_split
 from bench.accuracy.evaluate import model_for_checkpoint
 from bench.cli import main
@@ -208,7 +209,7 @@ def test_input_dtypes_are_cast_or_refused():
 
 def test_duplicated_factory_keywords_are_a_config_error():
     with pytest.raises(ConfigError, match=r"\['img_size'\] repeat settings"):
-        factory.create("vb_vit_tiny_patch16_224", 3, 32, overrides={**TINY_VIT, "img_size": 64})
+        factory.create("vb_vit_tiny_patch16_224", {**TINY_VIT, "img_size": 64}, 3, 32, 0.0)
 
 
 def test_an_ema_only_checkpoint_loads_without_flags(tmp_path):

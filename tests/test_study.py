@@ -308,9 +308,10 @@ def test_the_data_multiplier_is_stated_by_its_interval_and_drawn():
     for seed, noise in enumerate((0.0, 0.5, -0.5)):
         for n in (1000, 2000, 4000, 8000):
             vit = 10 * np.log2(n) - 60 + noise
-            rows += [{"arm": "vit", "label": "ViT", "fraction": n / 8000, "seed": seed, "train_images": n,
-                      "test_top1": vit},
-                     {"arm": "t2t-performer", "label": "T2T", "fraction": n / 8000, "seed": seed, "train_images": n,
+            rows += [{"arm": "vit", "label": "ViT", "model": "vit_lite_tiny", "fraction": n / 8000, "seed": seed,
+                      "train_images": n, "test_top1": vit},
+                     {"arm": "t2t-performer", "label": "T2T", "model": "t2t_vit_lite_tiny", "fraction": n / 8000,
+                      "seed": seed, "train_images": n,
                       "test_top1": vit + 10 * np.log2(1.5) + (0.3 if seed == 1 else 0.0)}]
     results = pd.DataFrame(rows).assign(updates=100)  # every size the same updates, as under a PFLOP budget
     table = multipliers(results)

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import models
-from bench.accuracy import factory, train
+from bench import factory
+from bench.accuracy import train
 from bench.accuracy.evaluate import model_for_checkpoint, run_eval
 from bench.accuracy.optimisation import Optimisation, TrainingDivergedError
 from bench.configs import EvalConfig
@@ -66,8 +67,8 @@ def test_checkpoint_reloads_into_the_model_it_was_trained_as(finished_run, data)
     out, summary = finished_run
     payload = torch.load(out / "last.pth", weights_only=True)
     assert payload["epoch"] == 2 and payload["build"]["classes"] == ["block", "checker", "cross"]
-    model = factory.create("t2t_vit_7", 3, 32, overrides=TINY_T2T)
-    factory.load_weights(model, out / "last.pth")
+    model = factory.create("t2t_vit_7", TINY_T2T, 3, 32, 0.0)
+    models.load_checkpoint(model, out / "last.pth")
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, payload["state_dict"][key], rtol=0, atol=0)
     assert summary["params"] == models.count_params(model)  # fixed tables included, as the paper counts

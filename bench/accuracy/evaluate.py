@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 import models
-from bench.accuracy import distributed, factory
+from bench import factory
+from bench.accuracy import distributed
 from bench.accuracy.data import (
     BadFileLog,
     ImageFolderDataset,
@@ -22,9 +23,10 @@ from bench.accuracy.data import (
     named_subset,
     scan_split,
 )
+from bench.accuracy.normalisation import init_normalisation, normalisation, set_normalisation
 from bench.configs import EvalConfig
 from bench.errors import DatasetError
-from models.checkpoint import extract_state_dict, read_checkpoint
+from models.checkpoint import open_checkpoint
 from models.errors import CheckpointError, ConfigError, short_list
 from models.tokenizers import MAX_IMG_SIDE
 
@@ -127,10 +129,10 @@ class Loaded:
 RECORD_SIZE_MAX = {"img_size": MAX_IMG_SIDE, "depth": 1024}  # other whole numbers of a record: at most 65536
 
 
-def refuse_lying_record(path, payload, num_classes, size):
+def refuse_lying_record(checkpoint, num_classes, size):
     """A run's checkpoint rebuilds its model from its record (`build`), which is as untrusted as the file: its sizes
     are bounded, then the model is built on the meta device (no memory) and checked against the file's tensors."""
-    build = payload["build"]
+    path, build = checkpoint.path, checkpoint.record
     if not isinstance(build.get("overrides"), dict) or not isinstance(build.get("model"), str):
         raise CheckpointError(f"{path}'s record names no model and overrides: the file is damaged or not vitbench's; "
                               "evaluate another checkpoint of the run")
@@ -141,11 +143,12 @@ def refuse_lying_record(path, payload, num_classes, size):
                                   "vitbench's; evaluate another checkpoint of the run")
     try:
         with torch.device("meta"):
-            shapes = factory.create(build["model"], num_classes, size, overrides=build["overrides"]).state_dict()
+            model = factory.create(build["model"], build["overrides"], num_classes, size, drop_path_rate=0.0)
+        shapes = model.state_dict()
     except Exception as e:  # any record the factory refuses
         raise CheckpointError(f"{path}'s record builds no model ({str(e).splitlines()[0] if str(e) else e!r}); "
                               "evaluate another checkpoint of the run") from None
-    tensors = extract_state_dict(payload, path)
+    tensors = checkpoint.state_dict()
     wrong = [f"{key}: {tuple(value.shape)} by the record, {tuple(tensors[key].shape)} in the file"
              for key, value in shapes.items()
              if key in tensors and key != "pos_embed" and tuple(tensors[key].shape) != tuple(value.shape)]
@@ -164,8 +167,8 @@ def model_for_checkpoint(path, classes, model_name=None, img_size=None, override
     and its head must either match the class count or be a 1000-class ImageNet head over
     synset-named classes.
     """
-    payload = read_checkpoint(path)
-    build = payload.get("build") if isinstance(payload, dict) else None
+    checkpoint = open_checkpoint(path)  # the one read of the file
+    build = checkpoint.record
     if build:
         if model_name and model_name != build["model"]:
             raise CheckpointError(
@@ -182,20 +185,20 @@ def model_for_checkpoint(path, classes, model_name=None, img_size=None, override
                 "trained on, or fine-tune it with `vitbench train --init`"
             )
         size = img_size or build["img_size"]
-        refuse_lying_record(path, payload, len(classes), size)
-        model = factory.create(build["model"], len(classes), size, overrides=build["overrides"])
-        factory.load_weights(model, path, use_ema)
+        refuse_lying_record(checkpoint, len(classes), size)
+        model = factory.create(build["model"], build["overrides"], len(classes), size, drop_path_rate=0.0)
+        checkpoint.load_into(model, use_ema)
         recorded = build.get("normalisation")  # runs before it used the model's default
-        normalised = (factory.set_normalisation(model, recorded["mean"], recorded["std"], recorded["source"])
-                      if recorded else factory.set_normalisation(model, *factory.normalisation(model), "model default"))
+        normalised = (set_normalisation(model, recorded["mean"], recorded["std"], recorded["source"])
+                      if recorded else set_normalisation(model, *normalisation(model), "model default"))
         return Loaded(model, None, size, build.get("eval_transform", {}), normalised)
     if not model_name:
         raise ConfigError(
             f"{path} was not written by `vitbench train`; pass --model NAME to say which architecture it holds"
         )
     size = img_size or models.default_img_size(model_name)  # the model's own input size, as training's
-    probe = factory.create(model_name, len(classes), size, overrides=overrides)
-    checkpoint_classes = factory.head_classes(probe, extract_state_dict(payload, path))
+    probe = factory.create(model_name, overrides, len(classes), size, drop_path_rate=0.0)
+    checkpoint_classes = checkpoint.head_classes(probe)
     class_index = None
     if checkpoint_classes not in (None, len(classes)):
         synsets = imagenet_synsets()
@@ -204,10 +207,10 @@ def model_for_checkpoint(path, classes, model_name=None, img_size=None, override
                 f"{path} has a {checkpoint_classes}-class head but the dataset has {len(classes)} classes that are not "
                 "all ImageNet synsets; fine-tune it with `vitbench train --init` first"
             )
-        probe = factory.create(model_name, checkpoint_classes, size, overrides=overrides)
+        probe = factory.create(model_name, overrides, checkpoint_classes, size, drop_path_rate=0.0)
         class_index = [synsets.index(name) for name in classes]
-    factory.load_weights(probe, path, use_ema)
-    return Loaded(probe, class_index, size, {}, factory.init_normalisation(probe, path, warn=warn))
+    checkpoint.load_into(probe, use_ema)
+    return Loaded(probe, class_index, size, {}, init_normalisation(probe, checkpoint, warn=warn))
 
 
 def run_eval(config: EvalConfig, warn=log) -> dict:

@@ -23,7 +23,8 @@ import pandas as pd
 import tomli_w
 
 import models
-from bench.accuracy import distributed, factory, train
+from bench import factory
+from bench.accuracy import distributed, train
 from bench.accuracy.data import log, scan_dataset
 from bench.accuracy.decoded_cache import decoded_split
 from bench.accuracy.progress import duration
@@ -234,7 +235,8 @@ def variant_img_size(spec, variant):
 
 def variant_cost(variant, num_classes, img_size, overrides=None):
     """(params, MACs per image) of `variant`, with `overrides` on top of its own."""
-    model = factory.create(variant.model, num_classes, img_size, overrides={**variant.overrides, **(overrides or {})})
+    model = factory.create(variant.model, {**variant.overrides, **(overrides or {})}, num_classes, img_size,
+                           drop_path_rate=0.0)
     return count_params(model), any_model_macs(model, img_size)
 
 

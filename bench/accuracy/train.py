@@ -28,10 +28,12 @@ import pandas as pd
 import torch
 
 import models
-from bench.accuracy import distributed, factory, precision
+from bench import factory
+from bench.accuracy import distributed, precision
 from bench.accuracy.data import BadFileLog, log
 from bench.accuracy.distributed import cpu_threads
 from bench.accuracy.evaluate import evaluate, evaluate_together, unmeasured_classes, warn_unmeasured
+from bench.accuracy.normalisation import init_normalisation, normalisation, set_normalisation
 from bench.accuracy.optimisation import Optimisation, amp_dtype
 from bench.accuracy.plan import PFLOP, WARMUP_MAX_SHARE, Plan, plan_run, train_pflop
 from bench.accuracy.preempt import Preemption
@@ -45,7 +47,7 @@ from bench.outputs import OutputFolder, folder_lock, read_back, refuse_overlap
 from bench.records import repoint
 from bench.settings import located_paths, path_fields, portable_path, portable_paths
 from models.atomic import atomic_write, atomic_write_text
-from models.checkpoint import read_checkpoint
+from models.checkpoint import open_checkpoint, read_checkpoint
 from models.errors import CheckpointError, ConfigError
 
 CONFIG_FILE, LAST, BEST, SUMMARY = "config.json", "last.pth", "best.pth", "summary.json"
@@ -279,12 +281,11 @@ class Trainer:
             quiet_unless_main("notice: no --holdout, so the per-epoch scores, best.pth and the plateau check use the "
                               "test split (val/); pass --holdout 0.1 to choose on held-out training images")
         seed_everything(config.seed)  # same initial weights on every rank
-        self.model = factory.create(
-            config.model, len(samples.classes), config.img_size, config.drop_path, config.model_args
-        )
+        self.model = factory.create(config.model, config.model_args, len(samples.classes), config.img_size,
+                                    config.drop_path)
         self.bad_files = BadFileLog(config.strict, warn)
         overrides = dict(config.model_args)
-        self.normalisation = factory.set_normalisation(self.model, *factory.normalisation(self.model), "model default")
+        self.normalisation = set_normalisation(self.model, *normalisation(self.model), "model default")
         if config.init:  # before the data: the weights decide the normalisation its transforms use
             overrides.update(self.start_from(config.init, samples.classes, quiet_unless_main))
         self.data = train_data(config, samples, self.model, context, self.bad_files)
@@ -317,9 +318,10 @@ class Trainer:
         """Load the weights of `path` to fine-tune them, with the normalisation they need (`init_normalisation`);
         returns the model overrides evaluation needs. A head trained on other classes (a vitbench run's record says
         which) starts fresh, even at the same count."""
-        report = factory.load_weights(self.model, path)
-        self.normalisation = factory.init_normalisation(self.model, path, self.config.init_cfg, warn,
-                                                        report.pop("normalisation", None))
+        checkpoint = open_checkpoint(path)  # the one read of the file
+        report = checkpoint.load_into(self.model)
+        self.normalisation = init_normalisation(self.model, checkpoint, self.config.init_cfg, warn,
+                                                report.pop("normalisation", None))
         if report["trained_on"] is not None and report["trained_on"] != list(classes):
             self.model.reset_classifier(len(classes))
             report["new_head"] = True

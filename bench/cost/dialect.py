@@ -11,7 +11,7 @@ import timm
 import torch
 
 import models
-from bench.cost.build import build_model, is_ours
+from bench import factory
 from bench.cost.flops import FlopCountAnalysis, counting_twin, macs_of, one_image, params_of  # fvcore, imported quietly
 from models.atomic import atomic_write_text
 from models.errors import ConfigError, UnknownModelError
@@ -133,11 +133,11 @@ def plain_fvcore_macs(model, img_size=None):
 
 def mac_table_row(name, img_size=None):
     """The MAC counters of one model side by side, and how much plain fvcore misses."""
-    model = build_model(name, {"img_size": img_size} if img_size else {})
+    model = factory.create(name, img_size=img_size)
     counts, params = macs_of(model), params_of(model)["params"]
     plain = plain_fvcore_macs(model)
     return {"model": name, "params_M": round(params / 1e6, 3),
-            "analytic_G": round(counts["macs"] / 1e9, 4) if is_ours(name) else None,
+            "analytic_G": round(counts["macs"] / 1e9, 4) if factory.is_ours(name) else None,
             "fvcore_with_sdpa_G": round(counts["macs_fvcore"] / 1e9, 4),
             "torch_counter_G": round(counts["macs_torch"] / 1e9, 4), "fvcore_plain_G": round(plain / 1e9, 4),
             "plain_fvcore_misses_pct": round(100 * (1 - plain / counts["macs_fvcore"]), 2)}

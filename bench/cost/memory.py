@@ -17,7 +17,7 @@ from dataclasses import asdict
 
 import torch
 
-from bench.cost.build import build_model
+from bench import factory
 from bench.cost.timing import TimingSetup, make_step, resolve_device
 from bench.processes import set_parent_death_signal
 from models.errors import ConfigError
@@ -47,7 +47,7 @@ def measure_in_process(name, overrides, setup, mode):
     """Peak bytes of one step of a freshly built model (run inside the measuring process)."""
     device = resolve_device(setup.device)
     if device.type == "cuda":
-        model = build_model(name, overrides)
+        model = factory.create(name, overrides)
         step, device = make_step(model, setup, mode)
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -60,7 +60,7 @@ def measure_in_process(name, overrides, setup, mode):
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM to the current RSS
     before = proc_status_bytes("VmRSS")
-    model = build_model(name, overrides)
+    model = factory.create(name, overrides)
     step, _ = make_step(model, setup, mode)
     step()
     return {"peak_memory_bytes": proc_status_bytes("VmHWM") - before, "memory_method": "cpu_peak_rss_growth"}

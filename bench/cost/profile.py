@@ -5,8 +5,9 @@ import statistics
 
 import torch
 
+from bench import factory
 from bench.allocator import allocator_in_effect
-from bench.cost.build import build_model, check_runs, dropout_rates, input_size, is_ours
+from bench.cost.build import check_runs, dropout_rates, input_size
 from bench.cost.flops import FLOPS_PER_MAC, TRAIN_FLOPS_PER_MAC, fvcore_activations, macs_of, params_of
 from bench.cost.memory import activation_estimate_bytes, measure_peak_memory
 from bench.cost.peak import mfu, peak
@@ -48,8 +49,8 @@ def profile_model(name: str, overrides: dict | None = None, setup: TimingSetup =
                   modes: tuple[str, ...] = ("inference",)) -> dict:
     """One flat dict describing the cost of `name` (with `overrides`) under `setup`."""
     overrides = overrides or {}
-    model = build_model(name, overrides)
-    ours = is_ours(name)
+    model = factory.create(name, overrides)
+    ours = factory.is_ours(name)
     if not ours:
         check_runs(model)
     channels, height, width = input_size(model)

@@ -28,7 +28,7 @@ def model_rows():
             height, width = model.pretrained_cfg["input_size"][1:]
             rows.append({"model": name, "tokenizer": None, "depth": None, "num_heads": None, "embed_dim": None,
                          "mlp_ratio": None, "patch_size": None, "img_size": f"{height}x{width}", "tokens": None,
-                         "family": "cnn", "params": count_params(model),
+                         "family": models.family_of_model(name), "params": count_params(model),
                          "params_trainable": count_params(model, trainable_only=True)})
     return rows
 

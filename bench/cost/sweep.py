@@ -20,9 +20,10 @@ from pathlib import Path
 import pandas as pd
 
 import models
+from bench import factory
 from bench.allocator import describe_policy
 from bench.configs import SWEEP_FAMILIES, SweepSpec
-from bench.cost.build import build_model, check_runs, check_timm_name, input_size, is_ours
+from bench.cost.build import check_runs, input_size
 from bench.cost.flops import macs_of, params_of
 from bench.cost.memory import activation_estimate_bytes, is_oom, largest_batch, measure_peak_memory, release_memory
 from bench.cost.profile import tokenizer_time_share
@@ -45,9 +46,9 @@ def check_names(spec):
         if name not in models.MODEL_CONFIGS:
             raise ConfigError(f"unknown models value {name!r}; choose from `vitbench list`")
     for name in spec.timm:
-        if is_ours(name):
+        if factory.is_ours(name):
             raise ConfigError(f"timm value {name!r} is one of ours; list it under models = [{name!r}]")
-        check_timm_name(name)
+        factory.check_name(name)
     return spec
 
 
@@ -75,12 +76,12 @@ def configurations(spec):
     """(label, model name, overrides) for every point of the grid, deduplicated, in order."""
     axes = {k: getattr(spec, k) for k in ("depth", "num_heads", "embed_dim", "mlp_ratio", "img_size")}
     seen = set()
-    for family in spec.families:
-        patch_sizes = spec.patch_size if family == "vit" else []
+    for family in spec.families:  # its base model and its FAMILY_TABLE row say what it varies
+        patch_sizes = spec.patch_size if "patch_size" in models.MODEL_CONFIGS[FAMILY_BASES[family]] else []
+        block = models.FAMILY_TABLE[family].t2t_block
         for values in itertools.product(*(v or [None] for v in axes.values()), patch_sizes or [None]):
             overrides = {k: v for k, v in zip([*axes, "patch_size"], values) if v is not None}
-            if family != "vit":
-                overrides["t2t_block"] = family.split("-")[1]
+            overrides.update({"t2t_block": block} if block else {})
             yield from _once(seen, family, FAMILY_BASES[family], overrides)
     for family, names in (("named", spec.models), (TIMM_FAMILY, spec.timm)):
         for name in names:
@@ -106,7 +107,7 @@ def config_columns(model):
     config = model.config
     return {
         "model": model.model_name,
-        "tokenizer": config["t2t_block"] if config["tokenizer"] == "t2t" else "patch",
+        "tokenizer": models.FAMILY_TABLE[models.family_of(config)].kind,
         "depth": len(model.blocks),
         "num_heads": model.blocks[0].attn.num_heads,
         "embed_dim": model.embed_dim,
@@ -138,7 +139,7 @@ def timm_columns(model):
 
 def measure_config(spec, name, overrides):
     """All rows for one configuration: (measurement, value, unit, extra)."""
-    model = build_model(name, overrides)
+    model = factory.create(name, overrides)
     ours = isinstance(model, models.VisionTransformer)
     if not ours:
         check_runs(model)

@@ -14,6 +14,7 @@ import pandas as pd
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
+import models
 from bench.accuracy.study import RESULTS, STUDY_FILE, TABLE, collect, read_summary, run_folder_name
 from bench.outputs import read_back
 from bench.report.markup import md, md_lines, md_table
@@ -29,7 +30,7 @@ from bench.report.style import FAMILY_COLORS, chance_line, family_order, new_fig
 from models.atomic import atomic_write_text
 
 KEYS = ["arm", "label", "model", "depth", "fraction"]
-BASELINE = "vit"  # every arm is compared with the ViT; T2T arms also with the MAC-matched ViT
+BASELINE = "vit"  # every arm is compared with the ViT; the other front ends also with the MAC-matched ViT
 MAC_MATCHED = "vit-mac-matched"
 THRESHOLDS = (50, 60)  # validation top-1 (%) for time-to-accuracy
 ARM_COLORS = {**FAMILY_COLORS, MAC_MATCHED: "tab:cyan"}
@@ -78,6 +79,14 @@ def aggregate(results):
 def arm_order(arm):
     """ViT, the MAC-matched ViT, then the other families in models.FAMILIES order."""
     return 0.5 if arm == MAC_MATCHED else family_order(arm)
+
+
+def front_end_arms(results, baseline):
+    """The arms the study's question is about, read from their models' families (`models.FAMILY_TABLE`): another
+    front end of ours than the `baseline` arm's (a T2T-ViT beside the ViT), not a CNN nor the ViT re-tuned."""
+    family = results.drop_duplicates("arm").set_index("arm")["model"].map(models.family_of_model)
+    return [arm for arm, name in family.items()
+            if models.FAMILY_TABLE[name].tokenizer is not None and name != family.get(baseline)]
 
 
 def interval(low, high):
@@ -144,8 +153,8 @@ def comparison_sentences(results):
     for baseline in (BASELINE, MAC_MATCHED):
         if not (results["arm"] == baseline).any():
             continue
-        compared = results if baseline == BASELINE else results[results["arm"].str.startswith("t2t")
-                                                                | (results["arm"] == baseline)]
+        compared = results if baseline == BASELINE else results[results["arm"].isin(
+            [*front_end_arms(results, baseline), baseline])]
         for row in paired_differences(compared, baseline, "test_top1").to_dict("records"):
             where = f"At fraction {row['fraction']:g}: " if multiple else ""
             lines.append(f"- {where}{difference_sentence(labels[row['arm']], labels[baseline], row)}")
@@ -354,7 +363,7 @@ def multipliers(results):
     results = upgraded(results)
     if results["train_images"].nunique() < 2 or not (results["arm"] == BASELINE).any() or not equal_updates(results):
         return None
-    arms = [arm for arm in results["arm"].unique() if arm.startswith("t2t")]
+    arms = front_end_arms(results, BASELINE)
     return pd.concat([data_multiplier(results, arm, BASELINE) for arm in arms], ignore_index=True) if arms else None
 
 

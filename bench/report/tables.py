@@ -61,12 +61,9 @@ def mac_breakdown(counts):
 
 
 def tokenizer_family(tokenizer):
-    """The family of a sweep row from its `tokenizer` column (patch, performer, transformer or timm)."""
-    if tokenizer == TIMM_FAMILY:
-        return TIMM_FAMILY
-    return models.family_of(
-        {"tokenizer": "patch"} if tokenizer == "patch" else {"tokenizer": "t2t", "t2t_block": tokenizer}
-    )
+    """The family of a sweep row from its `tokenizer` column (a `models.Family.kind`: patch, performer,
+    transformer..., or timm)."""
+    return TIMM_FAMILY if tokenizer == TIMM_FAMILY else models.family_of_kind(tokenizer)
 
 
 def sweep_wide(table):
@@ -177,9 +174,7 @@ def ratio_table(data):
 
 def run_family(config):
     """Family of a training run from its config: ours by registry, anything else a CNN from timm."""
-    if config["model"] not in models.MODEL_CONFIGS:
-        return "cnn"
-    return models.family_of({**models.MODEL_CONFIGS[config["model"]], **config.get("model_args", {})})
+    return models.family_of_model(config["model"], config.get("model_args"))
 
 
 def run_classes(config, summary):
@@ -233,8 +228,8 @@ def cifar_models():
     for name in models.CNN_BASELINES:
         model = timm.create_model(name)
         macs = any_model_macs(model)
-        rows.append({"model": name, "family": "cnn", "params": count_params(model), "macs_G": macs / 1e9,
-                     "macs_without_qk_av_G": macs / 1e9, "tokenizer_mac_share": None})
+        rows.append({"model": name, "family": models.family_of_model(name), "params": count_params(model),
+                     "macs_G": macs / 1e9, "macs_without_qk_av_G": macs / 1e9, "tokenizer_mac_share": None})
     for row in rows:
         source = published.get(row["model"], {})
         row.update(params_published=float(source["params_published"]) if source else None,
