@@ -240,12 +240,12 @@ def test_every_preset_loads():
 
 def test_studies_and_sweeps_save_a_config_that_starts_them_again(tmp_path, monkeypatch):
     from bench.accuracy import study
-    from bench.cost.sweep import SweepRun, load_sweep_spec
+    from bench.cost.sweep import SweepRun
 
     spec = SweepSpec(families=["vit"], depth=[1], num_heads=[2], embed_dim=[32], patch_size=[8], img_size=[32],
                      measure=["params"], batch_size=2)
     SweepRun(tmp_path / "sweep", spec)
-    assert load_sweep_spec(tmp_path / "sweep" / "spec.toml") == spec
+    assert SweepSpec.from_sources(tmp_path / "sweep" / "spec.toml") == spec
     data = tiny_synthetic(tmp_path / "data")
     monkeypatch.setattr(study, "train_run", lambda config, warn: {})  # the record, not the runs
     monkeypatch.setattr(study, "finished", lambda run: True)
