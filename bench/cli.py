@@ -159,8 +159,7 @@ def cmd_synthetic(args):
     from bench.accuracy.synthetic import make_synthetic
 
     config = SyntheticConfig.from_sources(None, given_flags(args, SyntheticConfig))
-    manifest = make_synthetic(config.out, config.classes, config.train_per_class, config.val_per_class,
-                              config.img_size, config.seed, args.overwrite)
+    manifest = make_synthetic(config, args.overwrite)
     print(
         f"{config.out}: synthetic motifs, {len(manifest['classes'])} classes, "
         f"{config.train_per_class}/{config.val_per_class} train/val images per class at {config.img_size} px"

@@ -445,10 +445,10 @@ class SyntheticConfig(Settings):
 
     JOB = "synthetic"
     out: str = setting(None, "folder to create")
-    classes: int = setting(10, "classes (motifs)", low=2, high=10)
+    classes: int = setting(10, "classes (motifs)", low=2, high=10)  # bench.accuracy.synthetic's 10 MOTIFS
     train_per_class: int = setting(200, "train images per class", low=1, high=100_000)
     val_per_class: int = setting(50, "val images per class", low=1, high=100_000)
-    img_size: int = setting(32, "image side", low=8, high=1024)
+    img_size: int = setting(32, "image side (at least two 5 px motifs)", low=10, high=1024)
     seed: int = setting(0, "seed of the images", low=0, high=SEED_MAX)
 
 
