@@ -109,10 +109,9 @@ def cmd_macs(args):
 
 
 def cmd_sweep(args):
-    from bench.cost.sweep import load_sweep_spec, run_sweep
+    from bench.cost.sweep import run_sweep
 
-    given = SweepSpec.gather(None, given_flags(args, SweepSpec), args.settings)
-    spec = load_sweep_spec(args.config, **given) if args.config else SweepSpec.from_flat(given)  # names: run_sweep
+    spec = SweepSpec.from_sources(args.config, given_flags(args, SweepSpec), args.settings)  # names: run_sweep
     out = args.out or f"results/sweep-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     table = run_sweep(
         spec, out, args.resume, args.overwrite, argv=command_line(), progress=lambda line: print(line, file=sys.stderr)
@@ -160,8 +159,7 @@ def cmd_synthetic(args):
     from bench.accuracy.synthetic import make_synthetic
 
     config = SyntheticConfig.from_sources(None, given_flags(args, SyntheticConfig))
-    manifest = make_synthetic(config.out, config.classes, config.train_per_class, config.val_per_class,
-                              config.img_size, config.seed, args.overwrite)
+    manifest = make_synthetic(config, args.overwrite)
     print(
         f"{config.out}: synthetic motifs, {len(manifest['classes'])} classes, "
         f"{config.train_per_class}/{config.val_per_class} train/val images per class at {config.img_size} px"
@@ -276,8 +274,7 @@ def cmd_study(args):
     if not args.report_only:
         if not data:
             raise config_error("--data is required to run a study (or pass --report-only to rebuild its report)")
-        launcher = config.launcher if "launcher" in chosen else StudyConfig.check_some(
-            {"launcher": (spec.source or {}).get("launcher", config.launcher)}, "the study spec")["launcher"]
+        launcher = config.launcher if "launcher" in chosen else (spec.source or {}).get("launcher", config.launcher)
         if launcher == "slurm":
             return study_on_slurm(spec, data, config.out, args, slurm_flags)
         try:

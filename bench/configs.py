@@ -54,6 +54,20 @@ def check_device(config, device):
         config.fail(f"device={device!r} is not allowed; it must be cpu, cuda or cuda:N")
 
 
+def check_model_args(config):
+    """Our model's settings (model_args) by the models' one check, `models.resolve_config`, when the config is made,
+    so a bad one is refused before a run or a study writes anything (a timm model's are timm's to check)."""
+    if config.model_args and config.model:
+        import models  # here: building the parsers stays torch-free
+        from models.errors import ConfigError
+
+        if config.model in models.MODEL_CONFIGS:
+            try:
+                models.resolve_config(config.model, **config.model_args)
+            except ConfigError as error:  # its own kind (UnknownOptionError is a TypeError too, as timm's)
+                raise type(error)(f"{config.JOB}: model_args: {error}") from None
+
+
 def test_subset_setting():
     """A named part of the scored split, scored again on its own (train and eval share this one definition)."""
     return setting(None, "also score the test split's images whose file name matches this glob, e.g. "
@@ -190,6 +204,7 @@ class TrainConfig(Settings):
             self.fail("test_subset scores part of the test split, but test=false never reads it; drop one of them")
         check_test_subset(self)
         check_device(self, self.device)
+        check_model_args(self)
         if self.img_size is None:  # no size given: the model's own (None for an unknown name: building it says so)
             from models import default_img_size  # here: building the parsers stays torch-free
 
@@ -257,6 +272,7 @@ class EvalConfig(Settings):
     def check(self):
         check_test_subset(self)
         check_device(self, self.device)
+        check_model_args(self)
 
 
 @dataclass(frozen=True)
@@ -358,6 +374,55 @@ class StudyConfig(Settings):
 
 
 @dataclass
+class StudySpecFile(Settings):
+    """A study spec as written: a preset in bench/presets/ or a TOML file like them. Its `train` table and each arm's
+    are TrainConfig settings (checked by TrainConfig, run by run), its `slurm` table SlurmConfig's."""
+
+    JOB = "study spec"
+    fractions: list[float] = setting(None, "training-set fractions", cli=False, **FRACTION)
+    seeds: list[int] = setting(None, "seeds", low=0, high=SEED_MAX, cli=False)
+    arms: list[dict] = setting(None, "the architectures compared ([[arms]] tables)", cli=False)
+    train: dict = setting(help="the runs' recipe", factory=dict, cli=False)
+    title: str | None = setting(None, "the study's title in reports", cli=False)
+    launcher: str | None = setting(None, "where the runs train", choices=LAUNCHERS, cli=False)
+    slurm: dict = setting(help="each run's Slurm job", factory=dict, cli=False)
+
+
+@dataclass
+class ArmSpec(Settings):
+    """One [[arms]] table of a study spec: an architecture at one or more depths."""
+
+    JOB = "arm"
+    name: str = setting(None, "the arm's name, in run folders and tables", cli=False)
+    label: str = setting(None, "the arm's name in reports", cli=False)
+    model: str = setting(None, "our name or a timm CNN", cli=False)
+    depths: list[int] | None = setting(None, "our model at these depths", low=1, high=1024, cli=False)
+    variants: list[dict] | None = setting(None, "or any model's variants ({depth, model?, overrides?} tables)",
+                                          cli=False)
+    overrides: dict = setting(help="model settings of every depth", factory=dict, cli=False)
+    match_macs: str | None = setting(None, "the arm whose MACs this ViT's width matches at each depth", cli=False)
+    init: str | None = setting(None, "the checkpoint the arm fine-tunes", cli=False)
+    train: dict = setting(help="the arm's own training settings, over the study's", factory=dict, cli=False)
+    slurm: dict = setting(help="the arm's own Slurm resources, over the study's", factory=dict, cli=False)
+
+    def check(self):
+        if (self.depths is None) == (self.variants is None):
+            self.fail("needs exactly one of depths (transformers) or variants (any model)")
+        if self.match_macs is not None and self.variants is not None:
+            self.fail("match_macs widens one of our ViTs; give it depths, not variants")
+
+
+@dataclass
+class VariantSpec(Settings):
+    """One of an arm's `variants`: a model (the arm's by default) labelled by a depth."""
+
+    JOB = "variant"
+    depth: int = setting(None, "the depth it is labelled by", low=1, high=1024, cli=False)
+    model: str | None = setting(None, "its model (default: the arm's)", cli=False)
+    overrides: dict = setting(help="model settings over the arm's", factory=dict, cli=False)
+
+
+@dataclass
 class SlurmConfig(Settings):
     """How `--launcher slurm` asks for each run's job (submitit's AutoExecutor parameters): a study TOML's [slurm]
     table, then the --slurm-* flags. A run with GPUs gets one process per GPU (a DDP run), as DeiT's submitit script."""
@@ -385,10 +450,10 @@ class SyntheticConfig(Settings):
 
     JOB = "synthetic"
     out: str = setting(None, "folder to create", path=True)
-    classes: int = setting(10, "classes (motifs)", low=2, high=10)
+    classes: int = setting(10, "classes (motifs)", low=2, high=10)  # bench.accuracy.synthetic's 10 MOTIFS
     train_per_class: int = setting(200, "train images per class", low=1, high=100_000)
     val_per_class: int = setting(50, "val images per class", low=1, high=100_000)
-    img_size: int = setting(32, "image side", low=8, high=1024)
+    img_size: int = setting(32, "image side (at least two 5 px motifs)", low=10, high=1024)
     seed: int = setting(0, "seed of the images", low=0, high=SEED_MAX)
 
 

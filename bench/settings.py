@@ -20,6 +20,7 @@ import difflib
 import functools
 import math
 import os
+import re
 import tomllib
 import types
 import typing
@@ -78,7 +79,7 @@ class Spec:
             words = "a table of KEY = VALUE settings"
         else:
             kind = self.item or self.kind
-            words = {int: "an integer", float: "a finite number",
+            words = {int: "an integer", float: "a finite number", dict: "a table",
                      str: "a string" if m["empty"] and self.kind is str else "a non-empty string"}[kind]
             words = str(m["check"]) if m["check"] else words
             bounds = []
@@ -157,8 +158,8 @@ def checked(job, spec, value):
     if value is None:
         if spec.optional:
             return None
-        raise config_error(f"{job}: {spec.name} must be set ({spec.allowed()}); pass {spec.flag} or "
-                           f"{spec.name}=... in the config")
+        how = f"pass {spec.flag} or {spec.name}=... in the config" if spec.meta["cli"] else f"give {spec.name} = ..."
+        raise config_error(f"{job}: {spec.name} must be set ({spec.allowed()}); {how}")
     if spec.kind is dict:
         if not isinstance(value, dict) or not all(isinstance(key, str) and key for key in value):
             raise refuse()
@@ -232,12 +233,15 @@ class Settings:
         return next(spec.default for spec in specs(cls) if spec.name == name)
 
     @classmethod
-    def unknown(cls, keys, where):
+    def unknown(cls, keys, where, path=None):
+        """Refuse the first key that is no setting of `cls`, naming the closest one (and its line in the file at
+        `path`)."""
         names = cls.field_names()
         bad = [key for key in keys if key not in names]
         if bad:
             close = difflib.get_close_matches(bad[0], names, n=1)
             hint = f"did you mean {close[0]}?" if close else f"{cls.JOB} settings: {', '.join(names)}"
+            where = line_of(path, bad[0]) if path else where
             raise config_error(f"{cls.JOB}: unknown setting {bad[0]!r} in {where}; {hint}")
 
     @classmethod
@@ -254,7 +258,7 @@ class Settings:
         a table (model_args) key by key; a setting of a group (ONE_OF: a run's length) replaces the group's settings
         from earlier sources, and one source giving two of a group is refused."""
         from_file = dict(read_toml(file, cls.JOB)) if file else {}
-        cls.unknown(from_file, file)
+        cls.unknown(from_file, file, file)
         if file:  # a path in a file is relative to the file's folder (as vitbench writes RUN/config.toml)
             from_file = located_paths(cls, from_file, Path(file).parent)
         by_name = {spec.name: spec for spec in specs(cls)}
@@ -292,6 +296,13 @@ class Settings:
                 raise config_error(f"{cls.JOB}: {where} set both {given[0]} and {given[1]}, but only one can apply "
                                    f"(one of {', '.join(group)}); keep one")
         return source
+
+    @classmethod
+    def from_table(cls, table, where, path=None):
+        """A config from one table of a file (a study spec, one of its arms): unknown keys named, then each value
+        and the cross-field rules."""
+        cls.unknown(table, where, path)
+        return cls(**table)
 
     @classmethod
     def from_sources(cls, file=None, flags=None, overrides=(), **fixed):
@@ -357,6 +368,13 @@ def read_toml(path, job):
         raise config_error(f"{job}: config file {path} does not exist; check the path") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise config_error(f"{job}: {path} is not a TOML file ({e}); fix it or pass key=value settings") from None
+
+
+def line_of(path, key):
+    """'FILE line N', where `key = ...` first appears in the TOML file at `path` (FILE alone if it does not)."""
+    text = Path(path).read_text()
+    found = re.search(rf"^[ \t]*{re.escape(key)}[ \t]*=", text, re.MULTILINE)
+    return f"{path} line {text[:found.start()].count(chr(10)) + 1}" if found else str(path)
 
 
 def add_flags(parser, cls, skip=(), only=None):

@@ -8,6 +8,7 @@ from PIL import Image
 from bench.accuracy.synthetic import make_synthetic
 from bench.accuracy.train import TrainConfig
 from bench.cli import main
+from bench.configs import SyntheticConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = Path(__file__).parent / "data" / "imagenet-samples"  # real ImageNet JPEGs, synset in the name
@@ -60,9 +61,8 @@ def samples_dataset(root):
 
 
 def tiny_synthetic(root, classes=3, train_per_class=8, val_per_class=3, seed=0):
-    make_synthetic(
-        root, classes=classes, train_per_class=train_per_class, val_per_class=val_per_class, img_size=32, seed=seed
-    )
+    make_synthetic(SyntheticConfig(out=str(root), classes=classes, train_per_class=train_per_class,
+                                   val_per_class=val_per_class, img_size=32, seed=seed))
     return Path(root)
 
 

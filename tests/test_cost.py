@@ -16,7 +16,7 @@ import models
 from bench import suite
 from bench.cli import main as cli
 from bench.cost import memory, sweep, timing
-from bench.cost.sweep import SweepSpec, check_names, load_sweep_spec, run_sweep
+from bench.cost.sweep import SweepSpec, check_names, run_sweep
 from bench.cost.timing import TimingSetup, measure_throughput
 from bench.errors import ResultsError
 from bench.report import plots, tables
@@ -179,16 +179,16 @@ def test_killed_sweep_resumes_without_repeating_rows(tmp_path):
 def test_sweep_toml_errors_name_the_key_and_line(tmp_path):
     good = tmp_path / "good.toml"
     good.write_text('families = ["vit"]\ndepth = [2, 4]\nbatch_size = 4\n')
-    spec = load_sweep_spec(good, batch_size=8)
+    spec = SweepSpec.from_sources(good, {"batch_size": 8})
     assert spec.depth == [2, 4] and spec.timing.batch_size == 8
     bad_key = tmp_path / "bad.toml"
     bad_key.write_text('families = ["vit"]\n\ndepht = [2]\n')
-    with pytest.raises(ConfigError, match=r"bad.toml line 3: unknown key 'depht'"):
-        load_sweep_spec(bad_key)
+    with pytest.raises(ConfigError, match=r"unknown setting 'depht' in .*bad.toml line 3; did you mean depth"):
+        SweepSpec.from_sources(bad_key)
     broken = tmp_path / "broken.toml"
     broken.write_text('families = ["vit"]\ndepth = = 3\n')
-    with pytest.raises(ConfigError, match="TOML syntax error.*line 2"):
-        load_sweep_spec(broken)
+    with pytest.raises(ConfigError, match="broken.toml is not a TOML file .*line 2"):
+        SweepSpec.from_sources(broken)
     for values, message in [
         ({"families": ["cnn"]}, "families=\\['cnn'\\] is not allowed; it must be a list, each one of vit"),
         ({"dtype": "int8"}, "dtype='int8' is not allowed"),

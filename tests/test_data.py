@@ -20,10 +20,12 @@ from bench.accuracy.data import (
     train_transform,
 )
 from bench.accuracy.subset import NAMED_SUBSETS, build_subset, sha256
-from bench.accuracy.synthetic import MOTIFS, make_synthetic
+from bench.accuracy.synthetic import MOTIFS
 from bench.accuracy.train import TrainConfig
 from bench.accuracy.train_data import scan_samples
+from bench.configs import SyntheticConfig
 from bench.errors import DatasetError
+from bench.settings import specs
 from tests.harness_helpers import SAMPLES, cli_error, make_imagenet_root, sample_synsets, tiny_synthetic, write_image
 
 IMAGENETTE = NAMED_SUBSETS["imagenette"]
@@ -269,8 +271,8 @@ def test_synthetic_dataset_is_deterministic(tmp_path):
     assert manifest_a["files"] == manifest_b["files"] and manifest_a["synthetic"] is True
     assert scan_dataset(first)["train"].counts() == {"block": 4, "checker": 4, "cross": 4}
     assert Image.open(next((first / "train" / "block").iterdir())).size == (32, 32)
-    with pytest.raises(DatasetError, match="classes=11 is out of range"):
-        make_synthetic(tmp_path / "c", classes=11)
+    classes = next(spec for spec in specs(SyntheticConfig) if spec.name == "classes")
+    assert classes.meta["high"] == len(MOTIFS)  # the config's range is the generator's
 
 
 # --- ImageNet subsets as they unpack -------------------------------------------------------------------------

@@ -41,7 +41,7 @@ def test_a_study_spec_with_no_run_is_refused_before_anything_is_written(tmp_path
                                                   'model = "vit_lite_tiny"\ndepths = [1]\n'))
     line = cli_error(capsys, "study", "--config", str(tmp_path / "spec.toml"), "--data", str(tmp_path / "d"),
                      "--out", str(tmp_path / "out"))
-    assert f"the study spec has no {key}" in line and not (tmp_path / "out").exists()
+    assert f"study spec: {key}" in line and " must " in line and not (tmp_path / "out").exists()
 
 
 def test_a_holdout_too_large_speaks_of_the_holdout(tmp_path):

@@ -20,7 +20,7 @@ from bench.accuracy import train
 from bench.accuracy.data import load_rgb, scan_split
 from bench.accuracy.evaluate import model_for_checkpoint
 from bench.cli import main
-from bench.cost.sweep import SweepRun, SweepSpec, load_sweep_spec, run_sweep
+from bench.cost.sweep import SweepRun, SweepSpec, run_sweep
 from bench.errors import DatasetError, ResultsError
 from bench.outputs import HOLDER, LOCK, folder_lock, take_lock
 from bench.report.build import build_report, load_inputs
@@ -305,7 +305,7 @@ def test_train_values_of_the_wrong_type_are_one_line(data, tmp_path, capsys):
 def test_sweep_toml_values_of_the_wrong_type(toml, message, tmp_path):
     (tmp_path / "grid.toml").write_text(toml + "\n")
     with pytest.raises(ConfigError, match=message):
-        load_sweep_spec(tmp_path / "grid.toml")
+        SweepSpec.from_sources(tmp_path / "grid.toml")
 
 
 def test_an_empty_grid_axis_keeps_the_base_value(tmp_path):

@@ -180,7 +180,7 @@ def test_presets_expand_to_every_arm_and_depth():
     [
         ({"preset": "cifar"}, "unknown study preset 'cifar'"),
         ({"arms": ["vit", "mlp"]}, "unknown study arm(s) ['mlp']"),
-        ({"fractions": [0.5, 2.0]}, "study fractions [0.5, 2.0] must lie in (0, 1]"),
+        ({"fractions": [0.5, 2.0]}, "study spec: fractions=[0.5, 2.0] is not allowed; it must be a non-empty list"),
         ({"train": {"epoch": 3}}, "include unknown or per-run keys"),
         ({"train": {"seed": 3}}, "include unknown or per-run keys"),
     ],
@@ -217,7 +217,7 @@ def test_a_bad_spec_is_refused_before_anything_is_written_and_the_fixed_one_then
 def test_bad_arms_and_files(tmp_path):
     with pytest.raises(ConfigError, match="needs exactly one of depths"):
         study.expand_arm({"name": "x", "label": "X", "model": "t2t_vit_7"})
-    with pytest.raises(ConfigError, match="lacks 'label'"):
+    with pytest.raises(ConfigError, match="study arm 'x': arm: label must be set"):
         study.expand_arm({"name": "x", "model": "t2t_vit_7", "depths": [1]})
     (tmp_path / "spec.toml").write_text("{not toml")
     with pytest.raises(ConfigError, match="spec.toml is not a TOML file"):

@@ -163,9 +163,8 @@ def test_nan_loss_stops_the_run_naming_the_step(data, tmp_path, monkeypatch):
 )
 def test_bad_settings_fail_with_one_line(data, tmp_path, change, error, expected):
     settings = {"data": data, **change}
-    config = tiny_config(settings.pop("data"), tmp_path / "run", **settings)
-    with pytest.raises(models.VitbenchError) as info:
-        train.start(config, progress=False)
+    with pytest.raises(models.VitbenchError) as info:  # model_args: refused by the config, before the run
+        train.start(tiny_config(settings.pop("data"), tmp_path / "run", **settings), progress=False)
     assert type(info.value).__name__ == error and expected in str(info.value) and "\n" not in str(info.value)
 
 

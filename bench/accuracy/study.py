@@ -29,7 +29,7 @@ from bench.accuracy.data import log, scan_dataset
 from bench.accuracy.decoded_cache import decoded_split
 from bench.accuracy.progress import duration
 from bench.accuracy.train_data import file_list_digest, scan_samples
-from bench.configs import SlurmConfig, StudyConfig
+from bench.configs import ArmSpec, SlurmConfig, StudyConfig, StudySpecFile, VariantSpec
 from bench.cost.flops import any_model_macs, count_params
 from bench.errors import ResultsError
 from bench.names import path_name
@@ -85,30 +85,27 @@ class Spec:
 
 def expand_arm(arm):
     """An arm's variants: `depths` sets our models' depth, `variants` lists {depth, model?, overrides?}."""
-    for key in ("name", "label", "model"):
-        if key not in arm:
-            raise ConfigError(
-                f"study arm {arm} lacks {key!r}; each arm needs name, label, model and depths or variants"
-            )
-    if ("depths" in arm) == ("variants" in arm):
-        raise ConfigError(
-            f"study arm {arm['name']!r} needs exactly one of depths (transformers) or variants (any model)"
-        )
-    check_slurm(arm.get("slurm", {}), f"study arm {arm['name']!r}'s [arms.slurm] table")
-    base = arm.get("overrides", {})
-    own = {"init": arm.get("init"), "train": dict(arm.get("train", {})), "slurm": dict(arm.get("slurm", {}))}
-    check_train_settings(own["train"], f"study arm {arm['name']!r}'s train settings")
-    check_values(own["train"], f"study arm {arm['name']!r}'s [arms.train] table")
-    if "depths" in arm:
-        return [Variant(arm["name"], arm["label"], arm["model"], d, {**base, "depth": d}, arm.get("match_macs"), **own)
-                for d in arm["depths"]]
-    if "match_macs" in arm:
-        raise ConfigError(f"study arm {arm['name']!r}: match_macs widens one of our ViTs; give it depths, not variants")
-    return [
-        Variant(arm["name"], arm["label"], v.get("model", arm["model"]), v["depth"], {**base, **v.get("overrides", {})},
-                **own)
-        for v in arm["variants"]
-    ]
+    where = f"study arm {arm.get('name', arm)!r}"
+    checked = within(where, lambda: ArmSpec.from_table(arm, "the arm"))
+    check_slurm(checked.slurm, f"study arm {checked.name!r}'s [arms.slurm] table")
+    base = checked.overrides
+    own = {"init": checked.init, "train": dict(checked.train), "slurm": dict(checked.slurm)}
+    check_train_settings(own["train"], f"study arm {checked.name!r}'s train settings")
+    check_values(own["train"], f"study arm {checked.name!r}'s [arms.train] table")
+    if checked.depths is not None:
+        return [Variant(checked.name, checked.label, checked.model, d, {**base, "depth": d}, checked.match_macs, **own)
+                for d in checked.depths]
+    variants = [within(where, lambda v=v: VariantSpec.from_table(v, "its variants")) for v in checked.variants]
+    return [Variant(checked.name, checked.label, v.model or checked.model, v.depth, {**base, **v.overrides}, **own)
+            for v in variants]
+
+
+def within(where, make):
+    """`make()`, its one-line ConfigError prefixed with where in the spec it is (an arm, a table)."""
+    try:
+        return make()
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
 
 
 def check_train_settings(settings, what):
@@ -121,10 +118,7 @@ def check_train_settings(settings, what):
 
 def check_values(settings, where):
     """Each value of a spec's training settings, as TrainConfig checks it; the one-line error says where it is."""
-    try:
-        train.TrainConfig.check_some(settings, where)
-    except ConfigError as error:
-        raise ConfigError(f"{where}: {error}") from None
+    within(where, lambda: train.TrainConfig.check_some(settings, where))
 
 
 def arm_paths(raw, convert, folder):
@@ -161,17 +155,16 @@ def load_study_spec(preset="cpu-tiny", config=None, **changes):
     for key in ("fractions", "seeds"):
         if changes.get(key):
             raw[key] = changes[key]
-    for key, example in (("fractions", "fractions = [1.0]"), ("seeds", "seeds = [0]"), ("arms", "an [[arms]] table")):
-        if not isinstance(raw.get(key), list) or not raw[key]:  # no run at all: refused before anything is written
-            raise ConfigError(f"the study spec has no {key} ({raw.get(key)!r}); give at least one, e.g. {example}")
+    path = config or PRESET_DIR / f"{preset}.toml"
+    whole = StudySpecFile.from_table(raw, path, path)  # every key by its type and range
     # a run is named by (arm, depth, fraction, seed): repeats (0 0, or 1 and 1.0) would count one run twice
-    raw["fractions"] = list(dict.fromkeys(float(f) for f in raw["fractions"]))
-    raw["seeds"] = list(dict.fromkeys(int(seed) for seed in raw["seeds"]))
+    raw["fractions"] = list(dict.fromkeys(whole.fractions))
+    raw["seeds"] = list(dict.fromkeys(whole.seeds))
     if changes.get("arms"):
-        unknown = sorted(set(changes["arms"]) - {a["name"] for a in raw["arms"]})
+        unknown = sorted(set(changes["arms"]) - {a.get("name") for a in raw["arms"]})
         if unknown:
-            raise ConfigError(f"unknown study arm(s) {unknown}; this spec has {[a['name'] for a in raw['arms']]}")
-        raw["arms"] = [a for a in raw["arms"] if a["name"] in changes["arms"]]
+            raise ConfigError(f"unknown study arm(s) {unknown}; this spec has {[a.get('name') for a in raw['arms']]}")
+        raw["arms"] = [a for a in raw["arms"] if a.get("name") in changes["arms"]]
     raw["train"] = {"holdout": STUDY_HOLDOUT, **raw.get("train", {}),
                     **{k: v for k, v in changes.get("train", {}).items() if v is not None}}
     given = {k for k, v in changes.get("train", {}).items() if v is not None}
@@ -181,8 +174,6 @@ def load_study_spec(preset="cpu-tiny", config=None, **changes):
     if len(lengths := [k for k in LENGTHS if k in raw["train"]]) > 1:  # only one can apply: refused up front
         raise ConfigError(f"study train settings set both {lengths[0]} and {lengths[1]}, but a run's length is one of "
                           f"{', '.join(LENGTHS)}; keep one")
-    if not all(0 < f <= 1 for f in raw["fractions"]):
-        raise ConfigError(f"study fractions {raw['fractions']} must lie in (0, 1]")
     check_train_settings(raw["train"], "study train settings")
     check_values(raw["train"], "the study spec's [train] table")
     check_slurm(raw.get("slurm", {}), "the study spec's [slurm] table")
@@ -190,7 +181,20 @@ def load_study_spec(preset="cpu-tiny", config=None, **changes):
     spec = Spec(variants, list(raw["fractions"]), list(raw["seeds"]), raw["train"], source=raw)
     run_names(spec)
     check_run_configs(spec)
+    check_models(spec)
     return spec
+
+
+def check_models(spec):
+    """Every architecture of `spec` built once on the meta device (no memory, no weights): what only building finds
+    (heads that do not divide the width, a patch that does not tile the image, a timm CNN's unknown override) is
+    refused when the spec is read, before anything is written."""
+    import torch
+
+    for variant in spec.variants:
+        with torch.device("meta"):
+            within(f"study arm {variant.arm!r} (depth {variant.depth})", lambda v=variant: factory.create(
+                v.model, 2, variant_img_size(spec, v), overrides=v.overrides))
 
 
 def check_run_configs(spec):

@@ -10,13 +10,12 @@ ImageNet results.
 """
 import datetime
 import json
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from bench.accuracy.subset import MANIFEST, sha256, staged
-from bench.errors import DatasetError
+from bench.configs import SyntheticConfig
 from models.atomic import atomic_write_text
 
 MOTIF_ROWS = {  # 5x5, '#' = ink; each is its own mirror image left-to-right
@@ -65,33 +64,27 @@ def render(motif, rng, size):
     return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
 
 
-def make_synthetic(out: str | Path, classes: int = 10, train_per_class: int = 200, val_per_class: int = 50,
-                   img_size: int = 32, seed: int = 0, overwrite: bool = False) -> dict:
-    """Write `out/{train,val}/<motif>/*.png` and a manifest; returns the manifest dict."""
-    if not 2 <= classes <= len(MOTIFS):
-        raise DatasetError(f"classes={classes} is out of range; the generator has 2 to {len(MOTIFS)} motifs")
-    if img_size < MOTIF_SIZE * 2:
-        raise DatasetError(f"img_size={img_size} is too small for {MOTIF_SIZE}x{MOTIF_SIZE} motifs; use 16 or more")
-    if train_per_class < 1 or val_per_class < 1:
-        raise DatasetError("train_per_class and val_per_class must be >= 1")
-    names = sorted(MOTIFS)[:classes]
-    rng = np.random.default_rng(seed)
+def make_synthetic(config: SyntheticConfig, overwrite: bool = False) -> dict:
+    """Write `config.out/{train,val}/<motif>/*.png` and a manifest; returns the manifest dict. The sizes were checked
+    by the config (SyntheticConfig: 2 to 10 motifs, sides of at least two motifs)."""
+    names = sorted(MOTIFS)[:config.classes]
+    rng = np.random.default_rng(config.seed)
     manifest = {
-        "name": "synthetic-motifs", "synthetic": True, "seed": seed, "img_size": img_size,
+        "name": "synthetic-motifs", "synthetic": True, "seed": config.seed, "img_size": config.img_size,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "description": "classes differ only in a 5x5 local motif; see bench/accuracy/synthetic.py",
         "classes": [{"wnid": name, "label": name} for name in names],
         "counts": {}, "files": {},
     }
-    with staged(out, overwrite) as staging:
-        for split, count in (("train", train_per_class), ("val", val_per_class)):
+    with staged(config.out, overwrite) as staging:
+        for split, count in (("train", config.train_per_class), ("val", config.val_per_class)):
             manifest["counts"][split] = {name: count for name in names}
             for name in names:
                 folder = staging / split / name
                 folder.mkdir(parents=True)
                 for i in range(count):
                     path = folder / f"{name}_{split}_{i:05d}.png"
-                    Image.fromarray(render(name, rng, img_size)).save(path)
+                    Image.fromarray(render(name, rng, config.img_size)).save(path)
                     manifest["files"][path.relative_to(staging).as_posix()] = sha256(path)
         atomic_write_text(staging / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     return manifest

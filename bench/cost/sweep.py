@@ -13,8 +13,6 @@ import dataclasses
 import itertools
 import json
 import os
-import re
-import tomllib
 from pathlib import Path
 
 import pandas as pd
@@ -50,26 +48,6 @@ def check_names(spec):
             raise ConfigError(f"timm value {name!r} is one of ours; list it under models = [{name!r}]")
         factory.check_name(name)
     return spec
-
-
-def load_sweep_spec(path, **overrides):
-    """A SweepSpec from a TOML file (flat keys: the spec's and TimingSetup's fields) with CLI overrides on top."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep config not found: {path}")
-    text = path.read_text()
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: TOML syntax error: {e}; fix the file") from None
-    data = data.get("sweep", data)
-    known = SweepSpec.field_names()
-    for key in data:
-        if key not in known:
-            match = re.search(rf"^[ \t]*{re.escape(key)}[ \t]*=", text, re.MULTILINE)
-            line = f" line {text[: match.start()].count(chr(10)) + 1}" if match else ""
-            raise ConfigError(f"{path}{line}: unknown key {key!r}; valid keys are {sorted(known)}")
-    return check_names(SweepSpec.from_flat({**data, **{k: v for k, v in overrides.items() if v is not None}}))
 
 
 def configurations(spec):
