@@ -241,5 +241,5 @@ def test_an_arms_slurm_table_is_checked_when_the_spec_is_read(tmp_path):
         study.load_study_spec(config=write_spec(tmp_path, arms=[bad]))
     with pytest.raises(ConfigError, match=r"unknown setting 'node' in study arm 't2t''s \[arms.slurm\] table; did"):
         study.load_study_spec(config=write_spec(tmp_path, arms=[{**bad, "slurm": {"node": 2}}]))
-    with pytest.raises(ConfigError, match=r"\[slurm\] table is 3, not a table"):
+    with pytest.raises(ConfigError, match=r"slurm=3 is not allowed; it must be a table"):
         study.load_study_spec(config=write_spec(tmp_path, slurm=3))

@@ -133,9 +133,7 @@ def arm_paths(raw, convert, folder):
 def check_slurm(table, where):
     """A spec's [slurm] table or an arm's, each value checked as SlurmConfig checks the --slurm-* flags (read when
     the spec is, so a bad one is refused before anything is written); the one-line error says where it is."""
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where} is {table!r}, not a table of Slurm settings; e.g. nodes = 2")
-    try:
+    try:  # a table already: StudySpecFile and ArmSpec type it
         SlurmConfig.check_some(table, where)
     except ConfigError as error:
         raise ConfigError(str(error) if where in str(error) else f"{where}: {error}") from None
@@ -194,7 +192,7 @@ def check_models(spec):
     for variant in spec.variants:
         with torch.device("meta"):
             within(f"study arm {variant.arm!r} (depth {variant.depth})", lambda v=variant: factory.create(
-                v.model, 2, variant_img_size(spec, v), overrides=v.overrides))
+                v.model, v.overrides, 2, variant_img_size(spec, v)))
 
 
 def check_run_configs(spec):
