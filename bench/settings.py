@@ -72,7 +72,7 @@ class Spec:
         """The allowed values in words: 'an integer >= 1 and <= 65536', 'one of auto, bf16', ..."""
         m = self.meta
         if m["choices"]:
-            words = "one of " + ", ".join(map(str, m["choices"]))
+            words = "one of " + ", ".join(str(choice) if choice != "" else "''" for choice in m["choices"])
         elif self.kind is bool:
             words = "true or false"
         elif self.kind is dict:

@@ -10,6 +10,7 @@ import tomllib
 
 import pytest
 
+from bench.accuracy.tensor_augment import Augment
 from bench.cli import main
 from bench.configs import (
     STUDY_TRAIN_SETTINGS,
@@ -32,7 +33,7 @@ from tests.conftest import REPO
 from tests.harness_helpers import tiny_config, tiny_synthetic
 
 CONFIGS = (TrainConfig, EvalConfig, TimingSetup, ProfileConfig, SweepSpec, StudyConfig, SlurmConfig, SyntheticConfig,
-           ExportConfig, StudySpecFile, ArmSpec, VariantSpec)
+           ExportConfig, StudySpecFile, ArmSpec, VariantSpec, Augment)
 ARM = dict(name="vit", label="ViT", model="vit_lite_tiny", depths=[1])
 REQUIRED = {  # valid values of the fields a config cannot do without
     TrainConfig: dict(model="vit_lite_tiny", data="data", out="out"), EvalConfig: dict(checkpoint="x.pth", data="data"),

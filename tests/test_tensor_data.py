@@ -357,8 +357,8 @@ def test_cifar10_statistics_normalise_cifar10(decoded):
     assert images.mean(dim=(0, 2, 3)).abs().max() < 0.15 and (images.std(dim=(0, 2, 3)) - 1).abs().max() < 0.15
 
 
-def test_augment_settings_are_checked():
-    with pytest.raises(ConfigError, match="not one of 'rand', 'cifar10'"):
+def test_augment_settings_are_checked():  # every field and bad value: tests/test_configs.py
+    with pytest.raises(ConfigError, match="policy='imagenet' is not allowed; it must be one of rand, cifar10, ''"):
         Augment(policy="imagenet")
-    with pytest.raises(ConfigError, match="crop_padding=-1 must be >= 0"):
+    with pytest.raises(ConfigError, match="crop_padding=-1 is not allowed; it must be an integer >= 0"):
         Augment(crop_padding=-1)

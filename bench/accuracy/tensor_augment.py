@@ -14,30 +14,26 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from models.errors import ConfigError
+from bench.settings import Settings, setting
 
 POLICIES = ("rand", "cifar10", "")  # RandAugment, AutoAugment's CIFAR-10 policy, none
 
 
 @dataclass(frozen=True)
-class Augment:
-    """Training augmentation of uint8 batches, each step optional; defaults are a CIFAR-10 recipe."""
+class Augment(Settings):
+    """Training augmentation of uint8 batches, each step optional; defaults are a CIFAR-10 recipe. Checked as every
+    config is (bench.settings); a run's come from its TrainConfig (`train_data.memory_augment`)."""
 
-    crop_padding: int = 4  # random crop of the original size after zero padding; 0: no crop
-    hflip: float = 0.5  # probability of a horizontal flip
-    policy: str = "rand"  # "rand": RandAugment(num_ops, magnitude), "cifar10": AutoAugment CIFAR-10, "": none
-    num_ops: int = 2
-    magnitude: int = 9  # of torchvision RandAugment's 31 bins
-    interpolation: str = "nearest"  # of the geometric policy ops (torchvision's default)
-    reprob: float = 0.25  # random erasing probability (timm, per-pixel normal noise)
-
-    def __post_init__(self):
-        if self.policy not in POLICIES:
-            raise ConfigError(f"augmentation policy {self.policy!r} is not one of 'rand', 'cifar10', '' (none)")
-        if self.crop_padding < 0 or not 0 <= self.hflip <= 1 or not 0 <= self.reprob <= 1:
-            raise ConfigError(
-                f"crop_padding={self.crop_padding} must be >= 0, hflip={self.hflip} and reprob={self.reprob} in [0, 1]"
-            )
+    JOB = "augment"
+    crop_padding: int = setting(4, "random crop of the original size after zero padding; 0: no crop", low=0, high=1024)
+    hflip: float = setting(0.5, "probability of a horizontal flip", low=0.0, high=1.0)
+    policy: str = setting("rand", "rand: RandAugment(num_ops, magnitude), cifar10: AutoAugment's CIFAR-10 policy, "
+                          "'': none", choices=POLICIES, empty=True)
+    num_ops: int = setting(2, "RandAugment's ops per image (drawn with replacement)", low=0, high=64)
+    magnitude: int = setting(9, "of torchvision RandAugment's 31 bins", low=0, high=30)
+    interpolation: str = setting("nearest", "of the geometric policy ops (torchvision's default)",
+                                 choices=("nearest", "bilinear"))
+    reprob: float = setting(0.25, "random erasing probability (timm, per-pixel normal noise)", low=0.0, high=1.0)
 
 
 NO_AUGMENT = Augment(crop_padding=0, hflip=0.0, policy="", reprob=0.0)
