@@ -12,7 +12,14 @@ from torch import nn
 
 from .errors import ConfigError
 from .layers import Block, drop_path_rates, init_weights, sinusoid_table
-from .tokenizers import Tokenizer, check_images
+from .tokenizers import (
+    DEFAULT_IMG_SIZE,
+    REFERENCE_T2T_STAGES,
+    PatchTokenizer,
+    T2TTokenizer,
+    Tokenizer,
+    check_images,
+)
 
 POS_EMBED_KINDS = ("sinusoid", "learn")
 
@@ -242,3 +249,24 @@ class VisionTransformer(nn.Module):
 
     def forward(self, x):
         return self.forward_head(self.forward_features(x))
+
+
+def build_model(
+    tokenizer,
+    img_size=DEFAULT_IMG_SIZE,
+    in_chans=3,
+    embed_dim=768,
+    patch_size=16,
+    t2t_block="performer",
+    t2t_stages=REFERENCE_T2T_STAGES,
+    token_dim=64,
+    t2t_drop=None,
+    **backbone,
+):
+    """A model from its resolved settings (`registry.resolve_config`): the front end `tokenizer` names, then the
+    backbone. Lives beside the backbone so checkpoints can rebuild a stored geometry without the registry."""
+    if tokenizer == "patch":
+        front = PatchTokenizer(img_size, patch_size, in_chans, embed_dim)
+    else:
+        front = T2TTokenizer(img_size, in_chans, embed_dim, token_dim, t2t_block, t2t_stages, t2t_drop)
+    return VisionTransformer(front, **backbone)

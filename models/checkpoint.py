@@ -25,7 +25,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 
 from .atomic import atomic_write
-from .backbone import VisionTransformer, resample_pos_embed
+from .backbone import VisionTransformer, build_model, resample_pos_embed
 from .errors import CheckpointError, short_list
 from .tokenizers import MAX_IMG_SIDE
 
@@ -198,8 +198,6 @@ STORED_SIZE_MAX = {"img_size": MAX_IMG_SIDE, "embed_dim": 65536}  # bounds of an
 def stored_grid(config, num_tokens):
     """The token grid of a checkpoint's stored model config, checked against its `num_tokens`-token position table.
     The file is untrusted: its sizes are bounded first and the geometry is built on the meta device (no memory)."""
-    from .registry import build_model
-
     for key, high in STORED_SIZE_MAX.items():
         value = config[key]
         sizes = value if isinstance(value, (list, tuple)) else [value]

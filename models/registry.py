@@ -33,10 +33,10 @@ from timm.models import (
     resolve_pretrained_cfg,
 )
 
-from .backbone import VisionTransformer
+from .backbone import VisionTransformer, build_model
 from .checkpoint import SAFE_GLOBALS, timm_pretrained_filter
 from .errors import CheckpointError, ConfigError, UnknownModelError, UnknownOptionError
-from .tokenizers import DEFAULT_IMG_SIZE, REFERENCE_T2T_STAGES, PatchTokenizer, T2TTokenizer, check_img_size
+from .tokenizers import DEFAULT_IMG_SIZE, REFERENCE_T2T_STAGES, check_img_size
 
 
 def _t2t(block, embed_dim, depth, num_heads, mlp_ratio, **extra):
@@ -237,25 +237,6 @@ def resolve_config(name: str, **overrides) -> dict:
         why = f"{other} apply to the other model family" if other else f"valid options are {sorted(allowed)}"
         raise UnknownOptionError(f"unknown option(s) {unknown} for model {name!r} ({family_of(config)}); {why}")
     return check_settings(config)
-
-
-def build_model(
-    tokenizer,
-    img_size=DEFAULT_IMG_SIZE,
-    in_chans=3,
-    embed_dim=768,
-    patch_size=16,
-    t2t_block="performer",
-    t2t_stages=REFERENCE_T2T_STAGES,
-    token_dim=64,
-    t2t_drop=None,
-    **backbone,
-):
-    if tokenizer == "patch":
-        front = PatchTokenizer(img_size, patch_size, in_chans, embed_dim)
-    else:
-        front = T2TTokenizer(img_size, in_chans, embed_dim, token_dim, t2t_block, t2t_stages, t2t_drop)
-    return VisionTransformer(front, **backbone)
 
 
 # The reference release's ImageNet-1k checkpoints (github.com/yitu-opensource/T2T-ViT, releases), by file name.

@@ -1,4 +1,5 @@
-"""The layer rule of bench/__init__.py: every import, at module level or inside a function, points down.
+"""The layer rule of bench/__init__.py: every import, at module level or inside a function, points down, and no
+module imports itself round a circle.
 
     models  <-  bench.errors, bench.settings, bench.configs, bench.names, bench.provenance, bench.factory,
                 bench.outputs, bench.allocator, bench.processes, bench.records
@@ -76,3 +77,40 @@ def test_scripts_import_only_what_the_package_has(path):
                         and not (hasattr(module, "__path__")  # a package's submodule not imported yet
                                  and importlib.util.find_spec(f"{node.module}.{alias.name}"))]
     assert not missing, f"{path.name} imports names the package no longer has: {missing}"
+
+
+def import_graph():
+    """module -> the package's own modules it imports (at module level or inside a function)."""
+    modules = {module_name(path) for path in SOURCES}
+    return {module_name(path): {name for name in imported(path) if name in modules and name != module_name(path)}
+            for path in SOURCES}
+
+
+def cycles(graph):
+    """Every import circle of `graph`, each as the path that closes it (depth-first, white/grey/black)."""
+    found, state = [], {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                found.append(path[path.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    return found
+
+
+def test_no_module_imports_itself_round_a_circle():
+    """Within a layer imports may go sideways, but never round: a circle makes import order matter."""
+    found = cycles(import_graph())
+    assert not found, f"import circles: {[' -> '.join(cycle) for cycle in found]}"
+
+
+def test_the_circle_rule_catches_a_circle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
