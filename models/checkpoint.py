@@ -26,8 +26,8 @@ from torch import nn
 
 from .atomic import atomic_write
 from .backbone import VisionTransformer, build_model, resample_pos_embed
-from .errors import CheckpointError, short_list
-from .tokenizers import MAX_IMG_SIDE
+from .errors import CheckpointError, ConfigError, short_list
+from .settings import check_settings
 
 log = logging.getLogger(__name__)
 
@@ -192,18 +192,15 @@ def detect_layout(state_dict):
     return "vitbench"
 
 
-STORED_SIZE_MAX = {"img_size": MAX_IMG_SIDE, "embed_dim": 65536}  # bounds of any size read from a checkpoint's config
-
-
 def stored_grid(config, num_tokens):
     """The token grid of a checkpoint's stored model config, checked against its `num_tokens`-token position table.
-    The file is untrusted: its sizes are bounded first and the geometry is built on the meta device (no memory)."""
-    for key, high in STORED_SIZE_MAX.items():
-        value = config[key]
-        sizes = value if isinstance(value, (list, tuple)) else [value]
-        if not sizes or not all(type(size) is int and 1 <= size <= high for size in sizes):
-            raise CheckpointError(f"the checkpoint's stored config has {key}={value!r}, not a size in 1..{high}: the "
-                                  "file is damaged or was not written by vitbench; re-save it from its model")
+    The file is untrusted: every setting is checked by the models' own table first (a 1e9 image side would allocate
+    a huge position table) and the geometry is built on the meta device (no memory)."""
+    try:
+        check_settings(config)
+    except ConfigError as e:
+        raise CheckpointError(f"the checkpoint's stored config has a bad setting ({e}): the file is damaged or was "
+                              "not written by vitbench; re-save it from its model") from None
     try:
         with torch.device("meta"):
             grid = build_model(**{**config, "depth": 1, "num_classes": 0}).tokenizer.grid_size

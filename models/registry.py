@@ -16,7 +16,6 @@ Naming: the T2T-ViT names are the reference's (timm has none of them). Our ViT s
 import difflib
 import fnmatch
 import inspect
-import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.error import URLError
@@ -36,7 +35,8 @@ from timm.models import (
 from .backbone import VisionTransformer, build_model
 from .checkpoint import SAFE_GLOBALS, timm_pretrained_filter
 from .errors import CheckpointError, ConfigError, UnknownModelError, UnknownOptionError
-from .tokenizers import DEFAULT_IMG_SIZE, REFERENCE_T2T_STAGES, check_img_size
+from .settings import check_settings
+from .tokenizers import DEFAULT_IMG_SIZE, REFERENCE_T2T_STAGES
 
 
 def _t2t(block, embed_dim, depth, num_heads, mlp_ratio, **extra):
@@ -160,57 +160,6 @@ def family_of_model(name, overrides=None):
 def family_of_kind(kind):
     """The family whose `Family.kind` is `kind` (a sweep row's `tokenizer` column); "cnn" for none."""
     return next((name for name, family in FAMILY_TABLE.items() if family.kind and family.kind == kind), "cnn")
-
-
-# Settings type-checked before any module is built. Integers: the lowest allowed value.
-INT_SETTINGS = {"depth": 1, "num_heads": 1, "embed_dim": 1, "patch_size": 1, "token_dim": 1, "in_chans": 1,
-                "num_classes": 0}
-POSITIVE, RATE = "a number > 0", "a rate in [0, 1)"
-FLOAT_SETTINGS = {"mlp_ratio": POSITIVE, "qk_scale": POSITIVE, "drop_rate": RATE, "attn_drop_rate": RATE,
-                  "drop_path_rate": RATE, "t2t_drop": RATE, "norm_eps": POSITIVE}
-FLOAT_RANGES = {POSITIVE: lambda v: v > 0, RATE: lambda v: 0 <= v < 1}
-BOOL_SETTINGS = ("qkv_bias", "dynamic_img_size")
-OPTIONAL = ("t2t_drop", "qk_scale")  # None means "the default"
-
-
-def is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def check_int(key, value, lowest):
-    if not is_int(value):
-        raise ConfigError(f"{key}={value!r} must be an integer >= {lowest}; pass e.g. {key}={max(lowest, 4)}")
-    if value < lowest:
-        raise ConfigError(f"{key}={value} is out of range; pass an integer >= {lowest}")
-    return int(value)
-
-
-def check_float(key, value, allowed):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not FLOAT_RANGES[allowed](value):
-        raise ConfigError(f"{key}={value!r} must be {allowed}; pass e.g. {key}={0.1 if allowed == RATE else 2.0}")
-    return float(value)
-
-
-def check_bool(key, value):
-    if isinstance(value, bool) or (is_int(value) and value in (0, 1)):
-        return bool(value)
-    raise ConfigError(f"{key}={value!r} must be True or False (or 1 / 0); pass e.g. {key}=False")
-
-
-def check_settings(config):
-    """`config` with every known setting type-checked (ints stay ints, 0/1 become booleans); bad ones raise."""
-    checked = dict(config)
-    for key, value in config.items():
-        if key in OPTIONAL and value is None:
-            continue
-        if key in INT_SETTINGS:
-            checked[key] = check_int(key, value, INT_SETTINGS[key])
-        elif key in FLOAT_SETTINGS:
-            checked[key] = check_float(key, value, FLOAT_SETTINGS[key])
-        elif key in BOOL_SETTINGS:
-            checked[key] = check_bool(key, value)
-    check_img_size(config["img_size"])  # kept as given (an int stays an int in the config a checkpoint records)
-    return checked
 
 
 def list_models(pattern: str = "*") -> list[str]:

@@ -33,12 +33,13 @@ def saved(tmp_path):
 
 
 @pytest.mark.parametrize("config, message", [
-    ({"img_size": 10**9}, "img_size=1000000000, not a size in 1..8192"),  # would allocate a huge position table
-    ({"img_size": 0}, "not a size in 1..8192"),
-    ({"img_size": [32, "x"]}, "not a size in 1..8192"),
-    ({"img_size": 32.5}, "not a size in 1..8192"),
-    ({"img_size": True}, "not a size in 1..8192"),
-    ({"embed_dim": 2**40}, "embed_dim=1099511627776, not a size in 1..65536"),
+    ({"img_size": 10**9}, "bad setting (img_size=1000000000 must be a positive integer (at most 8192)"),  # a huge table
+    ({"img_size": 0}, "img_size=0 must be a positive integer (at most 8192)"),
+    ({"img_size": [32, "x"]}, "img_size=[32, 'x'] must be a positive integer (at most 8192)"),
+    ({"img_size": 32.5}, "img_size=32.5 must be a positive integer (at most 8192)"),
+    ({"img_size": True}, "img_size=True must be a positive integer (at most 8192)"),
+    ({"embed_dim": 2**40}, "bad setting (embed_dim=1099511627776 is out of range; it must be an integer in [1, 65536]"),
+    ({"mlp_ratio": float("inf")}, "bad setting (mlp_ratio=inf is out of range"),
     ({"img_size": 48}, "makes a 12x12 token grid but its position table holds 64 tokens"),  # a bad reshape before
     ({"img_size": [32, 64]}, "makes a 8x16 token grid but its position table holds 64 tokens"),
     ({"patch_size": 8}, "makes a 4x4 token grid but its position table holds 64 tokens"),
@@ -64,7 +65,7 @@ def test_an_init_checkpoint_with_a_lying_config_stops_train_in_one_line(saved, t
     flags[flags.index("--img-size") + 1] = "64"
     error = cli_error(capsys, "train", *flags, "--data", str(data), "--out", str(tmp_path / "run"), "--init",
                       str(tampered(img_size=10**9)))
-    assert "not a size in 1..8192" in error and not (tmp_path / "run").exists()
+    assert "img_size=1000000000 must be a positive integer" in error and not (tmp_path / "run").exists()
 
 
 def test_unreadable_files_are_named_for_what_they_are(tmp_path):
