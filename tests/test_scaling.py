@@ -1,5 +1,6 @@
 """bench.report.scaling: the laws recover known parameters, the gap model its slope and crossover, and the
 report reads a folder of per-budget studies end to end (a tiny synthetic tree made here, not real runs)."""
+import json
 import math
 
 import numpy as np
@@ -53,10 +54,20 @@ def test_gap_model_recovers_slope_and_crossover():
 
 
 IMAGES = 400
+MODELS = {"vit": "vit_lite_tiny", "t2t-performer": "t2t_vit_lite_tiny", "cnn": "resnet_cifar_tiny"}
 
 
-def write_budget(folder, budget, top1, rng, predictions=True):
-    """A finished study folder b<budget>/ with results.csv and each run's test_predictions.npz; top1 is
+def write_record(study, arms, models=MODELS, baseline=None):
+    """The study.json of a budget's study folder, as `vitbench study` writes it: its arms' models (and `baseline`,
+    where the spec names one) are what the report reads the baseline from."""
+    variants = [{"arm": arm, "label": arm, "model": models[arm], "depth": 4, "overrides": {"depth": 4}} for arm in arms]
+    spec = {"data": "data", "fractions": [1.0], "seeds": [0], "train": {}, "variants": variants,
+            **({"baseline": baseline} if baseline else {})}
+    (study / "study.json").write_text(json.dumps({"spec": spec, "provenance": {}}))
+
+
+def write_budget(folder, budget, top1, rng, predictions=True, models=MODELS):
+    """A finished study folder b<budget>/ with results.csv, study.json and each run's test_predictions.npz; top1 is
     {(arm, seed): percent}, and the saved predictions get exactly that many images right."""
     study = folder / f"b{budget:g}"
     targets = rng.integers(0, 10, IMAGES)
@@ -71,6 +82,7 @@ def write_budget(folder, budget, top1, rng, predictions=True):
         rows.append({"arm": arm, "depth": 4, "fraction": 1.0, "seed": seed, "test_top1": 100 * right.mean(),
                      "train_pflop": budget})
     pd.DataFrame(rows).to_csv(study / "results.csv", index=False)
+    write_record(study, dict.fromkeys(arm for arm, _ in top1), models)
 
 
 def synthetic_study(folder):
