@@ -162,6 +162,32 @@ def test_scaling_report_refuses_what_it_cannot_read(tmp_path):
         scaling.write_scaling_report(tmp_path, boots=50)
 
 
+def test_the_gaps_are_measured_against_the_baseline_the_budgets_record(tmp_path):
+    from bench.errors import ResultsError
+
+    rng, models = np.random.default_rng(0), {"vit-s": "vit_lite_tiny", "t2t": "t2t_vit_lite_tiny"}
+    for budget, (vit, t2t) in zip((0.01, 0.02, 0.04), ((50.0, 45.0), (55.0, 53.0), (58.0, 58.5))):
+        write_budget(tmp_path, budget, {("vit-s", s): vit + s for s in (0, 1)} | {("t2t", s): t2t + s for s in (0, 1)},
+                     rng, models=models)
+    scaling.write_scaling_report(tmp_path, boots=50)  # a ViT named "vit-s": the default baseline all the same
+    assert pd.read_csv(tmp_path / "gaps.csv")[["arm", "baseline"]].values.tolist() == [["t2t", "vit-s"]]
+    for budget in ("b0.01", "b0.02", "b0.04"):
+        write_record(tmp_path / budget, ["vit-s", "t2t"], models, baseline="t2t")  # as the specs name it
+    scaling.write_scaling_report(tmp_path, boots=50)
+    assert pd.read_csv(tmp_path / "gaps.csv")[["arm", "baseline"]].values.tolist() == [["vit-s", "t2t"]]
+    write_record(tmp_path / "b0.02", ["vit-s", "t2t"], models)
+    with pytest.raises(ResultsError, match=r"different baselines \(b0.01: t2t, b0.02: vit-s, b0.04: t2t\)"):
+        scaling.write_scaling_report(tmp_path, boots=50)
+    for budget in ("b0.01", "b0.02", "b0.04"):
+        write_record(tmp_path / budget, ["vit-s", "t2t"], {"vit-s": "resnet_cifar_tiny", "t2t": "t2t_vit_lite_tiny"})
+    with pytest.raises(ResultsError, match="have no baseline arm"):  # no ViT, none named: nothing to measure against
+        scaling.write_scaling_report(tmp_path, boots=50)
+    for budget in ("b0.01", "b0.02", "b0.04"):
+        (tmp_path / budget / "study.json").unlink()
+    with pytest.raises(ResultsError, match="holds its study.json"):
+        scaling.write_scaling_report(tmp_path, boots=50)
+
+
 def test_main_prints_one_line_and_exits_2_on_bad_input(tmp_path, capsys):
     assert scaling.main([str(tmp_path / "absent")]) == 2
     err = capsys.readouterr().err
