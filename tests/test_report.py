@@ -305,6 +305,8 @@ def test_a_scaling_study_shows_each_budget_as_it_lands_and_its_laws_once_two_hav
     folder.mkdir()
     (folder / "README.md").write_text("# Where does the answer flip?\n")
     synthetic_study(folder)  # three budgets with results, a fourth running
+    for budget in ("b0.01", "b0.04"):  # results without their study's record: in the laws, not shown as studies
+        (folder / budget / "study.json").unlink()
     record = json.loads((REPO / "results" / "study-cifar10-multiplier" / "study.json").read_text())
     (folder / "b0.02" / "study.json").write_text(json.dumps(record))  # one budget with its study's record
     shutil.rmtree(folder / "b0.02" / "runs")  # per-image predictions only: no run folders to draw
