@@ -384,6 +384,8 @@ class StudySpecFile(Settings):
     arms: list[dict] = setting(None, "the architectures compared ([[arms]] tables)", cli=False)
     train: dict = setting(help="the runs' recipe", factory=dict, cli=False)
     title: str | None = setting(None, "the study's title in reports", cli=False)
+    baseline: str | None = setting(None, "the arm every other arm is compared with (default: the first ViT arm "
+                                   "trained from scratch at its own width, without match_macs or init)", cli=False)
     launcher: str | None = setting(None, "where the runs train", choices=LAUNCHERS, cli=False)
     slurm: dict = setting(help="each run's Slurm job", factory=dict, cli=False)
 

@@ -10,6 +10,7 @@ from matplotlib.colors import is_color_like
 from torch import nn
 
 import models
+from bench.accuracy.study import ArmRoles
 from bench.cost.flops import MODULE_GROUPS, analytic_macs, fvcore_macs, torch_macs
 from bench.cost.memory import activation_estimate_bytes
 from bench.cost.sweep import config_columns
@@ -139,7 +140,8 @@ def test_a_new_family_is_a_front_end_the_study_report_compares_with_the_mac_matc
         {"arm": arm, "label": f"{arm} label", "model": model, "depth": 4, "fraction": fraction, "seed": seed,
          "test_top1": 50.0 + i + seed + fraction, "train_images": int(fraction * 1000), "updates": 100}
         for i, (arm, model) in enumerate(arms.items()) for seed in (0, 1) for fraction in (0.5, 1.0)])
+    roles = ArmRoles("vit", ("vit-mac-matched",))
     ahead = " is ahead of vit-mac-matched label by"  # each arm is 1 point above the one before it, on every seed
-    compared = {line.split(": ")[1].split(ahead)[0] for line in comparison_sentences(results) if ahead in line}
+    compared = {line.split(": ")[1].split(ahead)[0] for line in comparison_sentences(results, roles) if ahead in line}
     assert compared == {"pool label", "t2t-performer label"}  # the front ends, not the CNN nor the ViT
-    assert set(multipliers(results)["arm"]) == {"pool", "t2t-performer"}
+    assert set(multipliers(results, roles)["arm"]) == {"pool", "t2t-performer"}

@@ -244,16 +244,19 @@ def test_a_hostile_study_title_is_text_on_the_page_and_in_the_index(tmp_path):
 
 
 def test_the_forest_plot_has_a_panel_per_study_and_marks_what_is_stated():
+    from bench.accuracy.study import ArmRoles
     from bench.report.study import forest_plot, forest_rows
 
     rows = [{"arm": arm, "label": label, "fraction": 1.0, "seed": seed, "test_top1": top1 + seed * 0.1 * (arm == "t2t")}
             for seed in range(3) for arm, label, top1 in (("vit", "ViT", 50.0), ("t2t", "T2T $x$", 53.0),
                                                            ("cnn", "CNN", 50.0))]
-    diffs = forest_rows(pd.DataFrame(rows))
-    fig = forest_plot([("a study", diffs), ("another", diffs.iloc[:1])])
+    roles = ArmRoles("vit")
+    diffs = forest_rows(pd.DataFrame(rows), roles)
+    fig = forest_plot([("a study", diffs, roles), ("another", diffs.iloc[:1], roles)])
     assert len(fig.axes) == 2 and [ax.get_title(loc="left") for ax in fig.axes] == ["a study", "another"]
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["T2T \\$x\\$ (3 seeds)", "CNN (3 seeds)"]
-    assert forest_rows(pd.DataFrame(rows).query("arm != 'vit'")) is None  # no ViT arm: nothing to plot
+    assert forest_rows(pd.DataFrame(rows).query("arm != 'vit'"), roles) is None  # no ViT arm: nothing to plot
+    assert forest_rows(pd.DataFrame(rows), ArmRoles()) is None  # no baseline: nothing to plot
     fig.savefig(__import__("io").BytesIO(), format="png")  # a "$" in a label is no mathematics
 
 
@@ -302,6 +305,8 @@ def test_a_scaling_study_shows_each_budget_as_it_lands_and_its_laws_once_two_hav
     folder.mkdir()
     (folder / "README.md").write_text("# Where does the answer flip?\n")
     synthetic_study(folder)  # three budgets with results, a fourth running
+    for budget in ("b0.01", "b0.04"):  # results without their study's record: in the laws, not shown as studies
+        (folder / budget / "study.json").unlink()
     record = json.loads((REPO / "results" / "study-cifar10-multiplier" / "study.json").read_text())
     (folder / "b0.02" / "study.json").write_text(json.dumps(record))  # one budget with its study's record
     shutil.rmtree(folder / "b0.02" / "runs")  # per-image predictions only: no run folders to draw

@@ -1,5 +1,6 @@
 """bench.report.scaling: the laws recover known parameters, the gap model its slope and crossover, and the
 report reads a folder of per-budget studies end to end (a tiny synthetic tree made here, not real runs)."""
+import json
 import math
 
 import numpy as np
@@ -53,10 +54,20 @@ def test_gap_model_recovers_slope_and_crossover():
 
 
 IMAGES = 400
+MODELS = {"vit": "vit_lite_tiny", "t2t-performer": "t2t_vit_lite_tiny", "cnn": "resnet_cifar_tiny"}
 
 
-def write_budget(folder, budget, top1, rng, predictions=True):
-    """A finished study folder b<budget>/ with results.csv and each run's test_predictions.npz; top1 is
+def write_record(study, arms, models=MODELS, baseline=None):
+    """The study.json of a budget's study folder, as `vitbench study` writes it: its arms' models (and `baseline`,
+    where the spec names one) are what the report reads the baseline from."""
+    variants = [{"arm": arm, "label": arm, "model": models[arm], "depth": 4, "overrides": {"depth": 4}} for arm in arms]
+    spec = {"data": "data", "fractions": [1.0], "seeds": [0], "train": {}, "variants": variants,
+            **({"baseline": baseline} if baseline else {})}
+    (study / "study.json").write_text(json.dumps({"spec": spec, "provenance": {}}))
+
+
+def write_budget(folder, budget, top1, rng, predictions=True, models=MODELS):
+    """A finished study folder b<budget>/ with results.csv, study.json and each run's test_predictions.npz; top1 is
     {(arm, seed): percent}, and the saved predictions get exactly that many images right."""
     study = folder / f"b{budget:g}"
     targets = rng.integers(0, 10, IMAGES)
@@ -71,6 +82,7 @@ def write_budget(folder, budget, top1, rng, predictions=True):
         rows.append({"arm": arm, "depth": 4, "fraction": 1.0, "seed": seed, "test_top1": 100 * right.mean(),
                      "train_pflop": budget})
     pd.DataFrame(rows).to_csv(study / "results.csv", index=False)
+    write_record(study, dict.fromkeys(arm for arm, _ in top1), models)
 
 
 def synthetic_study(folder):
@@ -147,6 +159,32 @@ def test_scaling_report_refuses_what_it_cannot_read(tmp_path):
     stored = dict(np.load(other))
     np.savez(other, **{**stored, "targets": (stored["targets"] + 1) % 10})  # scored on other images
     with pytest.raises(ResultsError, match="scored different test images"):
+        scaling.write_scaling_report(tmp_path, boots=50)
+
+
+def test_the_gaps_are_measured_against_the_baseline_the_budgets_record(tmp_path):
+    from bench.errors import ResultsError
+
+    rng, models = np.random.default_rng(0), {"vit-s": "vit_lite_tiny", "t2t": "t2t_vit_lite_tiny"}
+    for budget, (vit, t2t) in zip((0.01, 0.02, 0.04), ((50.0, 45.0), (55.0, 53.0), (58.0, 58.5))):
+        write_budget(tmp_path, budget, {("vit-s", s): vit + s for s in (0, 1)} | {("t2t", s): t2t + s for s in (0, 1)},
+                     rng, models=models)
+    scaling.write_scaling_report(tmp_path, boots=50)  # a ViT named "vit-s": the default baseline all the same
+    assert pd.read_csv(tmp_path / "gaps.csv")[["arm", "baseline"]].values.tolist() == [["t2t", "vit-s"]]
+    for budget in ("b0.01", "b0.02", "b0.04"):
+        write_record(tmp_path / budget, ["vit-s", "t2t"], models, baseline="t2t")  # as the specs name it
+    scaling.write_scaling_report(tmp_path, boots=50)
+    assert pd.read_csv(tmp_path / "gaps.csv")[["arm", "baseline"]].values.tolist() == [["vit-s", "t2t"]]
+    write_record(tmp_path / "b0.02", ["vit-s", "t2t"], models)
+    with pytest.raises(ResultsError, match=r"different baselines \(b0.01: t2t, b0.02: vit-s, b0.04: t2t\)"):
+        scaling.write_scaling_report(tmp_path, boots=50)
+    for budget in ("b0.01", "b0.02", "b0.04"):
+        write_record(tmp_path / budget, ["vit-s", "t2t"], {"vit-s": "resnet_cifar_tiny", "t2t": "t2t_vit_lite_tiny"})
+    with pytest.raises(ResultsError, match="have no baseline arm"):  # no ViT, none named: nothing to measure against
+        scaling.write_scaling_report(tmp_path, boots=50)
+    for budget in ("b0.01", "b0.02", "b0.04"):
+        (tmp_path / budget / "study.json").unlink()
+    with pytest.raises(ResultsError, match="holds its study.json"):
         scaling.write_scaling_report(tmp_path, boots=50)
 
 

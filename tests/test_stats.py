@@ -103,7 +103,7 @@ def test_paired_constant_difference_has_zero_width_and_excludes_zero():
     results = runs([("vit", 1.0, 0, 70.0), ("vit", 1.0, 1, 72.0), ("vit", 1.0, 2, 74.0),
                     ("t2t-transformer", 1.0, 2, 75.5), ("t2t-transformer", 1.0, 0, 71.5),
                     ("t2t-transformer", 1.0, 3, 10.0), ("t2t-transformer", 1.0, 1, 73.5)])
-    row = paired_differences(results).to_dict("records")
+    row = paired_differences(results, "vit").to_dict("records")
     assert row == [{"arm": "t2t-transformer", "label": "T2T-TRANSFORMER", "fraction": 1.0, "seeds": 3,
                     "diff_mean": 1.5, "diff_std": 0.0, "ci_low": 1.5, "ci_high": 1.5, "excludes_zero": True}]
 
@@ -112,7 +112,7 @@ def test_paired_interval_including_zero():
     # differences 1, -1, 2: mean 2/3, std sqrt(7/3)
     results = runs([("vit", 0.5, 0, 70.0), ("vit", 0.5, 1, 72.0), ("vit", 0.5, 2, 74.0),
                     ("cnn", 0.5, 0, 71.0), ("cnn", 0.5, 1, 71.0), ("cnn", 0.5, 2, 76.0)])
-    row = paired_differences(results).iloc[0]
+    row = paired_differences(results, "vit").iloc[0]
     half = T_975_DF2 * math.sqrt(7 / 3) / math.sqrt(3)
     assert row["seeds"] == 3
     assert (row["diff_mean"], row["diff_std"]) == pytest.approx((2 / 3, math.sqrt(7 / 3)))
@@ -125,7 +125,7 @@ def test_paired_per_fraction_with_too_few_pairs():
     results = runs([("vit", 0.1, 0, 30.0), ("vit", 1.0, 0, 70.0), ("vit", 1.0, 1, 72.0),
                     ("cnn", 0.1, 0, 28.0), ("cnn", 1.0, 0, 66.0), ("cnn", 1.0, 1, 68.0),
                     ("vit-mac-matched", 0.5, 0, 50.0)])
-    table = paired_differences(results)
+    table = paired_differences(results, "vit")
     assert list(zip(table["arm"], table["fraction"], table["seeds"])) == [
         ("cnn", 0.1, 1), ("cnn", 1.0, 2), ("vit-mac-matched", 0.5, 0)]
     assert table["excludes_zero"].dtype == bool
@@ -141,9 +141,9 @@ def test_paired_other_baseline_and_refusals():
     with pytest.raises(ValueError, match="baseline"):
         paired_differences(results, baseline="t2t-performer")
     with pytest.raises(ValueError, match="more than once"):
-        paired_differences(pd.concat([results, results.iloc[:1]]))
+        paired_differences(pd.concat([results, results.iloc[:1]]), "vit")
     with pytest.raises(ValueError, match="non-finite"):
-        paired_differences(results.assign(test_top1=[70.0, math.nan]))
+        paired_differences(results.assign(test_top1=[70.0, math.nan]), "vit")
 
 
 def test_binomial_se():
@@ -187,7 +187,7 @@ def test_sentence_with_fewer_than_two_pairs_claims_nothing():
 def test_sentence_from_a_paired_differences_row():
     results = runs([("vit", 1.0, 0, 70.0), ("vit", 1.0, 1, 72.0), ("vit", 1.0, 2, 74.0),
                     ("cnn", 1.0, 0, 67.0), ("cnn", 1.0, 1, 69.0), ("cnn", 1.0, 2, 71.0)])
-    assert difference_sentence("CNN", "ViT", paired_differences(results).iloc[0]) == (
+    assert difference_sentence("CNN", "ViT", paired_differences(results, "vit").iloc[0]) == (
         "CNN is behind ViT by 3.0 points (95% CI 3.0 to 3.0, 3 seeds paired).")
 
 
@@ -267,7 +267,7 @@ def test_a_censored_seed_is_kept_as_a_bound():
 
     vit = [[40.0, 50.0, 60.0, 70.0]] * 2
     t2t = [[0.0, 0.0, 65.0, 0.0], [0.0, 0.0, 75.0, 0.0]]
-    row = data_multiplier(multiplier_runs(vit, t2t), "t2t-performer").set_index("train_images").loc[4000]
+    row = data_multiplier(multiplier_runs(vit, t2t), "t2t-performer", "vit").set_index("train_images").loc[4000]
     assert row["seeds"] == 2 and row["beyond"] == 1 and row["bound"] == ""
     assert row["multiplier"] == pytest.approx(2.0)  # the mean target, 70, is the ViT at 8000
     assert row["ci_low"] == pytest.approx(2**0.5) and row["ci_high"] == math.inf and row["excludes_one"]
@@ -283,7 +283,7 @@ def test_the_multiplier_interval_includes_1_exactly_when_the_direct_difference_i
     base = 40 + rng.uniform(0, 8) * np.log2(np.array(sizes) / 1000)
     vit = [base + rng.normal(0, 2, len(sizes)) for _ in range(seeds)]
     t2t = [curve + rng.normal(rng.normal(0, 2), 2, len(sizes)) for curve in vit]
-    table = data_multiplier(multiplier_runs(vit, t2t, sizes), "t2t-performer", boots=400, seed=trial)
+    table = data_multiplier(multiplier_runs(vit, t2t, sizes), "t2t-performer", "vit", boots=400, seed=trial)
     for row in table.itertuples():
         direct_excludes = row.diff_low > 0 or row.diff_high < 0
         assert row.excludes_one == direct_excludes

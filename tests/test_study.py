@@ -18,6 +18,8 @@ from models.errors import ConfigError
 from tests.conftest import REPO
 from tests.harness_helpers import TINY_RESNET, TINY_T2T, cli_error, tiny_synthetic
 
+VIT = study.ArmRoles("vit")  # a study whose baseline is its arm "vit", without a MAC-matched arm
+
 TINY_SPEC = {
     "fractions": [0.5, 1.0],
     "seeds": [0, 1],
@@ -254,7 +256,7 @@ def test_aggregate_reports_mean_spread_and_single_seed_nan():
         for s, t in ((0, 40.0), (1, 50.0))
     ]
     rows.append({**rows[0], "arm": "cnn", "label": "CNN", "top1": 70.0})
-    table = aggregate(pd.DataFrame(rows))
+    table = aggregate(pd.DataFrame(rows), VIT)
     assert table["arm"].tolist() == ["vit", "cnn"]
     vit = table.iloc[0]
     assert vit["test_top1_mean"] == 45.0 and vit["test_top1_std"] == pytest.approx(7.0711, abs=1e-4)
@@ -274,13 +276,124 @@ def test_paired_differences_and_sentences_follow_the_interval_rule():
         if row["arm"] == "cnn":
             row["test_top1"] += (-1.5, 2.0, -1.0)[row["seed"]]
     table = aggregate(pd.DataFrame(rows).assign(train_images=10, classes=10, params=5, macs=7,
-                                                train_images_per_s=1.0))
+                                                train_images_per_s=1.0), VIT)
     t2t = table[table["arm"] == "t2t-performer"].iloc[0]
     assert t2t["vs_vit"] == pytest.approx(2.0) and t2t["paired_seeds"] == 3  # the seeds' noise cancels when paired
     assert t2t["test_top1_ci_high"] - t2t["test_top1_ci_low"] > 5  # while the unpaired interval is wide
-    sentences = comparison_sentences(pd.DataFrame(rows))
+    sentences = comparison_sentences(pd.DataFrame(rows), VIT)
     assert "T2T is ahead of ViT by 2.0 points" in sentences[0]
     assert "No difference between CNN and ViT is detectable at this budget" in sentences[1]
+
+
+ROLES_SPEC = """fractions = [1.0]
+seeds = [0]
+{baseline}
+[train]
+epochs = 1
+batch_size = 8
+workers = 0
+threads = 1
+
+[[arms]]
+name = "mine"
+label = "ViT, MAC-matched"
+model = "vit_lite_tiny"
+depths = [1]
+match_macs = "t2t"
+
+[[arms]]
+name = "vit-s"
+label = "ViT-S"
+model = "vit_lite_tiny"
+depths = [1]
+
+[[arms]]
+name = "t2t"
+label = "T2T"
+model = "t2t_vit_lite_tiny"
+depths = [1]
+"""
+
+
+def test_arm_roles_come_from_the_spec_not_the_arms_names(tmp_path):
+    (tmp_path / "spec.toml").write_text(ROLES_SPEC.format(baseline=""))
+    spec = study.load_study_spec(config=tmp_path / "spec.toml")
+    assert study.arm_roles(spec) == study.ArmRoles("vit-s", ("mine",))  # the first ViT at its own width
+    assert "baseline" not in study.spec_record(spec, "data")  # a derived baseline is not recorded: old records read
+    assert study.recorded_roles(study.spec_record(spec, "data")) == study.arm_roles(spec)  # the same
+    (tmp_path / "spec.toml").write_text(ROLES_SPEC.format(baseline='baseline = "t2t"'))
+    named = study.load_study_spec(config=tmp_path / "spec.toml")
+    assert study.arm_roles(named) == study.ArmRoles("t2t", ("mine",))  # as written
+    assert study.recorded_roles(study.spec_record(named, "data")).baseline == "t2t"  # kept in the record
+    pretrained = study.Variant("pre", "Pre", "vit_lite_tiny", 1, {"depth": 1}, init="last.pth")
+    cnn = study.Variant("cnn", "CNN", "resnet_cifar_tiny", 10, {})
+    assert study.arm_roles(study.Spec([pretrained, cnn, *spec.variants], [1.0], [0], {})).baseline == "vit-s"
+    assert study.arm_roles(study.Spec([pretrained, cnn], [1.0], [0], {})) == study.ArmRoles()  # none: no comparisons
+
+
+def test_a_baseline_naming_no_arm_is_refused_before_anything_is_written(tmp_path, capsys):
+    data, out, spec = tiny_synthetic(tmp_path / "data"), tmp_path / "study", tmp_path / "spec.toml"
+    spec.write_text(ROLES_SPEC.format(baseline='baseline = "vit"'))
+    line = cli_error(capsys, "study", "--config", str(spec), "--data", str(data), "--out", str(out))
+    assert line.endswith("the study spec's baseline 'vit' names no arm of the spec; choose one of 'mine', 'vit-s', "
+                         "'t2t', or drop baseline (the default: the first ViT arm trained from scratch)")
+    assert not out.exists()
+    spec.write_text(ROLES_SPEC.format(baseline='baseline = "t2t"'))
+    with pytest.raises(ConfigError, match="baseline 't2t' names no arm of the spec; choose one of 'vit-s',"):
+        study.load_study_spec(config=spec, arms=["vit-s"])  # --arms keeps no such arm
+
+
+def roles_results():
+    """A study whose ViT is "vit-s" and whose MAC-matched ViT is "mm": names no report knows by heart."""
+    arms = (("resnet", "ResNet", "resnet_cifar_tiny", 0.5), ("t2t-performer", "T2T", "t2t_vit_lite_tiny", 4.0),
+            ("mm", "ViT MAC-matched", "vit_lite_tiny", 1.0), ("vit-s", "ViT-S", "vit_lite_tiny", 0.0))
+    return pd.DataFrame([{"arm": arm, "label": label, "model": model, "depth": 4, "fraction": 1.0, "seed": seed,
+                          "test_top1": 50.0 + gain + noise, "train_images": 10, "classes": 10, "params": 5, "macs": 7,
+                          "train_images_per_s": 1.0}
+                         for seed, noise in enumerate((0.0, 3.0, -2.0)) for arm, label, model, gain in arms])
+
+
+def test_a_baseline_and_mac_matched_arm_of_any_name_are_compared_ordered_and_coloured_by_their_role():
+    from bench.report.study import arm_color, comparison_sentences, forest_rows, top1_vs_cost
+
+    results, roles = roles_results(), study.ArmRoles("vit-s", ("mm",))
+    table = aggregate(results, roles)
+    assert table["arm"].tolist() == ["vit-s", "mm", "t2t-performer", "resnet"]  # ViT, MAC-matched, the families
+    assert table.set_index("arm")["vs_vit"].to_dict() == pytest.approx(
+        {"vit-s": np.nan, "mm": 1.0, "t2t-performer": 4.0, "resnet": 0.5}, nan_ok=True)
+    sentences = comparison_sentences(results, roles)
+    assert [s.split(" by ")[0] for s in sentences] == [
+        "- ResNet is ahead of ViT-S", "- T2T is ahead of ViT-S", "- ViT MAC-matched is ahead of ViT-S",
+        "- T2T is ahead of ViT MAC-matched"]  # the T2T arm also against the MAC-matched ViT, the CNN not
+    assert set(forest_rows(results, roles)["arm"]) == {"mm", "t2t-performer", "resnet"}
+    assert arm_color("mm", roles) == "tab:cyan" and arm_color("mm", study.ArmRoles("vit-s")) is None
+    bars = top1_vs_cost(table, "macs", "MACs", roles).axes[0].containers  # an arm's line with its error bars each
+    colours = {bar.get_label(): bar.lines[0].get_color() for bar in bars}
+    assert colours["ViT MAC-matched"] == "tab:cyan"
+    named = study.ArmRoles("resnet", ("mm",))  # an explicit baseline: every arm against it
+    assert aggregate(results, named)["arm"].tolist()[0] == "resnet"
+    assert [s.split(" by ")[0] for s in comparison_sentences(results, named)] == [
+        "- T2T is ahead of ResNet", "- ViT MAC-matched is ahead of ResNet", "- ViT-S is behind ResNet",
+        "- T2T is ahead of ViT MAC-matched"]
+    none = study.ArmRoles()  # no baseline: no comparisons
+    assert comparison_sentences(results, none) == [] and "vs_vit" not in aggregate(results, none)
+
+
+def test_report_only_compares_with_the_baseline_the_record_names(finished_study, tmp_path, capsys):
+    root, _ = finished_study
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)
+    assert "nothing to compare" in (out / "report.md").read_text()  # a T2T and a CNN arm: no ViT, no baseline
+    record = json.loads((out / "study.json").read_text())
+    record["spec"]["baseline"] = "cnn"  # as `baseline = "cnn"` in the spec records it
+    (out / "study.json").write_text(json.dumps(record))
+    assert main(["study", "--out", str(out), "--report-only"]) == 0
+    compared = (out / "report.md").read_text().split("## Comparisons")[1].split("\n## ")[0].strip().splitlines()[2:]
+    assert len(compared) == 2 and all("T2T-ViT" in line and "ResNet" in line for line in compared)  # per fraction
+    assert pd.read_csv(out / "table.csv").set_index("arm")["vs_vit"].notna().sum() == 2  # both fractions
+    record["spec"]["baseline"] = "vit"
+    (out / "study.json").write_text(json.dumps(record))
+    assert "baseline 'vit' names no arm" in cli_error(capsys, "study", "--out", str(out), "--report-only")
 
 
 def test_report_turns_the_study_and_its_runs_into_tables_and_plots(finished_study):
@@ -314,18 +427,18 @@ def test_the_data_multiplier_is_stated_by_its_interval_and_drawn():
                       "seed": seed, "train_images": n,
                       "test_top1": vit + 10 * np.log2(1.5) + (0.3 if seed == 1 else 0.0)}]
     results = pd.DataFrame(rows).assign(updates=100)  # every size the same updates, as under a PFLOP budget
-    table = multipliers(results)
-    assert multipliers(results.assign(updates=results["train_images"] // 10)) is None  # epoch-matched: no claim
-    assert multipliers(results.drop(columns="updates")) is None  # a study from before updates were recorded
-    lines = multiplier_lines(results, table)
+    table = multipliers(results, VIT)
+    assert multipliers(results.assign(updates=results["train_images"] // 10), VIT) is None  # epoch-matched: no claim
+    assert multipliers(results.drop(columns="updates"), VIT) is None  # a study from before updates were recorded
+    lines = multiplier_lines(results, table, VIT)
     assert len(lines) == 1 and lines[0].startswith("- ViT needs more than 1.00x")  # at 8000: beyond the ViT's curve
     assert "beyond the sizes measured in 3 of 3 seeds" in lines[0] and "no upper bound" in lines[0]
     at_4000 = table[table["train_images"] == 4000].iloc[0]
     assert at_4000["multiplier"] == pytest.approx(1.5, rel=0.05) and at_4000["ci_low"] > 1
-    assert multiplier_lines(results, table[table["train_images"] < 8000])[0].startswith(
+    assert multiplier_lines(results, table[table["train_images"] < 8000], VIT)[0].startswith(
         "- ViT needs 1.5")
-    assert len(top1_vs_images(results, table).axes[0].texts) == 0  # no arrow where no seed reached it
-    marked = top1_vs_images(results, table[table["train_images"] < 8000]).axes[0]
+    assert len(top1_vs_images(results, table, VIT).axes[0].texts) == 0  # no arrow where no seed reached it
+    marked = top1_vs_images(results, table[table["train_images"] < 8000], VIT).axes[0]
     labels = [text.get_text() for text in marked.texts if text.get_text()]
     arrows = [text for text in marked.texts if not text.get_text()]
     assert len(arrows) == 1 and len(labels) == 1 and float(labels[0].rstrip("x")) == pytest.approx(1.5, rel=0.05)

@@ -77,10 +77,48 @@ class Spec:
     seeds: list
     train: dict
     source: dict = field(default=None, compare=False)  # the spec as written (TOML), changes applied; None: a record
+    baseline: str = None  # the spec's `baseline` arm as written; None: derived from the arms (`arm_roles`)
 
     def runs(self):
         """(variant, fraction, seed) in the order they run: every architecture at seed 0 first."""
         return [(v, f, s) for s in self.seeds for f in self.fractions for v in self.variants]
+
+
+@dataclass(frozen=True)
+class ArmRoles:
+    """What each arm of a study is to its report, read from the spec (`arm_roles`), never from the arms' names:
+    `baseline`, the arm every other arm is compared with (None: the study has none, so no comparisons), and
+    `mac_matched`, the arms with `match_macs` (each a ViT widened to another arm's MACs), in the spec's order."""
+
+    baseline: str | None = None
+    mac_matched: tuple = ()
+
+
+def arm_roles(spec):
+    """The `ArmRoles` of `spec`: its `baseline` as written, else the first arm whose model is of the ViT family
+    (`models.family_of_model`) trained from scratch at its own width (no `match_macs`, no `init`); its MAC-matched
+    arms from `match_macs`. A `baseline` naming no arm of the spec is a one-line ConfigError."""
+    arms = list(dict.fromkeys(variant.arm for variant in spec.variants))
+    if spec.baseline is not None and spec.baseline not in arms:
+        raise ConfigError(f"the study spec's baseline {spec.baseline!r} names no arm of the spec; choose one of "
+                          f"{', '.join(map(repr, arms))}, or drop baseline (the default: the first ViT arm trained "
+                          "from scratch)")
+    baseline = spec.baseline or next((v.arm for v in spec.variants if not v.match_macs and not v.init
+                                      and models.family_of_model(v.model, v.overrides) == "vit"), None)
+    return ArmRoles(baseline, tuple(dict.fromkeys(v.arm for v in spec.variants if v.match_macs)))
+
+
+def record_variants(record):
+    """The Variants of a spec record (study.json's `spec`, `spec_record`)."""
+    return [Variant(v["arm"], v["label"], v["model"], v["depth"], dict(v["overrides"]), v.get("match_macs"),
+                    v.get("init"), dict(v.get("train", {})), dict(v.get("slurm", {})))
+            for v in record["variants"]]
+
+
+def recorded_roles(record):
+    """The `ArmRoles` of a study from its record (study.json's `spec`): its `baseline` where the spec named one,
+    else derived from its variants as `arm_roles` derives it (records before `baseline` existed name none)."""
+    return arm_roles(Spec(record_variants(record), [], [], {}, baseline=record.get("baseline")))
 
 
 def expand_arm(arm):
@@ -176,8 +214,9 @@ def load_study_spec(preset="cpu-tiny", config=None, **changes):
     check_values(raw["train"], "the study spec's [train] table")
     check_slurm(raw.get("slurm", {}), "the study spec's [slurm] table")
     variants = [v for arm in raw["arms"] for v in expand_arm(arm)]
-    spec = Spec(variants, list(raw["fractions"]), list(raw["seeds"]), raw["train"], source=raw)
+    spec = Spec(variants, list(raw["fractions"]), list(raw["seeds"]), raw["train"], source=raw, baseline=whole.baseline)
     run_names(spec)
+    arm_roles(spec)  # a baseline naming no arm is refused here, before anything is written
     check_run_configs(spec)
     check_models(spec)
     return spec
@@ -309,6 +348,7 @@ def spec_record(spec, data):
         "seeds": spec.seeds,
         "train": spec.train,
         "variants": variants,
+        **({"baseline": spec.baseline} if spec.baseline is not None else {}),  # only as written: old records lack it
     }
 
 
@@ -364,10 +404,8 @@ def recorded_spec(out):
     path = Path(out) / STUDY_FILE
     try:
         record = spec_paths(json.loads(path.read_text())["spec"], located_paths, out)
-        variants = [Variant(v["arm"], v["label"], v["model"], v["depth"], dict(v["overrides"]), v.get("match_macs"),
-                            v.get("init"), dict(v.get("train", {})), dict(v.get("slurm", {})))
-                    for v in record["variants"]]
-        return Spec(variants, list(record["fractions"]), list(record["seeds"]), dict(record["train"])), record["data"]
+        return Spec(record_variants(record), list(record["fractions"]), list(record["seeds"]), dict(record["train"]),
+                    baseline=record.get("baseline")), record["data"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ResultsError(f"{path} is unreadable ({type(error).__name__}: {error}); it cannot be repaired by hand "
                            "reliably: run the study again into a new --out (or --overwrite this one)") from None
@@ -387,7 +425,7 @@ def refuse_other_spec(out, recorded, flags, whole=None, fractions=None, seeds=No
     differ = []
     if whole is not None:
         ours, theirs = comparable(spec_record(whole, "")), comparable(spec_record(recorded, ""))
-        differ += [key for key in theirs if ours.get(key) != theirs[key]]
+        differ += [key for key in dict.fromkeys([*theirs, *ours]) if ours.get(key) != theirs.get(key)]
     if fractions and list(dict.fromkeys(map(float, fractions))) != recorded.fractions:
         differ.append("fractions")
     if seeds and list(dict.fromkeys(map(int, seeds))) != recorded.seeds:
@@ -457,6 +495,7 @@ def begin_study(spec, data, out, resume, overwrite, context):
     folder), write study.json and spec.toml; returns (spec with MAC-matched widths resolved, [(index, name,
     TrainConfig)] of the runs without a finished summary)."""
     run_names(spec)  # every run its own plain folder under out/runs/, before anything is written
+    arm_roles(spec)  # and a baseline that names one of its arms
     mode = STUDY_FOLDER.prepare(out, resume, overwrite, reads=(data,))  # every rank checks: all stop on a refusal
     if any(variant.match_macs for variant in spec.variants):
         spec = resolve_mac_matched(spec, data_classes(data))

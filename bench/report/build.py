@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.accuracy.study import recorded_roles
 from bench.errors import ResultsError
 from bench.names import path_tag
 from bench.outputs import OutputFolder, folder_lock, read_back
@@ -460,8 +461,13 @@ class StudyInput:
         return "holdout" in self.record["spec"].get("train", {})
 
     @property
+    def roles(self):
+        """Its baseline and MAC-matched arms, from its record (`recorded_roles`), never from the arms' names."""
+        return recorded_roles(self.record["spec"])
+
+    @property
     def multiplier(self):
-        return study.multipliers(self.results)
+        return study.multipliers(self.results, self.roles)
 
     def rank(self):
         """The order of the report: studies scored under the protocol (held out) first, the plain comparison
@@ -512,9 +518,9 @@ def answer_lines(item):
         where = f"At {largest['train_images'].max():,.0f} training images: " if "train_images" in largest else \
             f"At fraction {largest['fraction'].max():g}: "
     lines = [f"- {where}{sentence[0].lower() + sentence[1:] if where and sentence.startswith('No ') else sentence}"
-             for sentence in (line.removeprefix("- ") for line in study.comparison_sentences(largest))]
+             for sentence in (line.removeprefix("- ") for line in study.comparison_sentences(largest, item.roles))]
     if (table := item.multiplier) is not None:
-        lines += study.multiplier_lines(item.results, table)
+        lines += study.multiplier_lines(item.results, table, item.roles)
     return [f"- {protocol_summary(item)}", *lines] if lines else [f"- {protocol_summary(item)}",
                                                                   "- No ViT arm to compare with."]
 
@@ -526,8 +532,8 @@ def add_answer(writer, items):
         "Each arm's test top-1 minus the ViT's, paired by seed, with its 95% t-interval, study by study. A difference "
         "is stated only when its interval excludes zero; otherwise no difference is detectable at that budget. "
         "Each study's own part below has its table, every comparison and its curves."])
-    compared = [(item.title, study.forest_rows(item.results)) for item in items]
-    compared = [(title, rows) for title, rows in compared if rows is not None and len(rows)]
+    compared = [(item.title, study.forest_rows(item.results, item.roles), item.roles) for item in items]
+    compared = [(title, rows, roles) for title, rows, roles in compared if rows is not None and len(rows)]
     if compared:
         writer.figure("forest", study.forest_plot(compared), "Paired differences to the ViT, study by study",
                       "the studies' results.csv: " + ", ".join(str(item.path) for item in items))
@@ -549,16 +555,18 @@ def add_study(writer, item):
     path, tag, results, record = item.path, item.tag, item.results, item.record
     source = study_source(record)
     writer.part(item.title, [f"Folder: {path}. {protocol_summary(item)}"])
-    table = study.aggregate(results)
+    roles = item.roles
+    table = study.aggregate(results, roles)
     writer.table(f"study_{tag}", table, "Test top-1 over seeds and the paired difference to the ViT", source)
     writer.text("Comparisons: what the intervals allow us to say", source,
-                [*study.comparison_sentences(results), f"- {study.test_noise_line(results)}"])
+                [*study.comparison_sentences(results, roles), f"- {study.test_noise_line(results)}"])
     if (multiplier_table := item.multiplier) is not None:
         writer.table(f"multiplier_{tag}", multiplier_table, "Data multiplier: images the ViT needs to match each T2T "
                      "arm", source)
         writer.text("Data multiplier: what the intervals allow us to say", source,
-                    study.multiplier_lines(results, multiplier_table))
-    for name, fig in study.study_figures(results, table, multiplier_table, study.histories(results, path)).items():
+                    study.multiplier_lines(results, multiplier_table, roles))
+    for name, fig in study.study_figures(results, table, multiplier_table, roles,
+                                         study.histories(results, path)).items():
         writer.figure(f"{name}_{tag}", fig, FIGURE_TITLES.get(name, name.replace("_", " ")), source)
     suffix = f"-f{results.fraction.max():g}-s{results.seed.min()}"
     final = (
@@ -575,14 +583,16 @@ def add_study(writer, item):
         )
 
 
-def scaling_laws(folder, baseline=study.BASELINE, boots=scaling.BOOTSTRAPS):
+def scaling_laws(folder, boots=scaling.BOOTSTRAPS):
     """(figure, laws table) of a compute-scaling study's finished budgets, as `bench.report.scaling` draws them:
-    test top-1 against training PFLOP, each arm's power law with its bootstrap band, the gap's crossover and the
-    pre-registered predictions. Raises ResultsError or ValueError where no law can be fitted yet."""
+    test top-1 against training PFLOP, each arm's power law with its bootstrap band, the gap to the budgets' baseline
+    (`scaling.recorded_baseline`; none: no gap) with its crossover and the pre-registered predictions. Raises
+    ResultsError or ValueError where no law can be fitted yet."""
     by_budget, _ = scaling.read_budgets(folder)
     if len(by_budget) < 2:
         raise ResultsError(f"a law needs runs at 2 budgets or more; {len(by_budget)} finished so far")
     runs = pd.concat(by_budget.values(), ignore_index=True)
+    baseline = scaling.recorded_baseline(runs)
     lawful = [arm for arm in dict.fromkeys(runs["arm"]) if runs.loc[runs["arm"] == arm, "budget_pflop"].nunique() > 1]
     fitted = {arm: scaling.fit_power_law(*runs.loc[runs["arm"] == arm, ["budget_pflop", "test_top1"]].T.values)
               for arm in lawful}

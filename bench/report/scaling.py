@@ -10,7 +10,8 @@ Intervals resample seeds with replacement within each budget (a run's seed keeps
 interval is a paired one) and refit; the 2.5% and 97.5% quantiles of what is refitted are the 95% interval.
 
 The study's report: `python -m bench.report.scaling FOLDER`, FOLDER holding one study folder per budget
-(`b0.0075/`, `b0.015/`, ...) and the pre-registration's CSVs (`write_scaling_report`).
+(`b0.0075/`, `b0.015/`, ...) and the pre-registration's CSVs (`write_scaling_report`). The gaps are measured
+against the baseline arm each budget's study.json records (`recorded_baseline`), not against an arm's name.
 """
 import argparse
 import math
@@ -27,7 +28,7 @@ from scipy.stats import linregress, ttest_1samp
 from scipy.stats import t as student_t
 
 from bench.accuracy.plan import train_pflop
-from bench.accuracy.study import RESULTS, run_folder_name
+from bench.accuracy.study import RESULTS, STUDY_FILE, arm_roles, recorded_spec, run_folder_name
 from bench.accuracy.train import TEST_PREDICTIONS, read_predictions
 from bench.cost.published import published_cifar10
 from bench.errors import ResultsError
@@ -238,6 +239,19 @@ def read_budgets(folder):
     return found, sorted(pending)
 
 
+def recorded_baseline(runs):
+    """The arm every gap is measured against: the baseline (`arm_roles`) of the recorded spec of each budget's study
+    whose results `runs` holds (its study.json), the same at every budget; None where no budget holds its study.json
+    or its spec has no baseline (neither `baseline` nor a ViT arm trained from scratch)."""
+    baselines = {folder: arm_roles(recorded_spec(folder)[0]).baseline for folder in dict.fromkeys(runs["study"])
+                 if (Path(folder) / STUDY_FILE).is_file()}
+    if len(set(baselines.values())) > 1:
+        raise ResultsError("the budgets' studies compare with different baselines (" + ", ".join(
+            f"{Path(folder).name}: {baseline}" for folder, baseline in baselines.items()) + "); a gap needs one arm "
+            "to be measured against at every budget: give their specs the same `baseline`")
+    return next(iter(baselines.values()), None)
+
+
 def per_image_pairs(runs, arm, baseline):
     """The `mcnemar` result of every seed both arms ran in one budget's `runs` (final weights, test images), and
     the seeds whose predictions are absent."""
@@ -352,11 +366,12 @@ def scaling_figure(runs, fitted, boot, gaps, predicted, anchor):
     for arm, gap in gaps.items():
         if gap["crossover_within"]:
             ax.axvline(gap["crossover_pflop"], color=FAMILY_COLORS.get(arm), linestyle="--", linewidth=1,
-                       label=f"{arm} = vit (gap law), 95% CI {gap['crossover_low']:.3g}-{gap['crossover_high']:.3g}")
+                       label=f"{arm} = {gap['baseline']} (gap law), 95% CI "
+                             f"{gap['crossover_low']:.3g}-{gap['crossover_high']:.3g}")
             ax.axvspan(gap["crossover_low"], gap["crossover_high"], color=FAMILY_COLORS.get(arm), alpha=0.08)
         else:
             ax.plot([], [], color=FAMILY_COLORS.get(arm), linestyle="--", linewidth=1,
-                    label=f"{arm} = vit: not within the measured range")
+                    label=f"{arm} = {gap['baseline']}: not within the measured range")
     if len(predicted):
         ax.plot([], [], "o", mfc="none", color="gray", label="pre-registered prediction (95% CI)")
     pflop, top1, label = anchor
@@ -383,10 +398,11 @@ def law_row(arm, runs, fitted, boot):
             **dict(zip(("sat_a", "sat_b", "sat_e_inf"), fit_saturating_law(*points)))}
 
 
-def write_scaling_report(folder, baseline="vit", boots=BOOTSTRAPS):
+def write_scaling_report(folder, boots=BOOTSTRAPS):
     """laws.csv, gaps.csv, comparisons.csv, prediction_checks.csv, report.md and top1_vs_pflop.png in `folder`
     from its `b<budget>/` study folders (budgets not yet there are skipped and named) and its pre-registered
-    predictions (preregistered_laws.csv, preregistered_predictions.csv, when present). Returns report.md's text."""
+    predictions (preregistered_laws.csv, preregistered_predictions.csv, when present); every gap against the baseline
+    arm the budgets' study.json record (`recorded_baseline`). Returns report.md's text."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ResultsError(f"{folder} is no folder: give the scaling study's folder (it holds b<budget>/ studies)")
@@ -396,6 +412,13 @@ def write_scaling_report(folder, baseline="vit", boots=BOOTSTRAPS):
                            "needs 2 or more: run the budgets, or point at the scaling study's folder")
     runs = pd.concat(by_budget.values(), ignore_index=True)
     arms = list(dict.fromkeys(runs["arm"]))
+    baseline = recorded_baseline(runs)
+    if baseline is None:
+        recorded = any((Path(study) / STUDY_FILE).is_file() for study in runs["study"].unique())
+        raise ResultsError(f"the budgets' studies under {folder} have no baseline arm (their spec's `baseline`, or a "
+                           "ViT arm trained from scratch): the gaps are measured against it" if recorded else
+                           f"no budget folder under {folder} holds its {STUDY_FILE}, which records the baseline arm "
+                           "the gaps are measured against (`vitbench study` writes it)")
     if baseline not in arms:
         raise ResultsError(f"no {baseline!r} runs under {folder}: the gaps are measured against it")
     lawful = [arm for arm in arms if runs.loc[runs["arm"] == arm, "budget_pflop"].nunique() >= 2]

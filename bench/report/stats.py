@@ -69,7 +69,7 @@ def arm_summary(results, value="test_top1", keys=("arm", "label", "fraction")):
     return pd.DataFrame(rows, columns=[*keys, "seeds", "mean", "std", "ci_low", "ci_high"])
 
 
-def paired_differences(results, baseline="vit", value="test_top1"):
+def paired_differences(results, baseline, value="test_top1"):
     """Arm minus `baseline` per (arm, fraction), paired by seed, with its 95% t-interval.
 
     Pairing by seed removes what the two arms share under one seed (data order, split) from the spread, so the
@@ -191,7 +191,7 @@ def order_interval(values, level):
     return int(math.floor(tail * n)), int(math.ceil((1 - tail) * n)) - 1
 
 
-def data_multiplier(results, arm, baseline="vit", value="test_top1", boots=4000, level=0.95, seed=0):
+def data_multiplier(results, arm, baseline, value="test_top1", boots=4000, level=0.95, seed=0):
     """Per training-set size N of `arm`: how many training images `baseline` needs to match `arm`'s top-1 at N,
     divided by N, with a 95% bootstrap interval over seeds on the log scale; and the direct difference (arm minus
     baseline at N, points) with the same draws.

@@ -1,11 +1,15 @@
 """The from-scratch study's presentation: per arm the seeds' mean, spread and 95% t-interval of test
-top-1, the seed-paired difference to the ViT arm, the sentences those intervals allow, time-to-accuracy,
+top-1, the seed-paired difference to the baseline arm (the ViT), the sentences those intervals allow, time-to-accuracy,
 the curves (test top-1 against data, MACs, speed; validation top-1 against training PFLOP and wall time
 with seed bands) and report.md.
 
 Test top-1 is the score of each run's final weights on the test split, read once at the end of the run;
 validation curves are the holdout's. Studies from before the holdout (their `selection` is "test")
 read as they were recorded.
+
+Which arm is the baseline and which are MAC-matched is the spec's (`bench.accuracy.study.ArmRoles`, `arm_roles`
+from a Spec, `recorded_roles` from study.json's record), never the arms' names: every function that compares,
+orders or colours arms takes those `roles`.
 """
 from pathlib import Path
 
@@ -15,7 +19,7 @@ from matplotlib import ticker
 from matplotlib.figure import Figure
 
 import models
-from bench.accuracy.study import RESULTS, STUDY_FILE, TABLE, collect, read_summary, run_folder_name
+from bench.accuracy.study import RESULTS, STUDY_FILE, TABLE, arm_roles, collect, read_summary, run_folder_name
 from bench.outputs import read_back
 from bench.report.markup import md, md_lines, md_table
 from bench.report.stats import (
@@ -30,10 +34,8 @@ from bench.report.style import FAMILY_COLORS, chance_line, family_order, new_fig
 from models.atomic import atomic_write_text
 
 KEYS = ["arm", "label", "model", "depth", "fraction"]
-BASELINE = "vit"  # every arm is compared with the ViT; the other front ends also with the MAC-matched ViT
-MAC_MATCHED = "vit-mac-matched"
 THRESHOLDS = (50, 60)  # validation top-1 (%) for time-to-accuracy
-ARM_COLORS = {**FAMILY_COLORS, MAC_MATCHED: "tab:cyan"}
+MAC_MATCHED_COLOR = "tab:cyan"  # a MAC-matched ViT arm's, whatever its name; the others their family's by name
 PER_ARCHITECTURE = {  # table column: (results column, how the seeds' values combine); absent columns are skipped
     "classes": ("classes", "first"), "params": ("params", "first"), "macs": ("macs", "first"),
     "embed_dim": ("embed_dim", "first"), "train_images": ("train_images", "mean"), "epochs": ("epochs", "mean"),
@@ -52,9 +54,10 @@ def upgraded(results):
     return results
 
 
-def aggregate(results):
+def aggregate(results, roles):
     """One row per architecture and fraction: costs, and test top-1 over seeds (mean, std, 95% t-interval),
-    with the seed-paired difference to the ViT arm. Test top-5 only where the task has more than 5 classes."""
+    with the seed-paired difference to the baseline arm of `roles` (the `vs_vit` columns). Test top-5 only where
+    the task has more than 5 classes."""
     results = upgraded(results)
     stats = arm_summary(results, "test_top1", KEYS).rename(
         columns={"mean": "test_top1_mean", "std": "test_top1_std", "ci_low": "test_top1_ci_low",
@@ -66,19 +69,29 @@ def aggregate(results):
         table["test_top5_mean"] = table["test_top5_mean"].where(table["classes"] > 5)
         if table["test_top5_mean"].isna().all():
             table = table.drop(columns="test_top5_mean")
-    if (results["arm"] == BASELINE).any():
-        diffs = paired_differences(results, BASELINE, "test_top1")[["arm", "fraction", "seeds", "diff_mean",
-                                                                   "ci_low", "ci_high"]]
+    if has_baseline(results, roles):
+        diffs = paired_differences(results, roles.baseline, "test_top1")[["arm", "fraction", "seeds", "diff_mean",
+                                                                         "ci_low", "ci_high"]]
         table = table.merge(diffs.rename(columns={"seeds": "paired_seeds", "diff_mean": "vs_vit",
                                                   "ci_low": "vs_vit_ci_low", "ci_high": "vs_vit_ci_high"}),
                             on=["arm", "fraction"], how="left")
-    return table.sort_values(["fraction", "arm", "depth"], key=lambda c: c.map(arm_order) if c.name == "arm" else c,
-                             ignore_index=True)
+    return table.sort_values(["fraction", "arm", "depth"], ignore_index=True,
+                             key=lambda c: c.map(lambda arm: arm_order(arm, roles)) if c.name == "arm" else c)
 
 
-def arm_order(arm):
-    """ViT, the MAC-matched ViT, then the other families in models.FAMILIES order."""
-    return 0.5 if arm == MAC_MATCHED else family_order(arm)
+def has_baseline(results, roles):
+    """Whether `results` hold runs of the baseline arm of `roles` (a study without one compares nothing)."""
+    return roles.baseline is not None and bool((results["arm"] == roles.baseline).any())
+
+
+def arm_order(arm, roles):
+    """The baseline (the ViT), the MAC-matched ViTs, then the other arms by family name in models.FAMILIES order."""
+    return -1 if arm == roles.baseline else 0.5 if arm in roles.mac_matched else family_order(arm)
+
+
+def arm_color(arm, roles, default=None):
+    """An arm's colour in every figure: a MAC-matched ViT's (by its role), else its family's (by its name)."""
+    return MAC_MATCHED_COLOR if arm in roles.mac_matched else FAMILY_COLORS.get(arm, default)
 
 
 def front_end_arms(results, baseline):
@@ -144,16 +157,17 @@ def pivot_table(table):
     return md_table(pivot[list(dict.fromkeys(table["column"]))].reset_index(), disable_numparse=True)
 
 
-def comparison_sentences(results):
-    """Every arm against the ViT, and each T2T arm against the MAC-matched ViT, by the interval rule."""
+def comparison_sentences(results, roles):
+    """Every arm against the baseline (the ViT), and each T2T arm against each MAC-matched ViT, by the interval
+    rule."""
     results = upgraded(results)
     labels = results.drop_duplicates("arm").set_index("arm")["label"]
     multiple = results["fraction"].nunique() > 1
     lines = []
-    for baseline in (BASELINE, MAC_MATCHED):
-        if not (results["arm"] == baseline).any():
+    for baseline in dict.fromkeys([roles.baseline, *roles.mac_matched]):
+        if baseline is None or not (results["arm"] == baseline).any():
             continue
-        compared = results if baseline == BASELINE else results[results["arm"].isin(
+        compared = results if baseline == roles.baseline else results[results["arm"].isin(
             [*front_end_arms(results, baseline), baseline])]
         for row in paired_differences(compared, baseline, "test_top1").to_dict("records"):
             where = f"At fraction {row['fraction']:g}: " if multiple else ""
@@ -212,14 +226,14 @@ def time_to_accuracy(history):
     return pd.DataFrame(rows)
 
 
-def top1_vs_fraction(table):
+def top1_vs_fraction(table, roles):
     fig, ax = new_figure()
     chance_line(ax, table["classes"].max())
     markers = "osD^v"
     for (arm, label, depth), group in table.groupby(["arm", "label", "depth"], sort=False):
         depths = sorted(table.loc[table["arm"] == arm, "depth"].unique())
         ax.errorbar(group["fraction"], group["test_top1_mean"], yerr=half_widths(group), capsize=3,
-                    color=ARM_COLORS.get(arm), marker=markers[depths.index(depth) % len(markers)],
+                    color=arm_color(arm, roles), marker=markers[depths.index(depth) % len(markers)],
                     linestyle="-" if depths.index(depth) == 0 else "--", label=f"{label} d{depth}")
     fractions = sorted(table["fraction"].unique())
     ax.set(xscale="log", xlabel="fraction of the training set", ylabel="test top-1 (%)",
@@ -248,7 +262,7 @@ def pareto_front(x, y):
     return [p[0] for p in front], [p[1] for p in front]
 
 
-def top1_vs_cost(table, column, xlabel, front=False):
+def top1_vs_cost(table, column, xlabel, roles, front=False):
     """Test top-1 against a cost column at the largest training fraction, a line per arm through its depths; with
     `front` (a speed, higher is better), the Pareto front over every arm's mean: what no other arm beats on both."""
     full = table[table["fraction"] == table["fraction"].max()]
@@ -260,7 +274,7 @@ def top1_vs_cost(table, column, xlabel, front=False):
     for (arm, label), group in full.groupby(["arm", "label"], sort=False):
         group = group.sort_values("depth")
         ax.errorbar(group[column], group["test_top1_mean"], yerr=half_widths(group), capsize=3, marker="o",
-                    color=ARM_COLORS.get(arm), label=label)
+                    color=arm_color(arm, roles), label=label)
         for x, y, depth in zip(group[column], group["test_top1_mean"], group["depth"]):
             ax.annotate(f"d{depth}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set(xscale="log", xlabel=xlabel, ylabel="test top-1 (%)",
@@ -270,7 +284,7 @@ def top1_vs_cost(table, column, xlabel, front=False):
     return fig
 
 
-def val_curves(history, table, column, xlabel, scale=1.0):
+def val_curves(history, table, column, xlabel, roles, scale=1.0):
     """Validation top-1 after each epoch against `column`, per arm at the largest fraction: the mean over seeds
     with a min-max band, and the final test top-1 (mean, 95% t-interval) marked at the end of each curve."""
     full = history[history["fraction"] == history["fraction"].max()]
@@ -279,7 +293,7 @@ def val_curves(history, table, column, xlabel, scale=1.0):
     for (arm, label, depth), group in full.groupby(["arm", "label", "depth"], sort=False):
         curve = group.groupby("epoch").agg(x=(column, "mean"), mean=("val_top1", "mean"), low=("val_top1", "min"),
                                            high=("val_top1", "max"))
-        color = ARM_COLORS.get(arm)
+        color = arm_color(arm, roles)
         ax.plot(curve["x"] / scale, curve["mean"], marker="o", markersize=3, color=color, label=f"{label} d{depth}")
         ax.fill_between(curve["x"] / scale, curve["low"], curve["high"], color=color, alpha=0.2, linewidth=0)
         test = final[(final["arm"] == arm) & (final["depth"] == depth)]
@@ -294,13 +308,13 @@ def val_curves(history, table, column, xlabel, scale=1.0):
     return fig
 
 
-def forest_rows(results):
-    """Every arm's seed-paired difference to the ViT (test top-1, points) with its 95% t-interval, a row per arm
-    and training set; None for a study without a ViT arm."""
+def forest_rows(results, roles):
+    """Every arm's seed-paired difference to the baseline of `roles` (the ViT; test top-1, points) with its 95%
+    t-interval, a row per arm and training set; None for a study without a baseline arm."""
     results = upgraded(results)
-    if not (results["arm"] == BASELINE).any():
+    if not has_baseline(results, roles):
         return None
-    rows = paired_differences(results, BASELINE, "test_top1")
+    rows = paired_differences(results, roles.baseline, "test_top1")
     if "train_images" in results and results["fraction"].nunique() > 1:
         images = results.groupby("fraction")["train_images"].max()
         rows["label"] = [f"{label}, {images[f]:,.0f} images" for label, f in zip(rows["label"], rows["fraction"])]
@@ -313,16 +327,16 @@ def figure_text(text):
 
 
 def forest_plot(studies):
-    """`studies`: (title, `forest_rows`) each. A panel per study, each on its own scale (a small study's intervals
-    would squash a large one's), zero marked in every one: each arm's difference to the ViT (a dot) with its 95%
-    interval (a bar); filled where the interval excludes zero (a difference is stated), open where it does not; a
-    cross where fewer than 2 seeds are paired (no interval)."""
-    heights = [len(rows) + 2.2 for _, rows in studies]
+    """`studies`: (title, `forest_rows`, the study's `ArmRoles`) each. A panel per study, each on its own scale (a
+    small study's intervals would squash a large one's), zero marked in every one: each arm's difference to the
+    baseline, the ViT (a dot) with its 95% interval (a bar); filled where the interval excludes zero (a difference
+    is stated), open where it does not; a cross where fewer than 2 seeds are paired (no interval)."""
+    heights = [len(rows) + 2.2 for _, rows, _ in studies]
     fig = Figure(figsize=(9, 0.28 * sum(heights) + 0.6), layout="constrained")
     axes = fig.subplots(len(studies), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
-    for ax, (title, rows) in zip(axes, studies):
+    for ax, (title, rows, roles) in zip(axes, studies):
         for y, row in enumerate(rows.itertuples()):
-            color = ARM_COLORS.get(row.arm, "black")
+            color = arm_color(row.arm, roles, "black")
             if row.seeds < 2:
                 ax.plot([row.diff_mean], [y], marker="x", color=color, linestyle="none")
                 continue
@@ -357,28 +371,29 @@ def equal_updates(results):
         results.groupby("arm")["updates"].nunique() == 1).all()
 
 
-def multipliers(results):
-    """The data multiplier of every T2T arm against the ViT, when the study measured several training-set sizes,
-    each with the same updates."""
+def multipliers(results, roles):
+    """The data multiplier of every T2T arm against the baseline (the ViT), when the study measured several
+    training-set sizes, each with the same updates."""
     results = upgraded(results)
-    if results["train_images"].nunique() < 2 or not (results["arm"] == BASELINE).any() or not equal_updates(results):
+    if results["train_images"].nunique() < 2 or not has_baseline(results, roles) or not equal_updates(results):
         return None
-    arms = front_end_arms(results, BASELINE)
-    return pd.concat([data_multiplier(results, arm, BASELINE) for arm in arms], ignore_index=True) if arms else None
+    arms = front_end_arms(results, roles.baseline)
+    return pd.concat([data_multiplier(results, arm, roles.baseline) for arm in arms],
+                     ignore_index=True) if arms else None
 
 
-def multiplier_lines(results, table):
+def multiplier_lines(results, table, roles):
     """One sentence per T2T arm at its largest training set (1 = the same data). A multiplier is stated only when its
     bootstrap interval excludes 1 and so does the seed-paired t-interval of the direct difference there, the
     comparison the report states: a bootstrap over few seeds knows only the seeds it has (two seeds: three distinct
     resamples), so alone it would claim what the t-interval does not allow."""
     results = upgraded(results)
     labels = results.drop_duplicates("arm").set_index("arm")["label"]
-    direct = paired_differences(results, BASELINE)
+    direct = paired_differences(results, roles.baseline)
     lines = []
     for arm, rows in table.groupby("arm", sort=False):
         row = rows.iloc[-1]
-        n, vit, name = f"{row['train_images']:,}", labels[BASELINE], labels[arm]
+        n, vit, name = f"{row['train_images']:,}", labels[roles.baseline], labels[arm]
         estimate = f"{row['bound'] + ' ' if row['bound'] else ''}{row['multiplier']:.2f}x"
         censored = "; ".join(f"the ViT's curve is {side} the sizes measured in {row[key]} of {row['seeds']} seeds"
                              for key, side in (("beyond", "beyond"), ("below", "already above at the smallest of"))
@@ -411,14 +426,14 @@ def multiplier_interval(row):
     return f"{low:.2f}x to {high:.2f}x" if low > 0 else f"below {high:.2f}x"
 
 
-def top1_vs_images(results, table):
+def top1_vs_images(results, table, roles):
     """Test top-1 against training images (log axis), a line per arm with the seeds' range as a band, and each
     T2T arm's data multiplier marked at its largest size: an arrow to where the ViT's curve reaches its score."""
     results = upgraded(results)
     fig, ax = new_figure()
     for (arm, label), group in results.groupby(["arm", "label"], sort=False):
         curve = group.groupby("train_images")["test_top1"].agg(["mean", "min", "max"])
-        color = ARM_COLORS.get(arm)
+        color = arm_color(arm, roles)
         ax.plot(curve.index, curve["mean"], marker="o", color=color, label=label)
         ax.fill_between(curve.index, curve["min"], curve["max"], color=color, alpha=0.2, linewidth=0)
     for arm, rows in table.groupby("arm", sort=False):
@@ -426,7 +441,7 @@ def top1_vs_images(results, table):
         if row["seeds"] >= 1 and not row["bound"] and not np.isnan(row["multiplier"]):  # a bound is no point
             n = row["train_images"]
             y = results[(results["arm"] == arm) & (results["train_images"] == n)]["test_top1"].mean()
-            color = ARM_COLORS.get(arm)
+            color = arm_color(arm, roles)
             ax.annotate("", xy=(n * row["multiplier"], y), xytext=(n, y),
                         arrowprops={"arrowstyle": "->", "color": color})
             # the label sits above the arrow's middle (geometric: the axis is log), inside the axes
@@ -444,23 +459,23 @@ def top1_vs_images(results, table):
     return fig
 
 
-def study_figures(results, table, multiplier_table, history=None):
+def study_figures(results, table, multiplier_table, roles, history=None):
     """{name: figure}: test top-1 vs fraction (when the study has several) and vs training images with the data
-    multiplier (when it has one: `multipliers(results)`), vs MACs and vs train images/s; with the runs'
+    multiplier (when it has one: `multipliers(results, roles)`), vs MACs and vs train images/s; with the runs'
     per-epoch history, validation top-1 vs wall-clock time and vs training PFLOP."""
     figures = {}
     if table["fraction"].nunique() > 1:
-        figures["top1_vs_fraction"] = top1_vs_fraction(table)
+        figures["top1_vs_fraction"] = top1_vs_fraction(table, roles)
     if multiplier_table is not None:
-        figures["top1_vs_images"] = top1_vs_images(results, multiplier_table)
-    figures["top1_vs_macs"] = top1_vs_cost(table, "macs", "MACs per image")
-    figures["top1_vs_throughput"] = top1_vs_cost(table, "train_images_per_s", "training images/s (measured)",
+        figures["top1_vs_images"] = top1_vs_images(results, multiplier_table, roles)
+    figures["top1_vs_macs"] = top1_vs_cost(table, "macs", "MACs per image", roles)
+    figures["top1_vs_throughput"] = top1_vs_cost(table, "train_images_per_s", "training images/s (measured)", roles,
                                                  front=True)
     if history is not None:
         figures["top1_vs_time"] = val_curves(history, table, "elapsed_s", "wall time since the run started (min; "
-                                             "training and validation)", scale=60)
+                                             "training and validation)", roles, scale=60)
         if history["train_pflop"].notna().all():
-            figures["top1_vs_pflop"] = val_curves(history, table, "train_pflop", "training compute (PFLOP)")
+            figures["top1_vs_pflop"] = val_curves(history, table, "train_pflop", "training compute (PFLOP)", roles)
     return figures
 
 
@@ -536,13 +551,14 @@ def write_study_report(spec, out):
     if results["test_top1"].isna().all():
         return write_recipe_report(results, out, read_back(out / STUDY_FILE, "the study's record is lost: run it "
                                                            "again into a new --out"))
-    table = aggregate(results)
+    roles = arm_roles(spec)
+    table = aggregate(results, roles)
     atomic_write_text(out / RESULTS, results.to_csv(index=False))
     atomic_write_text(out / f"{TABLE}.csv", table.to_csv(index=False))
     atomic_write_text(out / f"{TABLE}.md", markdown_table(table) + "\n")
     history = histories(results, out)
-    multiplier_table = multipliers(results)
-    figures = study_figures(results, table, multiplier_table, history)
+    multiplier_table = multipliers(results, roles)
+    figures = study_figures(results, table, multiplier_table, roles, history)
     for name, fig in figures.items():
         save_figure(fig, out / name)
     figures = [f"{name}.png" for name in figures]
@@ -570,14 +586,15 @@ def write_study_report(spec, out):
         "",
         "## Comparisons (seed-paired differences; a difference is stated only when its 95% interval excludes zero)",
         "",
-        *(md_lines(comparison_sentences(results)) or ["- One arm only: nothing to compare."]),
+        *(md_lines(comparison_sentences(results, roles)) or ["- One arm only: nothing to compare."]),
         "",
         "## All architectures",
         "",
         markdown_table(table),
         "",
         *(["## Data multiplier (images the ViT needs to match each T2T arm: read off the seeds' mean curves on "
-           "log(images), 95% bootstrap over seeds)", "", *md_lines(multiplier_lines(results, multiplier_table)), "",
+           "log(images), 95% bootstrap over seeds)", "",
+           *md_lines(multiplier_lines(results, multiplier_table, roles)), "",
            md_table(multiplier_table, floatfmt=".3g"), ""] if multiplier_table is not None else []),
         *(["## Time to accuracy (validation top-1; mean over the seeds that reached it)", "",
            md_table(time_to_accuracy(history), disable_numparse=True), ""] if history is not None
