@@ -48,8 +48,10 @@ def is_int(value):
 def check_number(key, value, bound):
     """`value` as `bound.kind`; a bool, a string, NaN, an infinity or a value out of range raise one line."""
     typed = is_int(value) if bound.kind is int else isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not typed or not bound.allows(value):
-        example = max(bound.low, 4) if bound.kind is int else (0.1 if bound.high <= 1 else 2.0)
+    example = max(bound.low, 4) if bound.kind is int else (0.1 if bound.high <= 1 else 2.0)
+    if not typed:
+        raise ConfigError(f"{key}={value!r} must be {bound}; pass e.g. {key}={example!r}")
+    if not bound.allows(value):
         raise ConfigError(f"{key}={value!r} is out of range; it must be {bound}: pass e.g. {key}={example!r}")
     return bound.kind(value)
 
