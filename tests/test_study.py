@@ -493,3 +493,15 @@ def test_a_recipe_sweep_chooses_on_the_holdout_and_never_scores_the_test_split(t
     report = (tmp_path / "out" / "report.md").read_text()
     assert report.startswith("# Recipe sweep") and "never read" in report and "Chosen" in report
     assert not list((tmp_path / "out" / "runs").glob("*/test_predictions.npz"))
+
+
+def test_a_recipe_is_chosen_per_starting_point_when_a_pretrained_arm_and_its_twin_share_a_model():
+    from bench.report.study import recipe_table
+    rows = [("ft-lo", "w.safetensors", 1e-4, 89.0), ("ft-hi", "w.safetensors", 3e-4, 89.0),  # a tie: the lower lr
+            ("twin-lo", "", 1e-4, 25.0), ("twin-hi", "", 3e-4, 26.0)]
+    results = pd.DataFrame([{"arm": arm, "model": "vb_vit_tiny_patch16_224", "depth": 12, "init": init, "lr": lr,
+                             "warmup_share": 0.1, "seed": 0, "val_top1": top1} for arm, init, lr, top1 in rows])
+    table = recipe_table(results)
+    assert len(table) == 4 and "init" in table and "depth" not in table  # depth is the same for every arm
+    assert sorted(table.loc[table["chosen"], "arms"]) == ["ft-lo", "twin-hi"]
+    assert list(recipe_table(results[results["init"] == ""]).columns[:2]) == ["model", "lr"]  # one start: no column

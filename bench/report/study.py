@@ -514,12 +514,30 @@ def protocol_lines(study, out, results):
     return lines
 
 
+RECIPE_SUBJECT = ("model", "depth", "init")  # what a recipe is chosen for: an architecture and where it starts
+
+
+def recipe_subject(results):
+    """The columns that tell one recipe subject from another in `results`: the model, and its depth and
+    starting checkpoint where the sweep has several (a pretrained arm and its scratch twin share a model)."""
+    return [c for c in RECIPE_SUBJECT if c == "model" or (c in results and results[c].nunique() > 1)]
+
+
 def recipe_table(results):
-    """A recipe sweep's holdout top-1 per model, learning rate and warm-up share, the chosen recipe marked: the
-    highest holdout top-1 of each model (mean over its seeds); a tie goes to the lower lr, then the shorter warm-up."""
-    table = (results.groupby(["model", "lr", "warmup_share"], sort=True)
+    """A recipe sweep's holdout top-1 per subject (`recipe_subject`), learning rate and warm-up share, the chosen
+    recipe marked: the highest holdout top-1 of each subject (mean over its seeds); a tie goes to the lower lr, then
+    the shorter warm-up."""
+    subject = recipe_subject(results)
+    table = (results.groupby([*subject, "lr", "warmup_share"], sort=True)
              .agg(seeds=("seed", "nunique"), holdout_top1=("val_top1", "mean"), arms=("arm", "first")).reset_index())
-    return table.assign(chosen=table.index.isin(table.groupby("model")["holdout_top1"].idxmax()))
+    return table.assign(chosen=table.index.isin(table.groupby(subject)["holdout_top1"].idxmax()))
+
+
+def subject_words(row):
+    """The parts of a recipe subject beyond its model, in words ("" where the sweep has one of each)."""
+    depth = f" depth {row.depth}" if hasattr(row, "depth") else ""
+    start = (f" from `{row.init}`" if row.init else " from scratch") if hasattr(row, "init") else ""
+    return depth + start
 
 
 def write_recipe_report(results, out, study):
@@ -536,8 +554,8 @@ def write_recipe_report(results, out, study):
              md(f"- command: `{prov['command']}`"), f"- date: {prov['date']}", md(f"- device: {prov['device']}"),
              f"- code: {prov['git_commit']}", "",
              "## Chosen (highest holdout top-1 per model)", "",
-             *[md(f"- `{row.model}`: lr {row.lr:g}, warm-up share {row.warmup_share:.3g} (holdout top-1 "
-               f"{row.holdout_top1:.2f}%)") for row in chosen.itertuples()],
+             *[md(f"- `{row.model}`{subject_words(row)}: lr {row.lr:g}, warm-up share {row.warmup_share:.3g} "
+                  f"(holdout top-1 {row.holdout_top1:.2f}%)") for row in chosen.itertuples()],
              "", "## Every recipe", "", md_table(table, floatfmt=".4g"), ""]
     atomic_write_text(out / "report.md", "\n".join(lines))
     return md_table(table, floatfmt=".4g")
