@@ -34,6 +34,16 @@ def no_post_mortem(monkeypatch):
     monkeypatch.setattr("pdb.post_mortem", lambda *args: None)
 
 
+@pytest.fixture
+def srun_on_path(tmp_path_factory, monkeypatch):
+    """submitit builds a Slurm executor only where `srun` is on PATH; these tests read the executor's parameters and
+    submit nothing, so a stub stands in on a machine without Slurm (tests/test_slurm_cluster.py uses the real one)."""
+    folder = tmp_path_factory.mktemp("bin")
+    (folder / "srun").write_text("#!/bin/sh\nexit 1\n")
+    (folder / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
 SAME = ["arm", "seed", "val_top1", "test_top1", "test_top5", "updates", "train_pflop"]
 
 
@@ -109,7 +119,7 @@ def test_local_executor_runs_each_job_in_its_own_process(data, spec_file, local_
                                   local_study[local_study["seed"] == 1][SAME].reset_index(drop=True))
 
 
-def test_slurm_settings_reach_the_executor_and_are_checked(tmp_path):
+def test_slurm_settings_reach_the_executor_and_are_checked(tmp_path, srun_on_path):
     settings = slurm.slurm_settings({"partition": "gpu", "gpus": 4, "sbatch": {"qos": "high"}},
                                     {"time_minutes": 30, "mem_gb": 64.0})
     found = slurm.executor(tmp_path, settings, cluster="slurm")
@@ -123,7 +133,7 @@ def test_slurm_settings_reach_the_executor_and_are_checked(tmp_path):
         SlurmConfig.check_some({"partitoin": "gpu"}, "the spec's [slurm] table")
 
 
-def test_a_run_asks_for_gpus_on_several_nodes():
+def test_a_run_asks_for_gpus_on_several_nodes(srun_on_path):
     settings = slurm.slurm_settings({"nodes": 2, "gpus": 4}, {"cpus": 8})
     params = slurm.executor("out", settings, cluster="slurm")._executor.parameters  # noqa: SLF001
     assert (params["nodes"], params["gpus_per_node"], params["ntasks_per_node"], params["cpus_per_task"]) == \
@@ -192,7 +202,8 @@ def test_a_study_toml_chooses_the_slurm_launcher_and_its_settings(data, tmp_path
         slurm.slurm_settings({"cpu": 1})
 
 
-def test_each_arm_asks_for_its_own_resources_one_job_array_per_set(data, tmp_path, monkeypatch, no_post_mortem):
+def test_each_arm_asks_for_its_own_resources_one_job_array_per_set(data, tmp_path, monkeypatch, no_post_mortem,
+                                                                  srun_on_path):
     """An arm's [arms.slurm] table over the study's settings: runs of one set of resources share a job array (one
     sbatch script), each run's job and resources are recorded in study.json, and --resume (which reads the study's
     own record) asks for the same again."""
