@@ -7,7 +7,11 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/venv.sh"
 cd "$root"
 .venv/bin/ruff check .
-.venv/bin/python -m pytest tests -q -m "slow or not slow" "$@"
+# The local Slurm cluster's tests run in an interpreter of their own: after the rest of the suite in the same process,
+# three of them failed twice in a row on a clean clone (2026-12-04: a cancelled job kept running past the test),
+# while the same file alone passed 8 of 8 on that clone; the cause in the shared process is not yet found.
+.venv/bin/python -m pytest tests -q -m "slow or not slow" --ignore=tests/test_slurm_cluster.py "$@"
+.venv/bin/python -m pytest tests/test_slurm_cluster.py -q -m "slow or not slow" "$@" || [ $? -eq 5 ]  # 5: "$@" selected none
 if compgen -G "bench/bench_*.py" >/dev/null; then
     .venv/bin/python -m pytest bench -q --benchmark-disable --bench-size=smoke
 fi
