@@ -204,7 +204,7 @@ def stored_grid(config, num_tokens):
     try:
         with torch.device("meta"):
             grid = build_model(**{**config, "depth": 1, "num_classes": 0}).tokenizer.grid_size
-    except Exception as e:  # any config the registry refuses (an unknown key, a bad value)
+    except Exception as e:  # any config the builder refuses (an unknown key, a geometry its tokenizer cannot make)
         raise CheckpointError(f"the checkpoint's stored config builds no model ({first_line(e)}); re-save it from "
                               "its model") from None
     if grid[0] * grid[1] != num_tokens:
