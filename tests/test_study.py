@@ -391,6 +391,9 @@ def test_report_only_compares_with_the_baseline_the_record_names(finished_study,
     compared = (out / "report.md").read_text().split("## Comparisons")[1].split("\n## ")[0].strip().splitlines()[2:]
     assert len(compared) == 2 and all("T2T-ViT" in line and "ResNet" in line for line in compared)  # per fraction
     assert pd.read_csv(out / "table.csv").set_index("arm")["vs_vit"].notna().sum() == 2  # both fractions
+    label = pd.read_csv(out / "results.csv").set_index("arm").loc["cnn", "label"].iloc[0]
+    header = [cell.strip() for cell in (out / "table.md").read_text().splitlines()[0].split("|")]
+    assert f"vs {label}, paired [95% CI]" in header  # the column names the baseline the spec chose
     record["spec"]["baseline"] = "vit"
     (out / "study.json").write_text(json.dumps(record))
     assert "baseline 'vit' names no arm" in cli_error(capsys, "study", "--out", str(out), "--report-only")

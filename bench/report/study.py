@@ -84,6 +84,12 @@ def has_baseline(results, roles):
     return roles.baseline is not None and bool((results["arm"] == roles.baseline).any())
 
 
+def baseline_label(results, roles):
+    """The label of the baseline arm of `roles`, as the report's headings name it."""
+    labels = results.loc[results["arm"] == roles.baseline, "label"]
+    return labels.iloc[0] if len(labels) else "the baseline"
+
+
 def arm_order(arm, roles):
     """The baseline (the ViT), the MAC-matched ViTs, then the other arms by family name in models.FAMILIES order."""
     return -1 if arm == roles.baseline else 0.5 if arm in roles.mac_matched else family_order(arm)
@@ -127,7 +133,8 @@ def scaled(table, column, factor, digits):
     return [("–" if pd.isna(value) else f"{value * factor:.{digits}f}") for value in table[column]]
 
 
-def markdown_table(table):
+def markdown_table(table, baseline_label="the baseline"):
+    """Every arm's row; `baseline_label` names the arm the paired differences are to."""
     shown = pd.DataFrame({
         "model": table["label"], "depth": table["depth"],
         "width": table["embed_dim"].map(lambda w: "–" if pd.isna(w) else int(w)) if "embed_dim" in table else "–",
@@ -136,7 +143,7 @@ def markdown_table(table):
         "epochs": optional(table, "epochs", 2), "PFLOP": optional(table, "train_pflop", 4),
         "test top-1 % (mean ± std)": [mean_std(m, s) for m, s in zip(table["test_top1_mean"], table["test_top1_std"])],
         "95% CI": [interval(lo, hi) for lo, hi in zip(table["test_top1_ci_low"], table["test_top1_ci_high"])],
-        "vs ViT, paired [95% CI]": [signed_interval(m, lo, hi) for m, lo, hi in zip(
+        f"vs {baseline_label}, paired [95% CI]": [signed_interval(m, lo, hi) for m, lo, hi in zip(
             table["vs_vit"], table["vs_vit_ci_low"], table["vs_vit_ci_high"])] if "vs_vit" in table else "–",
         "seeds": table["seeds"], "val top-1 %": optional(table, "val_top1_mean", 1),
         "test top-1 of best.pth %": optional(table, "test_best_top1_mean", 1),
@@ -571,9 +578,10 @@ def write_study_report(spec, out):
                                                            "again into a new --out"))
     roles = arm_roles(spec)
     table = aggregate(results, roles)
+    baseline = baseline_label(results, roles)
     atomic_write_text(out / RESULTS, results.to_csv(index=False))
     atomic_write_text(out / f"{TABLE}.csv", table.to_csv(index=False))
-    atomic_write_text(out / f"{TABLE}.md", markdown_table(table) + "\n")
+    atomic_write_text(out / f"{TABLE}.md", markdown_table(table, baseline) + "\n")
     history = histories(results, out)
     multiplier_table = multipliers(results, roles)
     figures = study_figures(results, table, multiplier_table, roles, history)
@@ -608,9 +616,9 @@ def write_study_report(spec, out):
         "",
         "## All architectures",
         "",
-        markdown_table(table),
+        markdown_table(table, baseline),
         "",
-        *(["## Data multiplier (images the ViT needs to match each T2T arm: read off the seeds' mean curves on "
+        *([f"## Data multiplier (images the {baseline} needs to match each T2T arm: read off the seeds' mean curves on "
            "log(images), 95% bootstrap over seeds)", "",
            *md_lines(multiplier_lines(results, multiplier_table, roles)), "",
            md_table(multiplier_table, floatfmt=".3g"), ""] if multiplier_table is not None else []),
