@@ -252,7 +252,7 @@ def test_the_forest_plot_has_a_panel_per_study_and_marks_what_is_stated():
                                                            ("cnn", "CNN", 50.0))]
     roles = ArmRoles("vit")
     diffs = forest_rows(pd.DataFrame(rows), roles)
-    fig = forest_plot([("a study", diffs, roles), ("another", diffs.iloc[:1], roles)])
+    fig = forest_plot([("a study", diffs), ("another", diffs.iloc[:1])])
     assert len(fig.axes) == 2 and [ax.get_title(loc="left") for ax in fig.axes] == ["a study", "another"]
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["T2T \\$x\\$ (3 seeds)", "CNN (3 seeds)"]
     assert forest_rows(pd.DataFrame(rows).query("arm != 'vit'"), roles) is None  # no ViT arm: nothing to plot

@@ -354,7 +354,7 @@ def roles_results():
 
 
 def test_a_baseline_and_mac_matched_arm_of_any_name_are_compared_ordered_and_coloured_by_their_role():
-    from bench.report.study import arm_color, comparison_sentences, forest_rows, top1_vs_cost
+    from bench.report.study import arm_colors, comparison_sentences, forest_rows, top1_vs_cost
 
     results, roles = roles_results(), study.ArmRoles("vit-s", ("mm",))
     table = aggregate(results, roles)
@@ -366,8 +366,14 @@ def test_a_baseline_and_mac_matched_arm_of_any_name_are_compared_ordered_and_col
         "- ResNet is ahead of ViT-S", "- T2T is ahead of ViT-S", "- ViT MAC-matched is ahead of ViT-S",
         "- T2T is ahead of ViT MAC-matched"]  # the T2T arm also against the MAC-matched ViT, the CNN not
     assert set(forest_rows(results, roles)["arm"]) == {"mm", "t2t-performer", "resnet"}
-    assert arm_color("mm", roles) == "tab:cyan" and arm_color("mm", study.ArmRoles("vit-s")) is None
-    bars = top1_vs_cost(table, "macs", "MACs", roles).axes[0].containers  # an arm's line with its error bars each
+    colors = arm_colors(results, roles)  # by role and model family; no arm's name is a family's
+    assert colors == {"vit-s": "tab:blue", "mm": "tab:cyan", "t2t-performer": "tab:orange", "resnet": "tab:red"}
+    twin = arm_colors(results, study.ArmRoles("vit-s"))  # "mm" without its role: a second ViT, in a colour of its own
+    assert twin["vit-s"] == "tab:blue" and len(set(twin.values())) == 4
+    assert arm_colors(results, study.ArmRoles("mm"))["mm"] == "tab:blue"  # the baseline takes its family's colour
+    assert forest_rows(results, roles).set_index("arm")["color"].to_dict() == {
+        arm: color for arm, color in colors.items() if arm != "vit-s"}
+    bars = top1_vs_cost(table, "macs", "MACs", colors).axes[0].containers  # an arm's line with its error bars each
     colours = {bar.get_label(): bar.lines[0].get_color() for bar in bars}
     assert colours["ViT MAC-matched"] == "tab:cyan"
     named = study.ArmRoles("resnet", ("mm",))  # an explicit baseline: every arm against it
@@ -418,7 +424,7 @@ def test_report_turns_the_study_and_its_runs_into_tables_and_plots(finished_stud
 
 
 def test_the_data_multiplier_is_stated_by_its_interval_and_drawn():
-    from bench.report.study import multiplier_lines, multipliers, top1_vs_images
+    from bench.report.study import arm_colors, multiplier_lines, multipliers, top1_vs_images
 
     rows = []
     for seed, noise in enumerate((0.0, 0.5, -0.5)):
@@ -440,8 +446,9 @@ def test_the_data_multiplier_is_stated_by_its_interval_and_drawn():
     assert at_4000["multiplier"] == pytest.approx(1.5, rel=0.05) and at_4000["ci_low"] > 1
     assert multiplier_lines(results, table[table["train_images"] < 8000], VIT)[0].startswith(
         "- ViT needs 1.5")
-    assert len(top1_vs_images(results, table, VIT).axes[0].texts) == 0  # no arrow where no seed reached it
-    marked = top1_vs_images(results, table[table["train_images"] < 8000], VIT).axes[0]
+    colors = arm_colors(results, VIT)
+    assert len(top1_vs_images(results, table, colors).axes[0].texts) == 0  # no arrow where no seed reached it
+    marked = top1_vs_images(results, table[table["train_images"] < 8000], colors).axes[0]
     labels = [text.get_text() for text in marked.texts if text.get_text()]
     arrows = [text for text in marked.texts if not text.get_text()]
     assert len(arrows) == 1 and len(labels) == 1 and float(labels[0].rstrip("x")) == pytest.approx(1.5, rel=0.05)

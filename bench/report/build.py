@@ -532,8 +532,8 @@ def add_answer(writer, items):
         "Each arm's test top-1 minus the ViT's, paired by seed, with its 95% t-interval, study by study. A difference "
         "is stated only when its interval excludes zero; otherwise no difference is detectable at that budget. "
         "Each study's own part below has its table, every comparison and its curves."])
-    compared = [(item.title, study.forest_rows(item.results, item.roles), item.roles) for item in items]
-    compared = [(title, rows, roles) for title, rows, roles in compared if rows is not None and len(rows)]
+    compared = [(item.title, study.forest_rows(item.results, item.roles)) for item in items]
+    compared = [(title, rows) for title, rows in compared if rows is not None and len(rows)]
     if compared:
         writer.figure("forest", study.forest_plot(compared), "Paired differences to the ViT, study by study",
                       "the studies' results.csv: " + ", ".join(str(item.path) for item in items))
@@ -586,13 +586,14 @@ def add_study(writer, item):
 def scaling_laws(folder, boots=scaling.BOOTSTRAPS):
     """(figure, laws table) of a compute-scaling study's finished budgets, as `bench.report.scaling` draws them:
     test top-1 against training PFLOP, each arm's power law with its bootstrap band, the gap to the budgets' baseline
-    (`scaling.recorded_baseline`; none: no gap) with its crossover and the pre-registered predictions. Raises
+    (`scaling.budget_roles`; none: no gap) with its crossover and the pre-registered predictions. Raises
     ResultsError or ValueError where no law can be fitted yet."""
     by_budget, _ = scaling.read_budgets(folder)
     if len(by_budget) < 2:
         raise ResultsError(f"a law needs runs at 2 budgets or more; {len(by_budget)} finished so far")
     runs = pd.concat(by_budget.values(), ignore_index=True)
-    baseline = scaling.recorded_baseline(runs)
+    roles = scaling.budget_roles(runs)
+    baseline = roles.baseline
     lawful = [arm for arm in dict.fromkeys(runs["arm"]) if runs.loc[runs["arm"] == arm, "budget_pflop"].nunique() > 1]
     fitted = {arm: scaling.fit_power_law(*runs.loc[runs["arm"] == arm, ["budget_pflop", "test_top1"]].T.values)
               for arm in lawful}
@@ -609,7 +610,7 @@ def scaling_laws(folder, boots=scaling.BOOTSTRAPS):
         columns=["arm", "budget_pflop", "top1", "top1_low", "top1_high"])
     predicted = predicted[predicted["budget_pflop"].isin(list(by_budget))]
     laws = pd.DataFrame([scaling.law_row(arm, runs[runs["arm"] == arm], fitted[arm], boot[arm]) for arm in lawful])
-    return scaling.scaling_figure(runs, fitted, boot, gaps, predicted, scaling.anchor_point()), laws
+    return scaling.scaling_figure(runs, fitted, boot, gaps, predicted, scaling.anchor_point(), roles), laws
 
 
 def add_scaling(writer, path, tag, title, finished, pending):

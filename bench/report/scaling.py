@@ -11,7 +11,7 @@ interval is a paired one) and refit; the 2.5% and 97.5% quantiles of what is ref
 
 The study's report: `python -m bench.report.scaling FOLDER`, FOLDER holding one study folder per budget
 (`b0.0075/`, `b0.015/`, ...) and the pre-registration's CSVs (`write_scaling_report`). The gaps are measured
-against the baseline arm each budget's study.json records (`recorded_baseline`), not against an arm's name.
+against the baseline arm each budget's study.json records (`budget_roles`), not against an arm's name.
 """
 import argparse
 import math
@@ -28,7 +28,7 @@ from scipy.stats import linregress, ttest_1samp
 from scipy.stats import t as student_t
 
 from bench.accuracy.plan import train_pflop
-from bench.accuracy.study import RESULTS, STUDY_FILE, arm_roles, recorded_spec, run_folder_name
+from bench.accuracy.study import RESULTS, STUDY_FILE, ArmRoles, arm_roles, recorded_spec, run_folder_name
 from bench.accuracy.train import TEST_PREDICTIONS, read_predictions
 from bench.cost.published import published_cifar10
 from bench.errors import ResultsError
@@ -43,7 +43,8 @@ from bench.report.stats import (
     order_interval,
     t_interval,
 )
-from bench.report.style import FAMILY_COLORS, new_figure, save_figure
+from bench.report.study import arm_colors
+from bench.report.style import new_figure, save_figure
 from models.atomic import atomic_write_text
 
 LEVEL = 0.95
@@ -239,17 +240,18 @@ def read_budgets(folder):
     return found, sorted(pending)
 
 
-def recorded_baseline(runs):
-    """The arm every gap is measured against: the baseline (`arm_roles`) of the recorded spec of each budget's study
-    whose results `runs` holds (its study.json), the same at every budget; None where no budget holds its study.json
-    or its spec has no baseline (neither `baseline` nor a ViT arm trained from scratch)."""
-    baselines = {folder: arm_roles(recorded_spec(folder)[0]).baseline for folder in dict.fromkeys(runs["study"])
-                 if (Path(folder) / STUDY_FILE).is_file()}
-    if len(set(baselines.values())) > 1:
+def budget_roles(runs):
+    """The `ArmRoles` (`arm_roles`) of the recorded spec of each budget's study whose results `runs` holds (its
+    study.json), the same at every budget: its baseline is the arm every gap is measured against. `ArmRoles()` (no
+    baseline) where no budget holds its study.json or its spec has no baseline (neither `baseline` nor a ViT arm
+    trained from scratch)."""
+    roles = {folder: arm_roles(recorded_spec(folder)[0]) for folder in dict.fromkeys(runs["study"])
+             if (Path(folder) / STUDY_FILE).is_file()}
+    if len({role.baseline for role in roles.values()}) > 1:
         raise ResultsError("the budgets' studies compare with different baselines (" + ", ".join(
-            f"{Path(folder).name}: {baseline}" for folder, baseline in baselines.items()) + "); a gap needs one arm "
+            f"{Path(folder).name}: {role.baseline}" for folder, role in roles.items()) + "); a gap needs one arm "
             "to be measured against at every budget: give their specs the same `baseline`")
-    return next(iter(baselines.values()), None)
+    return next(iter(roles.values()), ArmRoles())
 
 
 def per_image_pairs(runs, arm, baseline):
@@ -341,16 +343,18 @@ def anchor_point():
             f"ViT-Lite-7/4, published ({params / 1e6:.1f}M params, {epochs:.0f} epochs)")
 
 
-def scaling_figure(runs, fitted, boot, gaps, predicted, anchor):
+def scaling_figure(runs, fitted, boot, gaps, predicted, anchor, roles):
     """Test top-1 against training PFLOP (log axis), two panels of one figure. Left, the budgets run: each run a
     point, each arm's law with its bootstrap band, the gap model's crossover (where its interval lies within the
     budgets) and the pre-registered predictions as open markers with their intervals. Right, the same runs beside
-    the published anchor, where it lies (no law is drawn out to it: it is another, 26x larger model)."""
+    the published anchor, where it lies (no law is drawn out to it: it is another, 26x larger model). Each arm in
+    its colour of the budgets' study reports (`arm_colors` by `roles`)."""
+    colors = arm_colors(runs, roles)
     fig, (ax, wide) = new_figure(width=11, height=4.6, columns=2)
     budgets = np.array(sorted(runs["budget_pflop"].unique()))
     grid = np.geomspace(budgets[0], budgets[-1], 60)
     for arm, group in runs.groupby("arm", sort=False):
-        color = FAMILY_COLORS.get(arm)
+        color = colors[arm]
         for axes in (ax, wide):
             axes.scatter(group["budget_pflop"], group["test_top1"], s=14, color=color, zorder=3,
                          label=f"{arm}: runs" if axes is wide else None)
@@ -365,12 +369,12 @@ def scaling_figure(runs, fitted, boot, gaps, predicted, anchor):
                         markersize=5, linewidth=0.8)
     for arm, gap in gaps.items():
         if gap["crossover_within"]:
-            ax.axvline(gap["crossover_pflop"], color=FAMILY_COLORS.get(arm), linestyle="--", linewidth=1,
+            ax.axvline(gap["crossover_pflop"], color=colors[arm], linestyle="--", linewidth=1,
                        label=f"{arm} = {gap['baseline']} (gap law), 95% CI "
                              f"{gap['crossover_low']:.3g}-{gap['crossover_high']:.3g}")
-            ax.axvspan(gap["crossover_low"], gap["crossover_high"], color=FAMILY_COLORS.get(arm), alpha=0.08)
+            ax.axvspan(gap["crossover_low"], gap["crossover_high"], color=colors[arm], alpha=0.08)
         else:
-            ax.plot([], [], color=FAMILY_COLORS.get(arm), linestyle="--", linewidth=1,
+            ax.plot([], [], color=colors[arm], linestyle="--", linewidth=1,
                     label=f"{arm} = {gap['baseline']}: not within the measured range")
     if len(predicted):
         ax.plot([], [], "o", mfc="none", color="gray", label="pre-registered prediction (95% CI)")
@@ -402,7 +406,7 @@ def write_scaling_report(folder, boots=BOOTSTRAPS):
     """laws.csv, gaps.csv, comparisons.csv, prediction_checks.csv, report.md and top1_vs_pflop.png in `folder`
     from its `b<budget>/` study folders (budgets not yet there are skipped and named) and its pre-registered
     predictions (preregistered_laws.csv, preregistered_predictions.csv, when present); every gap against the baseline
-    arm the budgets' study.json record (`recorded_baseline`). Returns report.md's text."""
+    arm the budgets' study.json record (`budget_roles`). Returns report.md's text."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ResultsError(f"{folder} is no folder: give the scaling study's folder (it holds b<budget>/ studies)")
@@ -412,7 +416,8 @@ def write_scaling_report(folder, boots=BOOTSTRAPS):
                            "needs 2 or more: run the budgets, or point at the scaling study's folder")
     runs = pd.concat(by_budget.values(), ignore_index=True)
     arms = list(dict.fromkeys(runs["arm"]))
-    baseline = recorded_baseline(runs)
+    roles = budget_roles(runs)
+    baseline = roles.baseline
     if baseline is None:
         recorded = any((Path(study) / STUDY_FILE).is_file() for study in runs["study"].unique())
         raise ResultsError(f"the budgets' studies under {folder} have no baseline arm (their spec's `baseline`, or a "
@@ -448,7 +453,7 @@ def write_scaling_report(folder, boots=BOOTSTRAPS):
                         ("prediction_checks", checks)):
         atomic_write_text(folder / f"{name}.csv", table.to_csv(index=False))
     measured_predictions = predicted[predicted["budget_pflop"].isin(list(by_budget))]
-    save_figure(scaling_figure(runs, fitted, boot, gaps, measured_predictions, anchor_point()),
+    save_figure(scaling_figure(runs, fitted, boot, gaps, measured_predictions, anchor_point(), roles),
                 folder / "top1_vs_pflop")
     text = report_text(folder, by_budget, pending, laws, gaps, comparisons, checks, absent, predictions_file)
     atomic_write_text(folder / "report.md", text)

@@ -11,6 +11,7 @@ Which arm is the baseline and which are MAC-matched is the spec's (`bench.accura
 from a Spec, `recorded_roles` from study.json's record), never the arms' names: every function that compares,
 orders or colours arms takes those `roles`.
 """
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,8 @@ from models.atomic import atomic_write_text
 
 KEYS = ["arm", "label", "model", "depth", "fraction"]
 THRESHOLDS = (50, 60)  # validation top-1 (%) for time-to-accuracy
-MAC_MATCHED_COLOR = "tab:cyan"  # a MAC-matched ViT arm's, whatever its name; the others their family's by name
+MAC_MATCHED_COLOR = "tab:cyan"  # a MAC-matched ViT arm's, whatever its name (`arm_colors`)
+SPARE_COLORS = ("tab:brown", "tab:pink", "tab:olive", "tab:gray", "gold", "black")  # no family's, nor cyan
 PER_ARCHITECTURE = {  # table column: (results column, how the seeds' values combine); absent columns are skipped
     "classes": ("classes", "first"), "params": ("params", "first"), "macs": ("macs", "first"),
     "embed_dim": ("embed_dim", "first"), "train_images": ("train_images", "mean"), "epochs": ("epochs", "mean"),
@@ -95,9 +97,19 @@ def arm_order(arm, roles):
     return -1 if arm == roles.baseline else 0.5 if arm in roles.mac_matched else family_order(arm)
 
 
-def arm_color(arm, roles, default=None):
-    """An arm's colour in every figure: a MAC-matched ViT's (by its role), else its family's (by its name)."""
-    return MAC_MATCHED_COLOR if arm in roles.mac_matched else FAMILY_COLORS.get(arm, default)
+def arm_colors(results, roles):
+    """{arm: colour} for every arm of `results`, one colour each in every figure: a MAC-matched ViT's by its role;
+    the first arm of each model family (the baseline before the others, then the spec's order) its family's
+    colour; a family's further arms (a pretrained ViT beside its scratch twin) the next of SPARE_COLORS. Results
+    without a `model` column (tables from before it was recorded) colour every arm from SPARE_COLORS."""
+    arms = list(dict.fromkeys(results["arm"]))
+    models_of = results.drop_duplicates("arm").set_index("arm")["model"] if "model" in results else {}
+    colors, spare = {}, itertools.cycle(SPARE_COLORS)
+    for arm in sorted(arms, key=lambda arm: arm != roles.baseline):  # a stable sort: the others keep their order
+        family = FAMILY_COLORS.get(models.family_of_model(models_of[arm])) if arm in models_of else None
+        colors[arm] = (MAC_MATCHED_COLOR if arm in roles.mac_matched else
+                       family if family and family not in colors.values() else next(spare))
+    return colors
 
 
 def front_end_arms(results, baseline):
@@ -233,14 +245,14 @@ def time_to_accuracy(history):
     return pd.DataFrame(rows)
 
 
-def top1_vs_fraction(table, roles):
+def top1_vs_fraction(table, colors):
     fig, ax = new_figure()
     chance_line(ax, table["classes"].max())
     markers = "osD^v"
     for (arm, label, depth), group in table.groupby(["arm", "label", "depth"], sort=False):
         depths = sorted(table.loc[table["arm"] == arm, "depth"].unique())
         ax.errorbar(group["fraction"], group["test_top1_mean"], yerr=half_widths(group), capsize=3,
-                    color=arm_color(arm, roles), marker=markers[depths.index(depth) % len(markers)],
+                    color=colors[arm], marker=markers[depths.index(depth) % len(markers)],
                     linestyle="-" if depths.index(depth) == 0 else "--", label=f"{label} d{depth}")
     fractions = sorted(table["fraction"].unique())
     ax.set(xscale="log", xlabel="fraction of the training set", ylabel="test top-1 (%)",
@@ -269,7 +281,7 @@ def pareto_front(x, y):
     return [p[0] for p in front], [p[1] for p in front]
 
 
-def top1_vs_cost(table, column, xlabel, roles, front=False):
+def top1_vs_cost(table, column, xlabel, colors, front=False):
     """Test top-1 against a cost column at the largest training fraction, a line per arm through its depths; with
     `front` (a speed, higher is better), the Pareto front over every arm's mean: what no other arm beats on both."""
     full = table[table["fraction"] == table["fraction"].max()]
@@ -281,7 +293,7 @@ def top1_vs_cost(table, column, xlabel, roles, front=False):
     for (arm, label), group in full.groupby(["arm", "label"], sort=False):
         group = group.sort_values("depth")
         ax.errorbar(group[column], group["test_top1_mean"], yerr=half_widths(group), capsize=3, marker="o",
-                    color=arm_color(arm, roles), label=label)
+                    color=colors[arm], label=label)
         for x, y, depth in zip(group[column], group["test_top1_mean"], group["depth"]):
             ax.annotate(f"d{depth}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set(xscale="log", xlabel=xlabel, ylabel="test top-1 (%)",
@@ -291,7 +303,7 @@ def top1_vs_cost(table, column, xlabel, roles, front=False):
     return fig
 
 
-def val_curves(history, table, column, xlabel, roles, scale=1.0):
+def val_curves(history, table, column, xlabel, colors, scale=1.0):
     """Validation top-1 after each epoch against `column`, per arm at the largest fraction: the mean over seeds
     with a min-max band, and the final test top-1 (mean, 95% t-interval) marked at the end of each curve."""
     full = history[history["fraction"] == history["fraction"].max()]
@@ -300,7 +312,7 @@ def val_curves(history, table, column, xlabel, roles, scale=1.0):
     for (arm, label, depth), group in full.groupby(["arm", "label", "depth"], sort=False):
         curve = group.groupby("epoch").agg(x=(column, "mean"), mean=("val_top1", "mean"), low=("val_top1", "min"),
                                            high=("val_top1", "max"))
-        color = arm_color(arm, roles)
+        color = colors[arm]
         ax.plot(curve["x"] / scale, curve["mean"], marker="o", markersize=3, color=color, label=f"{label} d{depth}")
         ax.fill_between(curve["x"] / scale, curve["low"], curve["high"], color=color, alpha=0.2, linewidth=0)
         test = final[(final["arm"] == arm) & (final["depth"] == depth)]
@@ -317,11 +329,13 @@ def val_curves(history, table, column, xlabel, roles, scale=1.0):
 
 def forest_rows(results, roles):
     """Every arm's seed-paired difference to the baseline of `roles` (the ViT; test top-1, points) with its 95%
-    t-interval, a row per arm and training set; None for a study without a baseline arm."""
+    t-interval and its colour (`arm_colors`), a row per arm and training set; None for a study without a baseline
+    arm."""
     results = upgraded(results)
     if not has_baseline(results, roles):
         return None
     rows = paired_differences(results, roles.baseline, "test_top1")
+    rows["color"] = rows["arm"].map(arm_colors(results, roles))
     if "train_images" in results and results["fraction"].nunique() > 1:
         images = results.groupby("fraction")["train_images"].max()
         rows["label"] = [f"{label}, {images[f]:,.0f} images" for label, f in zip(rows["label"], rows["fraction"])]
@@ -334,21 +348,20 @@ def figure_text(text):
 
 
 def forest_plot(studies):
-    """`studies`: (title, `forest_rows`, the study's `ArmRoles`) each. A panel per study, each on its own scale (a
-    small study's intervals would squash a large one's), zero marked in every one: each arm's difference to the
-    baseline, the ViT (a dot) with its 95% interval (a bar); filled where the interval excludes zero (a difference
+    """`studies`: (title, `forest_rows`) each. A panel per study, each on its own scale (a small study's intervals
+    would squash a large one's), zero marked in every one: each arm's difference to the baseline, the ViT (a dot)
+    with its 95% interval (a bar), in the arm's colour; filled where the interval excludes zero (a difference
     is stated), open where it does not; a cross where fewer than 2 seeds are paired (no interval)."""
-    heights = [len(rows) + 2.2 for _, rows, _ in studies]
+    heights = [len(rows) + 2.2 for _, rows in studies]
     fig = Figure(figsize=(9, 0.28 * sum(heights) + 0.6), layout="constrained")
     axes = fig.subplots(len(studies), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
-    for ax, (title, rows, roles) in zip(axes, studies):
+    for ax, (title, rows) in zip(axes, studies):
         for y, row in enumerate(rows.itertuples()):
-            color = arm_color(row.arm, roles, "black")
             if row.seeds < 2:
-                ax.plot([row.diff_mean], [y], marker="x", color=color, linestyle="none")
+                ax.plot([row.diff_mean], [y], marker="x", color=row.color, linestyle="none")
                 continue
             ax.errorbar([row.diff_mean], [y], xerr=[[row.diff_mean - row.ci_low], [row.ci_high - row.diff_mean]],
-                        marker="o", color=color, mfc=color if row.excludes_zero else "white", capsize=3,
+                        marker="o", color=row.color, mfc=row.color if row.excludes_zero else "white", capsize=3,
                         linestyle="none")
         ax.axvline(0, color="gray", linewidth=1)
         ax.set_yticks(range(len(rows)), [figure_text(f"{label} ({n} seeds)") for label, n in
@@ -433,14 +446,14 @@ def multiplier_interval(row):
     return f"{low:.2f}x to {high:.2f}x" if low > 0 else f"below {high:.2f}x"
 
 
-def top1_vs_images(results, table, roles):
+def top1_vs_images(results, table, colors):
     """Test top-1 against training images (log axis), a line per arm with the seeds' range as a band, and each
     T2T arm's data multiplier marked at its largest size: an arrow to where the ViT's curve reaches its score."""
     results = upgraded(results)
     fig, ax = new_figure()
     for (arm, label), group in results.groupby(["arm", "label"], sort=False):
         curve = group.groupby("train_images")["test_top1"].agg(["mean", "min", "max"])
-        color = arm_color(arm, roles)
+        color = colors[arm]
         ax.plot(curve.index, curve["mean"], marker="o", color=color, label=label)
         ax.fill_between(curve.index, curve["min"], curve["max"], color=color, alpha=0.2, linewidth=0)
     for arm, rows in table.groupby("arm", sort=False):
@@ -448,7 +461,7 @@ def top1_vs_images(results, table, roles):
         if row["seeds"] >= 1 and not row["bound"] and not np.isnan(row["multiplier"]):  # a bound is no point
             n = row["train_images"]
             y = results[(results["arm"] == arm) & (results["train_images"] == n)]["test_top1"].mean()
-            color = arm_color(arm, roles)
+            color = colors[arm]
             ax.annotate("", xy=(n * row["multiplier"], y), xytext=(n, y),
                         arrowprops={"arrowstyle": "->", "color": color})
             # the label sits above the arrow's middle (geometric: the axis is log), inside the axes
@@ -470,19 +483,19 @@ def study_figures(results, table, multiplier_table, roles, history=None):
     """{name: figure}: test top-1 vs fraction (when the study has several) and vs training images with the data
     multiplier (when it has one: `multipliers(results, roles)`), vs MACs and vs train images/s; with the runs'
     per-epoch history, validation top-1 vs wall-clock time and vs training PFLOP."""
-    figures = {}
+    figures, colors = {}, arm_colors(results, roles)
     if table["fraction"].nunique() > 1:
-        figures["top1_vs_fraction"] = top1_vs_fraction(table, roles)
+        figures["top1_vs_fraction"] = top1_vs_fraction(table, colors)
     if multiplier_table is not None:
-        figures["top1_vs_images"] = top1_vs_images(results, multiplier_table, roles)
-    figures["top1_vs_macs"] = top1_vs_cost(table, "macs", "MACs per image", roles)
-    figures["top1_vs_throughput"] = top1_vs_cost(table, "train_images_per_s", "training images/s (measured)", roles,
+        figures["top1_vs_images"] = top1_vs_images(results, multiplier_table, colors)
+    figures["top1_vs_macs"] = top1_vs_cost(table, "macs", "MACs per image", colors)
+    figures["top1_vs_throughput"] = top1_vs_cost(table, "train_images_per_s", "training images/s (measured)", colors,
                                                  front=True)
     if history is not None:
         figures["top1_vs_time"] = val_curves(history, table, "elapsed_s", "wall time since the run started (min; "
-                                             "training and validation)", roles, scale=60)
+                                             "training and validation)", colors, scale=60)
         if history["train_pflop"].notna().all():
-            figures["top1_vs_pflop"] = val_curves(history, table, "train_pflop", "training compute (PFLOP)", roles)
+            figures["top1_vs_pflop"] = val_curves(history, table, "train_pflop", "training compute (PFLOP)", colors)
     return figures
 
 
