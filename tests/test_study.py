@@ -515,3 +515,32 @@ def test_a_recipe_is_chosen_per_starting_point_when_a_pretrained_arm_and_its_twi
     assert len(table) == 4 and "init" in table and "depth" not in table  # depth is the same for every arm
     assert sorted(table.loc[table["chosen"], "arms"]) == ["ft-lo", "twin-hi"]
     assert list(recipe_table(results[results["init"] == ""]).columns[:2]) == ["model", "lr"]  # one start: no column
+
+
+def test_the_imagenette_answer_pairs_each_pretrained_arm_with_its_twin_and_bounds_what_the_twin_never_reaches(
+        tmp_path, capsys):
+    """scripts/imagenette_answer.py on a made-up results.csv of the preset's arms, 3 seeds at 2 fractions: the
+    pretrained arm minus its scratch twin, seed-paired, on all val and on the clean subset; the data multiplier a
+    lower bound, since the twin's curve never reaches the pretrained score."""
+    import importlib.util
+    loaded = importlib.util.spec_from_file_location("imagenette_answer", REPO / "scripts" / "imagenette_answer.py")
+    answer = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(answer)
+    scores = {"vit-ti-scratch": (25.0, 30.0), "vit-ti-deit-in1k": (89.0, 92.0), "vit": (43.0, 59.0),
+              "t2t-performer": (45.0, 53.0), "vit-mac-matched": (43.0, 52.0), "cnn": (43.0, 44.0)}
+    rows = [{"arm": arm, "label": arm.upper(), "seed": seed, "fraction": fraction, "train_images": images,
+             "updates": 100, "test_top1": at[i] + noise, "test_subset_top1": at[i] + 3 * noise}
+            for seed, noise in enumerate((0.0, 1.0, -0.5)) for arm, at in scores.items()
+            for i, (fraction, images) in enumerate(((0.1, 852), (1.0, 8522)))]
+    pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
+    answer.main(tmp_path)
+    found = pd.read_csv(tmp_path / "answer.csv")
+    gained = found[(found["arm"] == "vit-ti-deit-in1k") & (found["kind"] == "difference")].set_index(
+        ["fraction", "score"])
+    assert gained.loc[(0.1, "all 3,925 val images"), "diff_mean"] == pytest.approx(64.0)
+    assert gained.loc[(1.0, "the 134 clean val images"), "diff_mean"] == pytest.approx(62.0)
+    assert (gained["ci_low"] > 0).all() and (gained["seeds"] == 3).all()
+    assert set(found.loc[found["kind"] == "difference", "baseline"]) == {"vit-ti-scratch", "vit", "vit-mac-matched"}
+    multiplier = found[found["kind"] == "multiplier"].set_index("train_images")
+    assert multiplier.loc[852, "bound"] == "more than" and multiplier.loc[852, "beyond"] == 3
+    assert "more than" in capsys.readouterr().out
