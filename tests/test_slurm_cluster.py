@@ -3,6 +3,7 @@ nodes n1 and n2, slurmdbd, mariadb, munge on 127.0.0.1), started once for this m
 Skipped with the reason where the packages, root or the daemons are missing (.ci/run installs the packages where it
 may)."""
 import contextlib
+import getpass
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ import torch
 
 from bench.accuracy import study, train
 from bench.configs import SlurmConfig
+from bench.errors import ResultsError
 from bench.launch import slurm
 from bench.outputs import read_back
 from tests.conftest import REPO
@@ -84,10 +86,29 @@ def spec(tmp_path, seeds, arms=(ARM,), **train_settings):
     return study.load_study_spec(config=path)
 
 
-def squeue(*fields):
-    """[(job id, state, ...)] of the queue's jobs."""
-    listing = subprocess.run(["squeue", "-h", "-o", "|".join(fields)], capture_output=True, text=True).stdout
+def squeue(*fields, jobs=()):
+    """[(field, ...)] of the queue's jobs, or of `jobs` alone."""
+    listing = subprocess.run(["squeue", "-h", "-o", "|".join(fields), *(["-j", ",".join(jobs)] if jobs else [])],
+                             capture_output=True, text=True).stdout
     return [line.split("|") for line in listing.split()]
+
+
+@pytest.fixture(autouse=True)
+def empty_queue(cluster):
+    """Each test leaves the cluster's queue empty, so that a job a failed test left behind cannot meet the next test
+    (the module's cluster is its own: every job in it is a test's)."""
+    yield
+    subprocess.run(["scancel", "--user", getpass.getuser()], check=True)
+    wait_until(lambda: not squeue("%i") or None, 120, "an empty queue after the test")
+
+
+def submitted(out, *names):
+    """The job ids the study in `out` recorded for its runs `names`, once it has submitted them all."""
+    def recorded():
+        with contextlib.suppress(ResultsError, KeyError):  # not yet written, or not yet with these runs
+            jobs = read_back(out / study.STUDY_FILE, "")[study.SLURM_JOBS]
+            return all(name in jobs for name in names) and [jobs[name]["job_id"] for name in names]
+    return wait_until(recorded, 60, f"{', '.join(names)} submitted")
 
 
 def job_processes(number):
@@ -103,7 +124,8 @@ def job_processes(number):
 
 def in_background(target, *args, **kwargs):
     result = {}
-    thread = threading.Thread(target=lambda: result.update(value=target(*args, **kwargs)))
+    # a daemon: where a test fails, the study it left polling a stopped cluster cannot keep pytest from exiting
+    thread = threading.Thread(target=lambda: result.update(value=target(*args, **kwargs)), daemon=True)
     thread.start()
     return thread, result
 
@@ -131,11 +153,12 @@ def test_cancelled_and_killed_runs_are_reported_and_resume_finishes_them(cluster
     # that a test interrupts lasts a time, not an amount of work; this test compares no twin, so the plan may vary
     runs, out = spec(tmp_path, [0, 1], budget_minutes=1.0), tmp_path / "study"
     thread, result = in_background(slurm.run_study_on_slurm, runs, data, out, settings=SETTINGS, warn=print)
-    running = wait_until(lambda: (jobs := [(job, number) for job, number, state in squeue("%i", "%A", "%T")
-                                           if state == "RUNNING"]) and len(jobs) == 2 and jobs, 60, "both runs running")
+    cancelled, killed = submitted(out, "t2t-d1-f1-s0", "t2t-d1-f1-s1")
+    wait_until(lambda: [state for *_, state in squeue("%i", "%T", jobs=[cancelled, killed])] == ["RUNNING"] * 2, 60,
+               "both runs running")
     wait_until(lambda: all((out / "runs" / f"t2t-d1-f1-s{seed}" / train.LAST).is_file() for seed in (0, 1)), 60,
                "a first checkpoint of each run")
-    (cancelled, _), (_, killed) = sorted(running)
+    [[killed]] = squeue("%A", jobs=[killed])  # the array task's own job number, which its processes carry
     subprocess.run(["scancel", cancelled], check=True)
     for pid in job_processes(killed):  # SIGKILL, as the OOM killer would: no chance to clean up
         with contextlib.suppress(ProcessLookupError):
@@ -162,14 +185,13 @@ def test_a_requeued_run_resumes_mid_epoch_and_ends_bit_identical(cluster, data, 
     thread, result = in_background(slurm.run_study_on_slurm, runs, data, out, settings=SETTINGS, warn=print)
     last = out / "runs" / "t2t-d1-f1-s0" / train.LAST
     wait_until(lambda: last.is_file() and train.read_checkpoint(last)["num_updates"] >= 8, 60, "8 updates")
-    job = wait_until(lambda: [job for job, _, state in squeue("%i", "%A", "%T") if state == "RUNNING"], 10,
-                     "running")[0]
+    [job] = submitted(out, "t2t-d1-f1-s0")
     if how == "SIGUSR1":  # Slurm's warning before a time limit: the run saves, submitit requeues it
         subprocess.run(["scancel", "--signal=USR1", job], check=True)  # its steps, as --signal=USR1@90
     else:  # the job is killed and started again: it resumes from the latest mid-epoch checkpoint
         subprocess.run(["scontrol", "requeue", job], check=True)
     # a requeued job waits for its begin time (about 2 min in 22.05): a test starts it at once
-    wait_until(lambda: [j for j, _, state in squeue("%i", "%A", "%T") if state == "PENDING"], 60, "requeued")
+    wait_until(lambda: squeue("%T", jobs=[job]) == [["PENDING"]], 60, "requeued")
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
     assert wait_until(lambda: not thread.is_alive() or None, 180, "the requeued run's end") is True
     thread.join(180)
@@ -300,9 +322,9 @@ def test_a_requeued_2_node_run_resumes_and_ends_bit_identical_to_its_uninterrupt
     thread, result = in_background(slurm.run_study_on_slurm, runs, data, out, settings=SETTINGS, warn=print)
     last = out / "runs" / "requeued-d1-f1-s0" / train.LAST
     wait_until(lambda: last.is_file() and train.read_checkpoint(last)["num_updates"] >= 8, 120, "8 updates")
-    job = read_back(out / study.STUDY_FILE, "")[study.SLURM_JOBS]["requeued-d1-f1-s0"]["job_id"]
+    [job] = submitted(out, "requeued-d1-f1-s0")
     subprocess.run(["scontrol", "requeue", job], check=True)
-    wait_until(lambda: [j for j, state in squeue("%i", "%T") if j == job and state == "PENDING"], 60, "requeued")
+    wait_until(lambda: squeue("%T", jobs=[job]) == [["PENDING"]], 60, "requeued")
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)  # not 2 min later
     assert wait_until(lambda: not thread.is_alive() or None, 300, "the runs' end") is True
     assert result["value"] == []
