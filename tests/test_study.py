@@ -541,6 +541,8 @@ def test_the_imagenette_answer_pairs_each_pretrained_arm_with_its_twin_and_bound
     assert gained.loc[(1.0, "the 134 clean val images"), "diff_mean"] == pytest.approx(62.0)
     assert (gained["ci_low"] > 0).all() and (gained["seeds"] == 3).all()
     assert set(found.loc[found["kind"] == "difference", "baseline"]) == {"vit-ti-scratch", "vit", "vit-mac-matched"}
-    multiplier = found[found["kind"] == "multiplier"].set_index("train_images")
-    assert multiplier.loc[852, "bound"] == "more than" and multiplier.loc[852, "beyond"] == 3
+    multiplier = found[found["kind"] == "multiplier"].set_index(["baseline", "train_images"])
+    assert multiplier.loc[("vit-ti-scratch", 852), "bound"] == "more than"  # beyond the twin's largest size
+    assert multiplier.loc[("vit-ti-scratch", 852), "beyond"] == 3
+    assert multiplier.loc[("vit", 852), "bound"] == "more than"  # and beyond the 64-px ViT's
     assert "more than" in capsys.readouterr().out
