@@ -8,7 +8,7 @@ with an `index.md` (and the same as one page, `index.html`) that links each tabl
 says where its numbers came from.
 
 The report reads in the order a reader asks: a table of contents; the answer (every study's
-seed-paired differences to the ViT in one forest plot, and each study's sentences by the
+seed-paired differences to its baseline in one forest plot, and each study's sentences by the
 interval rule, in short); then each study under its own title (its spec's `title`, its
 README's first heading, or that of the folder above when it holds this study alone), the
 held-out studies first, a scaling study's budgets as they land and its laws once two have,
@@ -509,7 +509,7 @@ def protocol_summary(item):
 
 
 def answer_lines(item):
-    """A study's answer in short: at its largest training set, each arm against the ViT (and the MAC-matched
+    """A study's answer in short: at its largest training set, each arm against the baseline (and the MAC-matched
     ViT) by the interval rule, and the data multiplier where it has one."""
     results = study.upgraded(item.results)
     largest = results[results["fraction"] == results["fraction"].max()]
@@ -522,20 +522,22 @@ def answer_lines(item):
     if (table := item.multiplier) is not None:
         lines += study.multiplier_lines(item.results, table, item.roles)
     return [f"- {protocol_summary(item)}", *lines] if lines else [f"- {protocol_summary(item)}",
-                                                                  "- No ViT arm to compare with."]
+                                                                  "- No baseline arm to compare with."]
 
 
 def add_answer(writer, items):
-    """The report's first part: every study's paired differences to the ViT in one forest plot, and each
+    """The report's first part: every study's paired differences to its baseline in one forest plot, and each
     study's sentences in short."""
     writer.part("The answer", [
-        "Each arm's test top-1 minus the ViT's, paired by seed, with its 95% t-interval, study by study. A difference "
+        "Each arm's test top-1 minus its study's baseline arm's (the ViT from scratch, unless the study's spec names "
+        "another; each panel says which), paired by seed, with its 95% t-interval, study by study. A difference "
         "is stated only when its interval excludes zero; otherwise no difference is detectable at that budget. "
         "Each study's own part below has its table, every comparison and its curves."])
-    compared = [(item.title, study.forest_rows(item.results, item.roles)) for item in items]
+    compared = [(f"{item.title}: vs {study.baseline_label(item.results, item.roles)}",
+                 study.forest_rows(item.results, item.roles)) for item in items]
     compared = [(title, rows) for title, rows in compared if rows is not None and len(rows)]
     if compared:
-        writer.figure("forest", study.forest_plot(compared), "Paired differences to the ViT, study by study",
+        writer.figure("forest", study.forest_plot(compared), "Paired differences to each study's baseline",
                       "the studies' results.csv: " + ", ".join(str(item.path) for item in items))
     for item in items:
         writer.text(item.title, study_source(item.record), answer_lines(item))
@@ -557,7 +559,8 @@ def add_study(writer, item):
     writer.part(item.title, [f"Folder: {path}. {protocol_summary(item)}"])
     roles = item.roles
     table = study.aggregate(results, roles)
-    writer.table(f"study_{tag}", table, "Test top-1 over seeds and the paired difference to the ViT", source)
+    writer.table(f"study_{tag}", table, "Test top-1 over seeds and the paired difference to "
+                 f"{study.baseline_label(results, roles)}", source)
     writer.text("Comparisons: what the intervals allow us to say", source,
                 [*study.comparison_sentences(results, roles), f"- {study.test_noise_line(results)}"])
     if (multiplier_table := item.multiplier) is not None:

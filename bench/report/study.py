@@ -349,7 +349,7 @@ def figure_text(text):
 
 def forest_plot(studies):
     """`studies`: (title, `forest_rows`) each. A panel per study, each on its own scale (a small study's intervals
-    would squash a large one's), zero marked in every one: each arm's difference to the baseline, the ViT (a dot)
+    would squash a large one's), zero marked in every one: each arm's difference to the study's baseline (a dot)
     with its 95% interval (a bar), in the arm's colour; filled where the interval excludes zero (a difference
     is stated), open where it does not; a cross where fewer than 2 seeds are paired (no interval)."""
     heights = [len(rows) + 2.2 for _, rows in studies]
@@ -370,8 +370,8 @@ def forest_plot(studies):
         ax.set_title(figure_text(title), fontsize=9, loc="left")
         ax.grid(alpha=0.3, axis="x")
         ax.tick_params(axis="x", labelsize=8)
-    axes[-1].set_xlabel("test top-1 minus the ViT's (points): seed-paired mean, 95% t-interval; filled: the interval "
-                        "excludes 0; each panel on its own scale", fontsize=8)
+    axes[-1].set_xlabel("test top-1 minus the baseline's (points): seed-paired mean, 95% t-interval; filled: the "
+                        "interval excludes 0; each panel on its own scale", fontsize=8)
     return fig
 
 
