@@ -106,9 +106,9 @@ def arm_colors(results, roles):
     models_of = results.drop_duplicates("arm").set_index("arm")["model"] if "model" in results else {}
     colors, spare = {}, itertools.cycle(SPARE_COLORS)
     for arm in sorted(arms, key=lambda arm: arm != roles.baseline):  # a stable sort: the others keep their order
-        family = FAMILY_COLORS.get(models.family_of_model(models_of[arm])) if arm in models_of else None
+        family_color = FAMILY_COLORS.get(models.family_of_model(models_of[arm])) if arm in models_of else None
         colors[arm] = (MAC_MATCHED_COLOR if arm in roles.mac_matched else
-                       family if family and family not in colors.values() else next(spare))
+                       family_color if family_color and family_color not in colors.values() else next(spare))
     return colors
 
 
