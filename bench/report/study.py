@@ -631,8 +631,8 @@ def write_study_report(spec, out):
         "",
         markdown_table(table, baseline),
         "",
-        *([f"## Data multiplier (images the {baseline} needs to match each T2T arm: read off the seeds' mean curves on "
-           "log(images), 95% bootstrap over seeds)", "",
+        *([md(f"## Data multiplier (images the {baseline} needs to match each T2T arm: read off the seeds' mean "
+              "curves on log(images), 95% bootstrap over seeds)"), "",
            *md_lines(multiplier_lines(results, multiplier_table, roles)), "",
            md_table(multiplier_table, floatfmt=".3g"), ""] if multiplier_table is not None else []),
         *(["## Time to accuracy (validation top-1; mean over the seeds that reached it)", "",
