@@ -154,8 +154,7 @@ def test_cancelled_and_killed_runs_are_reported_and_resume_finishes_them(cluster
     runs, out = spec(tmp_path, [0, 1], budget_minutes=1.0), tmp_path / "study"
     thread, result = in_background(slurm.run_study_on_slurm, runs, data, out, settings=SETTINGS, warn=print)
     cancelled, killed = submitted(out, "t2t-d1-f1-s0", "t2t-d1-f1-s1")
-    wait_until(lambda: [state for *_, state in squeue("%i", "%T", jobs=[cancelled, killed])] == ["RUNNING"] * 2, 60,
-               "both runs running")
+    wait_until(lambda: squeue("%T", jobs=[cancelled, killed]) == [["RUNNING"]] * 2, 60, "both runs running")
     wait_until(lambda: all((out / "runs" / f"t2t-d1-f1-s{seed}" / train.LAST).is_file() for seed in (0, 1)), 60,
                "a first checkpoint of each run")
     [[killed]] = squeue("%A", jobs=[killed])  # the array task's own job number, which its processes carry

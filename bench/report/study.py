@@ -145,8 +145,8 @@ def scaled(table, column, factor, digits):
     return [("–" if pd.isna(value) else f"{value * factor:.{digits}f}") for value in table[column]]
 
 
-def markdown_table(table, baseline_label="the baseline"):
-    """Every arm's row; `baseline_label` names the arm the paired differences are to."""
+def markdown_table(table, baseline="the baseline"):
+    """Every arm's row; `baseline` names the arm the paired differences are to (its `baseline_label`)."""
     shown = pd.DataFrame({
         "model": table["label"], "depth": table["depth"],
         "width": table["embed_dim"].map(lambda w: "–" if pd.isna(w) else int(w)) if "embed_dim" in table else "–",
@@ -155,7 +155,7 @@ def markdown_table(table, baseline_label="the baseline"):
         "epochs": optional(table, "epochs", 2), "PFLOP": optional(table, "train_pflop", 4),
         "test top-1 % (mean ± std)": [mean_std(m, s) for m, s in zip(table["test_top1_mean"], table["test_top1_std"])],
         "95% CI": [interval(lo, hi) for lo, hi in zip(table["test_top1_ci_low"], table["test_top1_ci_high"])],
-        f"vs {baseline_label}, paired [95% CI]": [signed_interval(m, lo, hi) for m, lo, hi in zip(
+        f"vs {baseline}, paired [95% CI]": [signed_interval(m, lo, hi) for m, lo, hi in zip(
             table["vs_vit"], table["vs_vit_ci_low"], table["vs_vit_ci_high"])] if "vs_vit" in table else "–",
         "seeds": table["seeds"], "val top-1 %": optional(table, "val_top1_mean", 1),
         "test top-1 of best.pth %": optional(table, "test_best_top1_mean", 1),
