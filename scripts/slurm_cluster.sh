@@ -10,6 +10,9 @@
 # AuthType=auth/slurm does not exist in 22.05, hence munge. Everything else lives in DIR, but for one line in
 # /etc/hosts: node names that do not resolve (n1, n2, ...) as 127.0.0.1, for a DDP run's rendezvous on the first node
 # (torchrun's MASTER_ADDR is a node name, as on a real cluster); marked with DIR, removed by stop.
+# A requeued job starts again after the job credential's lifetime (AuthInfo cred_expire, 120 s by default): slurmd
+# refuses a restart whose credential is no newer than the kill ("Job credential revoked": the job ends FAILED, as
+# when a test once forced StartTime=now). Here it is 10 s, so the requeue tests wait Slurm's own delay, a short one.
 set -euo pipefail
 PACKAGES="slurm-wlm munge slurmdbd mariadb-server"
 PORT_BASE=${VITBENCH_SLURM_PORT:-16817}  # slurmctld; slurmdbd +1; slurmd of node i +1+i
@@ -98,6 +101,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
+AuthInfo=cred_expire=10
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool-%n
 SlurmctldPidFile=$DIR/slurmctld.pid
