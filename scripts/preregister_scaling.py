@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.scaling import scaling_predictions
+from bench.report.scaling import LAWS_FILE, PREDICTIONS_FILE, scaling_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "study-cifar10-scaling"
@@ -30,8 +30,8 @@ def main():
     laws, predictions = scaling_predictions(runs, ARMS, BASELINE, BUDGETS)
     OUT.mkdir(parents=True, exist_ok=True)
     runs[["arm", "seed", "budget_pflop", "test_top1"]].to_csv(OUT / "preregistered_points.csv", index=False)
-    laws.to_csv(OUT / "preregistered_laws.csv", index=False, float_format="%.6g")
-    predictions.to_csv(OUT / "preregistered_predictions.csv", index=False, float_format="%.4g")
+    laws.to_csv(OUT / LAWS_FILE, index=False, float_format="%.6g")
+    predictions.to_csv(OUT / PREDICTIONS_FILE, index=False, float_format="%.4g")
     print(laws.to_markdown(index=False, floatfmt=".4g"))
     print(predictions.to_markdown(index=False, floatfmt=".4g"))
 

@@ -597,22 +597,16 @@ def scaling_laws(folder, boots=scaling.BOOTSTRAPS):
     runs = pd.concat(by_budget.values(), ignore_index=True)
     roles = scaling.budget_roles(runs)
     baseline = roles.baseline
-    lawful = [arm for arm in dict.fromkeys(runs["arm"]) if runs.loc[runs["arm"] == arm, "budget_pflop"].nunique() > 1]
-    fitted = {arm: scaling.fit_power_law(*runs.loc[runs["arm"] == arm, ["budget_pflop", "test_top1"]].T.values)
-              for arm in lawful}
-    boot = scaling.resampled_laws(runs[runs["arm"].isin(lawful)], lawful, boots)
+    fitted, boot, laws = scaling.fit_laws(runs, boots)
     gaps = {}
-    for arm in lawful:
-        if arm != baseline and baseline in lawful:
+    for arm in fitted:
+        if arm != baseline and baseline in fitted:
             try:
                 gaps[arm] = scaling.gap_model(runs, arm, baseline, boots)
             except ResultsError:  # too few seed pairs yet: the laws are drawn without the gap's crossover
                 pass
-    predictions = Path(folder) / "preregistered_predictions.csv"
-    predicted = pd.read_csv(predictions) if predictions.is_file() else pd.DataFrame(
-        columns=["arm", "budget_pflop", "top1", "top1_low", "top1_high"])
+    predicted = scaling.preregistered_predictions(Path(folder) / scaling.PREDICTIONS_FILE)
     predicted = predicted[predicted["budget_pflop"].isin(list(by_budget))]
-    laws = pd.DataFrame([scaling.law_row(arm, runs[runs["arm"] == arm], fitted[arm], boot[arm]) for arm in lawful])
     return scaling.scaling_figure(runs, fitted, boot, gaps, predicted, scaling.anchor_point(), roles), laws
 
 

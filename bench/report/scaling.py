@@ -49,6 +49,8 @@ from models.atomic import atomic_write_text
 
 LEVEL = 0.95
 BOOTSTRAPS = 4000
+PREDICTIONS_FILE, LAWS_FILE = "preregistered_predictions.csv", "preregistered_laws.csv"  # the pre-registration's
+PREDICTION_COLUMNS = ["arm", "budget_pflop", "top1", "top1_low", "top1_high", "gap", "gap_low", "gap_high"]
 BUDGET_FOLDER = re.compile(r"b(\d+(?:\.\d+)?)")  # a budget's study folder: b0.0075, b0.06
 CIFAR10_TRAIN_IMAGES = 50_000  # the published runs train on all of CIFAR-10's training split
 
@@ -402,6 +404,22 @@ def law_row(arm, runs, fitted, boot):
             **dict(zip(("sat_a", "sat_b", "sat_e_inf"), fit_saturating_law(*points)))}
 
 
+def fit_laws(runs, boots=BOOTSTRAPS):
+    """({arm: power law}, {arm: bootstrap laws}, laws.csv's table) of the arms of `runs` measured at 2 budgets or
+    more, in their order in `runs` (an arm at one budget has no law)."""
+    lawful = [arm for arm in dict.fromkeys(runs["arm"]) if runs.loc[runs["arm"] == arm, "budget_pflop"].nunique() > 1]
+    fitted = {arm: fit_power_law(*runs.loc[runs["arm"] == arm, ["budget_pflop", "test_top1"]].T.values)
+              for arm in lawful}
+    boot = resampled_laws(runs[runs["arm"].isin(lawful)], lawful, boots)
+    laws = pd.DataFrame([law_row(arm, runs[runs["arm"] == arm], fitted[arm], boot[arm]) for arm in lawful])
+    return fitted, boot, laws
+
+
+def preregistered_predictions(path):
+    """The pre-registered predictions (PREDICTIONS_FILE), or none where the study made none."""
+    return pd.read_csv(path) if Path(path).is_file() else pd.DataFrame(columns=PREDICTION_COLUMNS)
+
+
 def write_scaling_report(folder, boots=BOOTSTRAPS):
     """laws.csv, gaps.csv, comparisons.csv, prediction_checks.csv, report.md and top1_vs_pflop.png in `folder`
     from its `b<budget>/` study folders (budgets not yet there are skipped and named) and its pre-registered
@@ -426,12 +444,8 @@ def write_scaling_report(folder, boots=BOOTSTRAPS):
                            "the gaps are measured against (`vitbench study` writes it)")
     if baseline not in arms:
         raise ResultsError(f"no {baseline!r} runs under {folder}: the gaps are measured against it")
-    lawful = [arm for arm in arms if runs.loc[runs["arm"] == arm, "budget_pflop"].nunique() >= 2]
-    fitted = {arm: fit_power_law(*runs.loc[runs["arm"] == arm, ["budget_pflop", "test_top1"]].T.values)
-              for arm in lawful}
-    boot = resampled_laws(runs[runs["arm"].isin(lawful)], lawful, boots)
-    laws = pd.DataFrame([law_row(arm, runs[runs["arm"] == arm], fitted[arm], boot[arm]) for arm in lawful])
-    gaps = {arm: gap_model(runs, arm, baseline, boots) for arm in lawful if arm != baseline}
+    fitted, boot, laws = fit_laws(runs, boots)
+    gaps = {arm: gap_model(runs, arm, baseline, boots) for arm in fitted if arm != baseline}
     rows, absent = [], {}
     for budget, at in by_budget.items():
         for arm in (a for a in at["arm"].unique() if a != baseline):
@@ -443,17 +457,16 @@ def write_scaling_report(folder, boots=BOOTSTRAPS):
               "n": gap["pairs"], "estimate": gap["g1"], "low": gap["g1_low"], "high": gap["g1_high"], "p": gap["g1_p"],
               "mdd": detectable_shift(gap["pairs"] - 2) * gap["g1_se"]} for arm, gap in gaps.items()]
     comparisons = stated_verdicts(pd.DataFrame(rows))
-    laws_file, predictions_file = folder / "preregistered_laws.csv", folder / "preregistered_predictions.csv"
-    predicted = pd.read_csv(predictions_file) if predictions_file.is_file() else pd.DataFrame(
-        columns=["arm", "budget_pflop", "top1", "top1_low", "top1_high", "gap", "gap_low", "gap_high"])
+    laws_file, predictions_file = folder / LAWS_FILE, folder / PREDICTIONS_FILE
+    predicted = preregistered_predictions(predictions_file)
     predicted_laws = pd.read_csv(laws_file) if laws_file.is_file() else pd.DataFrame(columns=["arm"])
     checks = prediction_checks(runs, gaps, predicted, predicted_laws, baseline)
     gap_table = pd.DataFrame(gaps.values())
     for name, table in (("laws", laws), ("gaps", gap_table), ("comparisons", comparisons),
                         ("prediction_checks", checks)):
         atomic_write_text(folder / f"{name}.csv", table.to_csv(index=False))
-    measured_predictions = predicted[predicted["budget_pflop"].isin(list(by_budget))]
-    save_figure(scaling_figure(runs, fitted, boot, gaps, measured_predictions, anchor_point(), roles),
+    measured = predicted[predicted["budget_pflop"].isin(list(by_budget))]
+    save_figure(scaling_figure(runs, fitted, boot, gaps, measured, anchor_point(), roles),
                 folder / "top1_vs_pflop")
     text = report_text(folder, by_budget, pending, laws, gaps, comparisons, checks, absent, predictions_file)
     atomic_write_text(folder / "report.md", text)
