@@ -278,7 +278,7 @@ def test_paired_differences_and_sentences_follow_the_interval_rule():
     table = aggregate(pd.DataFrame(rows).assign(train_images=10, classes=10, params=5, macs=7,
                                                 train_images_per_s=1.0), VIT)
     t2t = table[table["arm"] == "t2t-performer"].iloc[0]
-    assert t2t["vs_vit"] == pytest.approx(2.0) and t2t["paired_seeds"] == 3  # the seeds' noise cancels when paired
+    assert t2t["vs_baseline"] == pytest.approx(2.0) and t2t["paired_seeds"] == 3  # the seeds' noise cancels when paired
     assert t2t["test_top1_ci_high"] - t2t["test_top1_ci_low"] > 5  # while the unpaired interval is wide
     sentences = comparison_sentences(pd.DataFrame(rows), VIT)
     assert "T2T is ahead of ViT by 2.0 points" in sentences[0]
@@ -353,13 +353,26 @@ def roles_results():
                          for seed, noise in enumerate((0.0, 3.0, -2.0)) for arm, label, model, gain in arms])
 
 
+def test_arms_are_ordered_by_their_models_family_whatever_their_names():
+    """Names that are other families' names, in an order against the families': the roles, then the models decide
+    (the MAC-matched ViT before a ViT of no role)."""
+    arms = (("t2t", "a CNN", "resnet_cifar_tiny", 1.0), ("cnn", "a T2T-ViT", "t2t_vit_lite_tiny", 2.0),
+            ("zz", "a second ViT", "vit_lite_tiny", 3.0), ("base", "the ViT", "vit_lite_tiny", 0.0),
+            ("mm", "the ViT widened", "vit_lite_tiny", 0.5))
+    results = pd.DataFrame([{"arm": arm, "label": label, "model": model, "depth": 4, "fraction": 1.0, "seed": seed,
+                             "test_top1": 50.0 + gain + seed, "train_images": 10, "classes": 10, "params": 5,
+                             "macs": 7, "train_images_per_s": 1.0}
+                            for seed in range(3) for arm, label, model, gain in arms])
+    assert aggregate(results, study.ArmRoles("base", ("mm",)))["arm"].tolist() == ["base", "mm", "zz", "cnn", "t2t"]
+
+
 def test_a_baseline_and_mac_matched_arm_of_any_name_are_compared_ordered_and_coloured_by_their_role():
     from bench.report.study import arm_colors, comparison_sentences, forest_rows, top1_vs_cost
 
     results, roles = roles_results(), study.ArmRoles("vit-s", ("mm",))
     table = aggregate(results, roles)
     assert table["arm"].tolist() == ["vit-s", "mm", "t2t-performer", "resnet"]  # ViT, MAC-matched, the families
-    assert table.set_index("arm")["vs_vit"].to_dict() == pytest.approx(
+    assert table.set_index("arm")["vs_baseline"].to_dict() == pytest.approx(
         {"vit-s": np.nan, "mm": 1.0, "t2t-performer": 4.0, "resnet": 0.5}, nan_ok=True)
     sentences = comparison_sentences(results, roles)
     assert [s.split(" by ")[0] for s in sentences] == [
@@ -382,7 +395,7 @@ def test_a_baseline_and_mac_matched_arm_of_any_name_are_compared_ordered_and_col
         "- T2T is ahead of ResNet", "- ViT MAC-matched is ahead of ResNet", "- ViT-S is behind ResNet",
         "- T2T is ahead of ViT MAC-matched"]
     none = study.ArmRoles()  # no baseline: no comparisons
-    assert comparison_sentences(results, none) == [] and "vs_vit" not in aggregate(results, none)
+    assert comparison_sentences(results, none) == [] and "vs_baseline" not in aggregate(results, none)
 
 
 def test_report_only_compares_with_the_baseline_the_record_names(finished_study, tmp_path, capsys):
@@ -396,7 +409,7 @@ def test_report_only_compares_with_the_baseline_the_record_names(finished_study,
     assert main(["study", "--out", str(out), "--report-only"]) == 0
     compared = (out / "report.md").read_text().split("## Comparisons")[1].split("\n## ")[0].strip().splitlines()[2:]
     assert len(compared) == 2 and all("T2T-ViT" in line and "ResNet" in line for line in compared)  # per fraction
-    assert pd.read_csv(out / "table.csv").set_index("arm")["vs_vit"].notna().sum() == 2  # both fractions
+    assert pd.read_csv(out / "table.csv").set_index("arm")["vs_baseline"].notna().sum() == 2  # both fractions
     label = pd.read_csv(out / "results.csv").set_index("arm").loc["cnn", "label"].iloc[0]
     header = [cell.strip() for cell in (out / "table.md").read_text().splitlines()[0].split("|")]
     assert f"vs {label}, paired [95% CI]" in header  # the column names the baseline the spec chose

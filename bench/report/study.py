@@ -58,7 +58,7 @@ def upgraded(results):
 
 def aggregate(results, roles):
     """One row per architecture and fraction: costs, and test top-1 over seeds (mean, std, 95% t-interval),
-    with the seed-paired difference to the baseline arm of `roles` (the `vs_vit` columns). Test top-5 only where
+    with the seed-paired difference to the baseline arm of `roles` (the `vs_baseline` columns). Test top-5 only where
     the task has more than 5 classes."""
     results = upgraded(results)
     stats = arm_summary(results, "test_top1", KEYS).rename(
@@ -74,11 +74,12 @@ def aggregate(results, roles):
     if has_baseline(results, roles):
         diffs = paired_differences(results, roles.baseline, "test_top1")[["arm", "fraction", "seeds", "diff_mean",
                                                                          "ci_low", "ci_high"]]
-        table = table.merge(diffs.rename(columns={"seeds": "paired_seeds", "diff_mean": "vs_vit",
-                                                  "ci_low": "vs_vit_ci_low", "ci_high": "vs_vit_ci_high"}),
+        table = table.merge(diffs.rename(columns={"seeds": "paired_seeds", "diff_mean": "vs_baseline",
+                                                  "ci_low": "vs_baseline_ci_low", "ci_high": "vs_baseline_ci_high"}),
                             on=["arm", "fraction"], how="left")
+    order = arm_order(results, roles)
     return table.sort_values(["fraction", "arm", "depth"], ignore_index=True,
-                             key=lambda c: c.map(lambda arm: arm_order(arm, roles)) if c.name == "arm" else c)
+                             key=lambda c: c.map(order) if c.name == "arm" else c)
 
 
 def has_baseline(results, roles):
@@ -92,9 +93,13 @@ def baseline_label(results, roles):
     return labels.iloc[0] if len(labels) else "the baseline"
 
 
-def arm_order(arm, roles):
-    """The baseline (the ViT), the MAC-matched ViTs, then the other arms by family name in models.FAMILIES order."""
-    return -1 if arm == roles.baseline else 0.5 if arm in roles.mac_matched else family_order(arm)
+def arm_order(results, roles):
+    """{arm: sort key} for the arms of `results`: the baseline, the MAC-matched arms, then the others by their model's
+    family in `models.FAMILY_TABLE` order (the sort is stable: arms of one family keep the spec's order). An arm's
+    name says nothing of its model."""
+    models_of = results.drop_duplicates("arm").set_index("arm")["model"]
+    return {arm: -2 if arm == roles.baseline else -1 if arm in roles.mac_matched else
+            family_order(models.family_of_model(model)) for arm, model in models_of.items()}
 
 
 def arm_colors(results, roles):
@@ -156,7 +161,8 @@ def markdown_table(table, baseline="the baseline"):
         "test top-1 % (mean ± std)": [mean_std(m, s) for m, s in zip(table["test_top1_mean"], table["test_top1_std"])],
         "95% CI": [interval(lo, hi) for lo, hi in zip(table["test_top1_ci_low"], table["test_top1_ci_high"])],
         f"vs {baseline}, paired [95% CI]": [signed_interval(m, lo, hi) for m, lo, hi in zip(
-            table["vs_vit"], table["vs_vit_ci_low"], table["vs_vit_ci_high"])] if "vs_vit" in table else "–",
+            table["vs_baseline"], table["vs_baseline_ci_low"], table["vs_baseline_ci_high"])]
+        if "vs_baseline" in table else "–",
         "seeds": table["seeds"], "val top-1 %": optional(table, "val_top1_mean", 1),
         "test top-1 of best.pth %": optional(table, "test_best_top1_mean", 1),
         "train img/s": table["train_images_per_s"].round().astype(int),
