@@ -66,14 +66,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path("/proc").is_dir(), r
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_pool_workers_die_with_their_parent_whatever_the_signal(signum):
     parent = subprocess.Popen([sys.executable, "-c", POOL_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=environment())
+                              text=True, env=environment(), preexec_fn=default_sigint)
     try:
         assert parent.stdout.readline().strip() == "ready"
         assert wait_until(lambda: len(children(parent.pid)) >= 2, 30), "the pool's workers never started"
         time.sleep(2)  # the workers have run their initializer and are inside their task
         workers = children(parent.pid)
         os.kill(parent.pid, signum)
-        parent.wait(timeout=120)  # generous: a loaded machine may schedule the parent late
+        # generous: a loaded machine may schedule the parent late; exit status 0 is a parent that never saw the signal
+        # and finished its tasks (SIGINT ignored, as a background job inherits it), its workers with it
+        assert parent.wait(timeout=120) != 0, f"signal {signum} never reached the parent"
         assert wait_until(lambda: not any(running(pid) for pid in workers), 60), \
             f"{[pid for pid in workers if running(pid)]} outlived their parent after signal {signum}"
     finally:
@@ -110,8 +112,8 @@ def test_a_study_with_jobs_stops_every_run_at_once_and_leaves_no_lock_or_partial
 
 
 def default_sigint():
-    """A job started in the background (`cmd &` in a script) inherits SIGINT ignored, and Python keeps it so;
-    the study under test must see Ctrl-C as a terminal's foreground job does."""
+    """A job started in the background (`cmd &` in a script, as CI may start pytest) inherits SIGINT ignored, and
+    Python keeps it so; every process a test sends SIGINT must see Ctrl-C as a terminal's foreground job does."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
