@@ -97,9 +97,15 @@ def arm_order(results, roles):
     """{arm: sort key} for the arms of `results`: the baseline, the MAC-matched arms, then the others by their model's
     family in `models.FAMILY_TABLE` order (the sort is stable: arms of one family keep the spec's order). An arm's
     name says nothing of its model."""
-    models_of = results.drop_duplicates("arm").set_index("arm")["model"]
-    return {arm: -2 if arm == roles.baseline else -1 if arm in roles.mac_matched else
-            family_order(models.family_of_model(model)) for arm, model in models_of.items()}
+    return {arm: -2 if arm == roles.baseline else -1 if arm in roles.mac_matched else family_order(family)
+            for arm, family in arm_families(results).items()}
+
+
+def arm_families(results):
+    """{arm: its model's family} (`models.family_of_model`); empty for a table from before `model` was recorded."""
+    if "model" not in results:
+        return {}
+    return results.drop_duplicates("arm").set_index("arm")["model"].map(models.family_of_model).to_dict()
 
 
 def arm_colors(results, roles):
@@ -108,10 +114,9 @@ def arm_colors(results, roles):
     colour; a family's further arms (a pretrained ViT beside its scratch twin) the next of SPARE_COLORS. Results
     without a `model` column (tables from before it was recorded) colour every arm from SPARE_COLORS."""
     arms = list(dict.fromkeys(results["arm"]))
-    models_of = results.drop_duplicates("arm").set_index("arm")["model"] if "model" in results else {}
-    colors, spare = {}, itertools.cycle(SPARE_COLORS)
+    families, colors, spare = arm_families(results), {}, itertools.cycle(SPARE_COLORS)
     for arm in sorted(arms, key=lambda arm: arm != roles.baseline):  # a stable sort: the others keep their order
-        family_color = FAMILY_COLORS.get(models.family_of_model(models_of[arm])) if arm in models_of else None
+        family_color = FAMILY_COLORS.get(families.get(arm))
         colors[arm] = (MAC_MATCHED_COLOR if arm in roles.mac_matched else
                        family_color if family_color and family_color not in colors.values() else next(spare))
     return colors
@@ -120,7 +125,7 @@ def arm_colors(results, roles):
 def front_end_arms(results, baseline):
     """The arms the study's question is about, read from their models' families (`models.FAMILY_TABLE`): another
     front end of ours than the `baseline` arm's (a T2T-ViT beside the ViT), not a CNN nor the ViT re-tuned."""
-    family = results.drop_duplicates("arm").set_index("arm")["model"].map(models.family_of_model)
+    family = arm_families(results)
     return [arm for arm, name in family.items()
             if models.FAMILY_TABLE[name].tokenizer is not None and name != family.get(baseline)]
 
