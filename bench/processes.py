@@ -5,7 +5,9 @@ work cleanly. Imports nothing of the project.
   when their parent dies (`prctl(PR_SET_PDEATHSIG)`), whatever killed it, SIGKILL included. When the
   block ends with an exception (Ctrl-C, SIGTERM, a failed task) the workers are terminated at once,
   instead of finishing the queue. A terminated worker unwinds (SIGTERM raises SystemExit in it), so
-  its atomic writes remove their temporary files and its folder lock is released.
+  its atomic writes remove their temporary files and its folder lock is released; and whatever the task does
+  with that SystemExit (a cleanup that raises its own error replaces it, and the pool's loop would then wait
+  forever for a task the terminating parent never sends), the kernel ends the worker `UNWIND_SECONDS` later.
 - `set_parent_death_signal()`: the same request for any child, e.g. as `subprocess.run`'s `preexec_fn`.
 - `sigterm_interrupts()`: while it is active, SIGTERM raises `Terminated` (a KeyboardInterrupt) in
   the main thread, so a terminated command cleans up as after Ctrl-C.
@@ -19,6 +21,7 @@ import sys
 import threading
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+UNWIND_SECONDS = 5  # a terminated worker's time to run its `finally` blocks (milliseconds of file removal)
 
 
 class Terminated(KeyboardInterrupt):
@@ -43,6 +46,9 @@ def sigterm_interrupts():
 
 
 def exit_on_sigterm(signum, frame):
+    """Unwind, and be gone in UNWIND_SECONDS however the unwinding ends: SIGALRM's default action ends the process
+    even if a task caught the SystemExit, or a cleanup replaced it with an error the pool's loop catches."""
+    signal.alarm(UNWIND_SECONDS)
     sys.exit(128 + signum)
 
 
@@ -60,6 +66,7 @@ def die_with_parent(parent_pid):
         os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, exit_on_sigterm)
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)  # an ignored SIGALRM survives exec; exit_on_sigterm needs it
 
 
 @contextlib.contextmanager

@@ -53,8 +53,8 @@ def replace_with_written(path, write, mode):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
+    except BaseException:  # an interrupt just after the rename finds no temporary file: it must stay the interrupt
+        Path(tmp).unlink(missing_ok=True)
         raise
     return path
 

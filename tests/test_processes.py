@@ -12,7 +12,7 @@ import tomli_w
 
 from bench.accuracy.data import scan_split
 from bench.accuracy.decoded_cache import decoded_split
-from models.atomic import atomic_write_text, is_alive, remove_stale_temporaries
+from models.atomic import atomic_write, atomic_write_text, is_alive, remove_stale_temporaries
 from tests.conftest import CIFAR10_SAMPLE, REPO
 from tests.harness_helpers import TINY_T2T, tiny_synthetic
 
@@ -22,6 +22,30 @@ from bench.processes import worker_pool
 with worker_pool(2) as pool:
     print("ready", flush=True)
     pool.map(time.sleep, [120, 120])
+"""
+
+# Tasks that do not let the SystemExit of the pool's SIGTERM end them: each would leave the terminating parent
+# waiting for its worker forever (the parent holds the task queue's lock; the worker's next `get` waits for it).
+STUBBORN_TASKS = {
+    "replaces it with an error": "raise FileNotFoundError('a cleanup found its file gone')",
+    "swallows it and returns": "return",
+    "swallows it and keeps working": "time.sleep(120)",
+}
+STUBBORN_SCRIPT = """
+import time
+from bench.processes import worker_pool
+
+def task(seconds):
+    try:
+        time.sleep(seconds)
+    except SystemExit:
+        {reaction}
+
+if __name__ == "__main__":
+    with worker_pool(2) as pool:
+        print("ready", flush=True)
+        for _ in pool.imap_unordered(task, [120, 120, 120]):  # the third waits in the queue
+            pass
 """
 
 
@@ -82,6 +106,25 @@ def test_pool_workers_die_with_their_parent_whatever_the_signal(signum):
         parent.kill()
 
 
+@pytest.mark.parametrize("reaction", STUBBORN_TASKS, ids=list(STUBBORN_TASKS))
+def test_a_terminated_pool_ends_whatever_its_tasks_do_with_the_termination(tmp_path, reaction):
+    script = tmp_path / "stubborn.py"  # a file: spawned workers import the task from the main module
+    script.write_text(STUBBORN_SCRIPT.format(reaction=STUBBORN_TASKS[reaction]))
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=environment(), preexec_fn=default_sigint)
+    try:
+        assert parent.stdout.readline().strip() == "ready"
+        assert wait_until(lambda: len(children(parent.pid)) >= 2, 30), "the pool's workers never started"
+        time.sleep(2)  # inside their tasks
+        workers = children(parent.pid)
+        os.kill(parent.pid, signal.SIGTERM)
+        # the workers are gone UNWIND_SECONDS (5) after the pool's terminate; generous for a loaded machine
+        assert parent.wait(timeout=60) != 0, "the parent finished its tasks: it never saw the signal"
+        assert not any(running(pid) for pid in workers)
+    finally:
+        parent.kill()
+
+
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_study_with_jobs_stops_every_run_at_once_and_leaves_no_lock_or_partial_file(tmp_path, signum, code):
     data = tiny_synthetic(tmp_path / "data", classes=3, train_per_class=16, val_per_class=2)
@@ -115,6 +158,38 @@ def default_sigint():
     """A job started in the background (`cmd &` in a script, as CI may start pytest) inherits SIGINT ignored, and
     Python keeps it so; every process a test sends SIGINT must see Ctrl-C as a terminal's foreground job does."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+ATOMIC_STEPS = ["fchmod", "write", "fsync", "replace", "after replace"]
+
+
+@pytest.mark.parametrize("step", ATOMIC_STEPS)
+def test_an_interrupted_atomic_write_leaves_the_old_file_or_the_new_and_stays_an_interrupt(tmp_path, monkeypatch, step):
+    """At every step of the write, Ctrl-C (or a terminated pool's SystemExit) leaves a whole file and no temporary
+    one, and reaches the caller as itself: a cleanup error in its place would hide it (see the pool test above)."""
+    target = tmp_path / "summary.json"
+    target.write_text("old")
+
+    def interrupted(real):
+        def call(*args):
+            if step == "after replace":
+                real(*args)
+            raise KeyboardInterrupt(step)
+        return call
+
+    def write(f):
+        if step == "write":
+            raise KeyboardInterrupt(step)
+        f.write("new")
+
+    if step != "write":
+        name = "replace" if step == "after replace" else step
+        monkeypatch.setattr(os, name, interrupted(getattr(os, name)))
+    with pytest.raises(KeyboardInterrupt, match=step):
+        atomic_write(target, write, mode="w")
+    monkeypatch.undo()
+    assert target.read_text() == ("new" if step == "after replace" else "old")
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
 
 
 def dead_pid():
