@@ -87,44 +87,39 @@ def environment():
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc (Linux)")]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
-def test_pool_workers_die_with_their_parent_whatever_the_signal(signum):
-    parent = subprocess.Popen([sys.executable, "-c", POOL_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=environment(), preexec_fn=default_sigint)
+def assert_pool_ends(args, signum, exit_within, gone_within):
+    """Run a pool script (`args` after the interpreter; it prints "ready" as its workers start their tasks), send its
+    parent `signum` with the workers inside their tasks: the parent must end on it in `exit_within` seconds, every
+    child of it `gone_within` seconds later (the spawn context's resource tracker, a child too, leaves a moment after
+    its parent). Generous bounds: a loaded machine may schedule the parent late."""
+    parent = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=environment(), preexec_fn=default_sigint)
     try:
         assert parent.stdout.readline().strip() == "ready"
         assert wait_until(lambda: len(children(parent.pid)) >= 2, 30), "the pool's workers never started"
         time.sleep(2)  # the workers have run their initializer and are inside their task
         workers = children(parent.pid)
         os.kill(parent.pid, signum)
-        # generous: a loaded machine may schedule the parent late; exit status 0 is a parent that never saw the signal
-        # and finished its tasks (SIGINT ignored, as a background job inherits it), its workers with it
-        assert parent.wait(timeout=120) != 0, f"signal {signum} never reached the parent"
-        assert wait_until(lambda: not any(running(pid) for pid in workers), 60), \
+        # exit status 0 is a parent that never saw the signal and finished its tasks (SIGINT ignored, as a background
+        # job inherits it), its workers with it
+        assert parent.wait(timeout=exit_within) != 0, f"signal {signum} never reached the parent"
+        assert wait_until(lambda: not any(running(pid) for pid in workers), gone_within), \
             f"{[pid for pid in workers if running(pid)]} outlived their parent after signal {signum}"
     finally:
         parent.kill()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_pool_workers_die_with_their_parent_whatever_the_signal(signum):
+    assert_pool_ends(["-c", POOL_SCRIPT], signum, exit_within=120, gone_within=60)
 
 
 @pytest.mark.parametrize("reaction", STUBBORN_TASKS, ids=list(STUBBORN_TASKS))
 def test_a_terminated_pool_ends_whatever_its_tasks_do_with_the_termination(tmp_path, reaction):
     script = tmp_path / "stubborn.py"  # a file: spawned workers import the task from the main module
     script.write_text(STUBBORN_SCRIPT.format(reaction=STUBBORN_TASKS[reaction]))
-    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=environment(), preexec_fn=default_sigint)
-    try:
-        assert parent.stdout.readline().strip() == "ready"
-        assert wait_until(lambda: len(children(parent.pid)) >= 2, 30), "the pool's workers never started"
-        time.sleep(2)  # inside their tasks
-        workers = children(parent.pid)
-        os.kill(parent.pid, signal.SIGTERM)
-        # the workers are gone UNWIND_SECONDS (5) after the pool's terminate; generous for a loaded machine
-        assert parent.wait(timeout=60) != 0, "the parent finished its tasks: it never saw the signal"
-        # the spawn context's resource tracker, a child too, leaves a moment after its parent
-        assert wait_until(lambda: not any(running(pid) for pid in workers), 30), \
-            f"{[pid for pid in workers if running(pid)]} outlived their parent"
-    finally:
-        parent.kill()
+    # the workers are gone UNWIND_SECONDS (5) after the pool's terminate
+    assert_pool_ends([str(script)], signal.SIGTERM, exit_within=60, gone_within=30)
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
